@@ -1,0 +1,182 @@
+/*
+ * tlsloop/tls_ctx.h - the engine's shared TLS configuration: it owns the SSL_CTX.
+ *
+ * A tl_tls_ctx holds everything that is the same for many connections: the role (server or
+ * client), certificates and keys, the CA store and verification policy, ALPN, protocol versions,
+ * the session cache and the ticket key ring. Engines (tlsloop/engine.h) are made from it; they
+ * share it, so there is one SSL_CTX per configuration, never one per connection.
+ *
+ * Lifecycle: tl_tls_ctx_new, then setters, then engines. The first engine made from a
+ * configuration freezes it: from then on it is immutable and setters fail with TL_ERR_USAGE.
+ * A reload builds a new configuration (a new "generation") and new connections use it, while old
+ * connections keep theirs: the configuration is reference-counted (each engine holds a reference;
+ * tl_tls_ctx_free drops the caller's), and it is freed with its last user.
+ *
+ * Safe defaults, applied by tl_tls_ctx_new:
+ *   - TLS 1.2 and 1.3 only; forward-secret AEAD suites only (ECDHE with AES-GCM or
+ *     CHACHA20-POLY1305 for 1.2, the three standard suites for 1.3); groups X25519, P-256, P-384;
+ *   - renegotiation and compression off; no 0-RTT;
+ *   - client: the peer's chain and host name are verified against the system CA store unless a CA
+ *     file or PEM is given; verification is off only after tl_tls_ctx_set_verify(TL_VERIFY_NONE);
+ *   - server: a session cache for TLS 1.2 session IDs, and tickets (TLS 1.2 and 1.3) encrypted with
+ *     a private key ring of its own (rotate it with tl_ticket_ring_rotate, or share a ring between
+ *     configurations and processes with tl_tls_ctx_set_ticket_ring); a session ID context is always
+ *     set, so resumption works with client certificates too.
+ *
+ * Certificates: the chain is built once when it is loaded (leaf first, then intermediates), the key
+ * is checked against the leaf, and an expired leaf is refused unless allowed. One RSA and one ECDSA
+ * certificate may be loaded into the same configuration; the client's capabilities pick one.
+ *
+ * Thread-safety: setters belong to one thread before the configuration is used. Once frozen, a
+ * configuration may be used by engines on any number of threads at once. Reference counting is
+ * atomic. A ticket key ring is internally locked and may be rotated from any thread while in use.
+ *
+ * Errors: functions returning int give 0 on success or -1 on failure; then tl_tls_ctx_error(ctx)
+ * holds a one-line message a user can act on (e.g. "cert.pem: key does not match the
+ * certificate") and tl_tls_ctx_error_kind(ctx) its kind. A failed setter leaves the configuration
+ * as it was.
+ */
+#ifndef TLSLOOP_TLS_CTX_H
+#define TLSLOOP_TLS_CTX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <tlsloop/api.h>
+#include <tlsloop/status.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tl_tls_ctx tl_tls_ctx;
+typedef struct tl_ticket_ring tl_ticket_ring;
+
+typedef enum tl_role {
+    TL_ROLE_SERVER = 0,
+    TL_ROLE_CLIENT = 1,
+} tl_role;
+
+typedef enum tl_verify {
+    TL_VERIFY_NONE = 0,      /* client: accept any peer (insecure); server: no client certificate */
+    TL_VERIFY_OPTIONAL,      /* server: ask for a client certificate, verify it if sent */
+    TL_VERIFY_REQUIRE,       /* client default: verify chain and name; server: require a client cert */
+} tl_verify;
+
+/* Protocol versions, as on the wire. */
+#define TL_TLS1_2 0x0303
+#define TL_TLS1_3 0x0304
+
+/* ---- configuration ---------------------------------------------------------------------- */
+
+/* A new configuration with the safe defaults above. NULL only when memory is exhausted. */
+TL_API tl_tls_ctx *tl_tls_ctx_new(tl_role role);
+
+/* Take another reference (for another owner). Returns ctx. */
+TL_API tl_tls_ctx *tl_tls_ctx_ref(tl_tls_ctx *ctx);
+
+/* Drop a reference; the last one frees the configuration. NULL is a no-op. */
+TL_API void tl_tls_ctx_free(tl_tls_ctx *ctx);
+
+TL_API tl_role tl_tls_ctx_role(const tl_tls_ctx *ctx);
+
+/* The message and kind of the last failed call on this configuration ("" / TL_ERR_NONE if none).
+ * Only meaningful on the thread that configures it, before it is frozen. */
+TL_API const char *tl_tls_ctx_error(const tl_tls_ctx *ctx);
+TL_API tl_error_kind tl_tls_ctx_error_kind(const tl_tls_ctx *ctx);
+
+/* Load a certificate chain (PEM: leaf first, then intermediates) and its private key (PEM). */
+TL_API int tl_tls_ctx_use_cert_file(tl_tls_ctx *ctx, const char *chain_path, const char *key_path);
+/* The same from NUL-terminated PEM text in memory. */
+TL_API int tl_tls_ctx_use_cert_pem(tl_tls_ctx *ctx, const char *chain_pem, const char *key_pem);
+/* Accept an expired (or not yet valid) leaf at load (default: refused with a clear message). */
+TL_API int tl_tls_ctx_allow_expired(tl_tls_ctx *ctx, bool allow);
+
+/* Trust anchors for verifying the peer: a PEM file with one or more CA certificates, or PEM text.
+ * Without either, a client trusts the system store (/etc/ssl/certs). On a server the CA names are
+ * also sent to clients as the acceptable issuers of client certificates. */
+TL_API int tl_tls_ctx_set_ca_file(tl_tls_ctx *ctx, const char *path);
+TL_API int tl_tls_ctx_set_ca_pem(tl_tls_ctx *ctx, const char *pem);
+
+/* Verification policy (see tl_verify). A server that verifies needs a CA. */
+TL_API int tl_tls_ctx_set_verify(tl_tls_ctx *ctx, tl_verify mode);
+
+/* Lowest and highest protocol version (TL_TLS1_2, TL_TLS1_3); below 1.2 is refused. */
+TL_API int tl_tls_ctx_set_versions(tl_tls_ctx *ctx, int min_version, int max_version);
+
+/* TLS 1.2 cipher list and TLS 1.3 suites in OpenSSL syntax (NULL keeps the default). Lists that
+ * admit a suite without forward secrecy or AEAD are refused. */
+TL_API int tl_tls_ctx_set_ciphers(tl_tls_ctx *ctx, const char *tls12_list, const char *tls13_suites);
+
+/* Key-exchange groups, e.g. "X25519:P-256". */
+TL_API int tl_tls_ctx_set_groups(tl_tls_ctx *ctx, const char *groups);
+
+/* ALPN protocols in order of preference, comma-separated (e.g. "h2,http/1.1"). A server picks its
+ * most preferred protocol the client offers, and goes on without ALPN when there is none in
+ * common; a client offers the list. */
+TL_API int tl_tls_ctx_set_alpn(tl_tls_ctx *ctx, const char *protocols);
+
+/* Server: number of TLS 1.3 tickets sent after a full handshake (default 2; 0 turns TLS 1.3
+ * tickets off). */
+TL_API int tl_tls_ctx_set_num_tickets(tl_tls_ctx *ctx, unsigned n);
+
+/* Server: turn session tickets (TLS 1.2 and 1.3) on or off (default on). With tickets off, TLS 1.2
+ * resumes from the session cache and TLS 1.3 resumes from stateful tickets in the same cache. */
+TL_API int tl_tls_ctx_set_tickets(tl_tls_ctx *ctx, bool on);
+
+/* Server: session cache size in sessions (0 turns the cache off; default 20480) and the lifetime
+ * of sessions and tickets in seconds (default 7200). */
+TL_API int tl_tls_ctx_set_session_cache(tl_tls_ctx *ctx, size_t size, unsigned lifetime_s);
+
+/* Server: the session ID context (up to 32 bytes) that binds sessions to this configuration.
+ * Default: "tlsloop". Give each distinct policy (virtual host, client-certificate rule) its own. */
+TL_API int tl_tls_ctx_set_session_id_context(tl_tls_ctx *ctx, const void *sid, size_t len);
+
+/* Server: use this ticket key ring (the configuration takes a reference) instead of its own. */
+TL_API int tl_tls_ctx_set_ticket_ring(tl_tls_ctx *ctx, tl_ticket_ring *ring);
+/* Server: the ticket key ring in use (borrowed; valid while the configuration lives). */
+TL_API tl_ticket_ring *tl_tls_ctx_ticket_ring(tl_tls_ctx *ctx);
+
+/* Freeze now (otherwise done by the first engine): loads the system CA store if needed and makes
+ * the configuration immutable. Returns 0, or -1 when the configuration cannot work (a server
+ * without a certificate, a verifying server without a CA). */
+TL_API int tl_tls_ctx_freeze(tl_tls_ctx *ctx);
+
+/* ---- ticket key ring ---------------------------------------------------------------------
+ *
+ * The keys that encrypt and decrypt session tickets. The newest key encrypts; the older ones
+ * still decrypt, and a ticket that only an older key opens is replaced by a new one. The ring
+ * keeps `capacity` keys: rotating adds a new key and drops the oldest. Rotate every lifetime/4
+ * with a capacity of 5, and a ticket stays valid for its whole lifetime.
+ *
+ * A key is TL_TICKET_KEY_LEN bytes: a 16-byte name (sent in the ticket), a 32-byte HMAC-SHA256
+ * key, and a 32-byte AES-256 key, in that order. Several processes share tickets by adding the
+ * same keys in the same order (tl_ticket_ring_add).
+ */
+#define TL_TICKET_KEY_LEN 80
+
+/* A ring with one random key. capacity: keys kept (1..64). NULL when out of memory or randomness
+ * fails. */
+TL_API tl_ticket_ring *tl_ticket_ring_new(unsigned capacity);
+TL_API tl_ticket_ring *tl_ticket_ring_ref(tl_ticket_ring *ring);
+TL_API void tl_ticket_ring_free(tl_ticket_ring *ring);
+/* Add a new random key as the encrypting one. Returns 0 or -1 (randomness failed). */
+TL_API int tl_ticket_ring_rotate(tl_ticket_ring *ring);
+/* Add this key as the encrypting one (from a key file or another process). Returns 0, or -1 if a
+ * key with the same name is already in the ring. */
+TL_API int tl_ticket_ring_add(tl_ticket_ring *ring, const uint8_t key[TL_TICKET_KEY_LEN]);
+/* Keys in the ring, and the name of the key that encrypts now (16 bytes into name). */
+TL_API unsigned tl_ticket_ring_count(tl_ticket_ring *ring);
+TL_API void tl_ticket_ring_current_name(tl_ticket_ring *ring, uint8_t name[16]);
+/* Tickets issued, opened with the current key, opened with an older key (and so renewed), and
+ * refused because no key had their name. */
+typedef struct tl_ticket_stats {
+    uint64_t issued, decrypted_current, decrypted_old, unknown_key;
+} tl_ticket_stats;
+TL_API void tl_ticket_ring_stats(tl_ticket_ring *ring, tl_ticket_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TLSLOOP_TLS_CTX_H */

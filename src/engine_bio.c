@@ -1,0 +1,204 @@
+/*
+ * engine_bio.c - the engine's BIO: OpenSSL's only way in and out.
+ *
+ * Reads come from the caller's buffer (buffer mode) or the transport's recv (transport mode)
+ * straight into OpenSSL's record buffer. Writes go to the caller's wrap destination or the
+ * transport's send straight from OpenSSL's record buffer; whatever cannot be delivered now is kept
+ * in the engine's pending output and reported as written. OpenSSL therefore never sees a write
+ * blocked, so it never needs the "retry with the same buffer" dance of SSL_write (pitfall 5), and
+ * the engine only encrypts more once the pending output is gone, which bounds it.
+ *
+ * EOF: when the input has ended and OpenSSL asks for more between two records, the BIO answers
+ * "retry" and marks eof_at_boundary, so the engine reports TL_TRUNCATED itself and OpenSSL never
+ * takes its fatal unexpected-EOF path (which would also drop the session). In the middle of a
+ * record it answers EOF, and OpenSSL fails the connection as it should.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+
+#include "engine_int.h"
+
+static BIO_METHOD *bio_method;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+
+/* Follow the TLS record framing of bytes handed to OpenSSL. */
+static void track_records(tl_engine *e, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        if (e->rec_body_left > 0) {
+            size_t k = n < e->rec_body_left ? n : e->rec_body_left;
+            e->rec_body_left -= k;
+            p += k;
+            n -= k;
+            continue;
+        }
+        size_t k = 5 - e->rec_hdr_have;
+        if (k > n)
+            k = n;
+        memcpy(e->rec_hdr + e->rec_hdr_have, p, k);
+        e->rec_hdr_have += (unsigned)k;
+        p += k;
+        n -= k;
+        if (e->rec_hdr_have == 5) {
+            e->rec_body_left = ((size_t)e->rec_hdr[3] << 8) | e->rec_hdr[4];
+            e->rec_hdr_have = 0;
+        }
+    }
+}
+
+static int at_eof(BIO *b, tl_engine *e)
+{
+    if (tli_engine_at_record_boundary(e)) {
+        e->eof_at_boundary = true;
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    return 0; /* inside a record: a real, fatal EOF */
+}
+
+static int bio_read(BIO *b, char *buf, int len)
+{
+    tl_engine *e = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (len <= 0)
+        return 0;
+    if (e->st.in_task) {
+        /* A delegated task works on input OpenSSL already holds; it never reads the transport. */
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    size_t n;
+    if (e->has_tp) {
+        if (e->input_eof)
+            return at_eof(b, e);
+        ssize_t r = e->tp.recv(e->tp.arg, buf, (size_t)len);
+        if (r == 0) {
+            e->input_eof = true;
+            return at_eof(b, e);
+        }
+        if (r == TL_IO_AGAIN) {
+            BIO_set_retry_read(b);
+            return -1;
+        }
+        if (r < 0) {
+            e->io_error = true;
+            return -1;
+        }
+        n = (size_t)r;
+    } else {
+        size_t avail = e->in ? e->in_len - e->in_pos : 0;
+        if (avail == 0) {
+            if (e->input_eof)
+                return at_eof(b, e);
+            BIO_set_retry_read(b);
+            return -1;
+        }
+        n = avail < (size_t)len ? avail : (size_t)len;
+        memcpy(buf, e->in + e->in_pos, n);
+        e->in_pos += n;
+    }
+    track_records(e, (const uint8_t *)buf, n);
+    e->bytes_in += n;
+    return (int)n;
+}
+
+static int keep_pending(tl_engine *e, const char *p, size_t n)
+{
+    if (tl_buf_append(&e->pending, p, n) == 0)
+        return 0;
+    e->out_of_memory = true;
+    return -1;
+}
+
+static int bio_write(BIO *b, const char *buf, int len)
+{
+    tl_engine *e = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (len <= 0)
+        return 0;
+    size_t n = (size_t)len, done = 0;
+    /* Order matters: nothing overtakes bytes already pending. */
+    if (tl_buf_len(&e->pending) == 0 && !e->st.in_task) {
+        if (e->sink == SINK_DST) {
+            size_t room = e->out_cap - e->out_pos;
+            done = n < room ? n : room;
+            memcpy(e->out + e->out_pos, buf, done);
+            e->out_pos += done;
+        } else if (e->sink == SINK_TRANSPORT) {
+            ssize_t r = e->tp.send(e->tp.arg, buf, n);
+            if (r > 0) {
+                done = (size_t)r;
+            } else if (r != TL_IO_AGAIN) {
+                e->io_error = true;
+                return -1;
+            }
+        }
+    }
+    if (done < n && keep_pending(e, buf + done, n - done) != 0)
+        return -1; /* out of memory: OpenSSL fails the connection */
+    e->bytes_out += n;
+    return len;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)num;
+    (void)ptr;
+    tl_engine *e = BIO_get_data(b);
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1; /* written bytes are delivered or pending: nothing is held back here */
+    case BIO_CTRL_EOF:
+        return e->input_eof && (e->has_tp || !e->in || e->in_pos == e->in_len);
+    case BIO_CTRL_WPENDING:
+        return (long)tl_buf_len(&e->pending);
+    default:
+        return 0;
+    }
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static void make_method(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "tlsloop engine");
+    if (m && BIO_meth_set_write(m, bio_write) && BIO_meth_set_read(m, bio_read) &&
+        BIO_meth_set_ctrl(m, bio_ctrl) && BIO_meth_set_create(m, bio_create)) {
+        bio_method = m;
+        return;
+    }
+    BIO_meth_free(m);
+}
+
+BIO *tli_engine_bio_new(tl_engine *e)
+{
+    pthread_once(&bio_once, make_method);
+    if (!bio_method)
+        return NULL;
+    BIO *b = BIO_new(bio_method);
+    if (b)
+        BIO_set_data(b, e);
+    return b;
+}
+
+bool tli_engine_flush_pending(tl_engine *e)
+{
+    while (tl_buf_len(&e->pending) > 0) {
+        ssize_t r = e->tp.send(e->tp.arg, tl_buf_rptr(&e->pending), tl_buf_len(&e->pending));
+        if (r > 0) {
+            tl_buf_consume(&e->pending, (size_t)r);
+            continue;
+        }
+        if (r != TL_IO_AGAIN)
+            e->io_error = true;
+        return false;
+    }
+    tl_buf_release(&e->pending); /* a full socket is rare: hold no memory meanwhile */
+    return true;
+}

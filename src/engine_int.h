@@ -1,0 +1,74 @@
+/*
+ * src/engine_int.h - the engine's private structure, shared by engine*.c only.
+ */
+#ifndef TLSLOOP_ENGINE_INT_H
+#define TLSLOOP_ENGINE_INT_H
+
+#include <tlsloop/buf.h>
+#include <tlsloop/engine.h>
+
+#include "tli.h"
+
+/* Where the BIO sends what OpenSSL writes during the current call. */
+typedef enum sink {
+    SINK_PENDING = 0, /* into e->pending (unwrap, tasks, anything without a destination) */
+    SINK_DST,         /* into the caller's wrap destination, the rest into e->pending */
+    SINK_TRANSPORT,   /* to the transport, what it cannot take into e->pending */
+} sink;
+
+struct tl_engine {
+    tli_ssl_state st;           /* attached to the SSL as app data (see tli.h) */
+    SSL *ssl;
+    tl_tls_ctx *cfg;            /* owned reference */
+    tl_transport tp;
+    bool has_tp;
+
+    /* The current call's I/O, read by the BIO. Outside calls: in == NULL, sink == SINK_PENDING. */
+    const uint8_t *in;
+    size_t in_len, in_pos;
+    uint8_t *out;
+    size_t out_cap, out_pos;
+    sink sink;
+
+    tl_buf pending;             /* network output not yet taken (buffer) or sent (transport) */
+
+    /* TLS record boundaries of the network input handed to OpenSSL, to tell an EOF between
+     * records (a clean truncation) from one inside a record. */
+    uint8_t rec_hdr[5];
+    unsigned rec_hdr_have;
+    size_t rec_body_left;
+
+    bool input_eof;             /* no more network input will come */
+    bool eof_at_boundary;       /* OpenSSL asked for input after EOF, between records */
+    bool io_error;              /* the transport failed */
+    bool out_of_memory;         /* pending output could not grow */
+    bool started;               /* the handshake has begun */
+    bool hs_done;
+    bool hs_finished_unreported; /* TL_HS_FINISHED still to be reported once */
+    bool task_pending;
+    bool close_sent;
+    bool close_received;
+    bool truncated;
+    bool failed;
+    bool session_bad;           /* the exchange did not end well: do not keep the session */
+
+    int alert_sent;             /* last alert descriptions, -1 if none */
+    int alert_received;
+    tl_error_kind err_kind;
+    char err[320];
+
+    uint64_t bytes_in, bytes_out;
+    char *server_name;
+};
+
+/* The BIO for an engine (engine_bio.c). NULL when out of memory. */
+BIO *tli_engine_bio_new(tl_engine *e);
+/* Send pending output through the transport. Returns true when nothing is left pending. */
+bool tli_engine_flush_pending(tl_engine *e);
+/* Whether the network input handed to OpenSSL ends exactly at a record boundary. */
+static inline bool tli_engine_at_record_boundary(const tl_engine *e)
+{
+    return e->rec_hdr_have == 0 && e->rec_body_left == 0;
+}
+
+#endif /* TLSLOOP_ENGINE_INT_H */

@@ -1,0 +1,193 @@
+/*
+ * tls_ctx_tickets.c - the session ticket key ring (see tl_ticket_ring in tlsloop/tls_ctx.h).
+ *
+ * keys[0] is the newest key and the only one that encrypts; keys[1..count-1] still decrypt. A
+ * ticket opened by an older key is renewed (the callback returns 2). Handshakes on every loop
+ * thread read the ring; rotation is rare, so a reader-writer lock guards it, and readers copy the
+ * one key they need out of the lock. The cipher is fetched once per ring, not per ticket.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "tli.h"
+
+#define MAX_KEYS 64
+
+typedef struct ticket_key {
+    uint8_t name[16];
+    uint8_t hmac[32];
+    uint8_t aes[32];
+} ticket_key;
+
+struct tl_ticket_ring {
+    atomic_int refs;
+    pthread_rwlock_t lock;
+    unsigned capacity;
+    unsigned count;
+    ticket_key keys[MAX_KEYS];
+    EVP_CIPHER *cipher;
+    atomic_uint_fast64_t issued, decrypted_current, decrypted_old, unknown_key;
+};
+
+/* Put k in front, dropping the oldest key when the ring is full. Caller holds the write lock. */
+static void push_front(tl_ticket_ring *r, const ticket_key *k)
+{
+    if (r->count == r->capacity) {
+        r->count--;
+        OPENSSL_cleanse(&r->keys[r->count], sizeof r->keys[0]);
+    }
+    memmove(&r->keys[1], &r->keys[0], r->count * sizeof r->keys[0]);
+    r->keys[0] = *k;
+    r->count++;
+}
+
+tl_ticket_ring *tl_ticket_ring_new(unsigned capacity)
+{
+    if (capacity < 1 || capacity > MAX_KEYS)
+        return NULL;
+    tl_ticket_ring *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    atomic_init(&r->refs, 1);
+    r->capacity = capacity;
+    if (pthread_rwlock_init(&r->lock, NULL) != 0) {
+        free(r);
+        return NULL;
+    }
+    r->cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+    if (!r->cipher || tl_ticket_ring_rotate(r) != 0) {
+        tl_ticket_ring_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+tl_ticket_ring *tl_ticket_ring_ref(tl_ticket_ring *r)
+{
+    atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+    return r;
+}
+
+void tl_ticket_ring_free(tl_ticket_ring *r)
+{
+    if (!r || atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    OPENSSL_cleanse(r->keys, sizeof r->keys);
+    EVP_CIPHER_free(r->cipher);
+    pthread_rwlock_destroy(&r->lock);
+    free(r);
+}
+
+int tl_ticket_ring_rotate(tl_ticket_ring *r)
+{
+    ticket_key k;
+    if (RAND_bytes((unsigned char *)&k, sizeof k) != 1)
+        return -1;
+    pthread_rwlock_wrlock(&r->lock);
+    push_front(r, &k);
+    pthread_rwlock_unlock(&r->lock);
+    OPENSSL_cleanse(&k, sizeof k);
+    return 0;
+}
+
+int tl_ticket_ring_add(tl_ticket_ring *r, const uint8_t key[TL_TICKET_KEY_LEN])
+{
+    ticket_key k;
+    _Static_assert(sizeof k == TL_TICKET_KEY_LEN, "ticket key layout");
+    memcpy(&k, key, sizeof k);
+    int rc = 0;
+    pthread_rwlock_wrlock(&r->lock);
+    for (unsigned i = 0; i < r->count; i++)
+        if (memcmp(r->keys[i].name, k.name, sizeof k.name) == 0)
+            rc = -1;
+    if (rc == 0)
+        push_front(r, &k);
+    pthread_rwlock_unlock(&r->lock);
+    OPENSSL_cleanse(&k, sizeof k);
+    return rc;
+}
+
+unsigned tl_ticket_ring_count(tl_ticket_ring *r)
+{
+    pthread_rwlock_rdlock(&r->lock);
+    unsigned n = r->count;
+    pthread_rwlock_unlock(&r->lock);
+    return n;
+}
+
+void tl_ticket_ring_current_name(tl_ticket_ring *r, uint8_t name[16])
+{
+    pthread_rwlock_rdlock(&r->lock);
+    memcpy(name, r->keys[0].name, 16);
+    pthread_rwlock_unlock(&r->lock);
+}
+
+void tl_ticket_ring_stats(tl_ticket_ring *r, tl_ticket_stats *out)
+{
+    out->issued = atomic_load(&r->issued);
+    out->decrypted_current = atomic_load(&r->decrypted_current);
+    out->decrypted_old = atomic_load(&r->decrypted_old);
+    out->unknown_key = atomic_load(&r->unknown_key);
+}
+
+static int set_mac_key(EVP_MAC_CTX *hctx, uint8_t *hmac)
+{
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, hmac, 32),
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_end(),
+    };
+    return EVP_MAC_CTX_set_params(hctx, params);
+}
+
+int tli_ticket_ring_crypt(tl_ticket_ring *r, unsigned char name[16], unsigned char *iv,
+                          EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
+{
+    ticket_key k;
+    int found = -1;
+    pthread_rwlock_rdlock(&r->lock);
+    if (enc) {
+        k = r->keys[0];
+        found = 0;
+    } else {
+        for (unsigned i = 0; i < r->count; i++) {
+            if (memcmp(r->keys[i].name, name, 16) == 0) {
+                k = r->keys[i];
+                found = (int)i;
+                break;
+            }
+        }
+    }
+    pthread_rwlock_unlock(&r->lock);
+
+    int rc;
+    if (enc) {
+        memcpy(name, k.name, 16);
+        rc = RAND_bytes(iv, EVP_CIPHER_get_iv_length(r->cipher)) == 1 &&
+                     EVP_EncryptInit_ex2(cctx, r->cipher, k.aes, iv, NULL) && set_mac_key(hctx, k.hmac)
+                 ? 1
+                 : -1;
+        if (rc == 1)
+            atomic_fetch_add_explicit(&r->issued, 1, memory_order_relaxed);
+    } else if (found < 0) {
+        atomic_fetch_add_explicit(&r->unknown_key, 1, memory_order_relaxed);
+        rc = 0; /* unknown key: a full handshake, not an error */
+    } else {
+        rc = EVP_DecryptInit_ex2(cctx, r->cipher, k.aes, iv, NULL) && set_mac_key(hctx, k.hmac)
+                 ? (found == 0 ? 1 : 2)
+                 : -1;
+        if (rc == 1)
+            atomic_fetch_add_explicit(&r->decrypted_current, 1, memory_order_relaxed);
+        else if (rc == 2)
+            atomic_fetch_add_explicit(&r->decrypted_old, 1, memory_order_relaxed);
+    }
+    OPENSSL_cleanse(&k, sizeof k);
+    return rc;
+}
