@@ -185,8 +185,14 @@ static void apply_opts(tl_engine *e, const tl_engine_opts *o)
                               "its certificate (tl_engine_opts.server_name)");
         return;
     }
-    if (client && o && o->session && !SSL_set_session(e->ssl, o->session))
-        ERR_clear_error(); /* an unusable session just means a full handshake */
+    if (client && o && o->session) {
+        /* Offer a copy: OpenSSL marks the session it resumes as used, and the caller's saved
+         * session is the caller's to manage. An unusable session just means a full handshake. */
+        SSL_SESSION *copy = SSL_SESSION_dup(o->session);
+        if (!copy || !SSL_set_session(e->ssl, copy))
+            ERR_clear_error();
+        SSL_SESSION_free(copy);
+    }
 }
 
 tl_engine *tl_engine_new(tl_tls_ctx *cfg, const tl_engine_opts *opts)
@@ -529,10 +535,17 @@ struct ssl_st *tl_engine_ssl(tl_engine *e) { return e->ssl; }
 
 tl_session *tl_engine_get_session(tl_engine *e)
 {
-    if (!e->st.session || e->session_bad || e->failed)
+    if (e->session_bad || e->failed || !e->hs_done)
         return NULL;
-    SSL_SESSION_up_ref(e->st.session);
-    return e->st.session;
+    if (e->st.session) {
+        SSL_SESSION_up_ref(e->st.session);
+        return e->st.session;
+    }
+    /* A resumption that brought no new session (TLS 1.2) goes on with the one it resumed. */
+    SSL_SESSION *cur = SSL_get_session(e->ssl);
+    if (SSL_session_reused(e->ssl) && cur && SSL_SESSION_is_resumable(cur))
+        return SSL_SESSION_dup(cur);
+    return NULL;
 }
 
 void tl_session_free(tl_session *s)

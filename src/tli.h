@@ -33,9 +33,10 @@ int tli_tls_ctx_freeze(tl_tls_ctx *ctx, char *msg, size_t msglen);
 /* The configuration's verification policy. */
 tl_verify tli_tls_ctx_verify(const tl_tls_ctx *ctx);
 
-/* Ticket key ring: the OpenSSL ticket callback body (see SSL_CTX_set_tlsext_ticket_key_evp_cb). */
+/* Ticket key ring: the OpenSSL ticket callback body (see SSL_CTX_set_tlsext_ticket_key_evp_cb).
+ * renew: ask for a new ticket even when the current key opened this one. */
 int tli_ticket_ring_crypt(tl_ticket_ring *ring, unsigned char name[16], unsigned char *iv,
-                          EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc);
+                          EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc, bool renew);
 
 /* Write "prefix: reason[: reason...]" from the thread's OpenSSL error queue into buf, draining the
  * queue. Without queued errors, writes only the prefix. Returns the kind the errors suggest

@@ -174,7 +174,9 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
     tl_tls_ctx *ctx = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
     if (!ctx || !ctx->ring)
         return enc ? -1 : 0;
-    return tli_ticket_ring_crypt(ctx->ring, name, iv, cctx, hctx, enc);
+    /* By now the version is agreed: TLS 1.3 tickets are single-use, so each one is replaced. */
+    return tli_ticket_ring_crypt(ctx->ring, name, iv, cctx, hctx, enc,
+                                 SSL_version(ssl) >= TLS1_3_VERSION);
 }
 
 /* ---- lifecycle --------------------------------------------------------------------------- */

@@ -2,7 +2,8 @@
  * tls_ctx_tickets.c - the session ticket key ring (see tl_ticket_ring in tlsloop/tls_ctx.h).
  *
  * keys[0] is the newest key and the only one that encrypts; keys[1..count-1] still decrypt. A
- * ticket opened by an older key is renewed (the callback returns 2). Handshakes on every loop
+ * ticket opened by an older key is renewed (the callback returns 2), and so is every TLS 1.3
+ * ticket: TLS 1.3 tickets are single-use (RFC 8446 C.4), so each resumption gets a fresh one. Handshakes on every loop
  * thread read the ring; rotation is rare, so a reader-writer lock guards it, and readers copy the
  * one key they need out of the lock. The cipher is fetched once per ring, not per ticket.
  */
@@ -148,7 +149,7 @@ static int set_mac_key(EVP_MAC_CTX *hctx, uint8_t *hmac)
 }
 
 int tli_ticket_ring_crypt(tl_ticket_ring *r, unsigned char name[16], unsigned char *iv,
-                          EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
+                          EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc, bool renew)
 {
     ticket_key k;
     int found = -1;
@@ -181,12 +182,11 @@ int tli_ticket_ring_crypt(tl_ticket_ring *r, unsigned char name[16], unsigned ch
         rc = 0; /* unknown key: a full handshake, not an error */
     } else {
         rc = EVP_DecryptInit_ex2(cctx, r->cipher, k.aes, iv, NULL) && set_mac_key(hctx, k.hmac)
-                 ? (found == 0 ? 1 : 2)
+                 ? (found == 0 && !renew ? 1 : 2)
                  : -1;
-        if (rc == 1)
-            atomic_fetch_add_explicit(&r->decrypted_current, 1, memory_order_relaxed);
-        else if (rc == 2)
-            atomic_fetch_add_explicit(&r->decrypted_old, 1, memory_order_relaxed);
+        if (rc > 0)
+            atomic_fetch_add_explicit(found == 0 ? &r->decrypted_current : &r->decrypted_old, 1,
+                                      memory_order_relaxed);
     }
     OPENSSL_cleanse(&k, sizeof k);
     return rc;

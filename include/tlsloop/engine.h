@@ -136,7 +136,7 @@ typedef struct tl_engine_opts {
     /* Transport mode when not NULL (copied; arg must outlive the engine); buffer mode otherwise. */
     const tl_transport *transport;
     unsigned flags;
-    /* Client: a session to resume (not taken: the engine takes its own reference). */
+    /* Client: a session to resume (not taken, not changed: the engine offers its own copy). */
     tl_session *session;
 } tl_engine_opts;
 
