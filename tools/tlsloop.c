@@ -1,0 +1,77 @@
+/* tlsloop.c - the tlsloop program: one binary, one subcommand per job. */
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <tlsloop/api.h>
+
+#include "tools.h"
+
+typedef struct command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+    void (*usage)(FILE *f);
+} command;
+
+static const command COMMANDS[] = {
+    {"demo", "two TLS engines talking through memory, step by step (no sockets)", cmd_demo,
+     cmd_demo_usage},
+};
+#define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: tlsloop <command> [options]\n"
+               "       tlsloop help <command>\n"
+               "       tlsloop --version\n\n"
+               "tlsloop is asynchronous, non-blocking TLS for Linux on OpenSSL 3.\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-8s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(f, "\nThe HTTPS server (serve), the TLS proxy (proxy), the client (get) and the load\n"
+               "generator (bench) are being built; see the README.\n");
+}
+
+static const command *find(const char *name)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(COMMANDS[i].name, name) == 0)
+            return &COMMANDS[i];
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *arg = argv[1];
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(arg, "--version") == 0 || strcmp(arg, "version") == 0) {
+        printf("tlsloop %s (%s)\n", TL_VERSION_STRING, OpenSSL_version(OPENSSL_VERSION));
+        return EXIT_OK;
+    }
+    if (strcmp(arg, "help") == 0) {
+        const command *c = argc > 2 ? find(argv[2]) : NULL;
+        if (argc > 2 && !c) {
+            fprintf(stderr, "tlsloop: no command '%s' (try 'tlsloop --help')\n", argv[2]);
+            return EXIT_USAGE;
+        }
+        if (c)
+            c->usage(stdout);
+        else
+            usage(stdout);
+        return EXIT_OK;
+    }
+    const command *c = find(arg);
+    if (!c) {
+        fprintf(stderr, "tlsloop: no command '%s' (try 'tlsloop --help')\n", arg);
+        return EXIT_USAGE;
+    }
+    return c->run(argc - 1, argv + 1);
+}
