@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# tests/run.sh - tlsloop's whole test suite; `make test` runs it after building build/.
+#
+# Phases (TEST_PHASES, default "normal asan fuzz checks"), one after another, never in parallel:
+#   normal  build/: every tests/unit/test_*.c binary, every tests/e2e/*.sh|*.py, every example
+#   asan    the same, built again into build-asan/ with ASan+UBSan (make SAN=1 BUILD=build-asan)
+#   fuzz    each fuzz/fuzz_*.c target (build-fuzz/) for a few seconds over its seed corpus
+#   checks  every tests/check_*.sh (symbols, install) against build/
+#
+# Counting: a unit test binary and a check script print "N passed, N failed" as their last such
+# line; those numbers are added. A binary that exits non-zero after a line with 0 failed (a leak
+# found at exit, say) adds 1 failed; one that dies, times out, or prints no such line counts as
+# 1 failed. An e2e script counts like a unit test when it prints the line, else as 1 test by its exit
+# status. An example and a fuzz target count as 1 test: passed when it exits 0. The last line is the
+# sum: "N passed, N failed". The exit status is 1 when anything failed.
+#
+# Every program runs from the repository root under `timeout`, with stdin from /dev/null and these
+# in its environment: TLSLOOP_PHASE (normal|asan), TLSLOOP_BUILD (its build directory),
+# TLSLOOP_BIN (absolute path of that build's tlsloop program), TLSLOOP_ROOT (the repository).
+#
+# Knobs (environment): TEST_PHASES, BUILD, ASAN_BUILD, FUZZ_BUILD, UNIT_TIMEOUT (300), E2E_TIMEOUT
+# (300), EXAMPLE_TIMEOUT (60), CHECK_TIMEOUT (600), FUZZ_SMOKE_SECONDS (20 per target),
+# FUZZ_SMOKE_BUDGET (150 s for all targets together), MAKE.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$PWD
+
+MAKE=${MAKE:-make}
+BUILD=${BUILD:-build}
+ASAN_BUILD=${ASAN_BUILD:-build-asan}
+FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
+PHASES=${TEST_PHASES:-normal asan fuzz checks}
+UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}
+E2E_TIMEOUT=${E2E_TIMEOUT:-300}
+EXAMPLE_TIMEOUT=${EXAMPLE_TIMEOUT:-60}
+CHECK_TIMEOUT=${CHECK_TIMEOUT:-600}
+FUZZ_SMOKE_SECONDS=${FUZZ_SMOKE_SECONDS:-20}
+FUZZ_SMOKE_BUDGET=${FUZZ_SMOKE_BUDGET:-150}
+# Lines of a program's output shown when it passed (all of it, up to 2000 lines, when it failed).
+SHOW_LINES=${SHOW_LINES:-60}
+export MAKE BUILD FUZZ_BUILD
+
+ulimit -c 0 2>/dev/null # abort_on_error must not fill the disk with cores
+
+# A sub-make builds in parallel; under `make -jN` it shares the jobserver instead.
+JOBS=()
+if [[ " ${MAKEFLAGS:-} " != *jobserver* && " ${MAKEFLAGS:-} " != *" -j"* ]]; then
+    JOBS=(-j"$(nproc 2>/dev/null || echo 2)")
+fi
+submake() { "$MAKE" --no-print-directory "${JOBS[@]}" "$@"; }
+
+LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/tlsloop-tests.XXXXXX")
+trap 'rm -rf "$LOGDIR"' EXIT
+
+total_pass=0
+total_fail=0
+failures=()
+START=$SECONDS
+CLOSING_RE='^([A-Za-z_-]+: )?[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?[[:space:]]*$'
+
+record() { # phase name passed failed [why]
+    total_pass=$((total_pass + $3))
+    total_fail=$((total_fail + $4))
+    if [[ $4 -gt 0 ]]; then
+        failures+=("[$1] $2: $4 failed${5:+ ($5)}")
+    fi
+}
+
+show_log() { # log passed?
+    local n
+    n=$(wc -l <"$1")
+    local max=$SHOW_LINES
+    [[ $2 == 1 ]] || max=2000
+    if [[ $n -le $max ]]; then
+        sed 's/^/    /' "$1"
+    else
+        echo "    ... ($((n - max)) earlier lines not shown)"
+        tail -n "$max" "$1" | sed 's/^/    /'
+    fi
+}
+
+# run_one PHASE KIND TIMEOUT LABEL CMD...
+# KIND: unit (needs the closing line), script (closing line optional), single (exit status only).
+run_one() {
+    local phase=$1 kind=$2 limit=$3 label=$4
+    shift 4
+    local log=$LOGDIR/out.log t0=$SECONDS rc
+    echo "--- [$phase] $label"
+    # (the subshell keeps bash's "Aborted"-style job notices out of the output)
+    (
+        timeout -k 10 "$limit" "$@" </dev/null >"$log" 2>&1
+        exit $?
+    ) 2>/dev/null
+    rc=$?
+    local secs=$((SECONDS - t0)) why="" p=0 f=0 line=""
+    if [[ $kind != single ]]; then
+        line=$(grep -E "$CLOSING_RE" "$log" | tail -n 1)
+    fi
+    if [[ -n $line ]]; then
+        p=$(sed -E 's/^([A-Za-z_-]+: )?([0-9]+) passed, ([0-9]+) failed.*/\2/' <<<"$line")
+        f=$(sed -E 's/^([A-Za-z_-]+: )?([0-9]+) passed, ([0-9]+) failed.*/\3/' <<<"$line")
+        if [[ $rc -ne 0 && $f -eq 0 ]]; then
+            f=1
+        fi
+    elif [[ $kind == unit ]]; then
+        f=1
+        [[ $rc -ne 0 ]] || why="exited 0 without the closing 'N passed, N failed' line"
+    elif [[ $rc -eq 0 ]]; then
+        p=1
+    else
+        f=1
+    fi
+    if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+        why="timed out after ${limit}s"
+    elif [[ $rc -gt 128 ]]; then
+        why="killed by signal $((rc - 128))"
+    elif [[ $rc -ne 0 && -z $why ]]; then
+        why="exit status $rc"
+    fi
+    show_log "$log" $((f == 0))
+    if [[ $f -eq 0 ]]; then
+        echo "    => ok: $p passed, 0 failed (${secs}s)"
+    else
+        echo "    => FAIL: $p passed, $f failed${why:+, $why} (${secs}s)"
+    fi
+    record "$phase" "$label" "$p" "$f" "$why"
+}
+
+# The suite of one build directory: unit tests, e2e scripts, examples.
+run_suite() { # phase builddir
+    local phase=$1 dir=$2 src name
+    local BUILD=$dir # for scripts that read BUILD
+    export BUILD TLSLOOP_PHASE=$phase TLSLOOP_BUILD=$dir TLSLOOP_BIN=$ROOT/$dir/tlsloop TLSLOOP_ROOT=$ROOT
+    for src in tests/unit/test_*.c; do
+        [[ -e $src ]] || continue
+        name=$(basename "$src" .c)
+        run_one "$phase" unit "$UNIT_TIMEOUT" "$dir/tests/$name" "$dir/tests/$name"
+    done
+    for src in tests/e2e/*.sh tests/e2e/*.py; do
+        [[ -e $src ]] || continue
+        case $src in
+        *.sh) run_one "$phase" script "$E2E_TIMEOUT" "$src" bash "$src" ;;
+        *.py) run_one "$phase" script "$E2E_TIMEOUT" "$src" python3 "$src" ;;
+        esac
+    done
+    for src in examples/*.c; do
+        [[ -e $src ]] || continue
+        name=$(basename "$src" .c)
+        run_one "$phase" single "$EXAMPLE_TIMEOUT" "$dir/examples/$name" "$dir/examples/$name"
+    done
+    unset TLSLOOP_PHASE TLSLOOP_BUILD TLSLOOP_BIN
+}
+
+build_phase() { # phase make-args...
+    local phase=$1
+    shift
+    echo "=== [$phase] build: make $*"
+    if ! submake "$@" >"$LOGDIR/build.log" 2>&1; then
+        show_log "$LOGDIR/build.log" 0
+        echo "    => FAIL: build failed; phase $phase skipped"
+        record "$phase" "build (make $*)" 0 1 "build failed"
+        return 1
+    fi
+    grep -v '^  [A-Z]* ' "$LOGDIR/build.log" | sed 's/^/    /' # warnings and notes, if any
+    return 0
+}
+
+phase_normal() {
+    echo "=== [normal] $BUILD/"
+    build_phase normal BUILD="$BUILD" build-tests || return
+    run_suite normal "$BUILD"
+}
+
+phase_asan() {
+    echo "=== [asan] $ASAN_BUILD/ (ASan + UBSan)"
+    build_phase asan BUILD="$ASAN_BUILD" SAN=1 build-tests || return
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    run_suite asan "$ASAN_BUILD"
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+}
+
+phase_fuzz() {
+    local targets=() src
+    for src in fuzz/fuzz_*.c; do
+        [[ -e $src ]] && targets+=("$(basename "$src" .c)")
+    done
+    echo "=== [fuzz] ${#targets[@]} target(s)"
+    [[ ${#targets[@]} -gt 0 ]] || return
+    build_phase fuzz FUZZ_BUILD="$FUZZ_BUILD" fuzz-build || return
+    # Share the budget, at least 5 s and at most FUZZ_SMOKE_SECONDS a target.
+    local secs=$((FUZZ_SMOKE_BUDGET / ${#targets[@]}))
+    [[ $secs -le $FUZZ_SMOKE_SECONDS ]] || secs=$FUZZ_SMOKE_SECONDS
+    [[ $secs -ge 5 ]] || secs=5
+    local t
+    for t in "${targets[@]}"; do
+        run_one fuzz single $((secs + 120)) "$FUZZ_BUILD/$t (${secs}s)" \
+            bash scripts/fuzz-run.sh --smoke "$secs" "$t"
+    done
+}
+
+phase_checks() {
+    echo "=== [checks] against $BUILD/"
+    local src
+    for src in tests/check_*.sh; do
+        [[ -e $src ]] || continue
+        run_one checks unit "$CHECK_TIMEOUT" "$src" bash "$src"
+    done
+}
+
+for phase in $PHASES; do
+    t0=$SECONDS
+    case $phase in
+    normal) phase_normal ;;
+    asan) phase_asan ;;
+    fuzz) phase_fuzz ;;
+    checks) phase_checks ;;
+    *)
+        echo "tests/run.sh: unknown phase '$phase' (normal asan fuzz checks)"
+        record "$phase" "unknown phase" 0 1
+        ;;
+    esac
+    echo "=== [$phase] done in $((SECONDS - t0))s"
+done
+
+echo
+echo "=== summary ($((SECONDS - START))s)"
+if [[ ${#failures[@]} -gt 0 ]]; then
+    echo "failed:"
+    printf '  %s\n' "${failures[@]}"
+fi
+echo "$total_pass passed, $total_fail failed"
+[[ $total_fail -eq 0 ]]
