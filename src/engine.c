@@ -31,6 +31,23 @@ static tl_status fail(tl_engine *e, tl_error_kind kind, const char *msg)
     return TL_ERROR;
 }
 
+/* Plain words for the failures people meet most; OpenSSL's reason follows in parentheses. */
+static const char *explain(unsigned long code)
+{
+    if (ERR_GET_LIB(code) != ERR_LIB_SSL)
+        return NULL;
+    switch (ERR_GET_REASON(code)) {
+    case SSL_R_HTTP_REQUEST: return "the peer spoke plain HTTP to a TLS port";
+    case SSL_R_HTTPS_PROXY_REQUEST: return "the peer sent an HTTP proxy request to a TLS port";
+    case SSL_R_WRONG_VERSION_NUMBER: return "the peer does not speak TLS 1.2 or 1.3";
+    case SSL_R_UNSUPPORTED_PROTOCOL: return "no protocol version in common with the peer";
+    case SSL_R_NO_SHARED_CIPHER: return "no cipher suite in common with the peer";
+    case SSL_R_PACKET_LENGTH_TOO_LONG:
+    case SSL_R_ENCRYPTED_LENGTH_TOO_LONG: return "a record longer than TLS allows";
+    default: return NULL;
+    }
+}
+
 /* Describe an SSL_ERROR_SSL: verification, the peer's alert, or OpenSSL's own reason. */
 static tl_status fail_ssl(tl_engine *e)
 {
@@ -56,10 +73,15 @@ static tl_status fail_ssl(tl_engine *e)
                 SSL_alert_desc_string_long(e->alert_received), reasons[0] ? " - " : "", reasons);
         kind = TL_ERR_ALERT;
     } else {
-        tli_fmt(msg, sizeof msg, "TLS error: %s%s%s%s", reasons[0] ? reasons : "unknown error",
-                e->alert_sent > 0 ? " (alert sent: " : "",
-                e->alert_sent > 0 ? SSL_alert_desc_string_long(e->alert_sent) : "",
-                e->alert_sent > 0 ? ")" : "");
+        /* OpenSSL's reasons, and the alert we sent for them */
+        char detail[sizeof reasons + 64];
+        tli_fmt(detail, sizeof detail, "%s%s%s", reasons[0] ? reasons : "unknown error",
+                e->alert_sent > 0 ? "; alert sent: " : "",
+                e->alert_sent > 0 ? SSL_alert_desc_string_long(e->alert_sent) : "");
+        if (explain(code))
+            tli_fmt(msg, sizeof msg, "TLS error: %s (%s)", explain(code), detail);
+        else
+            tli_fmt(msg, sizeof msg, "TLS error: %s", detail);
     }
     return fail(e, kind, msg);
 }

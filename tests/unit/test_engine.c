@@ -464,6 +464,8 @@ TEST(garbage_client_hello)
         }
         CHECK(r.status == TL_ERROR || r.status == TL_TRUNCATED);
         CHECK(tl_engine_error(e)[0] != '\0');
+        if (i == 0)
+            CHECK(strstr(tl_engine_error(e), "plain HTTP to a TLS port") != NULL);
         fprintf(stderr, "  input %zu: %s: %s\n", i, tl_status_name(r.status), tl_engine_error(e));
         /* Calling again does not spin or change the verdict. */
         tl_result r2 = tl_engine_unwrap(e, "x", 1, buf, sizeof buf);
@@ -639,6 +641,34 @@ TEST(client_needs_name)
     tl_tls_ctx_free(cctx);
 }
 
+/* The client writes right after its Finished: one buffer holds both, and the server completes its
+ * handshake and delivers the data in the same unwrap (pitfall 19's stall). */
+TEST(data_right_after_finished)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0), *cctx = tp_client_ctx(0, 0);
+    tp_pair p;
+    tp_pair_init(&p, cctx, sctx, NULL, NULL);
+    uint8_t net[20000], buf[100];
+    tl_result r = tl_engine_wrap(p.c.e, "early?", 6, net, sizeof net);
+    CHECK_EQ_INT(r.consumed, 0); /* not before the handshake: offered again later */
+    r = tl_engine_unwrap(p.s.e, net, r.produced, buf, sizeof buf);
+    r = tl_engine_wrap(p.s.e, NULL, 0, net, sizeof net);
+    r = tl_engine_unwrap(p.c.e, net, r.produced, buf, sizeof buf);
+    REQUIRE(tl_engine_handshake_done(p.c.e));
+    r = tl_engine_wrap(p.c.e, "GET /", 5, net, sizeof net); /* Finished, then the data */
+    CHECK_EQ_INT(r.consumed, 5);
+    CHECK_EQ_INT(r.hs, TL_HS_FINISHED);
+    r = tl_engine_unwrap(p.s.e, net, r.produced, buf, sizeof buf);
+    CHECK(tl_engine_handshake_done(p.s.e));
+    CHECK_EQ_INT(r.produced, 5);
+    CHECK(memcmp(buf, "GET /", 5) == 0);
+    CHECK_EQ_INT(r.status, TL_WANT_INPUT);
+    CHECK_EQ_INT(r.hs, TL_HS_NEED_WRAP); /* the tickets wait */
+    tp_pair_free(&p);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
@@ -668,5 +698,6 @@ int main(int argc, char **argv)
     RUN(release_buffers);
     RUN(mode_misuse);
     RUN(client_needs_name);
+    RUN(data_right_after_finished);
     TEST_MAIN_END();
 }
