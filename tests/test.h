@@ -8,6 +8,9 @@
  * "N passed, N failed" that tests/run.sh adds up, and exits non-zero if anything failed.
  *
  * Run one test by name: ./test_engine name
+ *
+ * Soak: with SOAK=1 in the environment (make soak), tests_scale() returns SOAK_SCALE (default 50)
+ * instead of 1; tests multiply their counts by it, and the time limit grows by the same factor.
  */
 #ifndef TLSLOOP_TEST_H
 #define TLSLOOP_TEST_H
@@ -28,6 +31,17 @@
 extern int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
 
 static int test_failures_;     /* failures inside the running test (child process) */
+
+/* 1 normally; larger under make soak (SOAK=1, SOAK_SCALE=N). */
+static inline int tests_scale(void)
+{
+    const char *soak = getenv("SOAK");
+    if (!soak || strcmp(soak, "1") != 0)
+        return 1;
+    const char *n = getenv("SOAK_SCALE");
+    int scale = n ? atoi(n) : 50;
+    return scale > 0 ? scale : 1;
+}
 static int test_passed_, test_failed_;
 static const char *test_only_;
 
@@ -83,7 +97,7 @@ static void test_run_(const char *name, void (*fn)(void))
         return;
     }
     if (pid == 0) {
-        alarm(TEST_TIMEOUT);
+        alarm((unsigned)(TEST_TIMEOUT * tests_scale()));
         test_failures_ = 0;
         fn();
         if (__lsan_do_recoverable_leak_check && __lsan_do_recoverable_leak_check() != 0) {

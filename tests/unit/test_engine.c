@@ -158,6 +158,11 @@ TEST(buffer_sizes_tiny)
         sizes_case(sizes[i], 1000, TL_TLS1_2);
         sizes_case(1000, sizes[i], TL_TLS1_3);
     }
+    /* Soak: every size up to 64 in both directions and versions. */
+    for (size_t n = 1; tests_scale() > 1 && n <= 64; n++) {
+        sizes_case(n, 65 - n, TL_TLS1_3);
+        sizes_case(65 - n, n, TL_TLS1_2);
+    }
 }
 
 TEST(buffer_sizes_large)

@@ -208,19 +208,20 @@ static void *pool_main(void *arg)
 
 TEST(task_pool_many_handshakes)
 {
-    enum { N = 40 };
+    const int N = 40 * tests_scale();
     tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0), *cctx = tp_client_ctx(0, 0);
     pool pl = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
     pthread_t th;
     REQUIRE(pthread_create(&th, NULL, pool_main, &pl) == 0);
-    static tp_pair pairs[N];
-    static job jobs[2 * N];
+    tp_pair *pairs = calloc((size_t)N, sizeof *pairs);
+    job *jobs = calloc(2 * (size_t)N, sizeof *jobs);
+    bool *waiting = calloc(2 * (size_t)N, sizeof *waiting);
+    REQUIRE(pairs && jobs && waiting);
     for (int i = 0; i < N; i++)
         delegated_pair(&pairs[i], cctx, sctx, false);
     /* Drive every pair one step at a time; tasks go to the pool and are polled. */
     int finished = 0, rounds = 0;
-    bool waiting[2 * N] = {0};
-    while (finished < N && rounds++ < 20000) {
+    while (finished < N && rounds++ < 20000 * tests_scale()) {
         finished = 0;
         for (int i = 0; i < N; i++) {
             tp_peer *peers[2] = {&pairs[i].c, &pairs[i].s};
@@ -272,6 +273,9 @@ TEST(task_pool_many_handshakes)
         CHECK(tp_send(&pairs[i].c, &pairs[i].s, "x", 1, 5) == 0);
         tp_pair_free(&pairs[i]);
     }
+    free(pairs);
+    free(jobs);
+    free(waiting);
     tl_tls_ctx_free(sctx);
     tl_tls_ctx_free(cctx);
 }

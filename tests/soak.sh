@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# soak.sh - the long, heavy versions of the tests (make soak): every unit test with SOAK=1 (counts
+# multiplied by SOAK_SCALE, default 50), normal and ASan builds, then every fuzz target for
+# SOAK_FUZZ_SECONDS (default 600) each. Ends with one "N passed, N failed" line.
+set -u
+cd "$(dirname "$0")/.."
+export SOAK=1 SOAK_SCALE=${SOAK_SCALE:-50}
+passed=0 failed=0
+# Add a run's closing line to the totals; a run with no closing line, or that exited non-zero
+# while reporting no failure, counts one failure more.
+add() {
+    local line p f
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$1" | tail -n 1)
+    if [ -z "$line" ]; then
+        failed=$((failed + 1))
+        return
+    fi
+    p=${line%% passed*}
+    f=${line#* passed, }
+    f=${f%% failed*}
+    [ "$2" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    passed=$((passed + p))
+    failed=$((failed + f))
+}
+for build in build build-asan; do
+    if [ "$build" = build-asan ]; then
+        make -s BUILD=build-asan SAN=1 build-tests >/dev/null || { failed=$((failed + 1)); continue; }
+    else
+        make -s build-tests >/dev/null || { failed=$((failed + 1)); continue; }
+    fi
+    for t in "$build"/tests/test_*; do
+        echo "--- [soak $build] $t"
+        log=$(mktemp)
+        timeout 3600 "$t" >"$log" 2>&1
+        rc=$?
+        tail -n 20 "$log"
+        add "$log" "$rc"
+        rm -f "$log"
+    done
+done
+if ls fuzz/fuzz_*.c >/dev/null 2>&1; then
+    echo "--- [soak] fuzz, ${SOAK_FUZZ_SECONDS:-600} s per target"
+    if make -s fuzz FUZZ_SECONDS="${SOAK_FUZZ_SECONDS:-600}"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+    fi
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
