@@ -58,6 +58,7 @@ static int parse(int argc, char **argv, demo_opts *o)
     *o = (demo_opts){.key = TL_KEY_ECDSA_P256};
     int c;
     optind = 1;
+    opterr = 0; /* our own message below names the program */
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case '2': o->version = TL_TLS1_2; break;
@@ -67,11 +68,15 @@ static int parse(int argc, char **argv, demo_opts *o)
         case 't': o->tasks = true; break;
         case 'q': o->quiet = true; break;
         case 'h': cmd_demo_usage(stdout); return 1;
-        default: cmd_demo_usage(stderr); return -1;
+        default:
+            fprintf(stderr, "tlsloop demo: unknown option '%s' (see 'tlsloop help demo')\n",
+                    argv[optind - 1]);
+            return -1;
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "tlsloop demo: unexpected argument '%s'\n", argv[optind]);
+        fprintf(stderr, "tlsloop demo: unexpected argument '%s' (see 'tlsloop help demo')\n",
+                argv[optind]);
         return -1;
     }
     return 0;
