@@ -289,17 +289,21 @@ static int check_complete(tl_tls_ctx *ctx)
 int tli_tls_ctx_freeze(tl_tls_ctx *ctx, char *msg, size_t msglen)
 {
     if (atomic_load_explicit(&ctx->frozen, memory_order_acquire))
-        return ctx->freeze_status;
+        return 0;
+    int rc = 0;
     pthread_mutex_lock(&ctx->freeze_lock);
     if (!atomic_load_explicit(&ctx->frozen, memory_order_relaxed)) {
         ctx->err[0] = '\0';
-        ctx->freeze_status = check_complete(ctx);
-        atomic_store_explicit(&ctx->frozen, true, memory_order_release);
+        ctx->err_kind = TL_ERR_NONE;
+        /* An incomplete configuration stays open: the caller may still add what is missing. */
+        rc = check_complete(ctx);
+        if (rc == 0)
+            atomic_store_explicit(&ctx->frozen, true, memory_order_release);
+        else if (msg)
+            tli_fmt(msg, msglen, "%s", ctx->err);
     }
     pthread_mutex_unlock(&ctx->freeze_lock);
-    if (ctx->freeze_status != 0 && msg)
-        tli_fmt(msg, msglen, "%s", ctx->err);
-    return ctx->freeze_status;
+    return rc;
 }
 
 int tl_tls_ctx_freeze(tl_tls_ctx *ctx)
@@ -374,6 +378,28 @@ static const char *weak_tls12_suite(SSL_CTX *s)
     return NULL;
 }
 
+/* OpenSSL skips unknown names inside a TLS 1.3 list; we refuse them, naming the one at fault. */
+static int check_tls13_suites(tl_tls_ctx *ctx, const char *list)
+{
+    static const char *const known[] = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+                                        "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_CCM_SHA256"};
+    const char *p = list;
+    if (!*p)
+        return tli_ctx_failf(ctx, TL_ERR_CONFIG, "the TLS 1.3 suite list is empty");
+    for (;;) {
+        size_t len = strcspn(p, ":");
+        bool ok = false;
+        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+            ok |= strlen(known[i]) == len && strncmp(known[i], p, len) == 0;
+        if (!ok)
+            return tli_ctx_failf(ctx, TL_ERR_CONFIG, "TLS 1.3 suite '%.*s' is not known (known: %s"
+                                 ":TLS_AES_128_CCM_SHA256)", (int)len, p, DEFAULT_TLS13_SUITES);
+        if (!p[len])
+            return 0;
+        p += len + 1;
+    }
+}
+
 int tl_tls_ctx_set_ciphers(tl_tls_ctx *ctx, const char *tls12_list, const char *tls13_suites)
 {
     if (tli_ctx_mutable(ctx, "set_ciphers") != 0)
@@ -399,16 +425,8 @@ int tl_tls_ctx_set_ciphers(tl_tls_ctx *ctx, const char *tls12_list, const char *
         }
         SSL_CTX_free(probe);
     }
-    if (tls13_suites) {
-        SSL_CTX *probe = SSL_CTX_new_ex(NULL, NULL, TLS_method());
-        if (!probe)
-            return tli_ctx_fail_ssl(ctx, TL_ERR_RESOURCE, "set_ciphers");
-        int ok = SSL_CTX_set_ciphersuites(probe, tls13_suites);
-        SSL_CTX_free(probe);
-        if (!ok || tls13_suites[0] == '\0')
-            return tli_ctx_failf(ctx, TL_ERR_CONFIG, "TLS 1.3 suite list '%s' is not valid (known: %s)",
-                        tls13_suites, DEFAULT_TLS13_SUITES);
-    }
+    if (tls13_suites && check_tls13_suites(ctx, tls13_suites) != 0)
+        return -1;
     if (tls12_list && !SSL_CTX_set_cipher_list(ctx->ssl, tls12_list))
         return tli_ctx_fail_ssl(ctx, TL_ERR_CONFIG, "set_ciphers");
     if (tls13_suites && !SSL_CTX_set_ciphersuites(ctx->ssl, tls13_suites))
@@ -420,12 +438,10 @@ int tl_tls_ctx_set_groups(tl_tls_ctx *ctx, const char *groups)
 {
     if (tli_ctx_mutable(ctx, "set_groups") != 0)
         return -1;
-    if (!groups || !SSL_CTX_set1_groups_list(ctx->ssl, groups)) {
-        tli_ctx_failf(ctx, TL_ERR_CONFIG, "key-exchange group list '%s' is not valid (e.g. %s)",
-             groups ? groups : "(null)", DEFAULT_GROUPS);
-        SSL_CTX_set1_groups_list(ctx->ssl, DEFAULT_GROUPS);
-        return -1;
-    }
+    /* OpenSSL replaces the list only when all of it parses: a refused one leaves ours as it was. */
+    if (!groups || !SSL_CTX_set1_groups_list(ctx->ssl, groups))
+        return tli_ctx_failf(ctx, TL_ERR_CONFIG, "key-exchange group list '%s' is not valid (e.g. %s)",
+                             groups ? groups : "(null)", DEFAULT_GROUPS);
     return 0;
 }
 
@@ -442,7 +458,7 @@ int tl_tls_ctx_set_alpn(tl_tls_ctx *ctx, const char *protocols)
         return tli_ctx_failf(ctx, TL_ERR_RESOURCE, "ALPN list: out of memory");
     size_t w = 0;
     const char *p = protocols;
-    while (*p) {
+    for (;;) { /* every element, also an empty one after a trailing comma */
         const char *end = strchr(p, ',');
         size_t len = end ? (size_t)(end - p) : strlen(p);
         if (len == 0 || len > 255) {
@@ -453,9 +469,9 @@ int tl_tls_ctx_set_alpn(tl_tls_ctx *ctx, const char *protocols)
         wire[w++] = (unsigned char)len;
         memcpy(wire + w, p, len);
         w += len;
-        p += len;
-        if (*p == ',')
-            p++;
+        if (!end)
+            break;
+        p = end + 1;
     }
     if (ctx->role == TL_ROLE_CLIENT && SSL_CTX_set_alpn_protos(ctx->ssl, wire, (unsigned)w) != 0) {
         free(wire);

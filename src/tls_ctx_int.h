@@ -13,8 +13,7 @@ struct tl_tls_ctx {
     SSL_CTX *ssl;
     tl_role role;
     atomic_int refs;
-    atomic_bool frozen;          /* set once by the first engine; never cleared */
-    int freeze_status;           /* 0, or -1 when the configuration cannot work */
+    atomic_bool frozen;          /* set by the first engine on a complete configuration; final */
     pthread_mutex_t freeze_lock;
     tl_verify verify;
     bool has_cert;               /* at least one certificate and key loaded */

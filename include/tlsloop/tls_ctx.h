@@ -138,8 +138,9 @@ TL_API int tl_tls_ctx_set_ticket_ring(tl_tls_ctx *ctx, tl_ticket_ring *ring);
 TL_API tl_ticket_ring *tl_tls_ctx_ticket_ring(tl_tls_ctx *ctx);
 
 /* Freeze now (otherwise done by the first engine): loads the system CA store if needed and makes
- * the configuration immutable. Returns 0, or -1 when the configuration cannot work (a server
- * without a certificate, a verifying server without a CA). */
+ * the configuration immutable. Returns 0, or -1 when the configuration cannot work yet (a server
+ * without a certificate, a verifying server without a CA); it then stays open for the missing
+ * setting, and engines made from it meanwhile fail with that reason. */
 TL_API int tl_tls_ctx_freeze(tl_tls_ctx *ctx);
 
 /* ---- ticket key ring ---------------------------------------------------------------------
