@@ -12,6 +12,7 @@ declare -A allowed=(
     [certgen]="api certgen"
     [tls_ctx]="api status buf tls_ctx tli.h tls_ctx_int.h"
     [engine]="api status buf tls_ctx engine tli.h engine_int.h"
+    [loop]="api loop tli.h loop_int.h"
 )
 
 passed=0 failed=0

@@ -1,0 +1,169 @@
+/*
+ * tlsloop/loop.h - an event loop on epoll: fd watchers, timers, cross-thread posts, signals, and a
+ * task pool for work that must not run on a loop.
+ *
+ * One loop per thread, never a global one: every function takes the loop it acts on. A loop runs
+ * on the thread that calls tl_loop_run; everything here is for that thread only, except
+ * tl_loop_post, tl_loop_stop and tl_pool_submit, which any thread may call.
+ *
+ * One iteration:
+ *   1. apply the batched fd interest changes (one epoll_ctl per watcher whose interest changed
+ *      since the last iteration, however often it changed);
+ *   2. run the before-sleep hook;
+ *   3. wait in epoll_wait until an fd is ready, the nearest timer is due, or a post arrives;
+ *   4. read the monotonic clock (once: tl_loop_now is constant for the rest of the iteration);
+ *   5. call the ready watchers' callbacks, then the callbacks of the posts, then of due timers.
+ *
+ * Watchers, timers and posted work items are structs the caller embeds in its own objects (no
+ * allocation per event). A watcher's callback may stop any watcher or timer, including itself,
+ * and may free its own object only after stopping its watcher and timers; memory that other events
+ * of the same iteration may still point to is best released with tl_loop_defer_free, which frees
+ * after the iteration's callbacks.
+ *
+ * Level-triggered readiness: a watcher keeps being called while its fd is ready and it asked for
+ * that event. Interest follows state: ask for TL_WRITABLE only while there is output to send.
+ *
+ * Timers live in a binary min-heap: start, stop and expiry cost O(log n), 100,000 armed timers
+ * included; a timer that is due is called once per expiry, in due order.
+ *
+ * Errors: functions that can fail return 0 or -1 and never touch errno for the caller; the loop's
+ * last error text is tl_loop_error. A fatal epoll failure ends tl_loop_run with -1.
+ */
+#ifndef TLSLOOP_LOOP_H
+#define TLSLOOP_LOOP_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <tlsloop/api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Fairness caps: how much one watcher may do per iteration before others get their turn. */
+#define TL_LOOP_MAX_EVENTS 256          /* ready fds taken from the kernel per iteration */
+#define TL_LOOP_MAX_POSTS 1024          /* posted items run per iteration (the rest next time) */
+
+typedef struct tl_loop tl_loop;
+
+/* ---- fd watchers ---- */
+
+#define TL_READABLE 0x1u
+#define TL_WRITABLE 0x2u
+#define TL_HANGUP 0x4u   /* reported only: the peer hung up or the socket failed (EPOLLHUP/ERR/RDHUP) */
+
+typedef struct tl_io tl_io;
+typedef void (*tl_io_cb)(tl_loop *loop, tl_io *io, unsigned events);
+
+struct tl_io {
+    int fd;
+    unsigned want;        /* interest asked for (TL_READABLE | TL_WRITABLE) */
+    unsigned registered;  /* interest the kernel has; private */
+    bool queued;          /* on the loop's change list; private */
+    tl_io *next_change;   /* private: the change list is doubly linked, so stop is O(1) */
+    tl_io *prev_change;   /* private */
+    tl_io_cb cb;
+    void *data;           /* the caller's */
+};
+
+/* Prepare a watcher for fd (not yet watching anything). */
+TL_API void tl_io_init(tl_io *io, int fd, tl_io_cb cb, void *data);
+/* Watch for these events from the next iteration on (0: none). Cheap: changes are batched. */
+TL_API void tl_io_set(tl_loop *loop, tl_io *io, unsigned events);
+/* Stop watching now (call before closing the fd). Safe on a watcher that never watched. */
+TL_API void tl_io_stop(tl_loop *loop, tl_io *io);
+
+/* ---- timers ---- */
+
+typedef struct tl_timer tl_timer;
+typedef void (*tl_timer_cb)(tl_loop *loop, tl_timer *t);
+
+struct tl_timer {
+    uint64_t due_ms;      /* private */
+    size_t slot;          /* position in the heap + 1, 0 when not armed; private */
+    uint64_t seq;         /* arming order, for ties; private */
+    tl_timer_cb cb;
+    void *data;           /* the caller's */
+};
+
+TL_API void tl_timer_init(tl_timer *t, tl_timer_cb cb, void *data);
+/* Arm (or re-arm) to fire once, after_ms milliseconds from tl_loop_now. Returns 0, or -1 when the
+ * heap cannot grow (out of memory). */
+TL_API int tl_timer_start(tl_loop *loop, tl_timer *t, uint64_t after_ms);
+/* Disarm; safe when not armed. */
+TL_API void tl_timer_stop(tl_loop *loop, tl_timer *t);
+static inline bool tl_timer_active(const tl_timer *t) { return t->slot != 0; }
+
+/* ---- posted work (from any thread) and the task pool ---- */
+
+typedef struct tl_work tl_work;
+struct tl_work {
+    void (*run)(tl_work *w);                  /* tl_pool_submit: runs on a pool thread */
+    void (*done)(tl_loop *loop, tl_work *w);  /* runs on the loop that owns the work */
+    void *data;                               /* the caller's */
+    tl_loop *loop;                            /* private */
+    tl_work *next;                            /* private */
+};
+
+/* Run w->done on the loop's thread soon (in the loop's next iteration, or this one). Any thread.
+ * The item must stay valid until done runs. Never fails; the loop wakes through an eventfd. */
+TL_API void tl_loop_post(tl_loop *loop, tl_work *w);
+
+typedef struct tl_pool tl_pool;
+/* A pool of `threads` worker threads at the lowest scheduling priority (SCHED_IDLE, else nice 19),
+ * so a loop thread always preempts a running task. NULL if no thread could start. */
+TL_API tl_pool *tl_pool_new(unsigned threads);
+/* Stop the threads after the queued work has run, and free the pool. NULL is a no-op. */
+TL_API void tl_pool_free(tl_pool *pool);
+/* Run w->run on a pool thread, then w->done on `owner`. Any thread. */
+TL_API void tl_pool_submit(tl_pool *pool, tl_loop *owner, tl_work *w);
+/* Items queued and not yet started (for metrics and tests). */
+TL_API size_t tl_pool_queued(tl_pool *pool);
+
+/* ---- the loop ---- */
+
+/* A new loop. Also ignores SIGPIPE process-wide (once): writes use MSG_NOSIGNAL, and this is the
+ * belt to those braces. NULL with a reason in errbuf (may be NULL) when epoll or eventfd fail. */
+TL_API tl_loop *tl_loop_new(char *errbuf, size_t errlen);
+/* Free the loop. Watchers and timers must be stopped; posts not yet run are dropped. */
+TL_API void tl_loop_free(tl_loop *loop);
+/* Run until tl_loop_stop. Returns 0, or -1 when epoll failed (see tl_loop_error). */
+TL_API int tl_loop_run(tl_loop *loop);
+/* Run one iteration, waiting at most timeout_ms (-1: as long as needed). Returns the number of
+ * callbacks run, or -1 when epoll failed. */
+TL_API int tl_loop_run_once(tl_loop *loop, int timeout_ms);
+/* Make tl_loop_run return after the current iteration. Any thread. */
+TL_API void tl_loop_stop(tl_loop *loop);
+
+/* The monotonic clock as read at the start of this iteration, in milliseconds and nanoseconds. */
+TL_API uint64_t tl_loop_now(const tl_loop *loop);
+TL_API uint64_t tl_loop_now_ns(const tl_loop *loop);
+/* Read the clock again now (for measurements inside a long callback). */
+TL_API void tl_loop_update_time(tl_loop *loop);
+
+/* Called in every iteration just before the loop may sleep (after interest changes are applied). */
+TL_API void tl_loop_set_before_sleep(tl_loop *loop, void (*cb)(tl_loop *loop, void *data),
+                                     void *data);
+
+/* Free p after this iteration's callbacks have run. */
+TL_API void tl_loop_defer_free(tl_loop *loop, void *p);
+
+/* Signals as loop events: cb runs on the loop when signo arrives. The signal is blocked in the
+ * calling thread; block it in every thread (tl_signals_block before creating threads) so the loop
+ * sees it. Returns 0 or -1. */
+TL_API int tl_loop_on_signal(tl_loop *loop, int signo, void (*cb)(tl_loop *loop, int signo,
+                                                                  void *data), void *data);
+/* Block these signals in the calling thread (threads created after inherit the mask). */
+TL_API int tl_signals_block(const int *signos, size_t n);
+
+TL_API const char *tl_loop_error(const tl_loop *loop);
+/* Armed timers and watched fds (for tests and metrics). */
+TL_API size_t tl_loop_timer_count(const tl_loop *loop);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TLSLOOP_LOOP_H */

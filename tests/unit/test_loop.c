@@ -1,0 +1,419 @@
+/*
+ * test_loop.c - the event loop: fd watchers, the timer heap, posts from other threads, the task
+ * pool, signals, deferred frees.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <tlsloop/loop.h>
+
+#include "test.h"
+
+static tl_loop *new_loop(void)
+{
+    char err[160];
+    tl_loop *l = tl_loop_new(err, sizeof err);
+    if (!l)
+        fprintf(stderr, "  tl_loop_new: %s\n", err);
+    return l;
+}
+
+/* ---- timers ---- */
+
+typedef struct fired {
+    uint64_t *due;    /* due time of each timer, in firing order */
+    size_t n;
+    tl_timer *timers;
+} fired;
+
+static void on_timer(tl_loop *l, tl_timer *t)
+{
+    fired *f = t->data;
+    f->due[f->n++] = t->due_ms;
+    (void)l;
+}
+
+/* 100,000 timers with random delays, a third stopped again: the rest fire once each, in due
+ * order, and the heap is empty afterwards. */
+TEST(timers_many_in_order)
+{
+    enum { N = 100000 };
+    tl_loop *l = new_loop();
+    REQUIRE(l);
+    fired f = {calloc(N, sizeof(uint64_t)), 0, calloc(N, sizeof(tl_timer))};
+    unsigned seed = 7;
+    for (int i = 0; i < N; i++) {
+        tl_timer_init(&f.timers[i], on_timer, &f);
+        REQUIRE(tl_timer_start(l, &f.timers[i], (uint64_t)(rand_r(&seed) % 60)) == 0);
+    }
+    CHECK_EQ_INT(tl_loop_timer_count(l), N);
+    int stopped = 0;
+    for (int i = 0; i < N; i += 3, stopped++)
+        tl_timer_stop(l, &f.timers[i]);
+    /* Re-arming moves a timer instead of adding it twice. */
+    tl_timer_start(l, &f.timers[1], 5);
+    tl_timer_start(l, &f.timers[1], 10);
+    CHECK_EQ_INT(tl_loop_timer_count(l), N - stopped);
+    for (int i = 0; i < 1000 && tl_loop_timer_count(l) > 0; i++)
+        tl_loop_run_once(l, 100);
+    CHECK_EQ_INT(f.n, N - stopped);
+    int out_of_order = 0;
+    for (size_t i = 1; i < f.n; i++)
+        out_of_order += f.due[i] < f.due[i - 1];
+    CHECK_EQ_INT(out_of_order, 0);
+    for (int i = 0; i < N; i++)
+        CHECK(!tl_timer_active(&f.timers[i]));
+    free(f.due);
+    free(f.timers);
+    tl_loop_free(l);
+}
+
+static void rearm_zero(tl_loop *l, tl_timer *t)
+{
+    (*(int *)t->data)++;
+    tl_timer_start(l, t, 0);
+}
+
+/* A timer that re-arms itself with 0 ms runs once per iteration, not forever in one. */
+TEST(timer_rearm_zero_does_not_spin)
+{
+    tl_loop *l = new_loop();
+    int count = 0;
+    tl_timer t;
+    tl_timer_init(&t, rearm_zero, &count);
+    tl_timer_start(l, &t, 0);
+    for (int i = 0; i < 5; i++)
+        tl_loop_run_once(l, 0);
+    CHECK_EQ_INT(count, 5);
+    tl_timer_stop(l, &t);
+    tl_loop_free(l);
+}
+
+/* ---- fd watchers ---- */
+
+typedef struct pipe_w {
+    int fds[2];
+    tl_io io;
+    int calls;
+    struct pipe_w *victim; /* stopped and freed by this watcher's callback */
+} pipe_w;
+
+static void on_pipe(tl_loop *l, tl_io *io, unsigned ev)
+{
+    pipe_w *p = io->data;
+    p->calls++;
+    char buf[64];
+    if (ev & TL_READABLE) {
+        ssize_t n = read(p->fds[0], buf, sizeof buf);
+        (void)n;
+    }
+    if (p->victim) {
+        tl_io_stop(l, &p->victim->io);
+        close(p->victim->fds[0]);
+        close(p->victim->fds[1]);
+        free(p->victim);
+        p->victim = NULL;
+    }
+}
+
+static pipe_w *new_pipe(void)
+{
+    pipe_w *p = calloc(1, sizeof *p);
+    if (pipe2(p->fds, O_NONBLOCK | O_CLOEXEC) != 0)
+        return NULL;
+    tl_io_init(&p->io, p->fds[0], on_pipe, p);
+    return p;
+}
+
+TEST(io_readable_and_interest)
+{
+    tl_loop *l = new_loop();
+    pipe_w *p = new_pipe();
+    REQUIRE(p);
+    tl_io_set(l, &p->io, TL_READABLE);
+    tl_loop_run_once(l, 0);
+    CHECK_EQ_INT(p->calls, 0);
+    CHECK(write(p->fds[1], "x", 1) == 1);
+    tl_loop_run_once(l, 1000);
+    CHECK_EQ_INT(p->calls, 1);
+    /* No interest: no callback, even with data waiting. */
+    tl_io_set(l, &p->io, 0);
+    CHECK(write(p->fds[1], "y", 1) == 1);
+    tl_loop_run_once(l, 50);
+    CHECK_EQ_INT(p->calls, 1);
+    /* Many changes in one iteration cost one epoll_ctl: the last one wins. */
+    tl_io_set(l, &p->io, TL_READABLE);
+    tl_io_set(l, &p->io, 0);
+    tl_io_set(l, &p->io, TL_READABLE);
+    tl_loop_run_once(l, 1000);
+    CHECK_EQ_INT(p->calls, 2);
+    /* The write end of a pipe is writable. */
+    tl_io w;
+    int wcalls = 0;
+    tl_io_init(&w, p->fds[1], on_pipe, p);
+    tl_io_set(l, &w, TL_WRITABLE);
+    tl_loop_run_once(l, 1000);
+    CHECK(p->calls >= 3);
+    (void)wcalls;
+    tl_io_stop(l, &w);
+    tl_io_stop(l, &p->io);
+    close(p->fds[0]);
+    close(p->fds[1]);
+    free(p);
+    tl_loop_free(l);
+}
+
+/* A callback stops and frees a watcher whose event is later in the same batch: the loop must not
+ * call it (ASan would see the use after free). Each frees the other; exactly one may run. */
+static pipe_w *last_ran;
+static int batch_calls;
+
+static void on_pipe_batch(tl_loop *l, tl_io *io, unsigned ev)
+{
+    batch_calls++;
+    last_ran = io->data;
+    on_pipe(l, io, ev);
+}
+
+TEST(io_stop_other_in_same_batch)
+{
+    tl_loop *l = new_loop();
+    pipe_w *a = new_pipe(), *b = new_pipe();
+    REQUIRE(a && b);
+    a->io.cb = b->io.cb = on_pipe_batch;
+    tl_io_set(l, &a->io, TL_READABLE);
+    tl_io_set(l, &b->io, TL_READABLE);
+    tl_loop_run_once(l, 0);
+    a->victim = b;
+    b->victim = a;
+    CHECK(write(a->fds[1], "x", 1) == 1);
+    CHECK(write(b->fds[1], "x", 1) == 1);
+    tl_loop_run_once(l, 1000);
+    CHECK_EQ_INT(batch_calls, 1);
+    REQUIRE(last_ran);
+    tl_io_stop(l, &last_ran->io);
+    close(last_ran->fds[0]);
+    close(last_ran->fds[1]);
+    free(last_ran);
+    tl_loop_free(l);
+}
+
+/* A watcher with no interest on a hung-up fd is not reported (no spin on EPOLLHUP). */
+TEST(io_no_interest_no_hangup_spin)
+{
+    tl_loop *l = new_loop();
+    pipe_w *p = new_pipe();
+    tl_io_set(l, &p->io, TL_READABLE);
+    tl_loop_run_once(l, 0);
+    close(p->fds[1]); /* hang-up on the read end */
+    tl_io_set(l, &p->io, 0);
+    for (int i = 0; i < 5; i++)
+        tl_loop_run_once(l, 10);
+    CHECK_EQ_INT(p->calls, 0);
+    tl_io_set(l, &p->io, TL_READABLE);
+    tl_loop_run_once(l, 1000);
+    CHECK_EQ_INT(p->calls, 1); /* and seen again when asked for */
+    tl_io_stop(l, &p->io);
+    close(p->fds[0]);
+    free(p);
+    tl_loop_free(l);
+}
+
+/* ---- posts and the pool ---- */
+
+typedef struct counter {
+    tl_loop *loop;
+    pthread_t loop_thread;
+    int ran, wrong_thread;
+    int target;
+} counter;
+
+static void count_done(tl_loop *l, tl_work *w)
+{
+    counter *c = w->data;
+    c->ran++;
+    if (!pthread_equal(pthread_self(), c->loop_thread))
+        c->wrong_thread++;
+    if (c->ran == c->target)
+        tl_loop_stop(l);
+}
+
+typedef struct poster {
+    counter *c;
+    tl_work *items;
+    int n;
+} poster;
+
+static void *post_main(void *arg)
+{
+    poster *p = arg;
+    for (int i = 0; i < p->n; i++) {
+        p->items[i] = (tl_work){.done = count_done, .data = p->c};
+        tl_loop_post(p->c->loop, &p->items[i]);
+    }
+    return NULL;
+}
+
+TEST(posts_from_threads)
+{
+    enum { THREADS = 8, EACH = 2000 };
+    tl_loop *l = new_loop();
+    counter c = {l, pthread_self(), 0, 0, THREADS * EACH};
+    static tl_work items[THREADS][EACH];
+    poster ps[THREADS];
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        ps[i] = (poster){&c, items[i], EACH};
+        pthread_create(&th[i], NULL, post_main, &ps[i]);
+    }
+    CHECK_EQ_INT(tl_loop_run(l), 0);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    CHECK_EQ_INT(c.ran, THREADS * EACH);
+    CHECK_EQ_INT(c.wrong_thread, 0);
+    tl_loop_free(l);
+}
+
+static void *stopper(void *arg)
+{
+    usleep(20000);
+    tl_loop_stop(arg);
+    return NULL;
+}
+
+TEST(stop_from_another_thread)
+{
+    tl_loop *l = new_loop();
+    pthread_t th;
+    pthread_create(&th, NULL, stopper, l);
+    CHECK_EQ_INT(tl_loop_run(l), 0); /* sleeps in epoll_wait with nothing to do until stopped */
+    pthread_join(th, NULL);
+    tl_loop_free(l);
+}
+
+typedef struct job {
+    tl_work w;
+    counter *c;
+    pthread_t ran_on;
+    int policy;
+    int nice_value;
+} job;
+
+static void job_run(tl_work *w)
+{
+    job *j = (job *)w;
+    j->ran_on = pthread_self();
+    struct sched_param sp;
+    pthread_getschedparam(pthread_self(), &j->policy, &sp);
+    errno = 0;
+    j->nice_value = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+}
+
+static void job_done(tl_loop *l, tl_work *w)
+{
+    job *j = (job *)w;
+    count_done(l, &(tl_work){.data = j->c});
+}
+
+TEST(pool_runs_off_loop_at_low_priority)
+{
+    enum { N = 200 };
+    tl_loop *l = new_loop();
+    tl_pool *pool = tl_pool_new(2);
+    REQUIRE(pool);
+    counter c = {l, pthread_self(), 0, 0, N};
+    static job jobs[N];
+    for (int i = 0; i < N; i++) {
+        jobs[i] = (job){.w = {.run = job_run, .done = job_done}, .c = &c};
+        tl_pool_submit(pool, l, &jobs[i].w);
+    }
+    CHECK_EQ_INT(tl_loop_run(l), 0);
+    CHECK_EQ_INT(c.ran, N);
+    CHECK_EQ_INT(c.wrong_thread, 0); /* completions on the loop */
+    int on_loop = 0, low = 0;
+    for (int i = 0; i < N; i++) {
+        on_loop += pthread_equal(jobs[i].ran_on, pthread_self());
+        low += jobs[i].policy == SCHED_IDLE || jobs[i].nice_value == 19;
+    }
+    CHECK_EQ_INT(on_loop, 0);
+    CHECK_EQ_INT(low, N);
+    CHECK_EQ_INT(tl_pool_queued(pool), 0);
+    tl_pool_free(pool);
+    tl_loop_free(l);
+}
+
+/* ---- signals, hooks, deferred frees ---- */
+
+static void on_usr1(tl_loop *l, int signo, void *data)
+{
+    *(int *)data = signo;
+    tl_loop_stop(l);
+}
+
+TEST(signals_as_events)
+{
+    tl_loop *l = new_loop();
+    int got = 0;
+    REQUIRE(tl_loop_on_signal(l, SIGUSR1, on_usr1, &got) == 0);
+    CHECK(tl_loop_on_signal(l, 0, on_usr1, &got) == -1);
+    kill(getpid(), SIGUSR1); /* blocked in this thread: it waits in the signalfd */
+    CHECK_EQ_INT(tl_loop_run(l), 0);
+    CHECK_EQ_INT(got, SIGUSR1);
+    tl_loop_free(l);
+}
+
+TEST(sigpipe_ignored)
+{
+    tl_loop *l = new_loop();
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    close(fds[0]);
+    errno = 0;
+    CHECK(write(fds[1], "x", 1) == -1 && errno == EPIPE); /* alive, with EPIPE */
+    close(fds[1]);
+    tl_loop_free(l);
+}
+
+static void before(tl_loop *l, void *data)
+{
+    (*(int *)data)++;
+    (void)l;
+}
+
+TEST(before_sleep_and_defer_free)
+{
+    tl_loop *l = new_loop();
+    int n = 0;
+    tl_loop_set_before_sleep(l, before, &n);
+    tl_loop_defer_free(l, malloc(100));
+    tl_loop_run_once(l, 0);
+    tl_loop_run_once(l, 0);
+    CHECK_EQ_INT(n, 2);
+    tl_loop_defer_free(l, malloc(100)); /* freed by tl_loop_free if no iteration follows */
+    tl_loop_free(l);
+}
+
+int main(int argc, char **argv)
+{
+    TEST_MAIN_BEGIN(argc, argv);
+    RUN(timers_many_in_order);
+    RUN(timer_rearm_zero_does_not_spin);
+    RUN(io_readable_and_interest);
+    RUN(io_stop_other_in_same_batch);
+    RUN(io_no_interest_no_hangup_spin);
+    RUN(posts_from_threads);
+    RUN(stop_from_another_thread);
+    RUN(pool_runs_off_loop_at_low_priority);
+    RUN(signals_as_events);
+    RUN(sigpipe_ignored);
+    RUN(before_sleep_and_defer_free);
+    TEST_MAIN_END();
+}
