@@ -16,9 +16,11 @@ int tli_epoll_create(char *err, size_t errlen)
 
 static uint32_t epoll_mask(unsigned want)
 {
-    uint32_t m = EPOLLRDHUP;
+    uint32_t m = 0;
+    /* RDHUP only with read interest: level-triggered, it would otherwise wake a writer waiting
+     * for room again and again after the peer's FIN. */
     if (want & TL_READABLE)
-        m |= EPOLLIN;
+        m |= EPOLLIN | EPOLLRDHUP;
     if (want & TL_WRITABLE)
         m |= EPOLLOUT;
     return m;

@@ -13,6 +13,7 @@ declare -A allowed=(
     [tls_ctx]="api status buf tls_ctx tli.h tls_ctx_int.h"
     [engine]="api status buf tls_ctx engine tli.h engine_int.h"
     [loop]="api loop tli.h loop_int.h"
+    [conn]="api status buf tls_ctx engine loop conn tli.h conn_int.h"
 )
 
 passed=0 failed=0

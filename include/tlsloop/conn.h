@@ -1,0 +1,161 @@
+/*
+ * tlsloop/conn.h - one connection API for plain TCP and TLS streams, driven by a loop.
+ *
+ * A tl_conn wraps a non-blocking socket on one loop (tlsloop/loop.h). With a TLS configuration it
+ * runs a TLS engine (tlsloop/engine.h) in transport mode; without one it is plain TCP. Callers
+ * never branch on which: reads, writes, backpressure, pausing and closing are the same.
+ *
+ * Reading. Data arrives through on_read(c, data, len); the bytes live in a buffer of the loop
+ * thread's and are valid only during the callback (copy what you keep). A connection reads only
+ * while reading is not paused; tl_conn_pause_read stops delivery at once, tl_conn_resume_read
+ * restarts it, and data TLS already holds inside is delivered without waiting for the socket.
+ * on_eof(c, how) tells that the peer finished sending: TL_END_CLEAN (TLS close_notify, or a TCP
+ * FIN on a plain connection) or TL_END_TRUNCATED (TLS without close_notify). Unless half_close is
+ * set, the connection then closes itself (answering the peer's close_notify with ours); with it,
+ * the application may go on writing and closes when done (TLS 1.3 and TCP half-close).
+ *
+ * Writing. tl_conn_write copies; what the socket cannot take now waits in the connection's write
+ * queue. It returns 1 once the queue is above the high-water mark: stop producing until on_drain,
+ * which comes when the queue falls to the low-water mark. tl_conn_writev gathers small pieces into
+ * one TLS record rather than one record per piece.
+ *
+ * TLS. Event interest follows what TLS needs, not only what the application asked: during the
+ * handshake, after a write that must wait for the socket, while output is pending. The handshake
+ * has a deadline; on_handshake(c, ok) reports its end, with the reason on failure in
+ * tl_conn_error. With a task pool in the options, the CPU-heavy handshake steps run on the pool
+ * (the connection does no I/O meanwhile) and come back to the loop.
+ *
+ * Closing is a protocol. tl_conn_close stops reading for the application, flushes the write
+ * queue, sends close_notify (TLS), shuts the write side, and reads and discards until the peer's
+ * close_notify or EOF (a lingering close: the peer never gets a reset that destroys the last
+ * response), all within the close deadline; then it closes the socket and calls on_close(c, how)
+ * once. tl_conn_abort ends at once. on_close is the last callback; the connection is freed when it
+ * returns. Any callback may close or abort its own connection, or another one.
+ *
+ * Threads: a connection belongs to its loop's thread; call nothing here from another thread (post
+ * to the loop instead).
+ *
+ * Memory: an idle connection holds no I/O buffers: the write queue is freed when it empties and
+ * TLS record buffers are given back whenever the connection has nothing in flight.
+ */
+#ifndef TLSLOOP_CONN_H
+#define TLSLOOP_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <tlsloop/api.h>
+#include <tlsloop/engine.h>
+#include <tlsloop/loop.h>
+#include <tlsloop/status.h>
+#include <tlsloop/tls_ctx.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Fairness: most bytes read for one connection per loop iteration; the rest waits a turn. */
+#define TL_CONN_READ_BUDGET (256u * 1024u)
+/* Size of the per-thread read buffer that on_read data points into. */
+#define TL_CONN_READ_CHUNK (64u * 1024u)
+
+typedef struct tl_conn tl_conn;
+
+/* How a connection ended (or, in on_eof, how the peer's data ended). */
+typedef enum tl_conn_end {
+    TL_END_NONE = 0,    /* not ended */
+    TL_END_CLEAN,       /* TLS: close_notify; TCP: FIN */
+    TL_END_TRUNCATED,   /* TLS: the transport ended without close_notify */
+    TL_END_RESET,       /* the peer reset the connection, or the socket failed */
+    TL_END_TIMEOUT,     /* a deadline passed (handshake, close) */
+    TL_END_TLS_ERROR,   /* TLS failed; tl_conn_error says why (the alert, the verification) */
+    TL_END_LOCAL,       /* we ended it without the peer's answer (tl_conn_abort, or a close whose
+                           peer went on sending until the deadline) */
+} tl_conn_end;
+
+typedef struct tl_conn_cbs {
+    /* TLS only: the handshake ended; ok false means it failed (on_close follows). */
+    void (*on_handshake)(tl_conn *c, bool ok);
+    /* Application data (valid during the call). */
+    void (*on_read)(tl_conn *c, const uint8_t *data, size_t len);
+    /* The peer finished sending: TL_END_CLEAN or TL_END_TRUNCATED. */
+    void (*on_eof)(tl_conn *c, tl_conn_end how);
+    /* The write queue fell to the low-water mark after tl_conn_write returned 1. */
+    void (*on_drain)(tl_conn *c);
+    /* Last call: the connection is gone when this returns. */
+    void (*on_close)(tl_conn *c, tl_conn_end how);
+    /* tl_conn_connect: the TCP connection is established (before any TLS handshake), or failed
+     * (ok false; on_close follows with TL_END_RESET). */
+    void (*on_connect)(tl_conn *c, bool ok);
+} tl_conn_cbs;
+
+typedef struct tl_conn_opts {
+    tl_tls_ctx *tls;                  /* NULL: plain TCP; else its role must fit accept/connect */
+    const char *server_name;          /* connect + TLS: name (or IP) to verify, SNI */
+    tl_session *session;              /* connect + TLS: a session to resume */
+    tl_pool *pool;                    /* TLS: run CPU-heavy handshake steps on this pool */
+    uint32_t handshake_timeout_ms;    /* 0: 10000 */
+    uint32_t close_timeout_ms;        /* flush, close_notify and linger; 0: 5000 */
+    size_t write_high;                /* write queue high-water mark; 0: 256 KiB */
+    size_t write_low;                 /* low-water mark; 0: write_high / 4 */
+    size_t read_chunk;                /* most bytes per on_read; 0: TL_CONN_READ_CHUNK (the max) */
+    bool half_close;                  /* keep the connection writable after the peer's EOF */
+    const tl_conn_cbs *cbs;
+    void *data;                       /* the caller's */
+} tl_conn_opts;
+
+/* Take an accepted socket (made non-blocking here) and start (a server's TLS handshake, or plain
+ * reading). NULL when out of memory (the fd is closed then). */
+TL_API tl_conn *tl_conn_accept(tl_loop *loop, int fd, const tl_conn_opts *opts);
+/* Connect to addr without blocking; then TLS when configured. NULL when the socket cannot even be
+ * made (errbuf says why). */
+TL_API tl_conn *tl_conn_connect(tl_loop *loop, const struct sockaddr *addr, socklen_t addrlen,
+                                const tl_conn_opts *opts, char *errbuf, size_t errlen);
+
+/* Write (copying). Returns 0; 1 when the write queue is above the high-water mark (pause until
+ * on_drain); -1 when the connection no longer takes data (closing, closed, failed). Data written
+ * before a TLS handshake ends is sent after it. */
+TL_API int tl_conn_write(tl_conn *c, const void *data, size_t len);
+/* The same for several pieces, coalesced into as few TLS records as possible. */
+TL_API int tl_conn_writev(tl_conn *c, const struct iovec *iov, int iovcnt);
+/* Bytes waiting in the write queue (and, for TLS, not yet sent by the engine). */
+TL_API size_t tl_conn_write_queued(const tl_conn *c);
+
+TL_API void tl_conn_pause_read(tl_conn *c);
+TL_API void tl_conn_resume_read(tl_conn *c);
+
+/* End gracefully (see above). Idempotent. */
+TL_API void tl_conn_close(tl_conn *c);
+/* Send our end of the stream (TLS close_notify, then FIN) but keep reading. */
+TL_API void tl_conn_shutdown_write(tl_conn *c);
+/* End now: nothing more is sent or read; on_close(TL_END_LOCAL) follows. */
+TL_API void tl_conn_abort(tl_conn *c);
+
+/* Facts. */
+TL_API int tl_conn_fd(const tl_conn *c);
+TL_API void *tl_conn_data(const tl_conn *c);
+TL_API void tl_conn_set_data(tl_conn *c, void *data);
+TL_API tl_loop *tl_conn_loop(const tl_conn *c);
+TL_API bool tl_conn_is_tls(const tl_conn *c);
+/* The TLS engine (NULL for plain TCP): for its facts (tl_engine_get_info), not for I/O. */
+TL_API tl_engine *tl_conn_engine(tl_conn *c);
+/* Why the connection failed ("" otherwise). */
+TL_API const char *tl_conn_error(const tl_conn *c);
+
+typedef struct tl_conn_stats {
+    uint64_t bytes_in, bytes_out;      /* application bytes */
+    uint64_t handshake_ns;             /* wall time of the TLS handshake */
+    uint64_t handshake_cpu_ns;         /* CPU time spent in it, on the loop and on the pool */
+} tl_conn_stats;
+TL_API void tl_conn_get_stats(const tl_conn *c, tl_conn_stats *out);
+
+/* "clean", "truncated", ... */
+TL_API const char *tl_conn_end_name(tl_conn_end how);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TLSLOOP_CONN_H */

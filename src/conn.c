@@ -1,0 +1,721 @@
+/*
+ * conn.c - connections: states, event interest, reading with a fairness budget, the write queue
+ * and its watermarks, the TLS handshake (with delegated steps), and the close protocol.
+ *
+ * Callbacks run only from the loop (a watcher, a timer or a post), never from inside an API call:
+ * an API call that ends a connection closes the socket at once and posts on_close. The
+ * connection is freed after on_close, in that post, so a callback may end any connection and the
+ * code that called it only has to check c->state afterwards.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn_int.h"
+
+#define DEFAULT_HS_TIMEOUT_MS 10000
+#define DEFAULT_CLOSE_TIMEOUT_MS 5000
+#define DEFAULT_WRITE_HIGH (256u * 1024u)
+
+static void update_interest(tl_conn *c);
+static void do_read(tl_conn *c);
+static void do_flush(tl_conn *c);
+static void do_handshake(tl_conn *c);
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static size_t queued(const tl_conn *c)
+{
+    return tl_buf_len(&c->wq) + c->type->pending_output(c);
+}
+
+static void set_error(tl_conn *c, const char *msg)
+{
+    if (!c->err[0])
+        tli_fmt(c->err, sizeof c->err, "%s", msg);
+}
+
+/* ---- ending ---------------------------------------------------------------------------- */
+
+static void on_post(tl_loop *loop, tl_work *w);
+
+static void schedule(tl_conn *c, unsigned act)
+{
+    c->actions |= act;
+    if (c->posted)
+        return;
+    c->posted = true;
+    c->post.done = on_post;
+    c->post.data = c;
+    tl_loop_post(c->loop, &c->post);
+}
+
+/* Close the socket now; on_close follows from the loop. While a task owns the engine, only note
+ * it: the task's completion finishes. */
+static void finish(tl_conn *c, tl_conn_end end)
+{
+    if (c->state == ST_DEAD)
+        return;
+    if (c->state == ST_TASK) {
+        if (!c->abort_requested) {
+            c->abort_requested = true;
+            c->pending_end = end;
+        }
+        return;
+    }
+    if (c->end == TL_END_NONE)
+        c->end = end;
+    tl_timer_stop(c->loop, &c->timer);
+    tl_io_stop(c->loop, &c->io);
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    c->state = ST_DEAD;
+    schedule(c, ACT_CLOSE);
+}
+
+/* A failure of the socket or of TLS: record why, push out a pending alert, end. */
+static void fail(tl_conn *c, const char *what)
+{
+    tl_conn_end end = TL_END_RESET;
+    if (c->engine && tl_engine_error_kind(c->engine) != TL_ERR_IO &&
+        tl_engine_error(c->engine)[0]) {
+        set_error(c, tl_engine_error(c->engine));
+        end = TL_END_TLS_ERROR;
+        c->type->flush(c); /* best effort: the peer learns why from the alert */
+    } else {
+        char msg[sizeof c->err];
+        tli_fmt(msg, sizeof msg, "%s: %s", what,
+                c->sock_errno ? strerror(c->sock_errno) : "connection failed");
+        set_error(c, msg);
+    }
+    finish(c, end);
+}
+
+static void on_post(tl_loop *loop, tl_work *w)
+{
+    (void)loop;
+    tl_conn *c = w->data;
+    c->posted = false;
+    unsigned acts = c->actions;
+    c->actions = 0;
+    if (acts & ACT_CLOSE) {
+        if (c->cbs && c->cbs->on_close)
+            c->cbs->on_close(c, c->end);
+        c->type->destroy(c);
+        tl_buf_free(&c->wq);
+        free(c);
+        return;
+    }
+    if ((acts & ACT_READ) && (c->state == ST_OPEN || c->state == ST_CLOSING)) {
+        do_read(c);
+        if (c->state != ST_DEAD)
+            update_interest(c);
+    }
+}
+
+/* ---- interest ------------------------------------------------------------------------------ */
+
+static void update_interest(tl_conn *c)
+{
+    unsigned want = 0;
+    switch (c->state) {
+    case ST_CONNECTING:
+        want = TL_WRITABLE;
+        break;
+    case ST_HANDSHAKE: {
+        tl_hs_status hs = tl_engine_handshake_status(c->engine);
+        if (hs == TL_HS_NEED_WRAP)
+            want |= TL_WRITABLE;
+        if (hs == TL_HS_NEED_UNWRAP)
+            want |= TL_READABLE;
+        break;
+    }
+    case ST_OPEN:
+        if (!c->read_paused && !c->eof)
+            want |= TL_READABLE;
+        if (queued(c) > 0)
+            want |= TL_WRITABLE;
+        break;
+    case ST_CLOSING:
+        if (!c->eof)
+            want |= TL_READABLE; /* the lingering drain */
+        if (queued(c) > 0)
+            want |= TL_WRITABLE;
+        break;
+    case ST_TASK:
+    case ST_DEAD:
+        break;
+    }
+    tl_io_set(c->loop, &c->io, want);
+}
+
+/* ---- reading ------------------------------------------------------------------------------- */
+
+static void maybe_release(tl_conn *c)
+{
+    if (queued(c) == 0) {
+        tl_buf_release(&c->wq);
+        c->type->release(c);
+    }
+}
+
+static void peer_eof(tl_conn *c, tl_conn_end how)
+{
+    c->eof = true;
+    c->eof_how = how;
+    if (c->state == ST_OPEN) {
+        if (c->cbs && c->cbs->on_eof)
+            c->cbs->on_eof(c, how);
+        /* Answer with our close_notify, unless the application still writes (half-close); when
+         * our side was already shut, both are done. */
+        if (c->state == ST_OPEN && (!c->half_close || c->fin_sent))
+            tl_conn_close(c);
+    }
+    if ((c->state == ST_CLOSING || c->state == ST_OPEN) && c->fin_sent)
+        finish(c, how);
+}
+
+static void do_read(tl_conn *c)
+{
+    uint8_t *buf = tli_conn_scratch();
+    size_t budget = TL_CONN_READ_BUDGET;
+    for (;;) {
+        bool deliver = c->state == ST_OPEN;
+        if (!deliver && c->state != ST_CLOSING)
+            return;
+        if (c->eof || (deliver && c->read_paused))
+            return;
+        if (budget == 0) {
+            schedule(c, ACT_READ); /* our turn is over; data TLS holds comes next iteration */
+            return;
+        }
+        size_t want = budget < c->read_chunk ? budget : c->read_chunk;
+        tl_result r = c->type->read(c, buf, want);
+        budget -= r.produced < budget ? r.produced : budget;
+        if (r.produced > 0 && deliver) {
+            c->bytes_in += r.produced;
+            if (c->cbs && c->cbs->on_read)
+                c->cbs->on_read(c, buf, r.produced);
+        }
+        switch (r.status) {
+        case TL_OK:
+            continue;
+        case TL_WANT_INPUT:
+            maybe_release(c);
+            return;
+        case TL_WANT_OUTPUT:
+            return; /* output first; interest says so */
+        case TL_CLOSED:
+            peer_eof(c, TL_END_CLEAN);
+            return;
+        case TL_TRUNCATED:
+            peer_eof(c, TL_END_TRUNCATED);
+            return;
+        default:
+            if (c->state != ST_DEAD)
+                fail(c, "recv");
+            return;
+        }
+    }
+}
+
+/* ---- writing ------------------------------------------------------------------------------- */
+
+/* Send what is held inside the type, then the write queue. No callbacks. Returns false after
+ * ending the connection. */
+static bool flush_output(tl_conn *c)
+{
+    tl_status st = c->type->flush(c);
+    if (st == TL_ERROR) {
+        fail(c, "send");
+        return false;
+    }
+    if (st != TL_OK)
+        return true;
+    while (tl_buf_len(&c->wq) > 0) {
+        tl_result r = c->type->write(c, tl_buf_rptr(&c->wq), tl_buf_len(&c->wq));
+        tl_buf_consume(&c->wq, r.consumed);
+        c->bytes_out += r.consumed;
+        if (r.status == TL_OK)
+            continue;
+        if (r.status == TL_WANT_OUTPUT)
+            break;
+        if (r.status == TL_CLOSED) { /* TLS 1.2 peer closed: this data cannot go anywhere */
+            tl_buf_free(&c->wq);
+            break;
+        }
+        fail(c, "send");
+        return false;
+    }
+    if (tl_buf_len(&c->wq) == 0)
+        tl_buf_release(&c->wq);
+    return true;
+}
+
+/* After the queue is out: close_notify, then FIN; ends a closing connection whose peer is done. */
+static void send_shutdown(tl_conn *c)
+{
+    if (!c->shut_requested || queued(c) > 0)
+        return;
+    if (!c->notify_queued) {
+        c->notify_queued = true;
+        if (c->type->close_notify(c) == TL_ERROR) {
+            fail(c, "send");
+            return;
+        }
+        if (queued(c) > 0)
+            return; /* close_notify waits for writability */
+    }
+    if (!c->fin_sent) {
+        shutdown(c->fd, SHUT_WR);
+        c->fin_sent = true;
+    }
+    if (c->eof) /* the peer is done too */
+        finish(c, c->eof_how);
+}
+
+static void do_flush(tl_conn *c)
+{
+    if (c->state != ST_OPEN && c->state != ST_CLOSING)
+        return;
+    if (!flush_output(c))
+        return;
+    if (c->above_high && queued(c) <= c->low) {
+        c->above_high = false;
+        if (c->state == ST_OPEN && c->cbs && c->cbs->on_drain)
+            c->cbs->on_drain(c);
+    }
+    if (c->state == ST_OPEN || c->state == ST_CLOSING)
+        send_shutdown(c);
+}
+
+int tl_conn_write(tl_conn *c, const void *data, size_t len)
+{
+    if (c->state == ST_DEAD || c->state == ST_CLOSING || c->shut_requested)
+        return -1;
+    if (len == 0)
+        return c->above_high ? 1 : 0;
+    size_t off = 0;
+    /* Optimistic write: straight to the socket when nothing waits before it. */
+    if (c->state == ST_OPEN && queued(c) == 0) {
+        tl_result r = c->type->write(c, data, len);
+        off = r.consumed;
+        c->bytes_out += r.consumed;
+        if (r.status == TL_ERROR) {
+            fail(c, "send");
+            return -1;
+        }
+        if (r.status == TL_CLOSED)
+            return -1;
+    }
+    if (off < len && tl_buf_append(&c->wq, (const uint8_t *)data + off, len - off) != 0) {
+        set_error(c, "out of memory for the write queue");
+        finish(c, TL_END_LOCAL);
+        return -1;
+    }
+    update_interest(c);
+    if (queued(c) > c->high) {
+        c->above_high = true;
+        return 1;
+    }
+    return 0;
+}
+
+int tl_conn_writev(tl_conn *c, const struct iovec *iov, int iovcnt)
+{
+    if (c->state == ST_DEAD || c->state == ST_CLOSING || c->shut_requested)
+        return -1;
+    /* Gathered into the queue, the pieces go out as few TLS records (or one send) together. */
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    if (tl_buf_reserve(&c->wq, total) != 0) {
+        set_error(c, "out of memory for the write queue");
+        finish(c, TL_END_LOCAL);
+        return -1;
+    }
+    for (int i = 0; i < iovcnt; i++)
+        tl_buf_append(&c->wq, iov[i].iov_base, iov[i].iov_len);
+    if (c->state == ST_OPEN && !flush_output(c))
+        return -1;
+    update_interest(c);
+    if (queued(c) > c->high) {
+        c->above_high = true;
+        return 1;
+    }
+    return 0;
+}
+
+size_t tl_conn_write_queued(const tl_conn *c) { return queued(c); }
+
+/* ---- handshake ----------------------------------------------------------------------------- */
+
+static void handshake_done(tl_conn *c)
+{
+    tl_timer_stop(c->loop, &c->timer);
+    c->hs_ns = tl_loop_now_ns(c->loop) - c->hs_start_ns;
+    c->state = ST_OPEN;
+    if (c->cbs && c->cbs->on_handshake)
+        c->cbs->on_handshake(c, true);
+    if (c->state != ST_OPEN)
+        return;
+    do_flush(c); /* tickets, and data written during the handshake */
+    do_read(c);  /* data that came with the peer's last flight is already inside */
+}
+
+static void handshake_failed(tl_conn *c)
+{
+    fail(c, "handshake");
+    if (c->cbs && c->cbs->on_handshake)
+        c->cbs->on_handshake(c, false);
+}
+
+static void task_run(tl_work *w)
+{
+    tl_conn *c = w->data;
+    uint64_t t0 = thread_cpu_ns();
+    tl_engine_run_task(c->engine);
+    c->task_cpu_ns = thread_cpu_ns() - t0;
+}
+
+static void task_done(tl_loop *loop, tl_work *w)
+{
+    (void)loop;
+    tl_conn *c = w->data;
+    c->hs_cpu_ns += c->task_cpu_ns;
+    c->state = ST_HANDSHAKE;
+    if (c->abort_requested) {
+        finish(c, c->pending_end);
+        return;
+    }
+    if (c->close_requested) {
+        finish(c, TL_END_LOCAL);
+        return;
+    }
+    do_handshake(c);
+    if (c->state != ST_DEAD)
+        update_interest(c);
+}
+
+static void do_handshake(tl_conn *c)
+{
+    for (;;) {
+        uint64_t t0 = thread_cpu_ns();
+        tl_status st = c->type->handshake(c);
+        c->hs_cpu_ns += thread_cpu_ns() - t0;
+        if (st == TL_NEED_TASK) {
+            if (c->pool) {
+                c->state = ST_TASK;
+                c->task = (tl_work){.run = task_run, .done = task_done, .data = c};
+                tl_io_set(c->loop, &c->io, 0);
+                tl_pool_submit(c->pool, c->loop, &c->task);
+                return;
+            }
+            t0 = thread_cpu_ns();
+            tl_engine_run_task(c->engine);
+            c->hs_cpu_ns += thread_cpu_ns() - t0;
+            continue;
+        }
+        if (tl_engine_handshake_done(c->engine)) {
+            handshake_done(c);
+            return;
+        }
+        if (st == TL_ERROR || st == TL_TRUNCATED || st == TL_CLOSED)
+            handshake_failed(c);
+        return;
+    }
+}
+
+/* ---- events -------------------------------------------------------------------------------- */
+
+static void start_tls(tl_conn *c)
+{
+    c->state = ST_HANDSHAKE;
+    c->hs_start_ns = tl_loop_now_ns(c->loop);
+}
+
+static void connected(tl_conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    if (err) {
+        c->sock_errno = err;
+        char msg[sizeof c->err];
+        tli_fmt(msg, sizeof msg, "connect: %s", strerror(err));
+        set_error(c, msg);
+        finish(c, TL_END_RESET);
+        if (c->cbs && c->cbs->on_connect)
+            c->cbs->on_connect(c, false);
+        return;
+    }
+    if (c->cbs && c->cbs->on_connect)
+        c->cbs->on_connect(c, true);
+    if (c->state != ST_CONNECTING)
+        return;
+    if (c->engine) {
+        start_tls(c);
+        do_handshake(c);
+    } else {
+        tl_timer_stop(c->loop, &c->timer);
+        c->state = ST_OPEN;
+        do_flush(c);
+    }
+}
+
+static void on_io(tl_loop *loop, tl_io *io, unsigned events)
+{
+    (void)loop;
+    tl_conn *c = io->data;
+    switch (c->state) {
+    case ST_CONNECTING:
+        connected(c);
+        break;
+    case ST_HANDSHAKE:
+        do_handshake(c);
+        break;
+    case ST_OPEN:
+    case ST_CLOSING:
+        if (events & (TL_WRITABLE | TL_HANGUP))
+            do_flush(c);
+        if (events & (TL_READABLE | TL_HANGUP))
+            do_read(c);
+        break;
+    case ST_TASK:
+    case ST_DEAD:
+        break;
+    }
+    if (c->state != ST_DEAD)
+        update_interest(c);
+}
+
+static void on_timer(tl_loop *loop, tl_timer *t)
+{
+    (void)loop;
+    tl_conn *c = t->data;
+    char msg[sizeof c->err];
+    switch (c->state) {
+    case ST_CONNECTING:
+    case ST_HANDSHAKE:
+    case ST_TASK:
+        tli_fmt(msg, sizeof msg, "%s did not complete within %u ms",
+                c->state == ST_CONNECTING ? "connect" : "TLS handshake", c->hs_timeout_ms);
+        set_error(c, msg);
+        finish(c, TL_END_TIMEOUT);
+        if (c->state == ST_DEAD && c->cbs && c->engine && c->cbs->on_handshake)
+            c->cbs->on_handshake(c, false);
+        break;
+    case ST_CLOSING:
+        /* Everything sent and the peer silent: we end it. Not even sent: the peer stalled. */
+        tli_fmt(msg, sizeof msg, "close: %s within %u ms",
+                queued(c) ? "the peer did not take the last data" : "no answer from the peer",
+                c->close_timeout_ms);
+        set_error(c, msg);
+        finish(c, queued(c) ? TL_END_TIMEOUT : TL_END_LOCAL);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- making connections -------------------------------------------------------------------- */
+
+static ssize_t tp_recv(void *arg, void *buf, size_t len) { return tli_conn_recv(arg, buf, len); }
+static ssize_t tp_send(void *arg, const void *buf, size_t len)
+{
+    return tli_conn_send(arg, buf, len);
+}
+
+static tl_conn *conn_new(tl_loop *loop, int fd, const tl_conn_opts *o, tl_role role)
+{
+    tl_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->loop = loop;
+    c->fd = fd;
+    c->cbs = o->cbs;
+    c->data = o->data;
+    c->half_close = o->half_close;
+    c->pool = o->pool;
+    c->hs_timeout_ms = o->handshake_timeout_ms ? o->handshake_timeout_ms : DEFAULT_HS_TIMEOUT_MS;
+    c->close_timeout_ms = o->close_timeout_ms ? o->close_timeout_ms : DEFAULT_CLOSE_TIMEOUT_MS;
+    c->high = o->write_high ? o->write_high : DEFAULT_WRITE_HIGH;
+    c->low = o->write_low ? o->write_low : c->high / 4;
+    c->read_chunk = o->read_chunk && o->read_chunk < TL_CONN_READ_CHUNK ? o->read_chunk
+                                                                        : TL_CONN_READ_CHUNK;
+    c->type = &tli_conn_tcp;
+    tl_io_init(&c->io, fd, on_io, c);
+    tl_timer_init(&c->timer, on_timer, c);
+    if (o->tls) {
+        c->tp = (tl_transport){tp_recv, tp_send, c};
+        tl_engine_opts eo = {.server_name = role == TL_ROLE_CLIENT ? o->server_name : NULL,
+                             .transport = &c->tp,
+                             .flags = o->pool ? TL_ENGINE_DELEGATE_TASKS : 0,
+                             .session = role == TL_ROLE_CLIENT ? o->session : NULL};
+        c->engine = tl_engine_new(o->tls, &eo);
+        if (!c->engine) {
+            free(c);
+            return NULL;
+        }
+        c->type = &tli_conn_tls;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* fails harmlessly off TCP */
+    return c;
+}
+
+tl_conn *tl_conn_accept(tl_loop *loop, int fd, const tl_conn_opts *opts)
+{
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+        close(fd);
+        return NULL;
+    }
+    tl_conn *c = conn_new(loop, fd, opts, TL_ROLE_SERVER);
+    if (!c) {
+        close(fd);
+        return NULL;
+    }
+    if (c->engine) {
+        start_tls(c);
+        tl_timer_start(loop, &c->timer, c->hs_timeout_ms);
+    } else {
+        c->state = ST_OPEN;
+    }
+    update_interest(c);
+    return c;
+}
+
+tl_conn *tl_conn_connect(tl_loop *loop, const struct sockaddr *addr, socklen_t addrlen,
+                         const tl_conn_opts *opts, char *errbuf, size_t errlen)
+{
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        tli_fmt(errbuf, errlen, "socket: %s", strerror(errno));
+        return NULL;
+    }
+    if (connect(fd, addr, addrlen) != 0 && errno != EINPROGRESS) {
+        tli_fmt(errbuf, errlen, "connect: %s", strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    tl_conn *c = conn_new(loop, fd, opts, TL_ROLE_CLIENT);
+    if (!c) {
+        tli_fmt(errbuf, errlen, "out of memory");
+        close(fd);
+        return NULL;
+    }
+    /* Connected or not, the first writable event tells, from the loop. */
+    c->state = ST_CONNECTING;
+    tl_timer_start(loop, &c->timer, c->hs_timeout_ms);
+    update_interest(c);
+    return c;
+}
+
+/* ---- control ------------------------------------------------------------------------------- */
+
+void tl_conn_pause_read(tl_conn *c)
+{
+    c->read_paused = true;
+    if (c->state != ST_DEAD)
+        update_interest(c);
+}
+
+void tl_conn_resume_read(tl_conn *c)
+{
+    if (!c->read_paused)
+        return;
+    c->read_paused = false;
+    if (c->state == ST_DEAD)
+        return;
+    update_interest(c);
+    schedule(c, ACT_READ); /* what TLS already decrypted gets no socket event (pitfall 1) */
+}
+
+void tl_conn_close(tl_conn *c)
+{
+    switch (c->state) {
+    case ST_DEAD:
+    case ST_CLOSING:
+        return;
+    case ST_TASK:
+        c->close_requested = true;
+        return;
+    case ST_CONNECTING:
+    case ST_HANDSHAKE:
+        /* Nothing to flush, and no close_notify before the handshake ends. */
+        finish(c, TL_END_LOCAL);
+        return;
+    case ST_OPEN:
+        break;
+    }
+    c->state = ST_CLOSING;
+    c->shut_requested = true;
+    tl_timer_start(c->loop, &c->timer, c->close_timeout_ms);
+    if (!flush_output(c))
+        return;
+    send_shutdown(c);
+    if (c->state != ST_DEAD)
+        update_interest(c);
+}
+
+void tl_conn_shutdown_write(tl_conn *c)
+{
+    if (c->state != ST_OPEN || c->shut_requested)
+        return;
+    c->shut_requested = true;
+    if (!flush_output(c))
+        return;
+    send_shutdown(c);
+    if (c->state != ST_DEAD)
+        update_interest(c);
+}
+
+void tl_conn_abort(tl_conn *c)
+{
+    finish(c, TL_END_LOCAL);
+}
+
+/* ---- facts --------------------------------------------------------------------------------- */
+
+int tl_conn_fd(const tl_conn *c) { return c->fd; }
+void *tl_conn_data(const tl_conn *c) { return c->data; }
+void tl_conn_set_data(tl_conn *c, void *data) { c->data = data; }
+tl_loop *tl_conn_loop(const tl_conn *c) { return c->loop; }
+bool tl_conn_is_tls(const tl_conn *c) { return c->engine != NULL; }
+tl_engine *tl_conn_engine(tl_conn *c) { return c->engine; }
+const char *tl_conn_error(const tl_conn *c) { return c->err; }
+
+void tl_conn_get_stats(const tl_conn *c, tl_conn_stats *out)
+{
+    out->bytes_in = c->bytes_in;
+    out->bytes_out = c->bytes_out;
+    out->handshake_ns = c->hs_ns;
+    out->handshake_cpu_ns = c->hs_cpu_ns;
+}
+
+const char *tl_conn_end_name(tl_conn_end how)
+{
+    switch (how) {
+    case TL_END_NONE: return "open";
+    case TL_END_CLEAN: return "clean";
+    case TL_END_TRUNCATED: return "truncated";
+    case TL_END_RESET: return "reset";
+    case TL_END_TIMEOUT: return "timeout";
+    case TL_END_TLS_ERROR: return "tls-error";
+    case TL_END_LOCAL: return "local";
+    }
+    return "unknown";
+}

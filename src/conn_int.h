@@ -1,0 +1,110 @@
+/*
+ * src/conn_int.h - the connection's private structure and its type table, shared by conn*.c only.
+ *
+ * conn.c holds the policy (states, interest, backpressure, the close protocol, callbacks);
+ * conn_tcp.c and conn_tls.c are the two connection types behind one table, so conn.c never
+ * branches on TCP versus TLS. Both types speak the engine's status vocabulary.
+ */
+#ifndef TLSLOOP_CONN_INT_H
+#define TLSLOOP_CONN_INT_H
+
+#include <tlsloop/buf.h>
+#include <tlsloop/conn.h>
+
+#include "tli.h"
+
+typedef struct tli_conn_type {
+    const char *name;
+    /* One handshake step: TL_OK when done (plain: at once), TL_WANT_INPUT / TL_WANT_OUTPUT,
+     * TL_NEED_TASK, TL_ERROR or TL_TRUNCATED. */
+    tl_status (*handshake)(tl_conn *c);
+    /* Read application bytes into buf: status = why it stopped (see tlsloop/engine.h). */
+    tl_result (*read)(tl_conn *c, void *buf, size_t cap);
+    /* Write application bytes (consumed = taken); TL_OK when all taken, TL_WANT_OUTPUT. */
+    tl_result (*write)(tl_conn *c, const void *buf, size_t len);
+    /* Send output held inside the type (TLS records): TL_OK when none is left. */
+    tl_status (*flush)(tl_conn *c);
+    /* Queue the end of our data (TLS close_notify; nothing for TCP). */
+    tl_status (*close_notify)(tl_conn *c);
+    /* Output held inside the type, not yet on the socket. */
+    size_t (*pending_output)(const tl_conn *c);
+    /* Give I/O buffers back while idle. */
+    void (*release)(tl_conn *c);
+    /* Free what the type added to the connection (the engine). */
+    void (*destroy)(tl_conn *c);
+} tli_conn_type;
+
+extern const tli_conn_type tli_conn_tcp;
+extern const tli_conn_type tli_conn_tls;
+
+typedef enum conn_state {
+    ST_CONNECTING,   /* waiting for connect() to complete */
+    ST_HANDSHAKE,    /* TLS handshake */
+    ST_TASK,         /* a handshake step runs on the pool: no I/O */
+    ST_OPEN,
+    ST_CLOSING,      /* flushing, close_notify, lingering */
+    ST_DEAD,         /* socket closed; on_close pending */
+} conn_state;
+
+/* Actions posted to the loop (c->post), run from there, never from inside an API call. */
+#define ACT_READ 0x1u     /* deliver data held inside (resume, fairness budget) */
+#define ACT_CLOSE 0x2u    /* call on_close and free */
+#define ACT_FAIL 0x4u     /* a failure found inside an API call: end the connection */
+
+struct tl_conn {
+    tl_loop *loop;
+    tl_io io;
+    int fd;
+    const tli_conn_type *type;
+    tl_engine *engine;            /* TLS */
+    tl_transport tp;              /* TLS: the engine's view of the socket */
+    conn_state state;
+    tl_conn_end end;              /* why it ended (first reason wins) */
+    tl_conn_end eof_how;          /* how the peer's data ended, once it did */
+
+    bool read_paused;
+    bool eof;                     /* the peer finished sending */
+    bool half_close;
+    bool shut_requested;          /* tl_conn_shutdown_write, or closing */
+    bool notify_queued;           /* close_notify queued */
+    bool fin_sent;                /* shutdown(SHUT_WR) done */
+    bool above_high;              /* tl_conn_write returned 1; on_drain owed */
+    bool close_requested;         /* while a task runs */
+    bool abort_requested;
+    bool fail_pending;            /* ACT_FAIL: which end is in pending_end */
+    tl_conn_end pending_end;
+
+    tl_buf wq;                    /* write queue */
+    size_t high, low;
+    size_t read_chunk;
+
+    tl_timer timer;               /* handshake or close deadline */
+    uint32_t hs_timeout_ms, close_timeout_ms;
+
+    const tl_conn_cbs *cbs;
+    void *data;
+    int depth;                    /* our callbacks running; frees wait for 0 */
+
+    tl_work post;                 /* ACT_* */
+    unsigned actions;
+    bool posted;
+
+    tl_pool *pool;
+    tl_work task;                 /* a delegated handshake step */
+    uint64_t task_cpu_ns;         /* written by the pool thread, read after the post */
+
+    uint64_t hs_start_ns, hs_ns, hs_cpu_ns;
+    uint64_t bytes_in, bytes_out;
+    int sock_errno;               /* the last socket error */
+    char err[192];
+};
+
+/* Socket I/O shared by both types: recv/send with MSG_NOSIGNAL, errors recorded on c. Return
+ * bytes, 0 at EOF (recv), TL_IO_AGAIN or TL_IO_ERROR. */
+ssize_t tli_conn_recv(tl_conn *c, void *buf, size_t len);
+ssize_t tli_conn_send(tl_conn *c, const void *buf, size_t len);
+
+/* The thread's read buffer (TL_CONN_READ_CHUNK bytes). */
+uint8_t *tli_conn_scratch(void);
+
+#endif /* TLSLOOP_CONN_INT_H */

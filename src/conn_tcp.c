@@ -1,0 +1,92 @@
+/* conn_tcp.c - the plain TCP connection type, and the socket I/O both types share. */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "conn_int.h"
+
+static __thread uint8_t scratch[TL_CONN_READ_CHUNK];
+
+uint8_t *tli_conn_scratch(void) { return scratch; }
+
+static ssize_t io_result(tl_conn *c, ssize_t n)
+{
+    if (n >= 0)
+        return n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return TL_IO_AGAIN;
+    c->sock_errno = errno;
+    return TL_IO_ERROR;
+}
+
+ssize_t tli_conn_recv(tl_conn *c, void *buf, size_t len)
+{
+    return io_result(c, recv(c->fd, buf, len, 0));
+}
+
+ssize_t tli_conn_send(tl_conn *c, const void *buf, size_t len)
+{
+    return io_result(c, send(c->fd, buf, len, MSG_NOSIGNAL));
+}
+
+static tl_status tcp_handshake(tl_conn *c)
+{
+    (void)c;
+    return TL_OK;
+}
+
+static tl_result tcp_read(tl_conn *c, void *buf, size_t cap)
+{
+    tl_result r = {TL_OK, TL_HS_NOT_HANDSHAKING, 0, 0};
+    ssize_t n = tli_conn_recv(c, buf, cap);
+    if (n > 0) {
+        r.produced = (size_t)n;
+        /* A short read drained the socket; level-triggered epoll reports any later data. */
+        r.status = (size_t)n == cap ? TL_OK : TL_WANT_INPUT;
+    } else if (n == 0) {
+        r.status = TL_CLOSED; /* a FIN is the clean end of a TCP stream */
+    } else {
+        r.status = n == TL_IO_AGAIN ? TL_WANT_INPUT : TL_ERROR;
+    }
+    return r;
+}
+
+static tl_result tcp_write(tl_conn *c, const void *buf, size_t len)
+{
+    tl_result r = {TL_OK, TL_HS_NOT_HANDSHAKING, 0, 0};
+    ssize_t n = len ? tli_conn_send(c, buf, len) : 0;
+    if (n >= 0) {
+        r.consumed = (size_t)n;
+        r.status = (size_t)n == len ? TL_OK : TL_WANT_OUTPUT;
+    } else {
+        r.status = n == TL_IO_AGAIN ? TL_WANT_OUTPUT : TL_ERROR;
+    }
+    return r;
+}
+
+static tl_status tcp_none(tl_conn *c)
+{
+    (void)c;
+    return TL_OK;
+}
+
+static size_t tcp_pending(const tl_conn *c)
+{
+    (void)c;
+    return 0;
+}
+
+static void tcp_release(tl_conn *c) { (void)c; }
+static void tcp_destroy(tl_conn *c) { (void)c; }
+
+const tli_conn_type tli_conn_tcp = {
+    .name = "tcp",
+    .handshake = tcp_handshake,
+    .read = tcp_read,
+    .write = tcp_write,
+    .flush = tcp_none,
+    .close_notify = tcp_none,
+    .pending_output = tcp_pending,
+    .release = tcp_release,
+    .destroy = tcp_destroy,
+};

@@ -1,0 +1,740 @@
+/*
+ * test_conn.c - connections over real loopback sockets, client and server on one loop: echo over
+ * TLS and TCP through the same code, buffered TLS data after a pause, backpressure, every close
+ * path, handshake deadlines and failures, delegated handshakes, many connections without leaks.
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <malloc.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <tlsloop/conn.h>
+#include <tlsloop/loop.h>
+
+#include "support/tls_pair.h"
+#include "test.h"
+
+/* ---- a tiny harness: one loop, one listener, counters per side ---- */
+
+typedef struct side_state {
+    tl_buf got;               /* application bytes received */
+    int handshakes_ok, handshakes_failed, eofs, closes, drains, connects;
+    tl_conn_end eof_how, end_how;
+    char error[200];
+    tl_conn *conn;            /* the last connection of this side */
+    tl_conn_stats stats;
+} side_state;
+
+typedef struct world world;
+typedef void (*read_hook)(world *w, tl_conn *c, const uint8_t *d, size_t n);
+
+struct world {
+    tl_loop *loop;
+    int lfd;
+    tl_io lio;
+    struct sockaddr_in addr;
+    tl_conn_opts sopts, copts;
+    tl_conn_cbs scbs, ccbs;
+    side_state s, c;
+    read_hook on_server_read, on_client_read;
+    bool echo;                /* the server writes back what it reads */
+    int server_conns_open;
+    int client_conns_open;
+    void *user;
+};
+
+static world *W; /* the test's world, for callbacks */
+
+static side_state *side_of(tl_conn *c) { return tl_conn_data(c); }
+
+static void cb_handshake(tl_conn *c, bool ok)
+{
+    side_state *s = side_of(c);
+    if (ok)
+        s->handshakes_ok++;
+    else
+        s->handshakes_failed++;
+}
+
+static void cb_read(tl_conn *c, const uint8_t *d, size_t n)
+{
+    side_state *s = side_of(c);
+    tl_buf_append(&s->got, d, n);
+    bool server = s == &W->s;
+    read_hook h = server ? W->on_server_read : W->on_client_read;
+    if (h)
+        h(W, c, d, n);
+    else if (server && W->echo)
+        tl_conn_write(c, d, n);
+}
+
+static void cb_eof(tl_conn *c, tl_conn_end how)
+{
+    side_state *s = side_of(c);
+    s->eofs++;
+    s->eof_how = how;
+}
+
+static void cb_drain(tl_conn *c) { side_of(c)->drains++; }
+
+static void cb_close(tl_conn *c, tl_conn_end how)
+{
+    side_state *s = side_of(c);
+    s->closes++;
+    s->end_how = how;
+    snprintf(s->error, sizeof s->error, "%s", tl_conn_error(c));
+    tl_conn_get_stats(c, &s->stats);
+    if (s == &W->s)
+        W->server_conns_open--;
+    else
+        W->client_conns_open--;
+    if (s->conn == c)
+        s->conn = NULL;
+}
+
+static void cb_connect(tl_conn *c, bool ok)
+{
+    if (ok)
+        side_of(c)->connects++;
+}
+
+static void on_accept(tl_loop *loop, tl_io *io, unsigned ev)
+{
+    (void)ev;
+    world *w = io->data;
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(w->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        w->sopts.data = &w->s;
+        tl_conn *c = tl_conn_accept(loop, fd, &w->sopts);
+        if (c) {
+            w->s.conn = c;
+            w->server_conns_open++;
+        }
+    }
+}
+
+static world *world_new(tl_tls_ctx *sctx, tl_tls_ctx *cctx)
+{
+    world *w = calloc(1, sizeof *w);
+    char err[160];
+    w->loop = tl_loop_new(err, sizeof err);
+    w->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    w->addr.sin_family = AF_INET;
+    w->addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof w->addr;
+    if (!w->loop || bind(w->lfd, (struct sockaddr *)&w->addr, len) != 0 ||
+        listen(w->lfd, 1024) != 0 || getsockname(w->lfd, (struct sockaddr *)&w->addr, &len) != 0)
+        return NULL;
+    tl_io_init(&w->lio, w->lfd, on_accept, w);
+    tl_io_set(w->loop, &w->lio, TL_READABLE);
+    w->scbs = (tl_conn_cbs){cb_handshake, cb_read, cb_eof, cb_drain, cb_close, cb_connect};
+    w->ccbs = w->scbs;
+    w->sopts = (tl_conn_opts){.tls = sctx, .cbs = &w->scbs, .data = &w->s};
+    w->copts = (tl_conn_opts){.tls = cctx, .server_name = "localhost", .cbs = &w->ccbs,
+                              .data = &w->c};
+    W = w;
+    return w;
+}
+
+static tl_conn *world_connect(world *w)
+{
+    char err[160];
+    tl_conn *c = tl_conn_connect(w->loop, (struct sockaddr *)&w->addr, sizeof w->addr, &w->copts,
+                                 err, sizeof err);
+    if (!c)
+        fprintf(stderr, "  connect: %s\n", err);
+    else {
+        w->c.conn = c;
+        w->client_conns_open++;
+    }
+    return c;
+}
+
+/* Run the loop until cond(w) or about `ms` milliseconds pass. Returns whether cond held. */
+static bool run_until(world *w, bool (*cond)(world *), int ms)
+{
+    tl_loop_update_time(w->loop);
+    uint64_t end = tl_loop_now(w->loop) + (uint64_t)ms;
+    while (!cond(w)) {
+        if (tl_loop_now(w->loop) >= end)
+            return false;
+        tl_loop_run_once(w->loop, 20);
+    }
+    return true;
+}
+
+static void world_free(world *w)
+{
+    /* Let every connection end and free itself. */
+    if (w->s.conn)
+        tl_conn_abort(w->s.conn);
+    if (w->c.conn)
+        tl_conn_abort(w->c.conn);
+    for (int i = 0; i < 20; i++)
+        tl_loop_run_once(w->loop, 5);
+    tl_io_stop(w->loop, &w->lio);
+    close(w->lfd);
+    tl_buf_free(&w->s.got);
+    tl_buf_free(&w->c.got);
+    tl_loop_free(w->loop);
+    free(w);
+    W = NULL;
+}
+
+static bool both_closed(world *w) { return w->s.closes > 0 && w->c.closes > 0; }
+static bool handshaken(world *w) { return w->s.handshakes_ok && w->c.handshakes_ok; }
+static bool client_open(world *w) { return w->c.connects > 0 && w->s.conn != NULL; }
+
+/* ---- echo, TLS and TCP through the same code ---- */
+
+static size_t echo_target;
+static bool echo_back(world *w) { return tl_buf_len(&w->c.got) >= echo_target; }
+
+static void echo_case(bool tls, size_t total)
+{
+    tl_tls_ctx *sctx = tls ? tp_server_ctx(&tp.ecdsa, 0, 0) : NULL;
+    tl_tls_ctx *cctx = tls ? tp_client_ctx(0, 0) : NULL;
+    world *w = world_new(sctx, cctx);
+    REQUIRE(w);
+    w->echo = true;
+    tl_conn *c = world_connect(w);
+    REQUIRE(c);
+    uint8_t *data = malloc(total);
+    tp_pattern(data, total, 3);
+    /* Written before the connection (and handshake) completes: sent after. */
+    size_t off = 0;
+    while (off < total) {
+        size_t n = total - off < 70000 ? total - off : 70000;
+        CHECK(tl_conn_write(c, data + off, n) >= 0);
+        off += n;
+        tl_loop_run_once(w->loop, 0);
+    }
+    echo_target = total;
+    CHECK(run_until(w, echo_back, 10000));
+    CHECK(tl_buf_len(&w->c.got) == total && memcmp(tl_buf_rptr(&w->c.got), data, total) == 0);
+    if (tls)
+        CHECK(handshaken(w));
+    tl_conn_close(c);
+    CHECK(run_until(w, both_closed, 5000));
+    CHECK_EQ_INT(w->c.end_how, TL_END_CLEAN);
+    CHECK_EQ_INT(w->s.end_how, TL_END_CLEAN);
+    CHECK_EQ_INT(w->s.eof_how, TL_END_CLEAN);
+    CHECK_STR(w->s.error, "");
+    CHECK_STR(w->c.error, "");
+    CHECK_EQ_INT(w->c.stats.bytes_out, total);
+    CHECK_EQ_INT(w->c.stats.bytes_in, total);
+    if (tls) {
+        CHECK(w->c.stats.handshake_ns > 0);
+        CHECK(w->s.stats.handshake_cpu_ns > 0);
+    }
+    free(data);
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
+TEST(echo_tls) { echo_case(true, 3u << 20); }
+TEST(echo_tcp) { echo_case(false, 3u << 20); }
+
+/* ---- data inside OpenSSL after a pause (pitfall 1) ---- */
+
+static size_t pause_after;
+static void pause_reader(world *w, tl_conn *c, const uint8_t *d, size_t n)
+{
+    (void)d;
+    (void)n;
+    if (tl_buf_len(&w->c.got) >= pause_after)
+        tl_conn_pause_read(c);
+}
+
+static bool got_16k(world *w) { return tl_buf_len(&w->c.got) >= 16384; }
+static bool got_some(world *w) { return tl_buf_len(&w->c.got) >= 100; }
+
+/* One 16 KiB record, an application that takes 100 bytes per callback: all of it arrives with no
+ * further socket event; and paused after the first 100 bytes, all of it arrives on resume. */
+TEST(record_inside_openssl)
+{
+    for (int paused = 0; paused < 2; paused++) {
+        tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0), *cctx = tp_client_ctx(0, 0);
+        world *w = world_new(sctx, cctx);
+        w->copts.read_chunk = 100;
+        if (paused) {
+            w->on_client_read = pause_reader;
+            pause_after = 100;
+        }
+        tl_conn *c = world_connect(w);
+        REQUIRE(c && run_until(w, handshaken, 5000));
+        static uint8_t rec[16384];
+        tp_pattern(rec, sizeof rec, 5);
+        CHECK(tl_conn_write(w->s.conn, rec, sizeof rec) == 0); /* one record */
+        if (paused) {
+            CHECK(run_until(w, got_some, 5000));
+            for (int i = 0; i < 10; i++)
+                tl_loop_run_once(w->loop, 10);
+            CHECK_EQ_INT(tl_buf_len(&w->c.got), 100); /* paused: nothing more */
+            w->on_client_read = NULL;
+            tl_conn_resume_read(c); /* the socket is empty: only the engine holds the rest */
+        }
+        CHECK(run_until(w, got_16k, 5000));
+        CHECK(tl_buf_len(&w->c.got) == sizeof rec &&
+              memcmp(tl_buf_rptr(&w->c.got), rec, sizeof rec) == 0);
+        world_free(w);
+        tl_tls_ctx_free(sctx);
+        tl_tls_ctx_free(cctx);
+    }
+}
+
+/* ---- backpressure: a slow reader and the watermarks ---- */
+
+typedef struct producer {
+    size_t total, sent, max_queued;
+    uint8_t chunk[32768];
+    bool paused_by_queue;
+} producer;
+
+static void produce(tl_conn *c, producer *p)
+{
+    while (p->sent < p->total) {
+        size_t n = p->total - p->sent < sizeof p->chunk ? p->total - p->sent : sizeof p->chunk;
+        tp_pattern(p->chunk, n, (unsigned)(p->sent / sizeof p->chunk));
+        int rc = tl_conn_write(c, p->chunk, n);
+        p->sent += n;
+        size_t q = tl_conn_write_queued(c);
+        if (q > p->max_queued)
+            p->max_queued = q;
+        if (rc != 0) {
+            p->paused_by_queue = rc == 1;
+            return; /* wait for on_drain */
+        }
+    }
+}
+
+static producer prod;
+static void drain_more(tl_conn *c)
+{
+    W->s.drains++;
+    produce(c, &prod);
+}
+
+static bool got_all_prod(world *w) { return tl_buf_len(&w->c.got) >= prod.total; }
+
+static void slow_reader(world *w, tl_conn *c, const uint8_t *d, size_t n)
+{
+    (void)w;
+    (void)d;
+    (void)n;
+    tl_conn_pause_read(c); /* take a break after every chunk: a timer resumes */
+}
+
+static tl_timer resume_timer;
+static void resume_cb(tl_loop *loop, tl_timer *t)
+{
+    if (W->c.conn)
+        tl_conn_resume_read(W->c.conn);
+    tl_timer_start(loop, t, 1);
+}
+
+static void backpressure_case(bool tls)
+{
+    tl_tls_ctx *sctx = tls ? tp_server_ctx(&tp.ecdsa, 0, 0) : NULL;
+    tl_tls_ctx *cctx = tls ? tp_client_ctx(0, 0) : NULL;
+    world *w = world_new(sctx, cctx);
+    w->sopts.write_high = 64 * 1024;
+    w->scbs.on_drain = drain_more;
+    w->on_client_read = slow_reader;
+    w->copts.read_chunk = 8192;
+    tl_conn *c = world_connect(w);
+    REQUIRE(c && run_until(w, client_open, 5000));
+    if (tls)
+        REQUIRE(run_until(w, handshaken, 5000));
+    /* A small send buffer only: a tiny receive buffer on loopback (64 KiB MSS) never reopens its
+     * window by a segment and crawls on the kernel's zero-window probes. */
+    int sndbuf = 4096;
+    setsockopt(tl_conn_fd(w->s.conn), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    prod = (producer){.total = 8u << 20};
+    tl_timer_init(&resume_timer, resume_cb, NULL);
+    tl_timer_start(w->loop, &resume_timer, 1);
+    produce(w->s.conn, &prod);
+    CHECK(run_until(w, got_all_prod, 60000));
+    tl_timer_stop(w->loop, &resume_timer);
+    CHECK_EQ_INT(tl_buf_len(&w->c.got), prod.total);
+    CHECK(prod.paused_by_queue);
+    CHECK(w->s.drains > 0);
+    /* Memory stays bounded: the high-water mark plus one write. */
+    CHECK(prod.max_queued <= 64 * 1024 + sizeof prod.chunk + 17 * 1024);
+    fprintf(stderr, "  %s: most queued %zu bytes, %d drains\n", tls ? "tls" : "tcp",
+            prod.max_queued, w->s.drains);
+    bool ok = true;
+    uint8_t expect[32768];
+    for (size_t off = 0; ok && off < prod.total; off += sizeof expect) {
+        tp_pattern(expect, sizeof expect, (unsigned)(off / sizeof expect));
+        ok = memcmp(tl_buf_rptr(&w->c.got) + off, expect, sizeof expect) == 0;
+    }
+    CHECK(ok);
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
+TEST(backpressure_tls) { backpressure_case(true); }
+TEST(backpressure_tcp) { backpressure_case(false); }
+
+/* Both directions at once with 4 KiB send buffers: every write must wait for the socket while
+ * reads go on, TLS interest being the union of both (pitfall 2). */
+static size_t bidir_total;
+static bool bidir_done(world *w)
+{
+    return tl_buf_len(&w->c.got) >= bidir_total && tl_buf_len(&w->s.got) >= bidir_total;
+}
+
+TEST(bidirectional_small_buffers)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0), *cctx = tp_client_ctx(0, 0);
+    world *w = world_new(sctx, cctx);
+    tl_conn *c = world_connect(w);
+    REQUIRE(c && run_until(w, handshaken, 5000));
+    int small = 4096;
+    int fds[2] = {tl_conn_fd(c), tl_conn_fd(w->s.conn)};
+    for (int i = 0; i < 2; i++)
+        setsockopt(fds[i], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    bidir_total = 2u << 20;
+    uint8_t *data = malloc(bidir_total);
+    tp_pattern(data, bidir_total, 8);
+    CHECK(tl_conn_write(c, data, bidir_total) >= 0);
+    CHECK(tl_conn_write(w->s.conn, data, bidir_total) >= 0);
+    CHECK(run_until(w, bidir_done, 30000));
+    CHECK(memcmp(tl_buf_rptr(&w->c.got), data, bidir_total) == 0);
+    CHECK(memcmp(tl_buf_rptr(&w->s.got), data, bidir_total) == 0);
+    free(data);
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
+/* ---- close paths ---- */
+
+static bool server_closed(world *w) { return w->s.closes > 0; }
+static bool server_accepted(world *w) { return w->s.conn != NULL; }
+
+/* The client goes away without close_notify: the server sees truncation, and says so. */
+TEST(eof_without_close_notify)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0), *cctx = tp_client_ctx(0, 0);
+    world *w = world_new(sctx, cctx);
+    tl_conn *c = world_connect(w);
+    REQUIRE(c && run_until(w, handshaken, 5000));
+    tl_conn_write(c, "bye", 3);
+    for (int i = 0; i < 5; i++)
+        tl_loop_run_once(w->loop, 10);
+    shutdown(tl_conn_fd(c), SHUT_WR); /* a FIN, no close_notify */
+    CHECK(run_until(w, server_closed, 5000));
+    CHECK_EQ_INT(w->s.eof_how, TL_END_TRUNCATED);
+    CHECK_EQ_INT(w->s.end_how, TL_END_TRUNCATED);
+    CHECK_EQ_INT(tl_buf_len(&w->s.got), 3);
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
+/* A reset in the middle of the stream. */
+TEST(reset_mid_stream)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0), *cctx = tp_client_ctx(0, 0);
+    world *w = world_new(sctx, cctx);
+    tl_conn *c = world_connect(w);
+    REQUIRE(c && run_until(w, handshaken, 5000));
+    struct linger lg = {1, 0};
+    setsockopt(tl_conn_fd(c), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    static uint8_t big[1 << 20];
+    tl_conn_write(w->s.conn, big, sizeof big); /* the server is mid-send */
+    tl_conn_abort(c);                          /* RST */
+    CHECK(run_until(w, server_closed, 5000));
+    CHECK_EQ_INT(w->s.end_how, TL_END_RESET);
+    CHECK(strstr(w->s.error, "reset") != NULL || strstr(w->s.error, "Broken pipe") != NULL);
+    fprintf(stderr, "  server: %s\n", w->s.error);
+    CHECK_EQ_INT(w->c.end_how, TL_END_LOCAL);
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
+/* A reset in the middle of the handshake (a raw socket sends half a ClientHello). */
+TEST(reset_mid_handshake)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0);
+    world *w = world_new(sctx, NULL);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(connect(fd, (struct sockaddr *)&w->addr, sizeof w->addr) == 0);
+    CHECK(write(fd, "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11) == 11);
+    CHECK(run_until(w, server_accepted, 5000));
+    for (int i = 0; i < 5; i++)
+        tl_loop_run_once(w->loop, 10); /* the server reads the half ClientHello */
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+    CHECK(run_until(w, server_closed, 5000));
+    CHECK_EQ_INT(w->s.end_how, TL_END_RESET);
+    CHECK_EQ_INT(w->s.handshakes_failed, 1);
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+}
+
+/* A silent client: the handshake deadline ends it. */
+TEST(handshake_deadline)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0);
+    world *w = world_new(sctx, NULL);
+    w->sopts.handshake_timeout_ms = 200;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(connect(fd, (struct sockaddr *)&w->addr, sizeof w->addr) == 0);
+    CHECK(run_until(w, server_closed, 5000));
+    CHECK_EQ_INT(w->s.end_how, TL_END_TIMEOUT);
+    CHECK(strstr(w->s.error, "did not complete within 200 ms") != NULL);
+    char buf[10];
+    CHECK(read(fd, buf, sizeof buf) == 0); /* the client sees the connection end */
+    close(fd);
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+}
+
+/* Verification fails: both sides learn why. */
+TEST(handshake_failure_reasons)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0), *cctx = tl_tls_ctx_new(TL_ROLE_CLIENT);
+    REQUIRE(tl_tls_ctx_set_ca_pem(cctx, tp.other_ca.cert_pem) == 0);
+    world *w = world_new(sctx, cctx);
+    REQUIRE(world_connect(w));
+    CHECK(run_until(w, both_closed, 5000));
+    CHECK_EQ_INT(w->c.handshakes_failed, 1);
+    CHECK_EQ_INT(w->c.end_how, TL_END_TLS_ERROR);
+    CHECK(strstr(w->c.error, "certificate verify failed") != NULL);
+    CHECK_EQ_INT(w->s.end_how, TL_END_TLS_ERROR);
+    CHECK(strstr(w->s.error, "alert") != NULL);
+    fprintf(stderr, "  client: %s\n  server: %s\n", w->c.error, w->s.error);
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
+/* Reading paused (a pending read cancelled), then a clean close: no error on either side. */
+TEST(cancel_read_then_close)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0), *cctx = tp_client_ctx(0, 0);
+    world *w = world_new(sctx, cctx);
+    tl_conn *c = world_connect(w);
+    REQUIRE(c && run_until(w, handshaken, 5000));
+    tl_conn_pause_read(c);
+    static uint8_t data[200000];
+    tl_conn_write(w->s.conn, data, sizeof data); /* in flight towards a client not reading */
+    for (int i = 0; i < 5; i++)
+        tl_loop_run_once(w->loop, 10);
+    tl_conn_close(c);
+    CHECK(run_until(w, both_closed, 5000));
+    CHECK_EQ_INT(w->c.end_how, TL_END_CLEAN);
+    CHECK_EQ_INT(w->s.end_how, TL_END_CLEAN);
+    CHECK_STR(w->c.error, "");
+    CHECK_STR(w->s.error, "");
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
+/* TLS 1.3 half-close: the client sends its request and close_notify, the server still answers. */
+static void answer_on_eof(tl_conn *c, tl_conn_end how)
+{
+    cb_eof(c, how);
+    static uint8_t resp[100000];
+    tp_pattern(resp, sizeof resp, 9);
+    tl_conn_write(c, resp, sizeof resp);
+    tl_conn_close(c);
+}
+
+TEST(half_close_tls13)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, TL_TLS1_3, TL_TLS1_3), *cctx = tp_client_ctx(0, 0);
+    world *w = world_new(sctx, cctx);
+    w->sopts.half_close = true;
+    w->copts.half_close = true;
+    w->scbs.on_eof = answer_on_eof;
+    tl_conn *c = world_connect(w);
+    REQUIRE(c && run_until(w, handshaken, 5000));
+    tl_conn_write(c, "GET", 3);
+    tl_conn_shutdown_write(c);
+    CHECK(tl_conn_write(c, "more", 4) == -1); /* our side is closed */
+    CHECK(run_until(w, both_closed, 5000));
+    CHECK_EQ_INT(tl_buf_len(&w->s.got), 3);
+    CHECK_EQ_INT(w->s.eof_how, TL_END_CLEAN);
+    CHECK_EQ_INT(tl_buf_len(&w->c.got), 100000);
+    CHECK_EQ_INT(w->c.eof_how, TL_END_CLEAN);
+    CHECK_EQ_INT(w->c.end_how, TL_END_CLEAN);
+    CHECK_EQ_INT(w->s.end_how, TL_END_CLEAN);
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
+/* Close from inside the read callback, after writing the answer: the answer arrives in full. */
+static void answer_and_close(world *w, tl_conn *c, const uint8_t *d, size_t n)
+{
+    (void)w;
+    (void)d;
+    (void)n;
+    static uint8_t resp[300000];
+    tp_pattern(resp, sizeof resp, 1);
+    tl_conn_write(c, resp, sizeof resp);
+    tl_conn_close(c);
+    tl_conn_close(c); /* twice is harmless */
+}
+
+TEST(close_inside_read_callback)
+{
+    for (int tls = 0; tls < 2; tls++) {
+        tl_tls_ctx *sctx = tls ? tp_server_ctx(&tp.ecdsa, 0, 0) : NULL;
+        tl_tls_ctx *cctx = tls ? tp_client_ctx(0, 0) : NULL;
+        world *w = world_new(sctx, cctx);
+        w->on_server_read = answer_and_close;
+        tl_conn *c = world_connect(w);
+        REQUIRE(c);
+        tl_conn_write(c, "request", 7);
+        CHECK(run_until(w, both_closed, 5000));
+        CHECK_EQ_INT(tl_buf_len(&w->c.got), 300000);
+        CHECK_EQ_INT(w->c.eof_how, TL_END_CLEAN);
+        CHECK_EQ_INT(w->s.end_how, TL_END_CLEAN);
+        world_free(w);
+        tl_tls_ctx_free(sctx);
+        tl_tls_ctx_free(cctx);
+    }
+}
+
+/* A peer that never answers our close: the lingering close ends at its deadline. */
+TEST(linger_deadline)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0), *cctx = tp_client_ctx(0, 0);
+    world *w = world_new(sctx, cctx);
+    w->sopts.close_timeout_ms = 300;
+    tl_conn *c = world_connect(w);
+    REQUIRE(c && run_until(w, handshaken, 5000));
+    tl_conn_pause_read(c); /* the client will not see our close_notify, nor answer it */
+    tl_loop_update_time(w->loop);
+    uint64_t t0 = tl_loop_now(w->loop);
+    tl_conn_close(w->s.conn);
+    CHECK(run_until(w, server_closed, 5000));
+    uint64_t took = tl_loop_now(w->loop) - t0;
+    CHECK(took >= 250 && took < 3000);
+    CHECK_EQ_INT(w->s.end_how, TL_END_LOCAL);
+    CHECK(strstr(w->s.error, "no answer") != NULL);
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
+/* Handshakes through the task pool. */
+TEST(delegated_handshakes)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.rsa, 0, 0), *cctx = tp_client_ctx(0, 0);
+    tl_pool *pool = tl_pool_new(1);
+    world *w = world_new(sctx, cctx);
+    w->sopts.pool = pool;
+    w->copts.pool = pool;
+    w->echo = true;
+    tl_conn *c = world_connect(w);
+    REQUIRE(c && run_until(w, handshaken, 5000));
+    tl_conn_write(c, "ping", 4);
+    echo_target = 4;
+    CHECK(run_until(w, echo_back, 5000));
+    tl_conn_close(c);
+    CHECK(run_until(w, both_closed, 5000));
+    CHECK(w->s.stats.handshake_cpu_ns > 0);
+    world_free(w);
+    tl_pool_free(pool);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
+/* ---- many connections: no fd or memory growth ---- */
+
+static int count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    while (d && readdir(d))
+        n++;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static int many_target;
+static bool all_closed(world *w)
+{
+    return w->c.closes >= many_target && w->s.closes >= many_target;
+}
+
+static void many_round(world *w, int n)
+{
+    w->c.closes = w->s.closes = 0;
+    many_target = n;
+    for (int i = 0; i < n; i++) {
+        tl_conn *c = world_connect(w);
+        REQUIRE(c);
+        tl_conn_write(c, "hi", 2);
+        tl_conn_close(c); /* after the handshake and the write */
+        if (i % 50 == 0)
+            tl_loop_run_once(w->loop, 0);
+    }
+    CHECK(run_until(w, all_closed, 60000));
+}
+
+TEST(many_connections_no_growth)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0), *cctx = tp_client_ctx(0, 0);
+    world *w = world_new(sctx, cctx);
+    w->echo = true;
+    int n = 250 * tests_scale();
+    many_round(w, n); /* warm-up: caches, the heap's own growth */
+    int fds = count_fds();
+    struct mallinfo2 m0 = mallinfo2();
+    many_round(w, n);
+    many_round(w, n);
+    struct mallinfo2 m1 = mallinfo2();
+    CHECK_EQ_INT(count_fds(), fds);
+    CHECK_EQ_INT(w->server_conns_open, 0);
+    CHECK_EQ_INT(w->client_conns_open, 0);
+    long growth = (long)m1.uordblks - (long)m0.uordblks;
+    fprintf(stderr, "  %d connections x2: heap in use grew by %ld bytes\n", n, growth);
+    CHECK(growth < 256 * 1024);
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
+int main(int argc, char **argv)
+{
+    TEST_MAIN_BEGIN(argc, argv);
+    tp_init();
+    RUN(echo_tls);
+    RUN(echo_tcp);
+    RUN(record_inside_openssl);
+    RUN(backpressure_tls);
+    RUN(backpressure_tcp);
+    RUN(bidirectional_small_buffers);
+    RUN(eof_without_close_notify);
+    RUN(reset_mid_stream);
+    RUN(reset_mid_handshake);
+    RUN(handshake_deadline);
+    RUN(handshake_failure_reasons);
+    RUN(cancel_read_then_close);
+    RUN(half_close_tls13);
+    RUN(close_inside_read_callback);
+    RUN(linger_deadline);
+    RUN(delegated_handshakes);
+    RUN(many_connections_no_growth);
+    TEST_MAIN_END();
+}
