@@ -39,10 +39,13 @@ static size_t queued(const tl_conn *c)
     return tl_buf_len(&c->wq) + c->type->pending_output(c);
 }
 
+#define MSG_MAX 256
+
+/* The first reason sticks. Allocated only on failure: idle connections stay small. */
 static void set_error(tl_conn *c, const char *msg)
 {
-    if (!c->err[0])
-        tli_fmt(c->err, sizeof c->err, "%s", msg);
+    if (!c->err)
+        c->err = strdup(msg);
 }
 
 /* ---- ending ---------------------------------------------------------------------------- */
@@ -94,7 +97,7 @@ static void fail(tl_conn *c, const char *what)
         end = TL_END_TLS_ERROR;
         c->type->flush(c); /* best effort: the peer learns why from the alert */
     } else {
-        char msg[sizeof c->err];
+        char msg[MSG_MAX];
         tli_fmt(msg, sizeof msg, "%s: %s", what,
                 c->sock_errno ? strerror(c->sock_errno) : "connection failed");
         set_error(c, msg);
@@ -114,6 +117,7 @@ static void on_post(tl_loop *loop, tl_work *w)
             c->cbs->on_close(c, c->end);
         c->type->destroy(c);
         tl_buf_free(&c->wq);
+        free(c->err);
         free(c);
         return;
     }
@@ -453,7 +457,7 @@ static void connected(tl_conn *c)
         err = errno;
     if (err) {
         c->sock_errno = err;
-        char msg[sizeof c->err];
+        char msg[MSG_MAX];
         tli_fmt(msg, sizeof msg, "connect: %s", strerror(err));
         set_error(c, msg);
         finish(c, TL_END_RESET);
@@ -505,7 +509,7 @@ static void on_timer(tl_loop *loop, tl_timer *t)
 {
     (void)loop;
     tl_conn *c = t->data;
-    char msg[sizeof c->err];
+    char msg[MSG_MAX];
     switch (c->state) {
     case ST_CONNECTING:
     case ST_HANDSHAKE:
@@ -696,7 +700,7 @@ void tl_conn_set_data(tl_conn *c, void *data) { c->data = data; }
 tl_loop *tl_conn_loop(const tl_conn *c) { return c->loop; }
 bool tl_conn_is_tls(const tl_conn *c) { return c->engine != NULL; }
 tl_engine *tl_conn_engine(tl_conn *c) { return c->engine; }
-const char *tl_conn_error(const tl_conn *c) { return c->err; }
+const char *tl_conn_error(const tl_conn *c) { return c->err ? c->err : ""; }
 
 void tl_conn_get_stats(const tl_conn *c, tl_conn_stats *out)
 {

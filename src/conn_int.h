@@ -96,7 +96,7 @@ struct tl_conn {
     uint64_t hs_start_ns, hs_ns, hs_cpu_ns;
     uint64_t bytes_in, bytes_out;
     int sock_errno;               /* the last socket error */
-    char err[192];
+    char *err;                    /* why it failed; allocated only then (NULL: "") */
 };
 
 /* Socket I/O shared by both types: recv/send with MSG_NOSIGNAL, errors recorded on c. Return

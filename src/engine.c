@@ -19,13 +19,24 @@
 
 /* ---- errors ------------------------------------------------------------------------------ */
 
+/* Replace the engine's error text. Kept off the struct until needed: most connections never
+ * fail, and idle connections must stay small. */
+static void set_err(tl_engine *e, const char *msg)
+{
+    char *copy = strdup(msg);
+    if (!copy)
+        return; /* the status still says what happened */
+    free(e->err);
+    e->err = copy;
+}
+
 static tl_status fail(tl_engine *e, tl_error_kind kind, const char *msg)
 {
     if (!e->failed) {
         e->failed = true;
         e->session_bad = true;
         e->err_kind = kind;
-        tli_fmt(e->err, sizeof e->err, "%s", msg);
+        set_err(e, msg);
     }
     ERR_clear_error();
     return TL_ERROR;
@@ -54,14 +65,13 @@ static tl_status fail_ssl(tl_engine *e)
     char reasons[256];
     unsigned long code = ERR_peek_last_error();
     tl_error_kind kind = tli_drain_errors(reasons, sizeof reasons, "");
-    char msg[sizeof e->err];
+    char msg[TLI_MSG_MAX];
     long vr = SSL_get_verify_result(e->ssl);
 
     if (ERR_GET_REASON(code) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
         e->truncated = true;
         e->session_bad = true;
-        tli_fmt(e->err, sizeof e->err, "the peer closed the connection in the middle of a TLS "
-                                       "record");
+        set_err(e, "the peer closed the connection in the middle of a TLS record");
         return TL_TRUNCATED;
     }
     if (ERR_GET_REASON(code) == SSL_R_CERTIFICATE_VERIFY_FAILED && vr != X509_V_OK) {
@@ -91,9 +101,9 @@ static tl_status truncated(tl_engine *e)
     e->truncated = true;
     if (!e->hs_done) {
         e->session_bad = true;
-        tli_fmt(e->err, sizeof e->err, "the peer closed the connection during the handshake");
-    } else if (!e->err[0]) {
-        tli_fmt(e->err, sizeof e->err, "the peer closed the connection without close_notify");
+        set_err(e, "the peer closed the connection during the handshake");
+    } else if (!e->err) {
+        set_err(e, "the peer closed the connection without close_notify");
     }
     return TL_TRUNCATED;
 }
@@ -191,7 +201,7 @@ static int set_server_name(tl_engine *e, const char *name)
 static void apply_opts(tl_engine *e, const tl_engine_opts *o)
 {
     bool client = tl_tls_ctx_role(e->cfg) == TL_ROLE_CLIENT;
-    char msg[sizeof e->err];
+    char msg[TLI_MSG_MAX];
     if (tli_tls_ctx_freeze(e->cfg, msg, sizeof msg) != 0) {
         fail(e, TL_ERR_CONFIG, msg);
         return;
@@ -275,6 +285,7 @@ void tl_engine_free(tl_engine *e)
     }
     SSL_SESSION_free(e->st.session);
     tl_buf_free(&e->pending);
+    free(e->err);
     free(e->server_name);
     tl_tls_ctx_free(e->cfg);
     free(e);
@@ -551,7 +562,7 @@ size_t tl_engine_pending(const tl_engine *e) { return (size_t)SSL_pending(e->ssl
 size_t tl_engine_pending_output(const tl_engine *e) { return tl_buf_len(&e->pending); }
 bool tl_engine_close_sent(const tl_engine *e) { return e->close_sent; }
 bool tl_engine_close_received(const tl_engine *e) { return e->close_received; }
-const char *tl_engine_error(const tl_engine *e) { return e->err; }
+const char *tl_engine_error(const tl_engine *e) { return e->err ? e->err : ""; }
 tl_error_kind tl_engine_error_kind(const tl_engine *e) { return e->failed ? e->err_kind : TL_ERR_NONE; }
 struct ssl_st *tl_engine_ssl(tl_engine *e) { return e->ssl; }
 

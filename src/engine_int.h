@@ -55,11 +55,13 @@ struct tl_engine {
     int alert_sent;             /* last alert descriptions, -1 if none */
     int alert_received;
     tl_error_kind err_kind;
-    char err[320];
+    char *err;                  /* why it failed or ended; allocated only then (NULL: "") */
 
     uint64_t bytes_in, bytes_out;
     char *server_name;
 };
+
+#define TLI_MSG_MAX 320 /* longest error text */
 
 /* The BIO for an engine (engine_bio.c). NULL when out of memory. */
 BIO *tli_engine_bio_new(tl_engine *e);

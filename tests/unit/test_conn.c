@@ -16,6 +16,8 @@
 #include <tlsloop/conn.h>
 #include <tlsloop/loop.h>
 
+#include "conn_int.h"
+#include "engine_int.h"
 #include "support/tls_pair.h"
 #include "test.h"
 
@@ -715,6 +717,33 @@ TEST(many_connections_no_growth)
     tl_tls_ctx_free(cctx);
 }
 
+/* An idle TLS connection: tlsloop's own heap stays under 1 KiB (the connection and the engine,
+ * with malloc's overhead), and neither holds an I/O buffer. */
+TEST(idle_connection_is_small)
+{
+    size_t ours = sizeof(struct tl_conn) + sizeof(struct tl_engine) + 2 * 16;
+    fprintf(stderr, "  tl_conn %zu + tl_engine %zu bytes (+ malloc overhead): %zu\n",
+            sizeof(struct tl_conn), sizeof(struct tl_engine), ours);
+    CHECK(ours < 1024);
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0), *cctx = tp_client_ctx(0, 0);
+    world *w = world_new(sctx, cctx);
+    w->echo = true;
+    tl_conn *c = world_connect(w);
+    REQUIRE(c && run_until(w, handshaken, 5000));
+    tl_conn_write(c, "ping", 4);
+    echo_target = 4;
+    CHECK(run_until(w, echo_back, 5000));
+    for (int i = 0; i < 5; i++)
+        tl_loop_run_once(w->loop, 5);
+    tl_conn *sc = w->s.conn;
+    CHECK(sc->wq.data == NULL && c->wq.data == NULL);
+    CHECK(sc->engine->pending.data == NULL && c->engine->pending.data == NULL);
+    CHECK(sc->err == NULL && sc->engine->err == NULL);
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
@@ -736,5 +765,6 @@ int main(int argc, char **argv)
     RUN(linger_deadline);
     RUN(delegated_handshakes);
     RUN(many_connections_no_growth);
+    RUN(idle_connection_is_small);
     TEST_MAIN_END();
 }
