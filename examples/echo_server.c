@@ -29,7 +29,8 @@ static void on_accept(tl_loop *loop, tl_io *io, unsigned events)
 {
     (void)events;
     int fd;
-    while ((fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+    for (int i = 0; i < TL_ACCEPTS_PER_WAKEUP &&
+                    (fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0; i++) {
         opts.data = (void *)next_id++;
         tl_conn_accept(loop, fd, &opts); /* the connection frees itself after on_close */
     }

@@ -247,8 +247,12 @@ static bool flush_output(tl_conn *c)
     }
     if (st != TL_OK)
         return true;
-    while (tl_buf_len(&c->wq) > 0) {
-        tl_result r = c->type->write(c, tl_buf_rptr(&c->wq), tl_buf_len(&c->wq));
+    /* A turn's worth; with more queued, writable interest stays and the next iteration goes on. */
+    size_t budget = TL_CONN_WRITE_BUDGET;
+    while (tl_buf_len(&c->wq) > 0 && budget > 0) {
+        size_t n = tl_buf_len(&c->wq) < budget ? tl_buf_len(&c->wq) : budget;
+        tl_result r = c->type->write(c, tl_buf_rptr(&c->wq), n);
+        budget -= r.consumed;
         tl_buf_consume(&c->wq, r.consumed);
         c->bytes_out += r.consumed;
         if (r.status == TL_OK)

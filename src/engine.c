@@ -316,13 +316,18 @@ static tl_result end(tl_engine *e, tl_status st, size_t consumed)
     return result(e, st, consumed, produced);
 }
 
-/* A status that ends every call at once. */
+/* A status that ends every call at once. The peer's end during the handshake is final too: there
+ * is no connection to go on with. */
 static bool final_status(const tl_engine *e, tl_status *st)
 {
     if (e->failed)
         *st = TL_ERROR;
     else if (e->task_pending)
         *st = TL_NEED_TASK;
+    else if (!e->hs_done && e->close_received)
+        *st = TL_CLOSED;
+    else if (!e->hs_done && e->truncated)
+        *st = TL_TRUNCATED;
     else
         return false;
     return true;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # soak.sh - the long, heavy versions of the tests (make soak): every unit test with SOAK=1 (counts
-# multiplied by SOAK_SCALE, default 50), normal and ASan builds, then every fuzz target for
+# multiplied by SOAK_SCALE, default 50), normal and ASan builds; the example servers holding
+# 10,000 TLS connections from a separate client process; then every fuzz target for
 # SOAK_FUZZ_SECONDS (default 600) each. Ends with one "N passed, N failed" line.
 set -u
 cd "$(dirname "$0")/.."
@@ -38,6 +39,14 @@ for build in build build-asan; do
         rm -f "$log"
     done
 done
+# 10,000 idle TLS connections held by a client in its own process (python), then closed.
+echo "--- [soak] tests/e2e/test_examples.py with 10,000 connections"
+log=$(mktemp)
+IDLE_CONNS=10000 TLSLOOP_BUILD=build timeout 1800 prlimit --nofile=20000 python3 tests/e2e/test_examples.py >"$log" 2>&1
+rc=$?
+tail -n 20 "$log"
+add "$log" "$rc"
+rm -f "$log"
 if ls fuzz/fuzz_*.c >/dev/null 2>&1; then
     echo "--- [soak] fuzz, ${SOAK_FUZZ_SECONDS:-600} s per target"
     if make -s fuzz FUZZ_SECONDS="${SOAK_FUZZ_SECONDS:-600}"; then

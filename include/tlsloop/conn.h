@@ -56,8 +56,11 @@
 extern "C" {
 #endif
 
-/* Fairness: most bytes read for one connection per loop iteration; the rest waits a turn. */
+/* Fairness: most bytes read, and written, for one connection per loop iteration; the rest waits
+ * a turn. And the most connections a listener accepts per wake-up. */
 #define TL_CONN_READ_BUDGET (256u * 1024u)
+#define TL_CONN_WRITE_BUDGET (256u * 1024u)
+#define TL_ACCEPTS_PER_WAKEUP 64
 /* Size of the per-thread read buffer that on_read data points into. */
 #define TL_CONN_READ_CHUNK (64u * 1024u)
 

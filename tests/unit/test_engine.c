@@ -674,6 +674,32 @@ TEST(data_right_after_finished)
     tl_tls_ctx_free(cctx);
 }
 
+/* A close_notify instead of the ServerHello (found by fuzz_engine_client): TL_CLOSED, and it
+ * stays TL_CLOSED for every later call. */
+TEST(close_notify_during_handshake_is_final)
+{
+    tl_tls_ctx *cctx = tp_client_ctx(0, 0);
+    tl_engine_opts o = {.server_name = "localhost"};
+    tl_engine *c = tl_engine_new(cctx, &o);
+    uint8_t net[2000], buf[100];
+    tl_result r = tl_engine_wrap(c, NULL, 0, net, sizeof net);
+    REQUIRE(r.status == TL_WANT_INPUT);
+    static const uint8_t alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x01, 0x00};
+    r = tl_engine_unwrap(c, alert, sizeof alert, buf, sizeof buf);
+    CHECK_EQ_INT(r.status, TL_CLOSED);
+    for (int i = 0; i < 3; i++) {
+        r = tl_engine_unwrap(c, NULL, 0, buf, sizeof buf);
+        CHECK_EQ_INT(r.status, TL_CLOSED);
+        CHECK_EQ_INT(r.consumed + r.produced, 0);
+        r = tl_engine_wrap(c, "x", 1, net, sizeof net);
+        CHECK_EQ_INT(r.status, TL_CLOSED);
+        CHECK_EQ_INT(r.consumed + r.produced, 0);
+    }
+    CHECK(!tl_engine_handshake_done(c));
+    tl_engine_free(c);
+    tl_tls_ctx_free(cctx);
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
@@ -704,5 +730,6 @@ int main(int argc, char **argv)
     RUN(mode_misuse);
     RUN(client_needs_name);
     RUN(data_right_after_finished);
+    RUN(close_notify_during_handshake_is_final);
     TEST_MAIN_END();
 }
