@@ -128,8 +128,8 @@ say := @printf '  %-7s %s\n'
 endif
 
 # ---- main targets ------------------------------------------------------------------------------
-.PHONY: all lib deps build-tests test test-quick fuzz fuzz-build fuzz-merge bench bench-build \
-	soak run install uninstall clean help FORCE
+.PHONY: all lib deps build-tests test test-quick fuzz fuzz-build fuzz-merge fuzz-corpus bench \
+	bench-build soak run install uninstall clean help FORCE
 
 all: $(DEPS_STAMP) lib $(PROGRAM)
 
@@ -242,6 +242,18 @@ fuzz: fuzz-build
 fuzz-merge: fuzz-build
 	@FUZZ_BUILD='$(FUZZ_BUILD)' bash scripts/fuzz-run.sh --merge 0 $(FUZZ_TARGETS)
 
+# Rewrite the generated seeds (fuzz/corpus/*/seed-*) with fuzz/make_corpus.c, built like a test
+# program against $(BUILD)'s static library (fuzz/README.md).
+FUZZ_CORPUS_GEN := $(BUILD)/fuzz/make_corpus
+
+$(FUZZ_CORPUS_GEN): fuzz/make_corpus.c fuzz/harness.h $(STATIC_LIB) $(BUILD)/.flags | $(DEPS_STAMP)
+	$(say) LD $@
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(PROG_CFLAGS) $(LINK_FLAGS) -o $@ $< $(STATIC_LIB) $(LDLIBS_ALL)
+
+fuzz-corpus: $(DEPS_STAMP) $(FUZZ_CORPUS_GEN)
+	$(FUZZ_CORPUS_GEN) fuzz/corpus
+
 # ---- bench, soak, run --------------------------------------------------------------------------
 bench-build: all $(BENCH_BINS)
 
@@ -301,6 +313,7 @@ help:
 	@echo '  build-tests    build unit tests, examples and benches without running them'
 	@echo '  fuzz           build fuzzers (build-fuzz/) and run each FUZZ_SECONDS'
 	@echo '  fuzz-merge     add coverage-increasing inputs from build-fuzz/corpus to fuzz/corpus'
+	@echo '  fuzz-corpus    regenerate the recorded seeds fuzz/corpus/*/seed-* (fuzz/make_corpus.c)'
 	@echo '  bench          build bench/*.c, run bench/run.sh (or each bench binary)'
 	@echo '  soak           run tests/soak.sh with SOAK=1'
 	@echo '  run            build/tlsloop $$(RUN_CMD) $$(RUN_ARGS)'
