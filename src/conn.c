@@ -308,9 +308,33 @@ static void do_flush(tl_conn *c)
         send_shutdown(c);
 }
 
+/* Whether the connection still takes data from the application. */
+static bool writable(const tl_conn *c)
+{
+    return c->state != ST_DEAD && c->state != ST_CLOSING && !c->shut_requested;
+}
+
+static int out_of_queue_memory(tl_conn *c)
+{
+    set_error(c, "out of memory for the write queue");
+    finish(c, TL_END_LOCAL);
+    return -1;
+}
+
+/* The end of every write: interest, and the high-water verdict. */
+static int after_write(tl_conn *c)
+{
+    update_interest(c);
+    if (queued(c) > c->high) {
+        c->above_high = true;
+        return 1;
+    }
+    return 0;
+}
+
 int tl_conn_write(tl_conn *c, const void *data, size_t len)
 {
-    if (c->state == ST_DEAD || c->state == ST_CLOSING || c->shut_requested)
+    if (!writable(c))
         return -1;
     if (len == 0)
         return c->above_high ? 1 : 0;
@@ -327,42 +351,26 @@ int tl_conn_write(tl_conn *c, const void *data, size_t len)
         if (r.status == TL_CLOSED)
             return -1;
     }
-    if (off < len && tl_buf_append(&c->wq, (const uint8_t *)data + off, len - off) != 0) {
-        set_error(c, "out of memory for the write queue");
-        finish(c, TL_END_LOCAL);
-        return -1;
-    }
-    update_interest(c);
-    if (queued(c) > c->high) {
-        c->above_high = true;
-        return 1;
-    }
-    return 0;
+    if (off < len && tl_buf_append(&c->wq, (const uint8_t *)data + off, len - off) != 0)
+        return out_of_queue_memory(c);
+    return after_write(c);
 }
 
 int tl_conn_writev(tl_conn *c, const struct iovec *iov, int iovcnt)
 {
-    if (c->state == ST_DEAD || c->state == ST_CLOSING || c->shut_requested)
+    if (!writable(c))
         return -1;
     /* Gathered into the queue, the pieces go out as few TLS records (or one send) together. */
     size_t total = 0;
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
-    if (tl_buf_reserve(&c->wq, total) != 0) {
-        set_error(c, "out of memory for the write queue");
-        finish(c, TL_END_LOCAL);
-        return -1;
-    }
+    if (tl_buf_reserve(&c->wq, total) != 0)
+        return out_of_queue_memory(c);
     for (int i = 0; i < iovcnt; i++)
         tl_buf_append(&c->wq, iov[i].iov_base, iov[i].iov_len);
     if (c->state == ST_OPEN && !flush_output(c))
         return -1;
-    update_interest(c);
-    if (queued(c) > c->high) {
-        c->above_high = true;
-        return 1;
-    }
-    return 0;
+    return after_write(c);
 }
 
 size_t tl_conn_write_queued(const tl_conn *c) { return queued(c); }

@@ -756,6 +756,30 @@ TEST(idle_connection_is_small)
     tl_tls_ctx_free(cctx);
 }
 
+/* writev: small pieces leave as one TLS record (one record's overhead on the wire, not three),
+ * and arrive in order. */
+TEST(writev_coalesces)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, TL_TLS1_3, TL_TLS1_3), *cctx = tp_client_ctx(0, 0);
+    world *w = world_new(sctx, cctx);
+    w->echo = true;
+    tl_conn *c = world_connect(w);
+    REQUIRE(c && run_until(w, handshaken, 5000));
+    tl_engine_info before, after;
+    tl_engine_get_info(tl_conn_engine(c), &before);
+    struct iovec iov[3] = {{"HTTP/1.1 ", 9}, {"200 OK\r\n", 8}, {"\r\n", 2}};
+    CHECK_EQ_INT(tl_conn_writev(c, iov, 3), 0);
+    echo_target = 19;
+    CHECK(run_until(w, echo_back, 5000));
+    tl_engine_get_info(tl_conn_engine(c), &after);
+    /* TLS 1.3 with AES-GCM: 5 header + 19 data + 1 type + 16 tag = 41 bytes for one record. */
+    CHECK_EQ_INT(after.bytes_out - before.bytes_out, 41);
+    CHECK(memcmp(tl_buf_rptr(&w->c.got), "HTTP/1.1 200 OK\r\n\r\n", 19) == 0);
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
@@ -778,5 +802,6 @@ int main(int argc, char **argv)
     RUN(delegated_handshakes);
     RUN(many_connections_no_growth);
     RUN(idle_connection_is_small);
+    RUN(writev_coalesces);
     TEST_MAIN_END();
 }
