@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
 #include <tlsloop/conn.h>
 #include <tlsloop/loop.h>
 
@@ -780,6 +781,114 @@ TEST(writev_coalesces)
     tl_tls_ctx_free(cctx);
 }
 
+/* 200 connections that never send a ClientHello: the loop sleeps, it does not spin (pitfall 2). */
+static int accepted_target;
+static bool all_accepted(world *w) { return w->server_conns_open >= accepted_target; }
+
+TEST(silent_connections_do_not_spin)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0);
+    world *w = world_new(sctx, NULL);
+    int fds[200];
+    for (int i = 0; i < 200; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        REQUIRE(connect(fds[i], (struct sockaddr *)&w->addr, sizeof w->addr) == 0);
+    }
+    accepted_target = 200;
+    CHECK(run_until(w, all_accepted, 5000));
+    int callbacks = 0, iterations = 0;
+    tl_loop_update_time(w->loop);
+    uint64_t end = tl_loop_now(w->loop) + 300;
+    while (tl_loop_now(w->loop) < end) {
+        callbacks += tl_loop_run_once(w->loop, 50);
+        iterations++;
+    }
+    fprintf(stderr, "  300 ms with 200 silent connections: %d iterations, %d callbacks\n",
+            iterations, callbacks);
+    CHECK(callbacks == 0);
+    CHECK(iterations <= 10); /* woken only by the 50 ms limit */
+    for (int i = 0; i < 200; i++)
+        close(fds[i]);
+    accepted_target = 0;
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+}
+
+/* The client asks for a KeyUpdate while the server's write is blocked (the client does not read):
+ * no deadlock; the server takes it, answers once it can write, and everything arrives. */
+static size_t want_total;
+static bool got_total(world *w) { return tl_buf_len(&w->c.got) >= want_total; }
+static bool server_got_x(world *w) { return tl_buf_len(&w->s.got) >= 1; }
+
+TEST(key_update_while_write_blocked)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, TL_TLS1_3, TL_TLS1_3), *cctx = tp_client_ctx(0, 0);
+    world *w = world_new(sctx, cctx);
+    tl_conn *c = world_connect(w);
+    REQUIRE(c && run_until(w, handshaken, 5000));
+    tl_conn_pause_read(c);
+    /* Write until the kernel's buffers are full and the server's write really waits. */
+    static uint8_t chunk[256 * 1024];
+    size_t sent = 0;
+    for (int i = 0; i < 64 && tl_conn_write_queued(w->s.conn) == 0; i++) {
+        tp_pattern(chunk, sizeof chunk, (unsigned)i);
+        tl_conn_write(w->s.conn, chunk, sizeof chunk);
+        sent += sizeof chunk;
+        for (int k = 0; k < 3; k++)
+            tl_loop_run_once(w->loop, 2);
+    }
+    REQUIRE(tl_conn_write_queued(w->s.conn) > 0);
+    REQUIRE(SSL_key_update(tl_engine_ssl(tl_conn_engine(c)), SSL_KEY_UPDATE_REQUESTED) == 1);
+    tl_conn_write(c, "x", 1); /* carries the KeyUpdate */
+    CHECK(run_until(w, server_got_x, 5000));
+    tl_conn_resume_read(c);
+    want_total = sent;
+    CHECK(run_until(w, got_total, 20000));
+    bool same = true;
+    for (size_t i = 0; same && i < sent / sizeof chunk; i++) {
+        tp_pattern(chunk, sizeof chunk, (unsigned)i);
+        same = memcmp(tl_buf_rptr(&w->c.got) + i * sizeof chunk, chunk, sizeof chunk) == 0;
+    }
+    CHECK(same);
+    tl_conn_write(w->s.conn, "y", 1); /* the server still writes after the key change */
+    want_total = sent + 1;
+    CHECK(run_until(w, got_total, 5000));
+    tl_conn_close(c);
+    CHECK(run_until(w, both_closed, 5000));
+    CHECK_EQ_INT(w->c.end_how, TL_END_CLEAN);
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
+/* 1 MiB, close_notify and FIN in one burst: everything is delivered before the clean EOF, even
+ * though the hang-up is known at the first event (pitfall 4). */
+static bool server_saw_eof(world *w) { return w->s.eofs > 0; }
+
+TEST(burst_then_close_all_delivered)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0), *cctx = tp_client_ctx(0, 0);
+    world *w = world_new(sctx, cctx);
+    tl_conn *c = world_connect(w);
+    REQUIRE(c && run_until(w, handshaken, 5000));
+    tl_conn_pause_read(w->s.conn); /* the burst piles up before the server reads */
+    static uint8_t big[1u << 20];
+    tp_pattern(big, sizeof big, 6);
+    tl_conn_write(c, big, sizeof big);
+    tl_conn_close(c);
+    for (int i = 0; i < 20; i++)
+        tl_loop_run_once(w->loop, 5);
+    tl_conn_resume_read(w->s.conn);
+    CHECK(run_until(w, server_saw_eof, 10000));
+    CHECK(tl_buf_len(&w->s.got) == sizeof big &&
+          memcmp(tl_buf_rptr(&w->s.got), big, sizeof big) == 0);
+    CHECK_EQ_INT(w->s.eof_how, TL_END_CLEAN);
+    CHECK(run_until(w, both_closed, 5000));
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
@@ -803,5 +912,8 @@ int main(int argc, char **argv)
     RUN(many_connections_no_growth);
     RUN(idle_connection_is_small);
     RUN(writev_coalesces);
+    RUN(silent_connections_do_not_spin);
+    RUN(key_update_while_write_blocked);
+    RUN(burst_then_close_all_delivered);
     TEST_MAIN_END();
 }
