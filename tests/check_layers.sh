@@ -10,6 +10,7 @@ declare -A allowed=(
     [status]="api status"
     [buf]="api buf"
     [certgen]="api certgen"
+    [proxyproto]="api proxyproto"
     [tls_ctx]="api status buf tls_ctx tli.h tls_ctx_int.h"
     [engine]="api status buf tls_ctx engine tli.h engine_int.h"
     [loop]="api loop tli.h loop_int.h"
