@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <openssl/ssl.h>
 
@@ -42,6 +43,9 @@ int tli_ticket_ring_crypt(tl_ticket_ring *ring, unsigned char name[16], unsigned
  * queue. Without queued errors, writes only the prefix. Returns the kind the errors suggest
  * (TL_ERR_PROTOCOL, or TL_ERR_RESOURCE for malloc failures). */
 tl_error_kind tli_drain_errors(char *buf, size_t len, const char *prefix);
+
+/* SipHash-2-4 of data under a 128-bit key (limits.c): a hash that chosen inputs cannot flood. */
+uint64_t tli_siphash24(const uint64_t key[2], const void *data, size_t len);
 
 /* snprintf into a fixed buffer, always terminated, never failing. */
 void tli_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

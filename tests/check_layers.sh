@@ -11,6 +11,7 @@ declare -A allowed=(
     [buf]="api buf"
     [certgen]="api certgen"
     [proxyproto]="api proxyproto"
+    [limits]="api limits tli.h"
     [tls_ctx]="api status buf tls_ctx tli.h tls_ctx_int.h"
     [engine]="api status buf tls_ctx engine tli.h engine_int.h"
     [loop]="api loop tli.h loop_int.h"
