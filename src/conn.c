@@ -642,6 +642,17 @@ tl_conn *tl_conn_connect(tl_loop *loop, const struct sockaddr *addr, socklen_t a
 
 /* ---- control ------------------------------------------------------------------------------- */
 
+/* Our data ends: what is queued goes out, then close_notify and FIN (send_shutdown). */
+static void end_our_side(tl_conn *c)
+{
+    c->shut_requested = true;
+    if (!flush_output(c))
+        return;
+    send_shutdown(c);
+    if (c->state != ST_DEAD)
+        update_interest(c);
+}
+
 void tl_conn_pause_read(tl_conn *c)
 {
     c->read_paused = true;
@@ -678,25 +689,15 @@ void tl_conn_close(tl_conn *c)
         break;
     }
     c->state = ST_CLOSING;
-    c->shut_requested = true;
     tl_timer_start(c->loop, &c->timer, c->close_timeout_ms);
-    if (!flush_output(c))
-        return;
-    send_shutdown(c);
-    if (c->state != ST_DEAD)
-        update_interest(c);
+    end_our_side(c);
 }
 
 void tl_conn_shutdown_write(tl_conn *c)
 {
     if (c->state != ST_OPEN || c->shut_requested)
         return;
-    c->shut_requested = true;
-    if (!flush_output(c))
-        return;
-    send_shutdown(c);
-    if (c->state != ST_DEAD)
-        update_interest(c);
+    end_our_side(c);
 }
 
 void tl_conn_abort(tl_conn *c)

@@ -354,6 +354,12 @@ static tl_status handshake_step(tl_engine *e)
     return map_ssl_error(e, r);
 }
 
+/* Pending output could not all go: the transport failed, or it is full for now. */
+static tl_status output_blocked(tl_engine *e)
+{
+    return e->io_error ? fail(e, TL_ERR_IO, "the transport failed while sending") : TL_WANT_OUTPUT;
+}
+
 /* Deliver pending output to this call's sink. Returns true when nothing is left pending. */
 static bool drain_pending(tl_engine *e)
 {
@@ -406,15 +412,13 @@ static tl_status do_wrap(tl_engine *e, const uint8_t *src, size_t len, size_t *c
     tl_status st;
     *consumed = 0;
     if (!drain_pending(e))
-        return e->io_error ? fail(e, TL_ERR_IO, "the transport failed while sending")
-                           : TL_WANT_OUTPUT;
+        return output_blocked(e);
     if (final_status(e, &st))
         return st;
     if (!e->hs_done) {
         st = handshake_step(e);
         if (tl_buf_len(&e->pending) > 0)
-            return e->io_error ? fail(e, TL_ERR_IO, "the transport failed while sending")
-                               : TL_WANT_OUTPUT;
+            return output_blocked(e);
         if (st != TL_OK)
             return st;
     }
@@ -482,7 +486,7 @@ tl_result tl_engine_read(tl_engine *e, void *dst, size_t cap)
     tl_status st;
     /* Output left from an earlier call (a handshake flight, a task's output) goes first. */
     if (!drain_pending(e) && e->io_error)
-        st = fail(e, TL_ERR_IO, "the transport failed while sending");
+        st = output_blocked(e);
     else
         st = do_unwrap(e, dst, dst ? cap : 0, &produced);
     tl_result r = end(e, st, 0);
@@ -507,8 +511,7 @@ tl_result tl_engine_flush(tl_engine *e)
     begin(e, NULL, 0, NULL, 0, SINK_TRANSPORT);
     tl_status st = TL_OK;
     if (!drain_pending(e))
-        st = e->io_error ? fail(e, TL_ERR_IO, "the transport failed while sending")
-                         : TL_WANT_OUTPUT;
+        st = output_blocked(e);
     return end(e, st, 0);
 }
 
@@ -520,8 +523,7 @@ tl_result tl_engine_handshake(tl_engine *e)
     begin(e, NULL, 0, NULL, 0, SINK_TRANSPORT);
     tl_status st = TL_OK;
     if (!drain_pending(e))
-        st = e->io_error ? fail(e, TL_ERR_IO, "the transport failed while sending")
-                         : TL_WANT_OUTPUT;
+        st = output_blocked(e);
     else if (!final_status(e, &st) && !e->hs_done)
         st = handshake_step(e);
     if (st == TL_OK && tl_buf_len(&e->pending) > 0)
@@ -557,8 +559,7 @@ tl_result tl_engine_close(tl_engine *e)
         }
     }
     if (st == TL_OK && e->has_tp && !drain_pending(e))
-        st = e->io_error ? fail(e, TL_ERR_IO, "the transport failed while sending")
-                         : TL_WANT_OUTPUT;
+        st = output_blocked(e);
     return end(e, st, 0);
 }
 

@@ -189,6 +189,16 @@ static bool make_key(const tl_addr_limit *l, const struct sockaddr *sa, uint8_t 
     return true;
 }
 
+/* The source's key, its hash and its shard; NULL for a family we do not count. */
+static shard *locate(tl_addr_limit *l, const struct sockaddr *addr, uint8_t key[KEY_LEN],
+                     uint64_t *h)
+{
+    if (!make_key(l, addr, key))
+        return NULL;
+    *h = tli_siphash24(l->key, key, KEY_LEN);
+    return &l->shards[*h % SHARDS];
+}
+
 static entry **find(shard *s, uint64_t h, const uint8_t key[KEY_LEN])
 {
     if (!s->nbuckets)
@@ -223,10 +233,10 @@ static void maybe_grow(shard *s, const tl_addr_limit *l)
 bool tl_addr_limit_acquire(tl_addr_limit *l, const struct sockaddr *addr)
 {
     uint8_t key[KEY_LEN];
-    if (!make_key(l, addr, key))
+    uint64_t h;
+    shard *s = locate(l, addr, key, &h);
+    if (!s)
         return false;
-    uint64_t h = tli_siphash24(l->key, key, KEY_LEN);
-    shard *s = &l->shards[h % SHARDS];
     bool ok = false;
     pthread_mutex_lock(&s->lock);
     maybe_grow(s, l);
@@ -254,10 +264,10 @@ bool tl_addr_limit_acquire(tl_addr_limit *l, const struct sockaddr *addr)
 void tl_addr_limit_release(tl_addr_limit *l, const struct sockaddr *addr)
 {
     uint8_t key[KEY_LEN];
-    if (!make_key(l, addr, key))
+    uint64_t h;
+    shard *s = locate(l, addr, key, &h);
+    if (!s)
         return;
-    uint64_t h = tli_siphash24(l->key, key, KEY_LEN);
-    shard *s = &l->shards[h % SHARDS];
     pthread_mutex_lock(&s->lock);
     entry **pp = find(s, h, key);
     if (pp && *pp && --(*pp)->count == 0) {
@@ -272,10 +282,10 @@ void tl_addr_limit_release(tl_addr_limit *l, const struct sockaddr *addr)
 unsigned tl_addr_limit_count(tl_addr_limit *l, const struct sockaddr *addr)
 {
     uint8_t key[KEY_LEN];
-    if (!make_key(l, addr, key))
+    uint64_t h;
+    shard *s = locate(l, addr, key, &h);
+    if (!s)
         return 0;
-    uint64_t h = tli_siphash24(l->key, key, KEY_LEN);
-    shard *s = &l->shards[h % SHARDS];
     pthread_mutex_lock(&s->lock);
     entry **pp = find(s, h, key);
     unsigned n = pp && *pp ? (*pp)->count : 0;
