@@ -25,6 +25,8 @@ typedef struct tli_ssl_state {
     bool in_task;           /* the delegated step runs now: do not pause */
     bool paused;            /* a pause point asked OpenSSL to stop */
     SSL_SESSION *session;   /* client: newest session received (our own duplicate) */
+    tl_tls_ctx *session_cfg; /* server: the configuration the engine was made from, once SNI has
+                              * switched the SSL to a named one (it keeps the ticket keys) */
 } tli_ssl_state;
 
 /* The SSL_CTX of a configuration (borrowed). */

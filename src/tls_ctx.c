@@ -1,6 +1,7 @@
 /*
  * tls_ctx.c - the shared TLS configuration: defaults, policy setters, freezing, OpenSSL callbacks.
- * Certificates and CAs are loaded in tls_ctx_cert.c; the ticket key ring is tls_ctx_tickets.c.
+ * Certificates and CAs are loaded in tls_ctx_cert.c; the ticket key ring (and its key file) is
+ * tls_ctx_tickets.c; names chosen by SNI are tls_ctx_sni.c.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -108,12 +109,14 @@ static int server_only(tl_tls_ctx *ctx, const char *what)
 
 /* ---- OpenSSL callbacks ------------------------------------------------------------------- */
 
-/* Server pause point: stop before the ClientHello is processed (the flight with the signature
- * follows), unless the delegated task runs now. */
+/* Server: pick the configuration by SNI, then the pause point: stop before the ClientHello is
+ * processed (the flight with the signature follows), unless the delegated task runs now. OpenSSL
+ * calls the callback of the SSL's current SSL_CTX, so after a retry that followed a switch it is
+ * the named configuration's, which has no names: the selection happens once. */
 static int client_hello_cb(SSL *ssl, int *alert, void *arg)
 {
-    (void)alert;
-    (void)arg;
+    if (tli_ctx_sni_switch(ssl, arg, alert) != 0)
+        return SSL_CLIENT_HELLO_ERROR;
     tli_ssl_state *st = SSL_get_app_data(ssl);
     if (st && st->delegate && !st->in_task) {
         st->paused = true;
@@ -151,6 +154,8 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
     return 0; /* we did not keep a reference to sess itself */
 }
 
+/* OpenSSL calls this with the current SSL_CTX's arg: after an SNI switch, the named
+ * configuration's own list. */
 static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                           const unsigned char *in, unsigned int inlen, void *arg)
 {
@@ -171,7 +176,12 @@ static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *ou
 static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
                      EVP_MAC_CTX *hctx, int enc)
 {
-    tl_tls_ctx *ctx = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    /* OpenSSL calls the ticket callback and keeps the session cache of the SSL_CTX the SSL was
+     * made with, also after SNI switched it: the keys must be that configuration's too, so one
+     * ring serves every name (a session still resumes only on its own name: see sid_ctx). */
+    tli_ssl_state *st = SSL_get_app_data(ssl);
+    tl_tls_ctx *ctx = st && st->session_cfg ? st->session_cfg
+                                            : SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
     if (!ctx || !ctx->ring)
         return enc ? -1 : 0;
     /* By now the version is agreed: TLS 1.3 tickets are single-use, so each one is replaced. */
@@ -189,7 +199,8 @@ static int apply_defaults(tl_tls_ctx *ctx)
     SSL_CTX_set_mode(s, SSL_MODE_NO_AUTO_CHAIN);
     /* Read whole TCP segments into the record buffer: fewer recv calls per record. */
     SSL_CTX_set_read_ahead(s, 1);
-    if (!SSL_CTX_set_min_proto_version(s, TLS1_2_VERSION) ||
+    ctx->groups = strdup(DEFAULT_GROUPS); /* kept for SNI (tls_ctx_sni.c) */
+    if (!ctx->groups || !SSL_CTX_set_min_proto_version(s, TLS1_2_VERSION) ||
         !SSL_CTX_set_max_proto_version(s, TLS1_3_VERSION) ||
         !SSL_CTX_set_cipher_list(s, DEFAULT_TLS12_CIPHERS) ||
         !SSL_CTX_set_ciphersuites(s, DEFAULT_TLS13_SUITES) ||
@@ -201,8 +212,9 @@ static int apply_defaults(tl_tls_ctx *ctx)
         SSL_CTX_set_session_cache_mode(s, SSL_SESS_CACHE_SERVER);
         SSL_CTX_sess_set_cache_size(s, DEFAULT_CACHE_SIZE);
         SSL_CTX_set_timeout(s, DEFAULT_LIFETIME_S);
-        if (!SSL_CTX_set_session_id_context(s, (const unsigned char *)DEFAULT_SID_CTX,
-                                            sizeof DEFAULT_SID_CTX - 1))
+        ctx->sid_len = sizeof DEFAULT_SID_CTX - 1;
+        memcpy(ctx->sid, DEFAULT_SID_CTX, ctx->sid_len);
+        if (!SSL_CTX_set_session_id_context(s, ctx->sid, ctx->sid_len))
             return -1;
         SSL_CTX_set_num_tickets(s, 2);
         SSL_CTX_set_client_hello_cb(s, client_hello_cb, ctx);
@@ -255,9 +267,11 @@ void tl_tls_ctx_free(tl_tls_ctx *ctx)
         return;
     if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) != 1)
         return;
+    tli_ctx_sni_free(ctx);
     SSL_CTX_free(ctx->ssl);
     tl_ticket_ring_free(ctx->ring);
     free(ctx->alpn_wire);
+    free(ctx->groups);
     pthread_mutex_destroy(&ctx->freeze_lock);
     free(ctx);
 }
@@ -297,6 +311,8 @@ int tli_tls_ctx_freeze(tl_tls_ctx *ctx, char *msg, size_t msglen)
         ctx->err_kind = TL_ERR_NONE;
         /* An incomplete configuration stays open: the caller may still add what is missing. */
         rc = check_complete(ctx);
+        if (rc == 0)
+            rc = tli_ctx_sni_freeze(ctx);
         if (rc == 0)
             atomic_store_explicit(&ctx->frozen, true, memory_order_release);
         else if (msg)
@@ -438,10 +454,17 @@ int tl_tls_ctx_set_groups(tl_tls_ctx *ctx, const char *groups)
 {
     if (tli_ctx_mutable(ctx, "set_groups") != 0)
         return -1;
+    char *copy = groups ? strdup(groups) : NULL;
+    if (groups && !copy)
+        return tli_ctx_failf(ctx, TL_ERR_RESOURCE, "set_groups: out of memory");
     /* OpenSSL replaces the list only when all of it parses: a refused one leaves ours as it was. */
-    if (!groups || !SSL_CTX_set1_groups_list(ctx->ssl, groups))
-        return tli_ctx_failf(ctx, TL_ERR_CONFIG, "key-exchange group list '%s' is not valid (e.g. %s)",
-                             groups ? groups : "(null)", DEFAULT_GROUPS);
+    if (!groups || !SSL_CTX_set1_groups_list(ctx->ssl, groups)) {
+        free(copy);
+        return tli_ctx_failf(ctx, TL_ERR_CONFIG, "key-exchange group list '%s' is not valid "
+                             "(e.g. %s)", groups ? groups : "(null)", DEFAULT_GROUPS);
+    }
+    free(ctx->groups);
+    ctx->groups = copy;
     return 0;
 }
 
@@ -528,6 +551,9 @@ int tl_tls_ctx_set_session_id_context(tl_tls_ctx *ctx, const void *sid, size_t l
                     SSL_MAX_SID_CTX_LENGTH);
     if (!SSL_CTX_set_session_id_context(ctx->ssl, sid, (unsigned)len))
         return tli_ctx_fail_ssl(ctx, TL_ERR_USAGE, "set_session_id_context");
+    memcpy(ctx->sid, sid, len);
+    ctx->sid_len = (unsigned)len;
+    ctx->sid_custom = true;
     return 0;
 }
 

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,6 +117,25 @@ static int check_validity(tl_tls_ctx *ctx, const char *name, X509 *leaf)
     return 0;
 }
 
+/* The leaf's expiry for tl_tls_ctx_cert_expiry and the slot it goes to: that of the same key
+ * type, as OpenSSL replaces a certificate of the same type. */
+static int leaf_expiry(tl_tls_ctx *ctx, const char *name, X509 *leaf, EVP_PKEY *key,
+                       tli_leaf *out, unsigned *slot)
+{
+    struct tm tm;
+    if (!ASN1_TIME_to_tm(X509_get0_notAfter(leaf), &tm))
+        return tli_ctx_fail_ssl(ctx, TL_ERR_CONFIG, name);
+    *out = (tli_leaf){EVP_PKEY_get_base_id(key), (int64_t)timegm(&tm)};
+    unsigned i = 0;
+    while (i < ctx->n_leaves && ctx->leaves[i].key_type != out->key_type)
+        i++;
+    if (i == TLI_MAX_LEAVES)
+        return tli_ctx_failf(ctx, TL_ERR_CONFIG, "%s: at most %d certificates of different key "
+                             "types fit in one configuration", name, TLI_MAX_LEAVES);
+    *slot = i;
+    return 0;
+}
+
 /* Each certificate must be issued by the next: leaf first, then intermediates. */
 static int check_order(tl_tls_ctx *ctx, const char *name, X509 *leaf, STACK_OF(X509) *chain)
 {
@@ -162,7 +182,10 @@ static int use_cert(tl_tls_ctx *ctx, const char *name, const char *chain_pem, co
         X509_free(leaf);
         goto out;
     }
-    if (check_validity(ctx, name, leaf) != 0 || check_order(ctx, name, leaf, certs) != 0) {
+    tli_leaf expiry = {0};
+    unsigned slot = 0;
+    if (check_validity(ctx, name, leaf) != 0 || check_order(ctx, name, leaf, certs) != 0 ||
+        leaf_expiry(ctx, name, leaf, key, &expiry, &slot) != 0) {
         X509_free(leaf);
         goto out;
     }
@@ -173,6 +196,9 @@ static int use_cert(tl_tls_ctx *ctx, const char *name, const char *chain_pem, co
         goto out;
     }
     X509_free(leaf);
+    ctx->leaves[slot] = expiry;
+    if (slot == ctx->n_leaves)
+        ctx->n_leaves++;
     ctx->has_cert = true;
     rc = 0;
 out:
@@ -269,4 +295,32 @@ int tl_tls_ctx_set_ca_file(tl_tls_ctx *ctx, const char *path)
     int rc = add_cas(ctx, path, pem);
     free(pem);
     return rc;
+}
+
+static bool earliest_leaf(const tl_tls_ctx *ctx, int64_t *t)
+{
+    bool any = false;
+    for (unsigned i = 0; i < ctx->n_leaves; i++) {
+        if (!any || ctx->leaves[i].not_after < *t)
+            *t = ctx->leaves[i].not_after;
+        any = true;
+    }
+    return any;
+}
+
+int tl_tls_ctx_cert_expiry(tl_tls_ctx *ctx, int64_t *not_after_unix)
+{
+    if (!ctx || !not_after_unix)
+        return -1;
+    int64_t t = 0, n;
+    bool any = earliest_leaf(ctx, &t);
+    for (size_t i = 0; i < ctx->n_names; i++) {
+        if (earliest_leaf(ctx->names[i].ctx, &n) && (!any || n < t))
+            t = n;
+        any |= ctx->names[i].ctx->n_leaves > 0;
+    }
+    if (!any)
+        return tli_ctx_failf(ctx, TL_ERR_USAGE, "cert_expiry: no certificate is loaded");
+    *not_after_unix = t;
+    return 0;
 }

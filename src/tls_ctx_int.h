@@ -9,6 +9,22 @@
 
 #include "tli.h"
 
+/* One SNI name of a default configuration (tls_ctx_sni.c). */
+typedef struct tli_sni_name {
+    char *name;                  /* lower case; for a wildcard, what follows "*." */
+    size_t len;
+    bool wildcard;
+    tl_tls_ctx *ctx;             /* owned reference */
+} tli_sni_name;
+
+/* A loaded leaf certificate's expiry, one per key type (a new one of the same type replaces it,
+ * as OpenSSL does). */
+#define TLI_MAX_LEAVES 4
+typedef struct tli_leaf {
+    int key_type;                /* EVP_PKEY_get_base_id */
+    int64_t not_after;           /* Unix time */
+} tli_leaf;
+
 struct tl_tls_ctx {
     SSL_CTX *ssl;
     tl_role role;
@@ -22,6 +38,19 @@ struct tl_tls_ctx {
     tl_ticket_ring *ring;        /* server: ticket keys (owned reference) */
     unsigned char *alpn_wire;    /* ALPN list in wire format, or NULL */
     size_t alpn_len;
+    /* Settings an SSL copies from its SSL_CTX when it is made and that OpenSSL has no getter for,
+     * kept for SNI to copy again when it switches a connection (tls_ctx_sni.c). */
+    char *groups;
+    unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
+    unsigned sid_len;
+    bool sid_custom;             /* set by tl_tls_ctx_set_session_id_context */
+    bool sid_derived;            /* derived from the name it was first attached under */
+    /* SNI: a default configuration's names, or whether this one is attached under a name. */
+    tli_sni_name *names;
+    size_t n_names;
+    bool is_named;
+    tli_leaf leaves[TLI_MAX_LEAVES];
+    unsigned n_leaves;
     char err[512];
     tl_error_kind err_kind;
 };
@@ -32,5 +61,14 @@ int tli_ctx_mutable(tl_tls_ctx *ctx, const char *what);
 int tli_ctx_fail_ssl(tl_tls_ctx *ctx, tl_error_kind kind, const char *what);
 int tli_ctx_failf(tl_tls_ctx *ctx, tl_error_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* SNI (tls_ctx_sni.c). From the ClientHello callback: switch the connection to the named
+ * configuration its server_name selects. Returns 0 (also when nothing changes), or -1 with the
+ * alert to send. */
+int tli_ctx_sni_switch(SSL *ssl, tl_tls_ctx *dflt, int *alert);
+/* Freeze every named configuration (under dflt's freeze lock). 0, or -1 with dflt's error set. */
+int tli_ctx_sni_freeze(tl_tls_ctx *dflt);
+/* Drop the references to the named configurations. */
+void tli_ctx_sni_free(tl_tls_ctx *dflt);
 
 #endif /* TLSLOOP_TLS_CTX_INT_H */

@@ -1,5 +1,6 @@
 /*
- * tls_ctx_tickets.c - the session ticket key ring (see tl_ticket_ring in tlsloop/tls_ctx.h).
+ * tls_ctx_tickets.c - the session ticket key ring and its key file (see tl_ticket_ring in
+ * tlsloop/tls_ctx.h).
  *
  * keys[0] is the newest key and the only one that encrypts; keys[1..count-1] still decrypt. A
  * ticket opened by an older key is renewed (the callback returns 2), and so is every TLS 1.3
@@ -7,10 +8,14 @@
  * thread read the ring; rotation is rare, so a reader-writer lock guards it, and readers copy the
  * one key they need out of the lock. The cipher is fetched once per ring, not per ticket.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -49,10 +54,9 @@ static void push_front(tl_ticket_ring *r, const ticket_key *k)
     r->count++;
 }
 
-tl_ticket_ring *tl_ticket_ring_new(unsigned capacity)
+/* A ring without keys. */
+static tl_ticket_ring *ring_alloc(unsigned capacity)
 {
-    if (capacity < 1 || capacity > MAX_KEYS)
-        return NULL;
     tl_ticket_ring *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
@@ -63,10 +67,100 @@ tl_ticket_ring *tl_ticket_ring_new(unsigned capacity)
         return NULL;
     }
     r->cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
-    if (!r->cipher || tl_ticket_ring_rotate(r) != 0) {
+    if (!r->cipher) {
         tl_ticket_ring_free(r);
         return NULL;
     }
+    return r;
+}
+
+tl_ticket_ring *tl_ticket_ring_new(unsigned capacity)
+{
+    if (capacity < 1 || capacity > MAX_KEYS)
+        return NULL;
+    tl_ticket_ring *r = ring_alloc(capacity);
+    if (r && tl_ticket_ring_rotate(r) != 0) {
+        tl_ticket_ring_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Check a key file before reading it: a regular file, not open to others, whole keys. Returns the
+ * number of keys, or 0 with err set. */
+static unsigned check_key_file(int fd, const char *path, char *err, size_t errlen)
+{
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        tli_fmt(err, errlen, "%s: cannot read the ticket key file: %s", path, strerror(errno));
+        return 0;
+    }
+    long long size = (long long)sb.st_size;
+    if (!S_ISREG(sb.st_mode))
+        tli_fmt(err, errlen, "%s: the ticket key file is not a regular file", path);
+    else if (sb.st_mode & (S_IROTH | S_IWOTH))
+        tli_fmt(err, errlen, "%s: the ticket key file is open to other users (mode %03o), and its "
+                "keys open every session; restrict it: chmod 600 %s",
+                path, (unsigned)(sb.st_mode & 0777), path);
+    else if (size == 0)
+        tli_fmt(err, errlen, "%s: the ticket key file is empty; make one with: "
+                "openssl rand %d > %s", path, TL_TICKET_KEY_LEN, path);
+    else if (size % TL_TICKET_KEY_LEN != 0)
+        tli_fmt(err, errlen, "%s: %lld bytes is not a whole number of %d-byte ticket keys", path,
+                size, TL_TICKET_KEY_LEN);
+    else if (size / TL_TICKET_KEY_LEN > MAX_KEYS)
+        tli_fmt(err, errlen, "%s: %lld ticket keys, at most %d are allowed", path,
+                size / TL_TICKET_KEY_LEN, MAX_KEYS);
+    else
+        return (unsigned)(size / TL_TICKET_KEY_LEN);
+    return 0;
+}
+
+tl_ticket_ring *tl_ticket_ring_load_file(const char *path, char *err, size_t errlen)
+{
+    if (!err)
+        errlen = 0;
+    if (!path) {
+        tli_fmt(err, errlen, "ticket key file: no path given");
+        return NULL;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        tli_fmt(err, errlen, "%s: cannot open the ticket key file: %s", path, strerror(errno));
+        return NULL;
+    }
+    ticket_key keys[MAX_KEYS];
+    tl_ticket_ring *r = NULL;
+    unsigned n = check_key_file(fd, path, err, errlen);
+    size_t want = n * sizeof keys[0], got = 0;
+    while (got < want) {
+        ssize_t k = read(fd, (uint8_t *)keys + got, want - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            tli_fmt(err, errlen, "%s: cannot read the ticket key file: %s", path,
+                    k < 0 ? strerror(errno) : "it shrank while being read");
+            n = 0;
+            break;
+        }
+        got += (size_t)k;
+    }
+    close(fd);
+    for (unsigned i = 0; i < n; i++) {
+        for (unsigned j = i + 1; j < n; j++) {
+            if (memcmp(keys[i].name, keys[j].name, sizeof keys[i].name) == 0) {
+                tli_fmt(err, errlen, "%s: ticket keys %u and %u have the same name (their first "
+                        "16 bytes); every key needs its own", path, i + 1, j + 1);
+                n = 0;
+            }
+        }
+    }
+    if (n > 0 && !(r = ring_alloc(n)))
+        tli_fmt(err, errlen, "%s: out of memory", path);
+    /* The first key of the file encrypts: it goes in last, in front of the others. */
+    for (unsigned i = n; r && i-- > 0;)
+        push_front(r, &keys[i]);
+    OPENSSL_cleanse(keys, sizeof keys);
     return r;
 }
 

@@ -26,6 +26,25 @@
  * Certificates: the chain is built once when it is loaded (leaf first, then intermediates), the key
  * is checked against the leaf, and an expired leaf is refused unless allowed. One RSA and one ECDSA
  * certificate may be loaded into the same configuration; the client's capabilities pick one.
+ * tl_tls_ctx_cert_expiry gives the earliest expiry, for a "days left" gauge.
+ *
+ * Names (SNI): a server configuration, the default, may have other server configurations attached
+ * under host names (tl_tls_ctx_add_name). When a client's server_name matches one, exactly (in any
+ * case) or by a wildcard "*.example.com" (one label, any case; an exact name wins), the connection
+ * switches to that named configuration before anything else of the handshake is decided; without
+ * SNI or without a match it stays on the default. Engines are always made from the default.
+ *   - A named configuration is complete on its own and decides everything about its handshake:
+ *     certificates, CA and client-certificate policy, versions, ciphers, groups, ALPN, and whether
+ *     tickets are sent and how many. Nothing is inherited from the default.
+ *   - The default keeps what OpenSSL keeps per listener: the session cache (its size and the
+ *     lifetime) and the ticket key ring serve every name. Sessions stay apart all the same: each
+ *     named configuration gets a session ID context of its own (SHA-256 of the name it is first
+ *     attached under, unless set with tl_tls_ctx_set_session_id_context), so a session from one
+ *     name never resumes on another (it gets a full handshake with that name's policy).
+ *   - A server_name extension that is malformed (not exactly one non-empty host_name entry) fails
+ *     the handshake with a decode_error alert, as OpenSSL's own parser would.
+ *   - Freezing the default freezes its named configurations; a named one that cannot freeze fails
+ *     the default's freeze, with the name in the message.
  *
  * Thread-safety: setters belong to one thread before the configuration is used. Once frozen, a
  * configuration may be used by engines on any number of threads at once. Reference counting is
@@ -129,8 +148,25 @@ TL_API int tl_tls_ctx_set_tickets(tl_tls_ctx *ctx, bool on);
 TL_API int tl_tls_ctx_set_session_cache(tl_tls_ctx *ctx, size_t size, unsigned lifetime_s);
 
 /* Server: the session ID context (up to 32 bytes) that binds sessions to this configuration.
- * Default: "tlsloop". Give each distinct policy (virtual host, client-certificate rule) its own. */
+ * Default: "tlsloop", or for a named configuration one derived from its name (see Names above).
+ * Give each distinct policy (virtual host, client-certificate rule) its own. */
 TL_API int tl_tls_ctx_set_session_id_context(tl_tls_ctx *ctx, const void *sid, size_t len);
+
+/* Server: attach the server configuration `named` (dflt takes a reference) for clients whose SNI
+ * is `name`: a host name, or "*.example.com" for any one label before example.com (see Names in
+ * the overview). Both must be server configurations, dflt not yet frozen and named not attached
+ * to itself; one level only: dflt must not be a named configuration and named must have no names
+ * of its own. Refused too: a name that is not a host name, and one already attached (case does not
+ * count). A configuration may be attached under several names. Returns 0 or -1. */
+TL_API int tl_tls_ctx_add_name(tl_tls_ctx *dflt, const char *name, tl_tls_ctx *named);
+
+/* The configuration a connection with this SNI (NULL: none) would use: a named one, else dflt.
+ * Borrowed. For tests and logs; never fails. */
+TL_API tl_tls_ctx *tl_tls_ctx_select(tl_tls_ctx *dflt, const char *sni);
+
+/* The earliest notAfter (Unix time, UTC) of the leaf certificates loaded into ctx and into its
+ * named configurations: when the first of them expires. Returns 0, or -1 when none is loaded. */
+TL_API int tl_tls_ctx_cert_expiry(tl_tls_ctx *ctx, int64_t *not_after_unix);
 
 /* Server: use this ticket key ring (the configuration takes a reference) instead of its own. */
 TL_API int tl_tls_ctx_set_ticket_ring(tl_tls_ctx *ctx, tl_ticket_ring *ring);
@@ -152,13 +188,25 @@ TL_API int tl_tls_ctx_freeze(tl_tls_ctx *ctx);
  *
  * A key is TL_TICKET_KEY_LEN bytes: a 16-byte name (sent in the ticket), a 32-byte HMAC-SHA256
  * key, and a 32-byte AES-256 key, in that order. Several processes share tickets by adding the
- * same keys in the same order (tl_ticket_ring_add).
+ * same keys in the same order (tl_ticket_ring_add), or by loading the same key file.
+ *
+ * Key file (tl_ticket_ring_load_file): one or more such keys, concatenated, nothing else: the
+ * layout of nginx's ssl_session_ticket_key files. The first key encrypts new tickets; the others
+ * only open older ones. "openssl rand 80 > ticket.key; chmod 600 ticket.key" makes a file with one
+ * key; to rotate, put a new key in front ("openssl rand 80 | cat - old.key > new.key") and reload
+ * every process, dropping the last key once its tickets have expired.
  */
 #define TL_TICKET_KEY_LEN 80
 
 /* A ring with one random key. capacity: keys kept (1..64). NULL when out of memory or randomness
  * fails. */
 TL_API tl_ticket_ring *tl_ticket_ring_new(unsigned capacity);
+/* A ring holding the keys of a key file (above), the first one encrypting; its capacity is the
+ * number of keys in the file. Refused, with a message naming the path in err (errlen bytes, may be
+ * NULL): a file that cannot be opened or read, that is not a regular file, that other users may
+ * read or write (mode bits for "others"), that is empty, whose size is not a multiple of
+ * TL_TICKET_KEY_LEN, that holds more than 64 keys, or in which two keys share a name. NULL then. */
+TL_API tl_ticket_ring *tl_ticket_ring_load_file(const char *path, char *err, size_t errlen);
 TL_API tl_ticket_ring *tl_ticket_ring_ref(tl_ticket_ring *ring);
 TL_API void tl_ticket_ring_free(tl_ticket_ring *ring);
 /* Add a new random key as the encrypting one. Returns 0 or -1 (randomness failed). */
