@@ -1,6 +1,7 @@
 /*
  * conn.c - connections: states, event interest, reading with a fairness budget, the write queue
- * and its watermarks, the TLS handshake (with delegated steps), and the close protocol.
+ * and its watermarks, the TLS handshake (with delegated steps), the close protocol, the deadlines
+ * (one timer for the nearest), the KeyUpdate rate cap, and the owner's hooks.
  *
  * Callbacks run only from the loop (a watcher, a timer or a post), never from inside an API call:
  * an API call that ends a connection closes the socket at once and posts on_close. The
@@ -21,11 +22,14 @@
 #define DEFAULT_HS_TIMEOUT_MS 10000
 #define DEFAULT_CLOSE_TIMEOUT_MS 5000
 #define DEFAULT_WRITE_HIGH (256u * 1024u)
+#define DEFAULT_KEY_UPDATE_LIMIT 100
+#define KEY_UPDATE_WINDOW_MS 1000
 
 static void update_interest(tl_conn *c);
 static void do_read(tl_conn *c);
 static void do_flush(tl_conn *c);
 static void do_handshake(tl_conn *c);
+static void arm_deadline(tl_conn *c);
 
 static uint64_t thread_cpu_ns(void)
 {
@@ -41,6 +45,8 @@ static size_t queued(const tl_conn *c)
 
 #define MSG_MAX 256
 
+static uint32_t now_ms(const tl_conn *c) { return (uint32_t)tl_loop_now(c->loop); }
+
 /* The first reason sticks. Allocated only on failure: idle connections stay small. */
 static void set_error(tl_conn *c, const char *msg)
 {
@@ -51,6 +57,24 @@ static void set_error(tl_conn *c, const char *msg)
 /* ---- ending ---------------------------------------------------------------------------- */
 
 static void on_post(tl_loop *loop, tl_work *w);
+
+/* The owner hears how a TLS handshake ended exactly once, and before the application does. */
+static void owner_handshake(tl_conn *c, bool ok)
+{
+    if (c->hs_told || !c->engine)
+        return;
+    c->hs_told = true;
+    if (c->owner && c->owner->on_handshake)
+        c->owner->on_handshake(c, ok, c->owner_data);
+}
+
+/* The handshake failed and the connection is dead: the owner learns, then the application. */
+static void report_handshake_failure(tl_conn *c)
+{
+    owner_handshake(c, false);
+    if (c->cbs && c->cbs->on_handshake)
+        c->cbs->on_handshake(c, false);
+}
 
 static void schedule(tl_conn *c, unsigned act)
 {
@@ -113,8 +137,11 @@ static void on_post(tl_loop *loop, tl_work *w)
     unsigned acts = c->actions;
     c->actions = 0;
     if (acts & ACT_CLOSE) {
+        owner_handshake(c, false); /* TLS that ended before its handshake did, however it ended */
         if (c->cbs && c->cbs->on_close)
             c->cbs->on_close(c, c->end);
+        if (c->owner && c->owner->on_close)
+            c->owner->on_close(c, c->end, c->owner_data);
         c->type->destroy(c);
         tl_buf_free(&c->wq);
         free(c->err);
@@ -162,6 +189,10 @@ static void update_interest(tl_conn *c)
         break;
     }
     tl_io_set(c->loop, &c->io, want);
+    /* Output began to wait: the send-stall deadline joins the timer (once; it re-checks). */
+    if ((want & TL_WRITABLE) && c->stall_timeout_ms && !c->stall_armed &&
+        (c->state == ST_OPEN || c->state == ST_CLOSING))
+        arm_deadline(c);
 }
 
 /* ---- reading ------------------------------------------------------------------------------- */
@@ -190,6 +221,24 @@ static void peer_eof(tl_conn *c, tl_conn_end how)
         finish(c, how);
 }
 
+/* The peer's KeyUpdates, counted in one-second windows, each opening with the first KeyUpdate
+ * after the last one closed. Each costs us key derivations and maybe an answer: a peer sending
+ * them by the hundred per second is spending our CPU on purpose (pitfall 26). */
+static bool key_updates_ok(tl_conn *c, uint32_t count)
+{
+    uint32_t now = now_ms(c);
+    if (now - c->ku_window_ms >= KEY_UPDATE_WINDOW_MS) {
+        c->ku_window_ms = now;
+        c->ku_base = c->ku_seen; /* the new ones count in the new window */
+    }
+    c->ku_seen = count;
+    if (count - c->ku_base <= c->ku_limit)
+        return true;
+    set_error(c, "peer sent too many KeyUpdates");
+    finish(c, TL_END_TLS_ERROR);
+    return false;
+}
+
 static void do_read(tl_conn *c)
 {
     uint8_t *buf = tli_conn_scratch();
@@ -206,6 +255,9 @@ static void do_read(tl_conn *c)
         }
         size_t want = budget < c->read_chunk ? budget : c->read_chunk;
         tl_result r = c->type->read(c, buf, want);
+        uint32_t key_updates = c->type->key_updates(c);
+        if (key_updates != c->ku_seen && !key_updates_ok(c, key_updates))
+            return; /* dropped: what this read produced goes nowhere */
         budget -= r.produced < budget ? r.produced : budget;
         if (r.produced > 0 && deliver) {
             c->bytes_in += r.produced;
@@ -379,10 +431,13 @@ size_t tl_conn_write_queued(const tl_conn *c) { return queued(c); }
 
 static void handshake_done(tl_conn *c)
 {
-    tl_timer_stop(c->loop, &c->timer);
     c->hs_ns = tl_loop_now_ns(c->loop) - c->hs_start_ns;
     c->state = ST_OPEN;
-    if (c->cbs && c->cbs->on_handshake)
+    c->active_ms = now_ms(c);
+    arm_deadline(c); /* the handshake deadline gives way to idle and send stall */
+    owner_handshake(c, true);
+    /* An owner that ended the connection already: the application has nothing to start. */
+    if (c->state == ST_OPEN && c->cbs && c->cbs->on_handshake)
         c->cbs->on_handshake(c, true);
     if (c->state != ST_OPEN)
         return;
@@ -393,8 +448,7 @@ static void handshake_done(tl_conn *c)
 static void handshake_failed(tl_conn *c)
 {
     fail(c, "handshake");
-    if (c->cbs && c->cbs->on_handshake)
-        c->cbs->on_handshake(c, false);
+    report_handshake_failure(c);
 }
 
 static void task_run(tl_work *w)
@@ -413,6 +467,8 @@ static void task_done(tl_loop *loop, tl_work *w)
     c->state = ST_HANDSHAKE;
     if (c->abort_requested) {
         finish(c, c->pending_end);
+        if (c->pending_end == TL_END_TIMEOUT) /* the deadline passed while the task ran */
+            report_handshake_failure(c);
         return;
     }
     if (c->close_requested) {
@@ -485,8 +541,9 @@ static void connected(tl_conn *c)
         start_tls(c);
         do_handshake(c);
     } else {
-        tl_timer_stop(c->loop, &c->timer);
         c->state = ST_OPEN;
+        c->active_ms = now_ms(c);
+        arm_deadline(c);
         do_flush(c);
     }
 }
@@ -517,11 +574,58 @@ static void on_io(tl_loop *loop, tl_io *io, unsigned events)
         update_interest(c);
 }
 
+/* ---- deadlines ---------------------------------------------------------------------------- */
+
+/* Milliseconds left until `limit` has passed since `mark`; 0 once it has. */
+static uint32_t left(uint32_t now, uint32_t mark, uint32_t limit)
+{
+    uint32_t spent = now - mark;
+    return spent >= limit ? 0 : limit - spent;
+}
+
+/* The send-stall deadline is on, and output waits. */
+static bool stall_applies(const tl_conn *c)
+{
+    return c->stall_timeout_ms && queued(c) > 0;
+}
+
+/* Arm the one timer for the nearest deadline of an open or closing connection: idle (open),
+ * close (closing), send stall (output waiting). Reads and writes only move marks; when the timer
+ * fires for a deadline that has moved on, on_timer arms it again for what is left, so a busy
+ * connection touches the timer heap once per timeout period, not once per read. */
+static void arm_deadline(tl_conn *c)
+{
+    uint32_t now = now_ms(c), next = UINT32_MAX;
+    bool any = false;
+    if (c->state == ST_CLOSING) {
+        next = left(now, c->close_ms, c->close_timeout_ms);
+        any = true;
+    }
+    if (c->state == ST_OPEN && c->idle_timeout_ms) {
+        uint32_t idle = left(now, c->active_ms, c->idle_timeout_ms);
+        next = idle < next ? idle : next;
+        any = true;
+    }
+    c->stall_armed = stall_applies(c);
+    if (c->stall_armed) {
+        if (!c->send_blocked)
+            c->send_ms = now; /* nothing refused yet: any wait starts now */
+        uint32_t stall = left(now, c->send_ms, c->stall_timeout_ms);
+        next = stall < next ? stall : next;
+        any = true;
+    }
+    if (any)
+        tl_timer_start(c->loop, &c->timer, next);
+    else
+        tl_timer_stop(c->loop, &c->timer);
+}
+
 static void on_timer(tl_loop *loop, tl_timer *t)
 {
     (void)loop;
     tl_conn *c = t->data;
     char msg[MSG_MAX];
+    uint32_t now = now_ms(c);
     switch (c->state) {
     case ST_CONNECTING:
     case ST_HANDSHAKE:
@@ -530,18 +634,39 @@ static void on_timer(tl_loop *loop, tl_timer *t)
                 c->state == ST_CONNECTING ? "connect" : "TLS handshake", c->hs_timeout_ms);
         set_error(c, msg);
         finish(c, TL_END_TIMEOUT);
-        if (c->state == ST_DEAD && c->cbs && c->engine && c->cbs->on_handshake)
-            c->cbs->on_handshake(c, false);
+        if (c->state == ST_DEAD && c->engine) /* (a task running: its completion reports) */
+            report_handshake_failure(c);
         break;
+    case ST_OPEN:
     case ST_CLOSING:
-        /* Everything sent and the peer silent: we end it. Not even sent: the peer stalled. */
-        tli_fmt(msg, sizeof msg, "close: %s within %u ms",
-                queued(c) ? "the peer did not take the last data" : "no answer from the peer",
-                c->close_timeout_ms);
-        set_error(c, msg);
-        finish(c, queued(c) ? TL_END_TIMEOUT : TL_END_LOCAL);
+        /* Only a refusal counts: output can also wait because our write budget ended a turn. */
+        if (stall_applies(c) && c->send_blocked &&
+            left(now, c->send_ms, c->stall_timeout_ms) == 0) {
+            /* The peer must not hold the connection and its buffers forever. Aborted: a close
+             * would only wait on the same peer. */
+            set_error(c, "send stalled: the peer stopped reading");
+            finish(c, TL_END_TIMEOUT);
+            break;
+        }
+        if (c->state == ST_CLOSING && left(now, c->close_ms, c->close_timeout_ms) == 0) {
+            /* Everything sent and the peer silent: we end it. Not even sent: the peer stalled. */
+            tli_fmt(msg, sizeof msg, "close: %s within %u ms",
+                    queued(c) ? "the peer did not take the last data" : "no answer from the peer",
+                    c->close_timeout_ms);
+            set_error(c, msg);
+            finish(c, queued(c) ? TL_END_TIMEOUT : TL_END_LOCAL);
+            break;
+        }
+        if (c->state == ST_OPEN && c->idle_timeout_ms &&
+            left(now, c->active_ms, c->idle_timeout_ms) == 0) {
+            set_error(c, "idle timeout");
+            c->end = TL_END_TIMEOUT; /* the reason, whatever the graceful close meets later */
+            tl_conn_close(c);
+            break;
+        }
+        arm_deadline(c); /* early for a deadline that moved on: re-arm for what is left */
         break;
-    default:
+    case ST_DEAD:
         break;
     }
 }
@@ -563,10 +688,17 @@ static tl_conn *conn_new(tl_loop *loop, int fd, const tl_conn_opts *o, tl_role r
     c->fd = fd;
     c->cbs = o->cbs;
     c->data = o->data;
+    c->owner = o->owner;
+    c->owner_data = o->owner_data;
     c->half_close = o->half_close;
     c->pool = o->pool;
     c->hs_timeout_ms = o->handshake_timeout_ms ? o->handshake_timeout_ms : DEFAULT_HS_TIMEOUT_MS;
     c->close_timeout_ms = o->close_timeout_ms ? o->close_timeout_ms : DEFAULT_CLOSE_TIMEOUT_MS;
+    c->idle_timeout_ms = o->idle_timeout_ms;
+    c->stall_timeout_ms = o->send_stall_timeout_ms;
+    c->ku_limit = o->key_update_limit ? o->key_update_limit : DEFAULT_KEY_UPDATE_LIMIT;
+    c->active_ms = c->send_ms = now_ms(c);
+    c->ku_window_ms = c->active_ms - KEY_UPDATE_WINDOW_MS; /* closed: the first one opens one */
     c->high = o->write_high ? o->write_high : DEFAULT_WRITE_HIGH;
     c->low = o->write_low ? o->write_low : c->high / 4;
     c->read_chunk = o->read_chunk && o->read_chunk < TL_CONN_READ_CHUNK ? o->read_chunk
@@ -609,6 +741,7 @@ tl_conn *tl_conn_accept(tl_loop *loop, int fd, const tl_conn_opts *opts)
         tl_timer_start(loop, &c->timer, c->hs_timeout_ms);
     } else {
         c->state = ST_OPEN;
+        arm_deadline(c); /* idle counts from the accept */
     }
     update_interest(c);
     return c;
@@ -689,7 +822,8 @@ void tl_conn_close(tl_conn *c)
         break;
     }
     c->state = ST_CLOSING;
-    tl_timer_start(c->loop, &c->timer, c->close_timeout_ms);
+    c->close_ms = now_ms(c);
+    arm_deadline(c);
     end_our_side(c);
 }
 
@@ -709,6 +843,7 @@ void tl_conn_abort(tl_conn *c)
 
 int tl_conn_fd(const tl_conn *c) { return c->fd; }
 void *tl_conn_data(const tl_conn *c) { return c->data; }
+void *tl_conn_owner_data(const tl_conn *c) { return c->owner_data; }
 void tl_conn_set_data(tl_conn *c, void *data) { c->data = data; }
 tl_loop *tl_conn_loop(const tl_conn *c) { return c->loop; }
 bool tl_conn_is_tls(const tl_conn *c) { return c->engine != NULL; }

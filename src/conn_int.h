@@ -32,6 +32,8 @@ typedef struct tli_conn_type {
     void (*release)(tl_conn *c);
     /* Free what the type added to the connection (the engine). */
     void (*destroy)(tl_conn *c);
+    /* KeyUpdates the peer sent so far (TLS 1.3; TCP: 0). */
+    uint32_t (*key_updates)(const tl_conn *c);
 } tli_conn_type;
 
 extern const tli_conn_type tli_conn_tcp;
@@ -49,18 +51,33 @@ typedef enum conn_state {
 /* Actions posted to the loop (c->post), run from there, never from inside an API call. */
 #define ACT_READ 0x1u     /* deliver data held inside (resume, fairness budget) */
 #define ACT_CLOSE 0x2u    /* call on_close and free */
-#define ACT_FAIL 0x4u     /* a failure found inside an API call: end the connection */
 
+/* Laid out to leave no padding: an idle server holds one of these per connection. Times with the
+ * suffix _ms are the loop's clock (tl_loop_now) cut to 32 bits: they are only ever subtracted
+ * from one another, which stays right across the wrap for spans under 49 days. */
 struct tl_conn {
     tl_loop *loop;
     tl_io io;
     int fd;
+    conn_state state;
     const tli_conn_type *type;
     tl_engine *engine;            /* TLS */
     tl_transport tp;              /* TLS: the engine's view of the socket */
-    conn_state state;
     tl_conn_end end;              /* why it ended (first reason wins) */
     tl_conn_end eof_how;          /* how the peer's data ended, once it did */
+    tl_conn_end pending_end;      /* abort_requested: the end to give it */
+    int sock_errno;               /* the last socket error */
+
+    /* Deadlines: one timer, armed for the nearest (arm_deadline in conn.c). */
+    uint32_t hs_timeout_ms, close_timeout_ms;
+    uint32_t idle_timeout_ms, stall_timeout_ms; /* 0: off */
+    uint32_t active_ms;           /* the socket last moved bytes, either way */
+    uint32_t send_ms;             /* the socket last took bytes, or first refused them after a
+                                     complete send (the start of a wait) */
+    uint32_t close_ms;            /* tl_conn_close began */
+    /* KeyUpdate rate: the engine's count when last looked at, and at the window's start. */
+    uint32_t ku_limit, ku_seen, ku_base, ku_window_ms;
+    unsigned actions;             /* ACT_* posted */
 
     bool read_paused;
     bool eof;                     /* the peer finished sending */
@@ -71,23 +88,23 @@ struct tl_conn {
     bool above_high;              /* tl_conn_write returned 1; on_drain owed */
     bool close_requested;         /* while a task runs */
     bool abort_requested;
-    bool fail_pending;            /* ACT_FAIL: which end is in pending_end */
-    tl_conn_end pending_end;
+    bool posted;
+    bool send_blocked;            /* the last send did not take everything */
+    bool stall_armed;             /* the timer covers the send-stall deadline */
+    bool hs_told;                 /* the owner heard how the handshake ended */
 
     tl_buf wq;                    /* write queue */
     size_t high, low;
     size_t read_chunk;
 
-    tl_timer timer;               /* handshake or close deadline */
-    uint32_t hs_timeout_ms, close_timeout_ms;
+    tl_timer timer;               /* the nearest deadline of the state */
 
     const tl_conn_cbs *cbs;
     void *data;
-    int depth;                    /* our callbacks running; frees wait for 0 */
+    const tl_conn_owner *owner;
+    void *owner_data;
 
     tl_work post;                 /* ACT_* */
-    unsigned actions;
-    bool posted;
 
     tl_pool *pool;
     tl_work task;                 /* a delegated handshake step */
@@ -95,7 +112,6 @@ struct tl_conn {
 
     uint64_t hs_start_ns, hs_ns, hs_cpu_ns;
     uint64_t bytes_in, bytes_out;
-    int sock_errno;               /* the last socket error */
     char *err;                    /* why it failed; allocated only then (NULL: "") */
 };
 

@@ -19,14 +19,27 @@ static ssize_t io_result(tl_conn *c, ssize_t n)
     return TL_IO_ERROR;
 }
 
+/* The marks the idle and send-stall deadlines are measured from: two stores per call, so that no
+ * timer is touched per read or write (the deadline's timer re-checks them when it fires). */
 ssize_t tli_conn_recv(tl_conn *c, void *buf, size_t len)
 {
-    return io_result(c, recv(c->fd, buf, len, 0));
+    ssize_t n = io_result(c, recv(c->fd, buf, len, 0));
+    if (n > 0)
+        c->active_ms = (uint32_t)tl_loop_now(c->loop);
+    return n;
 }
 
 ssize_t tli_conn_send(tl_conn *c, const void *buf, size_t len)
 {
-    return io_result(c, send(c->fd, buf, len, MSG_NOSIGNAL));
+    ssize_t n = io_result(c, send(c->fd, buf, len, MSG_NOSIGNAL));
+    uint32_t now = (uint32_t)tl_loop_now(c->loop);
+    if (n > 0)
+        c->active_ms = now;
+    /* A stall runs from the last progress; after a complete send, from the first refusal. */
+    if (n > 0 || !c->send_blocked)
+        c->send_ms = now;
+    c->send_blocked = n < (ssize_t)len;
+    return n;
 }
 
 static tl_status tcp_handshake(tl_conn *c)
@@ -76,6 +89,12 @@ static size_t tcp_pending(const tl_conn *c)
     return 0;
 }
 
+static uint32_t tcp_key_updates(const tl_conn *c)
+{
+    (void)c;
+    return 0;
+}
+
 static void tcp_release(tl_conn *c) { (void)c; }
 static void tcp_destroy(tl_conn *c) { (void)c; }
 
@@ -89,4 +108,5 @@ const tli_conn_type tli_conn_tcp = {
     .pending_output = tcp_pending,
     .release = tcp_release,
     .destroy = tcp_destroy,
+    .key_updates = tcp_key_updates,
 };

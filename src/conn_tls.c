@@ -42,6 +42,11 @@ static void tls_destroy(tl_conn *c)
     c->engine = NULL;
 }
 
+static uint32_t tls_key_updates(const tl_conn *c)
+{
+    return tl_engine_key_updates_received(c->engine);
+}
+
 const tli_conn_type tli_conn_tls = {
     .name = "tls",
     .handshake = tls_handshake,
@@ -52,4 +57,5 @@ const tli_conn_type tli_conn_tls = {
     .pending_output = tls_pending,
     .release = tls_release,
     .destroy = tls_destroy,
+    .key_updates = tls_key_updates,
 };

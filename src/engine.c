@@ -184,6 +184,23 @@ static void info_cb(const SSL *ssl, int where, int ret)
         e->alert_sent = desc;
 }
 
+/* Count the peer's TLS 1.3 KeyUpdates, for callers that cap their rate (pitfall 26): OpenSSL
+ * offers no other public signal of one (the info callback's state-machine events are not
+ * promised to come once per message). OpenSSL calls this for every record header and handshake
+ * message, in both directions; all but a received KeyUpdate return after a compare or two, which
+ * costs nothing measurable next to a record's encryption. */
+static void msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+                   SSL *ssl, void *arg)
+{
+    (void)version;
+    (void)ssl;
+    if (write_p || content_type != SSL3_RT_HANDSHAKE || len == 0 ||
+        ((const uint8_t *)buf)[0] != SSL3_MT_KEY_UPDATE)
+        return;
+    tl_engine *e = arg;
+    e->key_updates_received++;
+}
+
 static int set_server_name(tl_engine *e, const char *name)
 {
     unsigned char addr[16];
@@ -248,6 +265,8 @@ tl_engine *tl_engine_new(tl_tls_ctx *cfg, const tl_engine_opts *opts)
     SSL_set_bio(e->ssl, bio, bio);
     SSL_set_app_data(e->ssl, &e->st);
     SSL_set_info_callback(e->ssl, info_cb);
+    SSL_set_msg_callback(e->ssl, msg_cb);
+    SSL_set_msg_callback_arg(e->ssl, e);
     if (opts && opts->transport) {
         e->tp = *opts->transport;
         e->has_tp = e->tp.recv && e->tp.send;
@@ -577,6 +596,7 @@ size_t tl_engine_pending(const tl_engine *e) { return (size_t)SSL_pending(e->ssl
 size_t tl_engine_pending_output(const tl_engine *e) { return tl_buf_len(&e->pending); }
 bool tl_engine_close_sent(const tl_engine *e) { return e->close_sent; }
 bool tl_engine_close_received(const tl_engine *e) { return e->close_received; }
+uint32_t tl_engine_key_updates_received(const tl_engine *e) { return e->key_updates_received; }
 const char *tl_engine_error(const tl_engine *e) { return e->err ? e->err : ""; }
 tl_error_kind tl_engine_error_kind(const tl_engine *e) { return e->failed ? e->err_kind : TL_ERR_NONE; }
 struct ssl_st *tl_engine_ssl(tl_engine *e) { return e->ssl; }

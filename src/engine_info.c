@@ -25,6 +25,7 @@ void tl_engine_get_info(const tl_engine *e, tl_engine_info *out)
     SSL *ssl = e->ssl;
     out->bytes_in = e->bytes_in;
     out->bytes_out = e->bytes_out;
+    out->key_updates_received = e->key_updates_received;
     out->server_name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     if (!out->server_name)
         out->server_name = e->server_name;

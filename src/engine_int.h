@@ -55,6 +55,7 @@ struct tl_engine {
     int alert_sent;             /* last alert descriptions, -1 if none */
     int alert_received;
     tl_error_kind err_kind;
+    uint32_t key_updates_received; /* TLS 1.3 KeyUpdate messages from the peer */
     char *err;                  /* why it failed or ended; allocated only then (NULL: "") */
 
     uint64_t bytes_in, bytes_out;

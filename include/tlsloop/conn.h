@@ -25,12 +25,35 @@
  * tl_conn_error. With a task pool in the options, the CPU-heavy handshake steps run on the pool
  * (the connection does no I/O meanwhile) and come back to the loop.
  *
+ * Deadlines. Besides the handshake and close deadlines, two are optional (0: off). Idle
+ * (idle_timeout_ms): once the handshake is done (plain: from the start), a connection on which no
+ * byte moved either way for that long is closed gracefully, as tl_conn_close does, and ends with
+ * TL_END_TIMEOUT ("idle timeout"). Send stall (send_stall_timeout_ms): while output waits (the
+ * write queue, or TLS records not yet sent) and the peer takes none of it for that long, the
+ * connection is aborted with TL_END_TIMEOUT ("send stalled: the peer stopped reading"), also
+ * during tl_conn_close's flush: a peer that stopped reading must not hold the connection and its
+ * buffers forever. Any byte moved resets the first, any byte sent the second. TLS 1.3 KeyUpdates
+ * from the peer are capped at key_update_limit per second (0: 100); above, the connection is
+ * aborted with TL_END_TLS_ERROR ("peer sent too many KeyUpdates").
+ *
  * Closing is a protocol. tl_conn_close stops reading for the application, flushes the write
  * queue, sends close_notify (TLS), shuts the write side, and reads and discards until the peer's
  * close_notify or EOF (a lingering close: the peer never gets a reset that destroys the last
  * response), all within the close deadline; then it closes the socket and calls on_close(c, how)
- * once. tl_conn_abort ends at once. on_close is the last callback; the connection is freed when it
- * returns. Any callback may close or abort its own connection, or another one.
+ * once. tl_conn_abort ends at once. on_close is the last callback (an owner's on_close aside, see
+ * below); the connection is freed when it returns. Any callback may close or abort its own
+ * connection, or another one.
+ *
+ * Owner. A layer that manages connections for an application (a server) passes tl_conn_owner
+ * hooks besides the application's callbacks; the application's callbacks behave the same with or
+ * without them. The owner's on_handshake is called exactly once for every TLS connection (never
+ * for plain TCP), before the application's on_handshake: ok true when the handshake completed;
+ * false when the connection ended before it did, however that happened (failure, deadline, the
+ * peer gone, tl_conn_close or tl_conn_abort during the handshake, a failed connect), at the
+ * latest just before on_close. If the owner ends the connection from its on_handshake(true), the
+ * application's on_handshake is not called. The owner's on_close is called exactly once for every
+ * connection that tl_conn_accept or tl_conn_connect returned, after the application's on_close:
+ * it is the very last call, and the connection is freed when it returns.
  *
  * Threads: a connection belongs to its loop's thread; call nothing here from another thread (post
  * to the loop instead).
@@ -72,8 +95,9 @@ typedef enum tl_conn_end {
     TL_END_CLEAN,       /* TLS: close_notify; TCP: FIN */
     TL_END_TRUNCATED,   /* TLS: the transport ended without close_notify */
     TL_END_RESET,       /* the peer reset the connection, or the socket failed */
-    TL_END_TIMEOUT,     /* a deadline passed (handshake, close) */
-    TL_END_TLS_ERROR,   /* TLS failed; tl_conn_error says why (the alert, the verification) */
+    TL_END_TIMEOUT,     /* a deadline passed (handshake, close, idle, send stall) */
+    TL_END_TLS_ERROR,   /* TLS failed; tl_conn_error says why (the alert, the verification, the
+                           peer's KeyUpdates over key_update_limit) */
     TL_END_LOCAL,       /* we ended it without the peer's answer (tl_conn_abort, or a close whose
                            peer went on sending until the deadline) */
 } tl_conn_end;
@@ -87,12 +111,21 @@ typedef struct tl_conn_cbs {
     void (*on_eof)(tl_conn *c, tl_conn_end how);
     /* The write queue fell to the low-water mark after tl_conn_write returned 1. */
     void (*on_drain)(tl_conn *c);
-    /* Last call: the connection is gone when this returns. */
+    /* Last call: the connection is gone when this returns (only an owner's on_close follows). */
     void (*on_close)(tl_conn *c, tl_conn_end how);
     /* tl_conn_connect: the TCP connection is established (before any TLS handshake), or failed
      * (ok false; on_close follows with TL_END_RESET). */
     void (*on_connect)(tl_conn *c, bool ok);
 } tl_conn_cbs;
+
+/* Hooks of a layer that manages connections on behalf of the application (see Owner above). Both
+ * may be NULL. They get the owner_data of the options (tl_conn_owner_data). */
+typedef struct tl_conn_owner {
+    /* TLS only: exactly once; before the application's on_handshake. */
+    void (*on_handshake)(tl_conn *c, bool ok, void *owner_data);
+    /* Exactly once, after the application's on_close: the very last call. */
+    void (*on_close)(tl_conn *c, tl_conn_end how, void *owner_data);
+} tl_conn_owner;
 
 typedef struct tl_conn_opts {
     tl_tls_ctx *tls;                  /* NULL: plain TCP; else its role must fit accept/connect */
@@ -101,12 +134,18 @@ typedef struct tl_conn_opts {
     tl_pool *pool;                    /* TLS: run CPU-heavy handshake steps on this pool */
     uint32_t handshake_timeout_ms;    /* 0: 10000 */
     uint32_t close_timeout_ms;        /* flush, close_notify and linger; 0: 5000 */
+    uint32_t idle_timeout_ms;         /* nothing sent or received for this long: close (TLS: from
+                                         the handshake's end); 0: off */
+    uint32_t send_stall_timeout_ms;   /* output waiting, none taken for this long: abort; 0: off */
+    uint32_t key_update_limit;        /* TLS 1.3 KeyUpdates per second from the peer; 0: 100 */
     size_t write_high;                /* write queue high-water mark; 0: 256 KiB */
     size_t write_low;                 /* low-water mark; 0: write_high / 4 */
     size_t read_chunk;                /* most bytes per on_read; 0: TL_CONN_READ_CHUNK (the max) */
     bool half_close;                  /* keep the connection writable after the peer's EOF */
     const tl_conn_cbs *cbs;
     void *data;                       /* the caller's */
+    const tl_conn_owner *owner;       /* NULL: none; must outlive the connection */
+    void *owner_data;                 /* the owner's */
 } tl_conn_opts;
 
 /* Take an accepted socket (made non-blocking here) and start (a server's TLS handshake, or plain
@@ -140,6 +179,8 @@ TL_API void tl_conn_abort(tl_conn *c);
 TL_API int tl_conn_fd(const tl_conn *c);
 TL_API void *tl_conn_data(const tl_conn *c);
 TL_API void tl_conn_set_data(tl_conn *c, void *data);
+/* The owner_data given in the options. */
+TL_API void *tl_conn_owner_data(const tl_conn *c);
 TL_API tl_loop *tl_conn_loop(const tl_conn *c);
 TL_API bool tl_conn_is_tls(const tl_conn *c);
 /* The TLS engine (NULL for plain TCP): for its facts (tl_engine_get_info), not for I/O. */

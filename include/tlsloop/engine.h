@@ -50,7 +50,9 @@
  * Handshake. The handshake runs inside wrap/unwrap (read/write): a client starts it with a wrap
  * (or tl_engine_handshake) and a server with the first unwrap. Every call can produce network
  * output (a handshake message, a KeyUpdate answer, an alert), also unwrap: after any call whose
- * hs is TL_HS_NEED_WRAP, call wrap (an empty source is fine) until no output is pending.
+ * hs is TL_HS_NEED_WRAP, call wrap (an empty source is fine) until no output is pending. The engine
+ * counts the TLS 1.3 KeyUpdates the peer sends (tl_engine_key_updates_received) so that its
+ * owner, which has a clock, can cap their rate.
  *
  * Delegated tasks. With tasks on (TL_ENGINE_DELEGATE_TASKS), the CPU-heavy handshake steps never
  * run inline: the call stops at OpenSSL's pause points (a server's ClientHello callback, before the
@@ -199,6 +201,10 @@ TL_API size_t tl_engine_pending_output(const tl_engine *e);
 /* Whether our close_notify was queued, and whether the peer's was received. */
 TL_API bool tl_engine_close_sent(const tl_engine *e);
 TL_API bool tl_engine_close_received(const tl_engine *e);
+/* TLS 1.3 KeyUpdate messages received from the peer so far (each one makes us derive new keys,
+ * and may make us send one: a peer can spend our CPU with them; tl_conn caps their rate). Cheap:
+ * meant to be read after every read or unwrap. */
+TL_API uint32_t tl_engine_key_updates_received(const tl_engine *e);
 
 TL_API const char *tl_engine_error(const tl_engine *e);   /* "" when there was no error */
 TL_API tl_error_kind tl_engine_error_kind(const tl_engine *e);
@@ -217,6 +223,7 @@ typedef struct tl_engine_info {
     const char *verify_error; /* its text ("ok" when it passed) */
     uint64_t bytes_in;        /* network bytes received and sent by this engine */
     uint64_t bytes_out;
+    uint32_t key_updates_received; /* TLS 1.3 KeyUpdates from the peer (see above) */
 } tl_engine_info;
 
 /* Fill out with the connection's facts. Strings are owned by the engine and valid until it is

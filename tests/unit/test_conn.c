@@ -1,7 +1,8 @@
 /*
  * test_conn.c - connections over real loopback sockets, client and server on one loop: echo over
  * TLS and TCP through the same code, buffered TLS data after a pause, backpressure, every close
- * path, handshake deadlines and failures, delegated handshakes, many connections without leaks.
+ * path, handshake deadlines and failures, delegated handshakes, many connections without leaks,
+ * owner hooks, the idle and send-stall deadlines, and the KeyUpdate rate cap.
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -31,6 +32,8 @@ typedef struct side_state {
     char error[200];
     tl_conn *conn;            /* the last connection of this side */
     tl_conn_stats stats;
+    char log[32];             /* callbacks in order: A/a app handshake ok/failed, C app close,
+                                 H/h owner handshake ok/failed, O owner close, X wrong data */
 } side_state;
 
 typedef struct world world;
@@ -55,9 +58,20 @@ static world *W; /* the test's world, for callbacks */
 
 static side_state *side_of(tl_conn *c) { return tl_conn_data(c); }
 
+static void log_event(tl_conn *c, char what)
+{
+    side_state *s = side_of(c);
+    size_t n = strlen(s->log);
+    if (n + 1 < sizeof s->log) {
+        s->log[n] = what;
+        s->log[n + 1] = '\0';
+    }
+}
+
 static void cb_handshake(tl_conn *c, bool ok)
 {
     side_state *s = side_of(c);
+    log_event(c, ok ? 'A' : 'a');
     if (ok)
         s->handshakes_ok++;
     else
@@ -88,6 +102,7 @@ static void cb_drain(tl_conn *c) { side_of(c)->drains++; }
 static void cb_close(tl_conn *c, tl_conn_end how)
 {
     side_state *s = side_of(c);
+    log_event(c, 'C');
     s->closes++;
     s->end_how = how;
     snprintf(s->error, sizeof s->error, "%s", tl_conn_error(c));
@@ -738,6 +753,9 @@ TEST(idle_connection_is_small)
     fprintf(stderr, "  tl_conn %zu + tl_engine %zu bytes (+ malloc overhead): %zu\n",
             sizeof(struct tl_conn), sizeof(struct tl_engine), ours);
     CHECK(ours < 1024);
+    /* Pinned, so that growth is a decision (docs/conn.md states the size): 424 bytes, then 456
+     * with the owner hooks, the idle and send-stall marks and the KeyUpdate window. */
+    CHECK(sizeof(struct tl_conn) <= 456);
     tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0), *cctx = tp_client_ctx(0, 0);
     world *w = world_new(sctx, cctx);
     w->echo = true;
@@ -889,6 +907,456 @@ TEST(burst_then_close_all_delivered)
     tl_tls_ctx_free(cctx);
 }
 
+/* ---- owner hooks ---- */
+
+static void owner_handshake(tl_conn *c, bool ok, void *owner_data)
+{
+    log_event(c, owner_data == W && tl_conn_owner_data(c) == W ? (ok ? 'H' : 'h') : 'X');
+}
+
+static void owner_close(tl_conn *c, tl_conn_end how, void *owner_data)
+{
+    (void)how;
+    log_event(c, owner_data == W && tl_conn_owner_data(c) == W ? 'O' : 'X');
+}
+
+static const tl_conn_owner test_owner = {owner_handshake, owner_close};
+
+static world *owned_world(tl_tls_ctx *sctx, tl_tls_ctx *cctx)
+{
+    world *w = world_new(sctx, cctx);
+    if (!w)
+        return NULL;
+    w->sopts.owner = w->copts.owner = &test_owner;
+    w->sopts.owner_data = w->copts.owner_data = w;
+    return w;
+}
+
+/* Both sides complete, TLS and plain: the owner's handshake hook before the application's, its
+ * close hook after the application's, each once. */
+TEST(owner_hooks_order)
+{
+    for (int tls = 0; tls < 2; tls++) {
+        tl_tls_ctx *sctx = tls ? tp_server_ctx(&tp.ecdsa, 0, 0) : NULL;
+        tl_tls_ctx *cctx = tls ? tp_client_ctx(0, 0) : NULL;
+        world *w = owned_world(sctx, cctx);
+        REQUIRE(w);
+        w->echo = true;
+        tl_conn *c = world_connect(w);
+        REQUIRE(c);
+        CHECK(tl_conn_owner_data(c) == w);
+        tl_conn_write(c, "ping", 4);
+        echo_target = 4;
+        CHECK(run_until(w, echo_back, 5000));
+        tl_conn_close(c);
+        CHECK(run_until(w, both_closed, 5000));
+        CHECK_STR(w->s.log, tls ? "HACO" : "CO");
+        CHECK_STR(w->c.log, tls ? "HACO" : "CO");
+        world_free(w);
+        tl_tls_ctx_free(sctx);
+        tl_tls_ctx_free(cctx);
+    }
+}
+
+/* A failed verification and a handshake deadline: owner, then application, once each. */
+TEST(owner_hooks_failed_and_timeout)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0), *cctx = tl_tls_ctx_new(TL_ROLE_CLIENT);
+    REQUIRE(tl_tls_ctx_set_ca_pem(cctx, tp.other_ca.cert_pem) == 0);
+    world *w = owned_world(sctx, cctx);
+    REQUIRE(world_connect(w));
+    CHECK(run_until(w, both_closed, 5000));
+    CHECK_STR(w->c.log, "haCO");
+    CHECK_STR(w->s.log, "haCO");
+    world_free(w);
+
+    w = owned_world(sctx, NULL);
+    w->sopts.handshake_timeout_ms = 150;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(connect(fd, (struct sockaddr *)&w->addr, sizeof w->addr) == 0);
+    CHECK(run_until(w, server_closed, 5000));
+    CHECK_EQ_INT(w->s.end_how, TL_END_TIMEOUT);
+    CHECK_STR(w->s.log, "haCO");
+    close(fd);
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
+/* Ended by us during the handshake (abort and close): the owner still hears "failed", from the
+ * loop, not inside the call; the application's callbacks are as without an owner. */
+TEST(owner_hooks_end_during_handshake)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0);
+    for (int how = 0; how < 2; how++) {
+        world *w = owned_world(sctx, NULL);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        REQUIRE(connect(fd, (struct sockaddr *)&w->addr, sizeof w->addr) == 0);
+        CHECK(write(fd, "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11) == 11);
+        CHECK(run_until(w, server_accepted, 5000));
+        for (int i = 0; i < 5; i++)
+            tl_loop_run_once(w->loop, 10); /* the server reads half a ClientHello */
+        REQUIRE(w->s.conn->state == ST_HANDSHAKE);
+        if (how)
+            tl_conn_close(w->s.conn);
+        else
+            tl_conn_abort(w->s.conn);
+        CHECK_STR(w->s.log, ""); /* nothing inside the API call */
+        CHECK(run_until(w, server_closed, 5000));
+        CHECK_STR(w->s.log, "hCO");
+        CHECK_EQ_INT(w->s.end_how, TL_END_LOCAL);
+        close(fd);
+        world_free(w);
+    }
+    tl_tls_ctx_free(sctx);
+}
+
+/* A pool thread kept busy, so the server's handshake step waits on the pool (ST_TASK). */
+static int blocker_released;
+static void blocker_run(tl_work *w)
+{
+    (void)w;
+    while (!__atomic_load_n(&blocker_released, __ATOMIC_ACQUIRE))
+        usleep(1000);
+}
+static void blocker_done(tl_loop *loop, tl_work *w)
+{
+    (void)loop;
+    (void)w;
+}
+static bool server_in_task(world *w) { return w->s.conn && w->s.conn->state == ST_TASK; }
+
+/* The connection is aborted, or its deadline passes, while a handshake step is on the pool: the
+ * owner hears "failed" once; a deadline is a failure for the application too. */
+TEST(owner_hooks_during_task)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0), *cctx = tp_client_ctx(0, 0);
+    for (int deadline = 0; deadline < 2; deadline++) {
+        tl_pool *pool = tl_pool_new(1);
+        world *w = owned_world(sctx, cctx);
+        w->sopts.pool = pool;
+        w->sopts.handshake_timeout_ms = deadline ? 150 : 0;
+        __atomic_store_n(&blocker_released, 0, __ATOMIC_RELEASE);
+        tl_work blocker = {.run = blocker_run, .done = blocker_done};
+        tl_pool_submit(pool, w->loop, &blocker);
+        REQUIRE(world_connect(w));
+        REQUIRE(run_until(w, server_in_task, 5000));
+        if (deadline) {
+            tl_loop_update_time(w->loop);
+            uint64_t until = tl_loop_now(w->loop) + 300;
+            while (tl_loop_now(w->loop) < until) /* the deadline passes during the task */
+                tl_loop_run_once(w->loop, 20);
+        } else {
+            tl_conn_abort(w->s.conn);
+        }
+        CHECK_STR(w->s.log, "");
+        __atomic_store_n(&blocker_released, 1, __ATOMIC_RELEASE);
+        CHECK(run_until(w, server_closed, 5000));
+        CHECK_STR(w->s.log, deadline ? "haCO" : "hCO");
+        CHECK_EQ_INT(w->s.end_how, deadline ? TL_END_TIMEOUT : TL_END_LOCAL);
+        world_free(w);
+        tl_pool_free(pool);
+    }
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
+/* A connect that fails: the owner's close hook all the same (and, TLS, its handshake hook). */
+static bool client_closed(world *w) { return w->c.closes > 0; }
+
+TEST(owner_hooks_failed_connect)
+{
+    tl_tls_ctx *cctx = tp_client_ctx(0, 0);
+    for (int tls = 0; tls < 2; tls++) {
+        world *w = owned_world(NULL, tls ? cctx : NULL);
+        /* A port nobody listens on: the listener's, closed. */
+        tl_io_stop(w->loop, &w->lio);
+        close(w->lfd);
+        w->lfd = socket(AF_INET, SOCK_STREAM, 0); /* for world_free */
+        REQUIRE(world_connect(w));
+        CHECK(run_until(w, client_closed, 5000));
+        CHECK_EQ_INT(w->c.end_how, TL_END_RESET);
+        CHECK_STR(w->c.log, tls ? "hCO" : "CO");
+        world_free(w);
+    }
+    tl_tls_ctx_free(cctx);
+}
+
+/* ---- idle deadline ---- */
+
+static uint64_t server_closed_at;
+static void note_server_close(tl_conn *c, tl_conn_end how)
+{
+    cb_close(c, how);
+    server_closed_at = tl_loop_now(tl_conn_loop(c));
+}
+
+/* Nothing moves after the handshake: the server closes gracefully at the deadline (the client
+ * gets close_notify), and the end says timeout. */
+TEST(idle_timeout_closes_gracefully)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0), *cctx = tp_client_ctx(0, 0);
+    world *w = world_new(sctx, cctx);
+    w->sopts.idle_timeout_ms = 300;
+    w->scbs.on_close = note_server_close;
+    tl_conn *c = world_connect(w);
+    REQUIRE(c && run_until(w, handshaken, 5000));
+    tl_loop_update_time(w->loop);
+    uint64_t t0 = tl_loop_now(w->loop);
+    CHECK(run_until(w, both_closed, 5000));
+    uint64_t took = server_closed_at - t0;
+    fprintf(stderr, "  idle 300 ms: closed after %llu ms\n", (unsigned long long)took);
+    CHECK(took >= 250 && took < 2000);
+    CHECK_EQ_INT(w->s.end_how, TL_END_TIMEOUT);
+    CHECK_STR(w->s.error, "idle timeout");
+    CHECK_EQ_INT(w->c.eof_how, TL_END_CLEAN); /* close_notify arrived */
+    CHECK_EQ_INT(w->c.end_how, TL_END_CLEAN);
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
+/* Bytes in either direction every 100 ms keep a 300 ms idle deadline away; once they stop, it
+ * comes 300 ms after the last. */
+static tl_timer tick_timer;
+static int ticks;
+static uint64_t last_tick_at;
+static void tick_cb(tl_loop *loop, tl_timer *t)
+{
+    if (ticks >= 8 || !W->s.conn || !W->c.conn)
+        return;
+    /* Alternate: the client writes to the server, then the server to the client. */
+    tl_conn_write(ticks % 2 ? W->s.conn : W->c.conn, "t", 1);
+    ticks++;
+    last_tick_at = tl_loop_now(loop);
+    tl_timer_start(loop, t, 100);
+}
+
+TEST(idle_timeout_postponed_by_activity)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0), *cctx = tp_client_ctx(0, 0);
+    world *w = world_new(sctx, cctx);
+    w->sopts.idle_timeout_ms = 300;
+    w->scbs.on_close = note_server_close;
+    tl_conn *c = world_connect(w);
+    REQUIRE(c && run_until(w, handshaken, 5000));
+    ticks = 0;
+    tl_timer_init(&tick_timer, tick_cb, NULL);
+    tl_timer_start(w->loop, &tick_timer, 100);
+    CHECK(run_until(w, server_closed, 5000));
+    tl_timer_stop(w->loop, &tick_timer);
+    CHECK_EQ_INT(ticks, 8); /* 800 ms of activity, more than twice the deadline */
+    CHECK_EQ_INT(tl_buf_len(&w->s.got), 4);
+    CHECK_EQ_INT(tl_buf_len(&w->c.got), 4);
+    uint64_t after = server_closed_at - last_tick_at;
+    fprintf(stderr, "  closed %llu ms after the last byte\n", (unsigned long long)after);
+    CHECK(after >= 250 && after < 2000);
+    CHECK_EQ_INT(w->s.end_how, TL_END_TIMEOUT);
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
+/* Plain TCP: counted from the accept; the peer sees a FIN, not a reset. */
+TEST(idle_timeout_plain_from_accept)
+{
+    world *w = world_new(NULL, NULL);
+    w->sopts.idle_timeout_ms = 200;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(connect(fd, (struct sockaddr *)&w->addr, sizeof w->addr) == 0);
+    CHECK(run_until(w, server_accepted, 5000));
+    /* Still lingering: it waits for our FIN. */
+    char buf[10];
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    for (int i = 0; i < 40 && w->s.closes == 0; i++)
+        tl_loop_run_once(w->loop, 10);
+    CHECK(read(fd, buf, sizeof buf) == 0); /* the server's FIN */
+    close(fd);
+    CHECK(run_until(w, server_closed, 5000));
+    CHECK_EQ_INT(w->s.end_how, TL_END_TIMEOUT);
+    CHECK_STR(w->s.error, "idle timeout");
+    world_free(w);
+}
+
+/* ---- send-stall deadline ---- */
+
+static uint64_t t_start;
+static void write_lots(tl_conn *c, size_t total)
+{
+    static uint8_t chunk[256 * 1024];
+    for (size_t sent = 0; sent < total; sent += sizeof chunk)
+        tl_conn_write(c, chunk, sizeof chunk);
+}
+
+/* A peer that stopped reading, while we write (and then while we close): aborted at the stall
+ * deadline, not at the close deadline; TLS and TCP. */
+TEST(send_stall_aborts_non_reader)
+{
+    for (int tls = 0; tls < 2; tls++) {
+        for (int closing = 0; closing < 2; closing++) {
+            tl_tls_ctx *sctx = tls ? tp_server_ctx(&tp.ecdsa, 0, 0) : NULL;
+            tl_tls_ctx *cctx = tls ? tp_client_ctx(0, 0) : NULL;
+            world *w = world_new(sctx, cctx);
+            w->sopts.send_stall_timeout_ms = 300;
+            w->scbs.on_close = note_server_close;
+            tl_conn *c = world_connect(w);
+            REQUIRE(c && run_until(w, client_open, 5000));
+            if (tls)
+                REQUIRE(run_until(w, handshaken, 5000));
+            tl_conn_pause_read(c);
+            /* A small send buffer stalls fast. Not a receive buffer shrunk after the connect:
+             * the kernel then drops what the window still admits, and each retransmission
+             * that gets in is progress again. */
+            int small = 4096;
+            setsockopt(tl_conn_fd(w->s.conn), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+            tl_loop_update_time(w->loop);
+            t_start = tl_loop_now(w->loop);
+            write_lots(w->s.conn, 4u << 20);
+            if (closing)
+                tl_conn_close(w->s.conn); /* its close deadline is 5 s */
+            CHECK(run_until(w, server_closed, 5000));
+            uint64_t took = server_closed_at - t_start;
+            fprintf(stderr, "  %s%s: aborted after %llu ms\n", tls ? "tls" : "tcp",
+                    closing ? ", closing" : "", (unsigned long long)took);
+            CHECK(took >= 250 && took < 2000);
+            CHECK_EQ_INT(w->s.end_how, TL_END_TIMEOUT);
+            CHECK_STR(w->s.error, "send stalled: the peer stopped reading");
+            world_free(w);
+            tl_tls_ctx_free(sctx);
+            tl_tls_ctx_free(cctx);
+        }
+    }
+}
+
+/* A slow reader that keeps taking some of the data is not a stalled one. */
+static tl_timer slow_timer;
+static void slow_resume_cb(tl_loop *loop, tl_timer *t)
+{
+    if (W->c.conn)
+        tl_conn_resume_read(W->c.conn);
+    tl_timer_start(loop, t, 10);
+}
+
+TEST(send_stall_spares_slow_reader)
+{
+    for (int tls = 0; tls < 2; tls++) {
+        tl_tls_ctx *sctx = tls ? tp_server_ctx(&tp.ecdsa, 0, 0) : NULL;
+        tl_tls_ctx *cctx = tls ? tp_client_ctx(0, 0) : NULL;
+        world *w = world_new(sctx, cctx);
+        w->sopts.send_stall_timeout_ms = 400;
+        w->on_client_read = slow_reader; /* 8 KiB per 10 ms at most */
+        w->copts.read_chunk = 8192;
+        tl_conn *c = world_connect(w);
+        REQUIRE(c && run_until(w, client_open, 5000));
+        if (tls)
+            REQUIRE(run_until(w, handshaken, 5000));
+        int small = 4096;
+        setsockopt(tl_conn_fd(w->s.conn), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+        tl_timer_init(&slow_timer, slow_resume_cb, NULL);
+        tl_timer_start(w->loop, &slow_timer, 10);
+        prod = (producer){.total = 768u * 1024u}; /* over a second: more than twice the deadline */
+        w->scbs.on_drain = drain_more;
+        tl_loop_update_time(w->loop);
+        t_start = tl_loop_now(w->loop);
+        produce(w->s.conn, &prod);
+        CHECK(run_until(w, got_all_prod, 20000));
+        tl_timer_stop(w->loop, &slow_timer);
+        fprintf(stderr, "  %s: %zu bytes in %llu ms\n", tls ? "tls" : "tcp", prod.total,
+                (unsigned long long)(tl_loop_now(w->loop) - t_start));
+        CHECK_EQ_INT(tl_buf_len(&w->c.got), prod.total);
+        CHECK(prod.paused_by_queue); /* output did wait for the peer */
+        CHECK_EQ_INT(w->s.closes, 0);
+        CHECK_STR(w->s.error, "");
+        world_free(w);
+        tl_tls_ctx_free(sctx);
+        tl_tls_ctx_free(cctx);
+    }
+}
+
+/* ---- KeyUpdate rate cap ---- */
+
+/* n KeyUpdates from the client, each carried by one byte of data. Returns how many went. */
+static int send_key_updates(tl_conn *c, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (SSL_key_update(tl_engine_ssl(tl_conn_engine(c)), SSL_KEY_UPDATE_NOT_REQUESTED) != 1 ||
+            tl_conn_write(c, "k", 1) != 0)
+            return i;
+    }
+    return n;
+}
+
+static size_t server_want;
+static bool server_got_want(world *w) { return tl_buf_len(&w->s.got) >= server_want; }
+
+static void idle_for(world *w, int ms)
+{
+    tl_loop_update_time(w->loop);
+    uint64_t end = tl_loop_now(w->loop) + (uint64_t)ms;
+    while (tl_loop_now(w->loop) < end)
+        tl_loop_run_once(w->loop, 20);
+}
+
+/* Under the limit in each second is fine, also when the seconds add up to more; above it in one
+ * second, the connection is dropped. With the default limit (100), and with a limit of 20. */
+TEST(key_update_rate_cap)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, TL_TLS1_3, TL_TLS1_3), *cctx = tp_client_ctx(0, 0);
+    for (int deflt = 1; deflt >= 0; deflt--) {
+        world *w = world_new(sctx, cctx);
+        w->sopts.key_update_limit = deflt ? 0 : 20;
+        tl_conn *c = world_connect(w);
+        REQUIRE(c && run_until(w, handshaken, 5000));
+        if (deflt) {
+            CHECK_EQ_INT(send_key_updates(c, 90), 90);
+            server_want = 90;
+            CHECK(run_until(w, server_got_want, 5000));
+            idle_for(w, 1050); /* the next second */
+            CHECK_EQ_INT(send_key_updates(c, 90), 90);
+            server_want = 180;
+            CHECK(run_until(w, server_got_want, 5000));
+            CHECK_EQ_INT(w->s.closes, 0);
+            tl_engine_info info;
+            tl_engine_get_info(tl_conn_engine(w->s.conn), &info);
+            CHECK_EQ_INT(info.key_updates_received, 180);
+        }
+        send_key_updates(c, deflt ? 300 : 25); /* too many in this second */
+        CHECK(run_until(w, both_closed, 5000));
+        CHECK_EQ_INT(w->s.end_how, TL_END_TLS_ERROR);
+        CHECK_STR(w->s.error, "peer sent too many KeyUpdates");
+        CHECK(w->c.end_how == TL_END_RESET || w->c.end_how == TL_END_TRUNCATED);
+        world_free(w);
+    }
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
+/* The same flood read a few at a time (the loop runs between small batches): counted across
+ * reads, dropped all the same. */
+TEST(key_update_flood_in_batches)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, TL_TLS1_3, TL_TLS1_3), *cctx = tp_client_ctx(0, 0);
+    world *w = world_new(sctx, cctx);
+    tl_conn *c = world_connect(w);
+    REQUIRE(c && run_until(w, handshaken, 5000));
+    int sent = 0;
+    for (int i = 0; i < 30 && w->s.closes == 0; i++) {
+        sent += send_key_updates(c, 10);
+        for (int k = 0; k < 3; k++)
+            tl_loop_run_once(w->loop, 1);
+    }
+    CHECK(run_until(w, server_closed, 5000));
+    CHECK_EQ_INT(w->s.end_how, TL_END_TLS_ERROR);
+    CHECK_STR(w->s.error, "peer sent too many KeyUpdates");
+    fprintf(stderr, "  dropped after %d KeyUpdates sent, %zu read\n", sent,
+            tl_buf_len(&w->s.got));
+    CHECK(tl_buf_len(&w->s.got) <= 110); /* the rest was never delivered */
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
@@ -915,5 +1383,17 @@ int main(int argc, char **argv)
     RUN(silent_connections_do_not_spin);
     RUN(key_update_while_write_blocked);
     RUN(burst_then_close_all_delivered);
+    RUN(owner_hooks_order);
+    RUN(owner_hooks_failed_and_timeout);
+    RUN(owner_hooks_end_during_handshake);
+    RUN(owner_hooks_during_task);
+    RUN(owner_hooks_failed_connect);
+    RUN(idle_timeout_closes_gracefully);
+    RUN(idle_timeout_postponed_by_activity);
+    RUN(idle_timeout_plain_from_accept);
+    RUN(send_stall_aborts_non_reader);
+    RUN(send_stall_spares_slow_reader);
+    RUN(key_update_rate_cap);
+    RUN(key_update_flood_in_batches);
     TEST_MAIN_END();
 }

@@ -584,6 +584,31 @@ TEST(key_update_from_read)
     }
 }
 
+/* The engine counts the peer's KeyUpdates (for a rate cap above it): both kinds, several read in
+ * one call, and never its own (the answers it sends to the requests). */
+TEST(key_updates_counted)
+{
+    tp_pair p;
+    tl_tls_ctx *sctx, *cctx;
+    established(&p, &sctx, &cctx, TL_TLS1_3);
+    CHECK_EQ_INT(tl_engine_key_updates_received(p.s.e), 0);
+    for (int i = 0; i < 5; i++) {
+        REQUIRE(SSL_key_update(tl_engine_ssl(p.c.e), i % 2 ? SSL_KEY_UPDATE_REQUESTED
+                                                            : SSL_KEY_UPDATE_NOT_REQUESTED) == 1);
+        tp_wrap_to(&p.c, &p.s, "k", 1, NULL); /* five records in the server's inbox */
+    }
+    tp_unwrap(&p.s);                          /* read in one go */
+    CHECK_EQ_INT(tl_buf_len(&p.s.app), 5);
+    CHECK_EQ_INT(tl_engine_key_updates_received(p.s.e), 5);
+    tl_engine_info info;
+    tl_engine_get_info(p.s.e, &info);
+    CHECK_EQ_INT(info.key_updates_received, 5);
+    CHECK(tp_send(&p.s, &p.c, "answer", 6, 10) == 0); /* carries the server's answers */
+    CHECK(tl_engine_key_updates_received(p.c.e) >= 1);
+    CHECK_EQ_INT(tl_engine_key_updates_received(p.s.e), 5); /* its own are not counted */
+    finish(&p, sctx, cctx);
+}
+
 /* Renegotiation is refused (TLS 1.2). */
 TEST(renegotiation_refused)
 {
@@ -725,6 +750,7 @@ int main(int argc, char **argv)
     RUN(error_isolation);
     RUN(oversized_record_length);
     RUN(key_update_from_read);
+    RUN(key_updates_counted);
     RUN(renegotiation_refused);
     RUN(release_buffers);
     RUN(mode_misuse);
