@@ -19,6 +19,7 @@ PACKAGES=(
     clang               # fuzzers (libFuzzer); its runtime package is added below
     procps              # ps, pkill -P, pgrep in test scripts
     coreutils           # timeout
+    gnutls-bin          # gnutls-cli: a TLS peer from another library (tests/e2e/test_server.py)
 )
 
 if [[ ${TLSLOOP_SKIP_DEPS:-0} == 1 ]]; then

@@ -445,9 +445,16 @@ static void handshake_done(tl_conn *c)
     do_read(c);  /* data that came with the peer's last flight is already inside */
 }
 
-static void handshake_failed(tl_conn *c)
+static void handshake_failed(tl_conn *c, tl_status st)
 {
-    fail(c, "handshake");
+    if (st == TL_CLOSED || st == TL_TRUNCATED) {
+        /* The peer went away mid-handshake: how it ended, not a TLS error. */
+        set_error(c, st == TL_CLOSED ? "the peer closed during the handshake"
+                                     : "the connection ended during the handshake");
+        finish(c, st == TL_CLOSED ? TL_END_CLEAN : TL_END_TRUNCATED);
+    } else {
+        fail(c, "handshake");
+    }
     report_handshake_failure(c);
 }
 
@@ -504,7 +511,7 @@ static void do_handshake(tl_conn *c)
             return;
         }
         if (st == TL_ERROR || st == TL_TRUNCATED || st == TL_CLOSED)
-            handshake_failed(c);
+            handshake_failed(c, st);
         return;
     }
 }
@@ -639,9 +646,23 @@ static void on_timer(tl_loop *loop, tl_timer *t)
         break;
     case ST_OPEN:
     case ST_CLOSING:
-        /* Only a refusal counts: output can also wait because our write budget ended a turn. */
-        if (stall_applies(c) && c->send_blocked &&
-            left(now, c->send_ms, c->stall_timeout_ms) == 0) {
+        /* Only a refusal counts: output can also wait because our write budget ended a turn. If
+         * the last send was complete but output still waits a whole period, the socket never said
+         * writable since: ask it now, and a send that moves nothing is the refusal. */
+        bool stalled = false;
+        if (stall_applies(c) && left(now, c->send_ms, c->stall_timeout_ms) == 0) {
+            if (c->send_blocked) {
+                stalled = true;
+            } else {
+                size_t before = queued(c);
+                do_flush(c);
+                if (c->state == ST_DEAD)
+                    break;
+                update_interest(c);
+                stalled = c->send_blocked && queued(c) == before;
+            }
+        }
+        if (stalled) {
             /* The peer must not hold the connection and its buffers forever. Aborted: a close
              * would only wait on the same peer. */
             set_error(c, "send stalled: the peer stopped reading");
@@ -844,6 +865,7 @@ void tl_conn_abort(tl_conn *c)
 int tl_conn_fd(const tl_conn *c) { return c->fd; }
 void *tl_conn_data(const tl_conn *c) { return c->data; }
 void *tl_conn_owner_data(const tl_conn *c) { return c->owner_data; }
+const tl_conn_owner *tl_conn_get_owner(const tl_conn *c) { return c->owner; }
 void tl_conn_set_data(tl_conn *c, void *data) { c->data = data; }
 tl_loop *tl_conn_loop(const tl_conn *c) { return c->loop; }
 bool tl_conn_is_tls(const tl_conn *c) { return c->engine != NULL; }

@@ -54,6 +54,13 @@ bool tl_rate_take(tl_rate *r, uint64_t now_ms)
     return ok;
 }
 
+void tl_rate_put_back(tl_rate *r)
+{
+    pthread_mutex_lock(&r->lock);
+    r->tokens = r->tokens + 1.0 > r->burst ? r->burst : r->tokens + 1.0;
+    pthread_mutex_unlock(&r->lock);
+}
+
 /* ---- SipHash-2-4: a keyed hash that chosen addresses cannot flood ------------------------ */
 
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))

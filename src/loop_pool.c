@@ -3,15 +3,19 @@
  * loop (delegated TLS handshake steps, name resolution, file opens), then post its completion
  * back to the loop that owns it.
  *
- * The threads run under SCHED_IDLE (or nice 19 where that is refused), so a loop thread that
- * becomes runnable preempts a task at once: a burst of RSA signatures cannot stall established
- * connections.
+ * The threads run at normal priority, not SCHED_IDLE: OpenSSL 3.0 takes a process-wide write lock
+ * when it creates and frees objects, and glibc's rwlock lets a waiting writer spin. A loop thread
+ * spinning on that lock while it preempts a SCHED_IDLE task that holds it is a priority inversion
+ * that froze every connection for up to 1.9 s in the handshake-storm benchmark
+ * (docs/benchmarks.md). At equal priority the scheduler interleaves loop and tasks in short
+ * slices, which is what keeps established connections responsive during a storm.
+ *
+ * The threads block every signal: signals belong to the threads that handle them (a loop's
+ * signalfd), and a task thread must never be picked to run a default action such as "terminate".
  */
 #include <pthread.h>
-#include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "loop_int.h"
@@ -28,18 +32,12 @@ struct tl_pool {
     pthread_t threads[POOL_MAX_THREADS];
 };
 
-static void lower_priority(void)
-{
-    struct sched_param sp = {0};
-    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) == 0)
-        return;
-    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
-}
-
 static void *worker(void *arg)
 {
     tl_pool *p = arg;
-    lower_priority();
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
     pthread_mutex_lock(&p->lock);
     for (;;) {
         while (!p->head && !p->stopping)

@@ -12,10 +12,12 @@ declare -A allowed=(
     [certgen]="api certgen"
     [proxyproto]="api proxyproto"
     [limits]="api limits tli.h"
+    [log]="api log"
     [tls_ctx]="api status buf tls_ctx tli.h tls_ctx_int.h"
     [engine]="api status buf tls_ctx engine tli.h engine_int.h"
     [loop]="api loop tli.h loop_int.h"
     [conn]="api status buf tls_ctx engine loop conn tli.h conn_int.h"
+    [server]="api status buf tls_ctx engine loop conn limits proxyproto log server tli.h server_int.h"
 )
 
 passed=0 failed=0

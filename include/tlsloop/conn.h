@@ -32,7 +32,9 @@
  * write queue, or TLS records not yet sent) and the peer takes none of it for that long, the
  * connection is aborted with TL_END_TIMEOUT ("send stalled: the peer stopped reading"), also
  * during tl_conn_close's flush: a peer that stopped reading must not hold the connection and its
- * buffers forever. Any byte moved resets the first, any byte sent the second. TLS 1.3 KeyUpdates
+ * buffers forever. Any byte moved resets the first, any byte sent the second (bytes the kernel
+ * still takes into its send buffer count as sent, so a stall is recognised after one to about
+ * three periods). TLS 1.3 KeyUpdates
  * from the peer are capped at key_update_limit per second (0: 100); above, the connection is
  * aborted with TL_END_TLS_ERROR ("peer sent too many KeyUpdates").
  *
@@ -181,6 +183,8 @@ TL_API void *tl_conn_data(const tl_conn *c);
 TL_API void tl_conn_set_data(tl_conn *c, void *data);
 /* The owner_data given in the options. */
 TL_API void *tl_conn_owner_data(const tl_conn *c);
+/* The owner hooks given at accept/connect (NULL: none), so an owner recognises its connections. */
+TL_API const tl_conn_owner *tl_conn_get_owner(const tl_conn *c);
 TL_API tl_loop *tl_conn_loop(const tl_conn *c);
 TL_API bool tl_conn_is_tls(const tl_conn *c);
 /* The TLS engine (NULL for plain TCP): for its facts (tl_engine_get_info), not for I/O. */

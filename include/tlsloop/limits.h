@@ -35,6 +35,8 @@ TL_API tl_rate *tl_rate_new(double rate, double burst);
 TL_API void tl_rate_free(tl_rate *r);
 /* Take one token at time now_ms (monotonic milliseconds). Returns false when none is left. */
 TL_API bool tl_rate_take(tl_rate *r, uint64_t now_ms);
+/* Give back a token taken for an event that did not happen (never above the burst). */
+TL_API void tl_rate_put_back(tl_rate *r);
 
 typedef struct tl_addr_limit tl_addr_limit;
 

@@ -112,8 +112,8 @@ struct tl_work {
 TL_API void tl_loop_post(tl_loop *loop, tl_work *w);
 
 typedef struct tl_pool tl_pool;
-/* A pool of `threads` worker threads at the lowest scheduling priority (SCHED_IDLE, else nice 19),
- * so a loop thread always preempts a running task. NULL if no thread could start. */
+/* A pool of `threads` worker threads at normal priority with every signal blocked (see
+ * src/loop_pool.c for why not SCHED_IDLE). NULL if no thread could start. */
 TL_API tl_pool *tl_pool_new(unsigned threads);
 /* Stop the threads after the queued work has run, and free the pool. NULL is a no-op. */
 TL_API void tl_pool_free(tl_pool *pool);

@@ -26,10 +26,13 @@ class Server:
     """An example server started on a free port; its stdout lines are collected."""
 
     def __init__(self, name, cert, key):
-        self.proc = subprocess.Popen([f"{BUILD}/examples/{name}", "0", cert, key],
+        # echo_server runs on the server API and takes its options; https_hello is bare.
+        args = (["--listen", "127.0.0.1:0", "--cert", cert, "--key", key]
+                if name == "echo_server" else ["0", cert, key])
+        self.proc = subprocess.Popen([f"{BUILD}/examples/{name}"] + args,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         first = self.proc.stdout.readline()
-        m = re.match(r"listening on 127\.0\.0\.1:(\d+)", first)
+        m = re.match(r"listening on (?:127\.0\.0\.1:|port )(\d+)", first)
         if not m:
             self.proc.kill()
             raise RuntimeError(f"{name} did not start: {first!r}")

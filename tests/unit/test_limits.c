@@ -54,6 +54,10 @@ TEST(rate_bucket)
     CHECK(!tl_rate_take(r, 1099)); /* 0.99 of a token */
     CHECK(tl_rate_take(r, 1100));
     CHECK(!tl_rate_take(r, 1100));
+    /* A token given back is there again, but never above the burst. */
+    tl_rate_put_back(r);
+    CHECK(tl_rate_take(r, 1100));
+    CHECK(!tl_rate_take(r, 1100));
     /* A long quiet spell saves up the burst, no more. */
     CHECK(tl_rate_take(r, 60000) && tl_rate_take(r, 60000) && tl_rate_take(r, 60000));
     CHECK(!tl_rate_take(r, 60000));

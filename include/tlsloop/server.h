@@ -1,0 +1,178 @@
+/*
+ * tlsloop/server.h - a server: listeners, one loop per worker thread, TLS policy, admission
+ * limits, deadlines, counters, graceful drain and reload. It serves any protocol: the
+ * application gives connection callbacks (tlsloop/conn.h) and the server does the rest.
+ *
+ * Configuration. A tl_server_config is built from named options, the same names on the command
+ * line (--name value), in a configuration file (one "name value" per line) and in code
+ * (tl_server_config_set). tl_server_config_usage prints the table; docs/server.md describes each.
+ * A file is read with tl_server_config_load; options given after it override it, and repeated
+ * options (listen, cert, key) add to it. tl_server_check validates a configuration completely
+ * (certificates, keys, key files, CA) without binding anything: a check mode for operators.
+ *
+ * Listeners and workers. Each listener is an address:port (IPv4 or IPv6), TLS or plain, and may
+ * expect a PROXY protocol v1/v2 header first (tlsloop/proxyproto.h) that says who the client
+ * really is. Each worker thread runs its own loop with its own SO_REUSEPORT socket per listener:
+ * the kernel spreads connections, there is no accept lock and no hand-off. All TLS listeners share
+ * one TLS configuration (one SSL_CTX per certificate set, with its session cache and ticket key
+ * ring), never one per connection.
+ *
+ * Certificates. Each --cert/--key pair is checked at load (key match, chain order, expiry). The
+ * host names a certificate serves are its subjectAltName DNS entries; a client's SNI picks the
+ * certificate for its name, and the first certificate is the default. An RSA and an ECDSA
+ * certificate for the same names serve together (the client's signature algorithms pick one).
+ *
+ * Admission, before any TLS work: a global connection limit (at the limit workers stop accepting,
+ * so new clients wait in the kernel's backlog instead of being accepted and dropped), a cap on
+ * concurrent handshakes and a new-handshake rate (both also pause accepting on TLS listeners), and
+ * a per-source-address limit (the connection over it is closed at once and counted). Deadlines for
+ * the handshake (and PROXY header), idleness, a send stall and the close come from tlsloop/conn.h.
+ *
+ * Running. tl_server_new loads everything and binds every listener, then drops privileges if a
+ * user is configured. tl_server_run starts the workers and runs the control loop on the calling
+ * thread until the server has drained: signals arrive there (SIGTERM/SIGINT: drain; SIGHUP:
+ * reload; SIGUSR1: reopen the log), ticket keys rotate there, and the handshake rate is computed
+ * there. Draining closes the listeners, asks every connection to finish (the handler's on_drain,
+ * or tl_conn_close), and aborts what is left at the drain deadline. A reload builds a new TLS
+ * generation from the configuration file and the certificate and key files; new handshakes use
+ * it, established connections keep theirs, and a reload that fails keeps the old generation and
+ * logs why. Listeners, workers, the user and the limits need a restart to change.
+ *
+ * Threads: callbacks of a connection run on its worker's thread. tl_server_stop, tl_server_reload
+ * and tl_server_get_stats may be called from any thread once the server runs.
+ *
+ * Errors: functions returning int give 0 or -1 with a one-line message in err that names the
+ * option, file or address at fault.
+ */
+#ifndef TLSLOOP_SERVER_H
+#define TLSLOOP_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <tlsloop/api.h>
+#include <tlsloop/conn.h>
+#include <tlsloop/log.h>
+#include <tlsloop/tls_ctx.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tl_server tl_server;
+typedef struct tl_server_config tl_server_config;
+
+/* ---- configuration ---------------------------------------------------------------------- */
+
+TL_API tl_server_config *tl_server_config_new(void);
+TL_API void tl_server_config_free(tl_server_config *cfg);
+
+/* Set one option by name ("listen", "handshake-timeout", ...). value is NULL or "" for a flag.
+ * Returns 0, -1 on a bad value (err says why), or 1 when no option has this name. */
+TL_API int tl_server_config_set(tl_server_config *cfg, const char *name, const char *value,
+                                char *err, size_t errlen);
+/* Whether the option takes a value (for command-line parsers). -1: no such option. */
+TL_API int tl_server_config_takes_value(const char *name);
+/* Read a configuration file: "name value" per line, '#' starts a comment. Errors name the file
+ * and line. The path is kept: tl_server_reload reads it again. */
+TL_API int tl_server_config_load(tl_server_config *cfg, const char *path, char *err,
+                                 size_t errlen);
+/* Parse the server options in argv[*argi...] ("--name value", "--name=value", "--flag",
+ * "--config FILE") and advance *argi past them. Stops at the first argument that is not a server
+ * option and returns 0 (the caller handles it, or it is the end); -1 on a bad option value. */
+TL_API int tl_server_config_args(tl_server_config *cfg, int argc, char **argv, int *argi,
+                                 char *err, size_t errlen);
+/* Print the options, one per line with their argument and default, for --help. */
+TL_API void tl_server_config_usage(FILE *out);
+
+/* Check everything short of binding: listeners given and valid, certificates and keys load, the
+ * CA and ticket key file read, the TLS policy accepted by OpenSSL, the user exists. */
+TL_API int tl_server_check(const tl_server_config *cfg, char *err, size_t errlen);
+
+/* ---- the server ------------------------------------------------------------------------- */
+
+typedef struct tl_server_handler {
+    /* Callbacks of every connection (required). */
+    const tl_conn_cbs *cbs;
+    /* A new connection, before any of its callbacks (optional): set its data here
+     * (tl_conn_set_data). Runs on the connection's worker thread. */
+    void (*on_open)(tl_conn *c, void *data);
+    /* The server drains (optional): finish what is in flight, then tl_conn_close. Without it the
+     * server calls tl_conn_close itself. */
+    void (*on_drain)(tl_conn *c, void *data);
+    void *data;
+} tl_server_handler;
+
+/* Load the configuration (copied: cfg may be freed after), bind every listener, open the log,
+ * drop privileges. NULL with err set on any failure. */
+TL_API tl_server *tl_server_new(const tl_server_config *cfg, const tl_server_handler *handler,
+                                char *err, size_t errlen);
+/* Start the workers and run the control loop here until the server has drained. Returns 0, or
+ * -1 when a worker could not start (err says why). */
+TL_API int tl_server_run(tl_server *srv, char *err, size_t errlen);
+/* Begin draining (as SIGTERM does). Any thread. */
+TL_API void tl_server_stop(tl_server *srv);
+/* Reload (as SIGHUP does): read the configuration file again, certificates, keys and ticket key
+ * file; on success new handshakes use them. Returns 0, or -1 with the reason (the old ones stay).
+ * Any thread. */
+TL_API int tl_server_reload(tl_server *srv, char *err, size_t errlen);
+/* Free after tl_server_run returned (or instead of running it). */
+TL_API void tl_server_free(tl_server *srv);
+
+/* Listeners in configuration order, and the port each is bound to (useful with port 0). */
+TL_API size_t tl_server_listeners(const tl_server *srv);
+TL_API uint16_t tl_server_port(const tl_server *srv, size_t listener);
+TL_API unsigned tl_server_workers(const tl_server *srv);
+TL_API tl_log *tl_server_log(tl_server *srv);
+
+/* Facts about a connection the server made (NULL/-1/0 for other connections). */
+/* The client's address: from the PROXY header when the listener expects one, else the socket's. */
+TL_API const struct sockaddr *tl_server_conn_peer(const tl_conn *c, socklen_t *len);
+/* Which listener accepted it (configuration order), and which worker runs it. */
+TL_API int tl_server_conn_listener(const tl_conn *c);
+TL_API int tl_server_conn_worker(const tl_conn *c);
+/* The TLVs of its PROXY v2 header (tl_proxy_tlv can search them after tl_proxy_parse), or NULL. */
+TL_API const uint8_t *tl_server_conn_proxy_tlvs(const tl_conn *c, size_t *len);
+
+/* ---- counters --------------------------------------------------------------------------- */
+
+/* Why a handshake failed. */
+typedef enum tl_hs_fail {
+    TL_HS_FAIL_TIMEOUT = 0,   /* the handshake deadline passed */
+    TL_HS_FAIL_CLOSED,        /* the peer closed or reset before finishing */
+    TL_HS_FAIL_PROTOCOL,      /* the peer sent something invalid, or no common version/cipher */
+    TL_HS_FAIL_ALERT,         /* the peer sent a fatal alert (e.g. it did not trust us) */
+    TL_HS_FAIL_VERIFY,        /* the client's certificate failed verification */
+    TL_HS_FAIL_OTHER,         /* drained, out of memory, ... */
+    TL_HS_FAIL_KINDS
+} tl_hs_fail;
+TL_API const char *tl_hs_fail_name(tl_hs_fail why);
+
+typedef struct tl_server_stats {
+    uint64_t conns_open;            /* now */
+    uint64_t conns_total;           /* accepted since start */
+    uint64_t conns_refused_source;  /* closed at once: the source was at its limit */
+    uint64_t proxy_invalid;         /* closed: malformed or missing PROXY header */
+    uint64_t accept_pauses;         /* times a worker stopped accepting at a limit */
+    uint64_t handshakes_active;     /* now */
+    uint64_t handshakes_full, handshakes_resumed;
+    uint64_t handshakes_failed[TL_HS_FAIL_KINDS];
+    uint64_t handshake_cpu_ns;      /* CPU time spent in handshakes */
+    uint64_t ends[TL_END_LOCAL + 1];/* closed connections by how they ended (tl_conn_end) */
+    uint64_t bytes_in, bytes_out;   /* application bytes of closed connections */
+    double handshake_rate;          /* handshakes per second over the last second (summed only) */
+    int64_t cert_expiry_days;       /* days until the first certificate expires (summed only) */
+    uint64_t reloads, reload_failures;
+    tl_ticket_stats tickets;        /* (summed only) */
+} tl_server_stats;
+
+/* Counters of one worker (0..workers-1), or of all (worker -1). Any thread. */
+TL_API void tl_server_get_stats(tl_server *srv, int worker, tl_server_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TLSLOOP_SERVER_H */

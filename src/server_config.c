@@ -1,0 +1,636 @@
+/* server_config.c - the server's options: one table for the command line, the configuration file
+ * and the API (tlsloop/server.h), with parsing, checking of each value, and the usage text. */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server_int.h"
+
+/* ---- value parsers ---------------------------------------------------------------------- */
+
+/* A non-negative integer with nothing after it. */
+static int parse_uint(const char *s, uint64_t max, uint64_t *out)
+{
+    if (!s || !isdigit((unsigned char)*s))
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* "250ms", "10s", "5m", "2h", or a bare number of seconds. */
+static int parse_duration_ms(const char *s, uint64_t *out_ms)
+{
+    if (!s || !isdigit((unsigned char)*s))
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return -1;
+    uint64_t mult;
+    if (strcmp(end, "ms") == 0)
+        mult = 1;
+    else if (*end == 0 || strcmp(end, "s") == 0)
+        mult = 1000;
+    else if (strcmp(end, "m") == 0)
+        mult = 60 * 1000;
+    else if (strcmp(end, "h") == 0)
+        mult = 3600 * 1000;
+    else
+        return -1;
+    if (v > UINT32_MAX / mult)   /* 49 days in ms is plenty for any deadline here */
+        return -1;
+    *out_ms = v * mult;
+    return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    if (!s || !*s || !strcmp(s, "on") || !strcmp(s, "yes") || !strcmp(s, "true") || !strcmp(s, "1"))
+        *out = true;
+    else if (!strcmp(s, "off") || !strcmp(s, "no") || !strcmp(s, "false") || !strcmp(s, "0"))
+        *out = false;
+    else
+        return -1;
+    return 0;
+}
+
+void tli_addr_text(const struct sockaddr *sa, char *buf, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+        tli_fmt(buf, len, "%s:%u", host, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+        tli_fmt(buf, len, "[%s]:%u", host, port);
+    } else {
+        tli_fmt(buf, len, "(family %d)", sa->sa_family);
+    }
+}
+
+/* "[ADDR:]PORT[,plain|,tls][,proxy]": ADDR is IPv4, [IPv6] or *; no ADDR means every IPv4
+ * address. */
+static int parse_listen(const char *s, tli_listen *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    out->tls = true;
+    char buf[sizeof out->text];
+    if (strlen(s) >= sizeof buf)
+        goto bad;
+    strcpy(buf, s);
+    tli_fmt(out->text, sizeof out->text, "%s", s);
+    char *flags = strchr(buf, ',');
+    if (flags)
+        *flags++ = 0;
+    for (char *f = flags; f && *f;) {
+        char *next = strchr(f, ',');
+        if (next)
+            *next++ = 0;
+        if (!strcmp(f, "plain"))
+            out->tls = false;
+        else if (!strcmp(f, "tls"))
+            out->tls = true;
+        else if (!strcmp(f, "proxy"))
+            out->proxy = true;
+        else {
+            tli_fmt(err, errlen, "listen %s: unknown flag '%s' (plain, tls or proxy)", s, f);
+            return -1;
+        }
+        f = next;
+    }
+    char *host = NULL, *port = buf;
+    if (buf[0] == '[') {
+        char *close = strchr(buf, ']');
+        if (!close || close[1] != ':')
+            goto bad;
+        *close = 0;
+        host = buf + 1;
+        port = close + 2;
+    } else if (strchr(buf, ':')) {
+        char *colon = strrchr(buf, ':');
+        *colon = 0;
+        host = buf;
+        port = colon + 1;
+    }
+    uint64_t p;
+    if (parse_uint(port, 65535, &p) != 0)
+        goto bad;
+    if (host && strchr(host, ':')) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out->addr;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)p);
+        if (inet_pton(AF_INET6, host, &in6->sin6_addr) != 1)
+            goto bad;
+        out->addrlen = sizeof *in6;
+    } else {
+        struct sockaddr_in *in = (struct sockaddr_in *)&out->addr;
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)p);
+        if (!host || !*host || !strcmp(host, "*"))
+            in->sin_addr.s_addr = htonl(INADDR_ANY);
+        else if (inet_pton(AF_INET, host, &in->sin_addr) != 1)
+            goto bad;
+        out->addrlen = sizeof *in;
+    }
+    return 0;
+bad:
+    tli_fmt(err, errlen, "listen %s: expected [ADDR:]PORT[,plain][,proxy] with ADDR an IPv4 "
+                         "address, [IPv6] or *, and PORT 0-65535", s);
+    return -1;
+}
+
+/* ---- the option table ------------------------------------------------------------------- */
+
+typedef enum { T_FLAG, T_UINT, T_DURATION, T_STRING, T_CUSTOM } opt_type;
+
+typedef struct option {
+    const char *name;
+    opt_type type;
+    const char *arg;       /* for usage */
+    const char *help;
+    size_t off;            /* field for T_FLAG/T_UINT/T_DURATION/T_STRING */
+    uint64_t max;          /* T_UINT */
+    int (*set)(tl_server_config *cfg, const char *v, char *err, size_t errlen); /* T_CUSTOM */
+} option;
+
+#define F(field) offsetof(tl_server_config, field)
+
+static int append(void **arr, size_t *n, size_t size)
+{
+    void *p = realloc(*arr, (*n + 1) * size);
+    if (!p)
+        return -1;
+    *arr = p;
+    memset((char *)p + *n * size, 0, size);
+    (*n)++;
+    return 0;
+}
+
+static int set_listen(tl_server_config *cfg, const char *v, char *err, size_t errlen)
+{
+    tli_listen l;
+    if (parse_listen(v, &l, err, errlen) != 0)
+        return -1;
+    if (append((void **)&cfg->listens, &cfg->n_listens, sizeof l) != 0)
+        return tli_fmt(err, errlen, "out of memory"), -1;
+    cfg->listens[cfg->n_listens - 1] = l;
+    return 0;
+}
+
+static int set_cert(tl_server_config *cfg, const char *v, char *err, size_t errlen)
+{
+    if (cfg->n_certs && !cfg->certs[cfg->n_certs - 1].key) {
+        tli_fmt(err, errlen, "cert %s: the previous cert (%s) has no key yet: give cert, then key",
+                v, cfg->certs[cfg->n_certs - 1].cert);
+        return -1;
+    }
+    char *copy = strdup(v);
+    if (!copy || append((void **)&cfg->certs, &cfg->n_certs, sizeof(tli_certpair)) != 0) {
+        free(copy);
+        return tli_fmt(err, errlen, "out of memory"), -1;
+    }
+    cfg->certs[cfg->n_certs - 1].cert = copy;
+    return 0;
+}
+
+static int set_key(tl_server_config *cfg, const char *v, char *err, size_t errlen)
+{
+    if (!cfg->n_certs || cfg->certs[cfg->n_certs - 1].key) {
+        tli_fmt(err, errlen, "key %s: give its certificate first (cert FILE, then key FILE)", v);
+        return -1;
+    }
+    if (!(cfg->certs[cfg->n_certs - 1].key = strdup(v)))
+        return tli_fmt(err, errlen, "out of memory"), -1;
+    return 0;
+}
+
+static int parse_version(const char *v, int *out)
+{
+    if (!strcmp(v, "1.2") || !strcmp(v, "TLSv1.2"))
+        *out = TL_TLS1_2;
+    else if (!strcmp(v, "1.3") || !strcmp(v, "TLSv1.3"))
+        *out = TL_TLS1_3;
+    else
+        return -1;
+    return 0;
+}
+
+static int set_tls_min(tl_server_config *cfg, const char *v, char *err, size_t errlen)
+{
+    if (parse_version(v, &cfg->tls_min) != 0)
+        return tli_fmt(err, errlen, "tls-min %s: expected 1.2 or 1.3 (older versions are unsafe)", v), -1;
+    return 0;
+}
+
+static int set_tls_max(tl_server_config *cfg, const char *v, char *err, size_t errlen)
+{
+    if (parse_version(v, &cfg->tls_max) != 0)
+        return tli_fmt(err, errlen, "tls-max %s: expected 1.2 or 1.3", v), -1;
+    return 0;
+}
+
+static int set_client_cert(tl_server_config *cfg, const char *v, char *err, size_t errlen)
+{
+    if (!strcmp(v, "none"))
+        cfg->client_verify = TL_VERIFY_NONE;
+    else if (!strcmp(v, "optional"))
+        cfg->client_verify = TL_VERIFY_OPTIONAL;
+    else if (!strcmp(v, "require"))
+        cfg->client_verify = TL_VERIFY_REQUIRE;
+    else
+        return tli_fmt(err, errlen, "client-cert %s: expected none, optional or require", v), -1;
+    return 0;
+}
+
+static int set_log_level(tl_server_config *cfg, const char *v, char *err, size_t errlen)
+{
+    tl_log_level level;
+    char msg[200];
+    if (tl_log_parse_level(v, &level, msg, sizeof msg) != 0)
+        return tli_fmt(err, errlen, "log-level %s: expected error, warn, info or debug", v), -1;
+    char *copy = strdup(v);
+    if (!copy)
+        return tli_fmt(err, errlen, "out of memory"), -1;
+    free(cfg->log_level);
+    cfg->log_level = copy;
+    return 0;
+}
+
+static const option OPTIONS[] = {
+    {"listen", T_CUSTOM, "[ADDR:]PORT[,plain][,proxy]",
+     "listen here (repeat for more); TLS unless plain; proxy: expect a PROXY v1/v2 header", 0, 0,
+     set_listen},
+    {"cert", T_CUSTOM, "FILE", "certificate chain, PEM, leaf first (repeat; the first is the "
+     "default, SNI picks by the certificate's names)", 0, 0, set_cert},
+    {"key", T_CUSTOM, "FILE", "private key of the cert before it, PEM", 0, 0, set_key},
+    {"allow-expired", T_FLAG, "", "load expired certificates (refused by default)", F(allow_expired), 0, NULL},
+    {"client-ca", T_STRING, "FILE", "CA certificates for client certificates (mTLS)", F(client_ca), 0, NULL},
+    {"client-cert", T_CUSTOM, "none|optional|require",
+     "ask clients for a certificate (default: require with client-ca, else none)", 0, 0, set_client_cert},
+    {"tls-min", T_CUSTOM, "1.2|1.3", "lowest TLS version (default 1.2)", 0, 0, set_tls_min},
+    {"tls-max", T_CUSTOM, "1.2|1.3", "highest TLS version (default 1.3)", 0, 0, set_tls_max},
+    {"ciphers", T_STRING, "LIST", "TLS 1.2 cipher list, OpenSSL syntax (default: ECDHE with AEAD)", F(ciphers), 0, NULL},
+    {"ciphersuites", T_STRING, "LIST", "TLS 1.3 suites (default: the three standard ones)", F(suites), 0, NULL},
+    {"groups", T_STRING, "LIST", "key-exchange groups (default X25519:P-256:P-384)", F(groups), 0, NULL},
+    {"alpn", T_STRING, "LIST", "ALPN protocols in preference order, comma-separated", F(alpn), 0, NULL},
+    {"session-cache", T_UINT, "N", "TLS 1.2 session cache size in sessions, 0 off (default 20480)",
+     F(session_cache), 10000000, NULL},
+    {"session-lifetime", T_DURATION, "TIME", "lifetime of sessions and tickets (default 2h)",
+     F(session_lifetime_ms), 1, NULL},
+    {"tickets", T_FLAG, "on|off", "session tickets (default on)", F(tickets), 0, NULL},
+    {"tls13-tickets", T_UINT, "N", "TLS 1.3 tickets sent after a full handshake (default 2)",
+     F(num_tickets), 16, NULL},
+    {"ticket-key-file", T_STRING, "FILE", "ticket keys shared with other instances (80 bytes "
+     "each, the first encrypts; reread on reload); without it keys are random and rotate",
+     F(ticket_key_file), 0, NULL},
+    {"ticket-rotate", T_DURATION, "TIME", "add a new random ticket key this often (default "
+     "session-lifetime/4)", F(ticket_rotate_ms), 0, NULL},
+    {"workers", T_UINT, "N", "worker threads, one loop each (default: one per core)", F(workers), 1024, NULL},
+    {"max-conns", T_UINT, "N", "connections across workers; at the limit, new ones wait in the "
+     "backlog (default: from the open-files limit)", F(max_conns), 100000000, NULL},
+    {"max-handshakes", T_UINT, "N", "concurrent TLS handshakes (default 4096)", F(max_handshakes), 100000000, NULL},
+    {"handshake-rate", T_UINT, "N", "new TLS handshakes per second, 0 unlimited (default 0)",
+     F(handshake_rate), 100000000, NULL},
+    {"handshake-burst", T_UINT, "N", "handshakes allowed at once above the rate (default: the rate)",
+     F(handshake_burst), 100000000, NULL},
+    {"max-per-source", T_UINT, "N", "connections per client address, 0 unlimited (default 0)",
+     F(max_per_source), 100000000, NULL},
+    {"ipv6-prefix", T_UINT, "BITS", "IPv6 prefix that counts as one source (default 64)", F(ipv6_prefix), 128, NULL},
+    {"handshake-timeout", T_DURATION, "TIME", "deadline for the PROXY header and TLS handshake "
+     "(default 10s)", F(handshake_timeout_ms), 1, NULL},
+    {"idle-timeout", T_DURATION, "TIME", "close a connection idle this long, 0 never (default 2m)",
+     F(idle_timeout_ms), 0, NULL},
+    {"send-timeout", T_DURATION, "TIME", "drop a peer that accepts none of our output this long "
+     "(default 60s)", F(send_timeout_ms), 0, NULL},
+    {"close-timeout", T_DURATION, "TIME", "deadline of a graceful close (default 5s)", F(close_timeout_ms), 1, NULL},
+    {"drain-timeout", T_DURATION, "TIME", "on SIGTERM, abort what is still open after this (default 10s)",
+     F(drain_timeout_ms), 1, NULL},
+    {"key-update-limit", T_UINT, "N", "TLS 1.3 KeyUpdates a peer may send per second (default 100)",
+     F(key_update_limit), 1000000, NULL},
+    {"delegate-handshakes", T_FLAG, "on|off", "run handshake crypto on low-priority task threads "
+     "(default off)", F(delegate), 0, NULL},
+    {"task-threads", T_UINT, "N", "task threads for delegated handshakes (default: one per worker)",
+     F(task_threads), 1024, NULL},
+    {"backlog", T_UINT, "N", "listen backlog per worker socket (default 4096)", F(backlog), 65535, NULL},
+    {"user", T_STRING, "NAME", "after binding and reading keys, run as this user", F(user), 0, NULL},
+    {"log", T_STRING, "FILE", "error log file, - for stderr (default -)", F(log_path), 0, NULL},
+    {"log-level", T_CUSTOM, "LEVEL", "error, warn, info or debug (default info)", 0, 0, set_log_level},
+    {"log-rate", T_UINT, "N", "most log lines per second, 0 unlimited (default 100)", F(log_rate), 1000000, NULL},
+};
+#define N_OPTIONS (sizeof OPTIONS / sizeof OPTIONS[0])
+
+static const option *find_option(const char *name)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (!strcmp(OPTIONS[i].name, name))
+            return &OPTIONS[i];
+    return NULL;
+}
+
+int tl_server_config_takes_value(const char *name)
+{
+    if (!strcmp(name, "config"))
+        return 1;
+    const option *o = find_option(name);
+    if (!o)
+        return -1;
+    return o->type != T_FLAG;
+}
+
+static int set_value(tl_server_config *cfg, const option *o, const char *value, char *err,
+                     size_t errlen);
+static int remember(tl_server_config *cfg, const char *name, const char *value);
+
+int tl_server_config_set(tl_server_config *cfg, const char *name, const char *value, char *err,
+                         size_t errlen)
+{
+    const option *o = find_option(name);
+    if (!o)
+        return 1;
+    if (o->type != T_FLAG && (!value || !*value)) {
+        tli_fmt(err, errlen, "%s: needs a value (%s)", name, o->arg);
+        return -1;
+    }
+    int rc = set_value(cfg, o, value, err, errlen);
+    if (rc == 0 && remember(cfg, name, value) != 0)
+        return tli_fmt(err, errlen, "out of memory"), -1;
+    return rc;
+}
+
+static int set_value(tl_server_config *cfg, const option *o, const char *value, char *err,
+                     size_t errlen)
+{
+    const char *name = o->name;
+    char *field = (char *)cfg + o->off;
+    switch (o->type) {
+    case T_FLAG:
+        if (parse_bool(value, (bool *)field) != 0)
+            return tli_fmt(err, errlen, "%s %s: expected on or off", name, value), -1;
+        return 0;
+    case T_UINT:
+    {
+        uint64_t v;
+        uint64_t min = !strcmp(name, "ipv6-prefix");   /* 0 bits would make the world one source */
+        if (parse_uint(value, o->max, &v) != 0 || v < min)
+            return tli_fmt(err, errlen, "%s %s: expected a whole number from %llu to %llu", name,
+                           value, (unsigned long long)min, (unsigned long long)o->max), -1;
+        *(uint64_t *)field = v;
+        return 0;
+    }
+    case T_DURATION: {
+        uint64_t ms;
+        if (parse_duration_ms(value, &ms) != 0)
+            return tli_fmt(err, errlen, "%s %s: expected a duration such as 500ms, 10s, 5m or 2h "
+                                        "(at most 49 days)", name, value), -1;
+        if (!ms && o->max)   /* max marks the deadlines that cannot be off */
+            return tli_fmt(err, errlen, "%s %s: must be above 0", name, value), -1;
+        *(uint64_t *)field = ms;
+        return 0;
+    }
+    case T_STRING: {
+        char *copy = strdup(value);
+        if (!copy)
+            return tli_fmt(err, errlen, "out of memory"), -1;
+        free(*(char **)field);
+        *(char **)field = copy;
+        return 0;
+    }
+    case T_CUSTOM:
+        return o->set(cfg, value, err, errlen);
+    }
+    return 1;
+}
+
+void tl_server_config_usage(FILE *out)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const option *o = &OPTIONS[i];
+        char left[64];
+        tli_fmt(left, sizeof left, "--%s%s%s", o->name, *o->arg ? " " : "", o->arg);
+        if (strlen(left) > 30)
+            fprintf(out, "  %s\n  %-30s %s\n", left, "", o->help);
+        else
+            fprintf(out, "  %-30s %s\n", left, o->help);
+    }
+    fprintf(out, "  %-30s %s\n", "--config FILE", "read options from FILE (\"name value\" per line)");
+}
+
+/* ---- lifecycle -------------------------------------------------------------------------- */
+
+tl_server_config *tl_server_config_new(void)
+{
+    tl_server_config *cfg = calloc(1, sizeof *cfg);
+    if (!cfg)
+        return NULL;
+    cfg->tls_min = TL_TLS1_2;
+    cfg->tls_max = TL_TLS1_3;
+    cfg->session_cache = 20480;
+    cfg->session_lifetime_ms = 2 * 3600 * 1000;
+    cfg->tickets = true;
+    cfg->num_tickets = 2;
+    cfg->max_handshakes = 4096;
+    cfg->ipv6_prefix = 64;
+    cfg->handshake_timeout_ms = 10000;
+    cfg->idle_timeout_ms = 120000;
+    cfg->send_timeout_ms = 60000;
+    cfg->close_timeout_ms = 5000;
+    cfg->drain_timeout_ms = 10000;
+    cfg->key_update_limit = 100;
+    cfg->backlog = 4096;
+    cfg->log_rate = 100;
+    cfg->client_verify = (tl_verify)-1;   /* not given: follows client-ca */
+    return cfg;
+}
+
+static void free_strings(tl_server_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_certs; i++) {
+        free(cfg->certs[i].cert);
+        free(cfg->certs[i].key);
+    }
+    free(cfg->certs);
+    free(cfg->listens);
+    for (size_t i = 0; i < cfg->n_history; i++) {
+        free(cfg->history[i].name);
+        free(cfg->history[i].value);
+    }
+    free(cfg->history);
+    char **strs[] = {&cfg->client_ca, &cfg->ciphers, &cfg->suites, &cfg->groups, &cfg->alpn,
+                     &cfg->ticket_key_file, &cfg->user, &cfg->log_path, &cfg->log_level, &cfg->path};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        free(*strs[i]);
+}
+
+void tl_server_config_free(tl_server_config *cfg)
+{
+    if (!cfg)
+        return;
+    free_strings(cfg);
+    free(cfg);
+}
+
+/* The configuration remembers every successful setting in order (a file as one "config" entry),
+ * so a copy, or a reload, is the same settings applied again: the file read anew, and the options
+ * given after it still overriding it. */
+static int remember(tl_server_config *cfg, const char *name, const char *value)
+{
+    if (cfg->loading)
+        return 0;
+    char *n = strdup(name), *v = value ? strdup(value) : NULL;
+    if (!n || (value && !v) ||
+        append((void **)&cfg->history, &cfg->n_history, sizeof *cfg->history) != 0) {
+        free(n);
+        free(v);
+        return -1;
+    }
+    cfg->history[cfg->n_history - 1].name = n;
+    cfg->history[cfg->n_history - 1].value = v;
+    return 0;
+}
+
+tl_server_config *tli_server_config_replay(const tl_server_config *src, char *err, size_t errlen)
+{
+    tl_server_config *cfg = tl_server_config_new();
+    if (!cfg) {
+        tli_fmt(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < src->n_history; i++) {
+        const char *name = src->history[i].name, *value = src->history[i].value;
+        int r = !strcmp(name, "config") ? tl_server_config_load(cfg, value, err, errlen)
+                                        : tl_server_config_set(cfg, name, value, err, errlen);
+        if (r != 0) {
+            tl_server_config_free(cfg);
+            return NULL;
+        }
+    }
+    return cfg;
+}
+
+/* ---- files and argument vectors --------------------------------------------------------- */
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *end = s + strlen(s);
+    while (end > s && isspace((unsigned char)end[-1]))
+        *--end = 0;
+    return s;
+}
+
+int tl_server_config_load(tl_server_config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        tli_fmt(err, errlen, "%s: cannot open the configuration file: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[4096];
+    unsigned lineno = 0;
+    int rc = 0;
+    bool outer = !cfg->loading;
+    cfg->loading = true;
+    while (rc == 0 && fgets(line, sizeof line, f)) {
+        lineno++;
+        if (!strchr(line, '\n') && !feof(f)) {
+            tli_fmt(err, errlen, "%s:%u: line longer than %zu bytes", path, lineno, sizeof line - 2);
+            rc = -1;
+            break;
+        }
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = 0;
+        char *name = trim(line);
+        if (!*name)
+            continue;
+        char *value = name + strcspn(name, " \t");
+        if (*value)
+            *value++ = 0;
+        value = trim(value);
+        if (!strcmp(name, "config")) {
+            tli_fmt(err, errlen, "%s:%u: 'config' cannot be used inside a configuration file",
+                    path, lineno);
+            rc = -1;
+            break;
+        }
+        char msg[400];
+        int r = tl_server_config_set(cfg, name, value, msg, sizeof msg);
+        if (r == 1)
+            tli_fmt(err, errlen, "%s:%u: unknown option '%s' (see tlsloop help serve)", path,
+                    lineno, name);
+        else if (r != 0)
+            tli_fmt(err, errlen, "%s:%u: %s", path, lineno, msg);
+        if (r != 0)
+            rc = -1;
+    }
+    if (rc == 0 && ferror(f)) {
+        tli_fmt(err, errlen, "%s: read error: %s", path, strerror(errno));
+        rc = -1;
+    }
+    fclose(f);
+    if (outer)
+        cfg->loading = false;
+    if (rc == 0) {
+        char *copy = strdup(path);
+        if (!copy || (outer && remember(cfg, "config", path) != 0)) {
+            free(copy);
+            return tli_fmt(err, errlen, "out of memory"), -1;
+        }
+        free(cfg->path);
+        cfg->path = copy;
+    }
+    return rc;
+}
+
+int tl_server_config_args(tl_server_config *cfg, int argc, char **argv, int *argi, char *err,
+                          size_t errlen)
+{
+    while (*argi < argc) {
+        const char *arg = argv[*argi];
+        if (strncmp(arg, "--", 2) != 0 || !arg[2])
+            return 0;
+        char name[64];
+        const char *eq = strchr(arg + 2, '=');
+        size_t nlen = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+        if (nlen >= sizeof name)
+            return 0;
+        memcpy(name, arg + 2, nlen);
+        name[nlen] = 0;
+        int takes = tl_server_config_takes_value(name);
+        if (takes < 0)
+            return 0;  /* not ours */
+        const char *value = eq ? eq + 1 : NULL;
+        /* A flag may be followed by its state: "--tickets off". */
+        bool ignored;
+        if (!takes && !value && *argi + 1 < argc && parse_bool(argv[*argi + 1], &ignored) == 0 &&
+            argv[*argi + 1][0])
+            value = argv[++*argi];
+        if (takes && !value) {
+            if (*argi + 1 >= argc) {
+                tli_fmt(err, errlen, "--%s needs a value", name);
+                return -1;
+            }
+            value = argv[++*argi];
+        }
+        (*argi)++;
+        int r = !strcmp(name, "config") ? tl_server_config_load(cfg, value, err, errlen)
+                                        : tl_server_config_set(cfg, name, value, err, errlen);
+        if (r != 0)
+            return -1;
+    }
+    return 0;
+}

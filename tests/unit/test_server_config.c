@@ -1,0 +1,267 @@
+/* test_server_config.c - the server's options: values, errors that name the fault, the file
+ * format, argument vectors, replay for reload, and the check mode (no sockets). */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <tlsloop/certgen.h>
+#include <tlsloop/server.h>
+
+#include "server_int.h"
+#include "test.h"
+
+static char err[512];
+
+static int set(tl_server_config *cfg, const char *name, const char *value)
+{
+    err[0] = 0;
+    return tl_server_config_set(cfg, name, value, err, sizeof err);
+}
+
+static char *write_tmp(const char *text)
+{
+    static char path[64];
+    strcpy(path, "/tmp/tlsloop-cfg-XXXXXX");
+    int fd = mkstemp(path);
+    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+        return NULL;
+    close(fd);
+    return path;
+}
+
+TEST(defaults)
+{
+    tl_server_config *cfg = tl_server_config_new();
+    REQUIRE(cfg);
+    CHECK_EQ_INT(cfg->tls_min, TL_TLS1_2);
+    CHECK_EQ_INT(cfg->tls_max, TL_TLS1_3);
+    CHECK_EQ_INT(cfg->handshake_timeout_ms, 10000);
+    CHECK_EQ_INT(cfg->close_timeout_ms, 5000);
+    CHECK(cfg->tickets);
+    CHECK_EQ_INT(cfg->n_listens, 0);
+    /* Nothing to listen on is the first thing a check reports. */
+    CHECK(tl_server_check(cfg, err, sizeof err) == -1);
+    CHECK(strstr(err, "listen") != NULL);
+    tl_server_config_free(cfg);
+}
+
+TEST(listen_forms)
+{
+    tl_server_config *cfg = tl_server_config_new();
+    CHECK_EQ_INT(set(cfg, "listen", "8443"), 0);
+    CHECK_EQ_INT(set(cfg, "listen", "127.0.0.1:8080,plain"), 0);
+    CHECK_EQ_INT(set(cfg, "listen", "[::1]:9443,proxy"), 0);
+    CHECK_EQ_INT(set(cfg, "listen", "*:0,plain,proxy"), 0);
+    REQUIRE(cfg->n_listens == 4);
+    struct sockaddr_in *a = (struct sockaddr_in *)&cfg->listens[0].addr;
+    CHECK(a->sin_family == AF_INET && ntohs(a->sin_port) == 8443 && a->sin_addr.s_addr == INADDR_ANY);
+    CHECK(cfg->listens[0].tls && !cfg->listens[0].proxy);
+    CHECK(!cfg->listens[1].tls);
+    struct sockaddr_in6 *b = (struct sockaddr_in6 *)&cfg->listens[2].addr;
+    CHECK(b->sin6_family == AF_INET6 && ntohs(b->sin6_port) == 9443);
+    CHECK(cfg->listens[2].tls && cfg->listens[2].proxy);
+    CHECK(!cfg->listens[3].tls && cfg->listens[3].proxy);
+    const char *bad[] = {"", "host:80", "1.2.3.4:65536", "1.2.3.4:", "[::1]80", "[::1:80",
+                         "80,tcp", "999.1.1.1:80", "-1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(set(cfg, "listen", bad[i]) == -1);
+        CHECK(err[0] != 0);
+    }
+    CHECK_EQ_INT(cfg->n_listens, 4);   /* bad values lose nothing */
+    tl_server_config_free(cfg);
+}
+
+TEST(values_and_errors)
+{
+    tl_server_config *cfg = tl_server_config_new();
+    CHECK_EQ_INT(set(cfg, "handshake-timeout", "250ms"), 0);
+    CHECK_EQ_INT(cfg->handshake_timeout_ms, 250);
+    CHECK_EQ_INT(set(cfg, "idle-timeout", "5m"), 0);
+    CHECK_EQ_INT(cfg->idle_timeout_ms, 300000);
+    CHECK_EQ_INT(set(cfg, "send-timeout", "7"), 0);   /* bare: seconds */
+    CHECK_EQ_INT(cfg->send_timeout_ms, 7000);
+    CHECK_EQ_INT(set(cfg, "session-lifetime", "2h"), 0);
+    CHECK_EQ_INT(cfg->session_lifetime_ms, 7200000);
+    CHECK(set(cfg, "close-timeout", "5 s") == -1 && strstr(err, "duration"));
+    CHECK(set(cfg, "close-timeout", "-5") == -1);
+    CHECK_EQ_INT(cfg->close_timeout_ms, 5000);
+    CHECK_EQ_INT(set(cfg, "workers", "3"), 0);
+    CHECK(set(cfg, "workers", "3x") == -1 && strstr(err, "workers 3x"));
+    CHECK(set(cfg, "ipv6-prefix", "129") == -1 && strstr(err, "1 to 128"));
+    CHECK(set(cfg, "ipv6-prefix", "0") == -1);
+    CHECK(set(cfg, "handshake-timeout", "0") == -1 && strstr(err, "above 0"));
+    CHECK(set(cfg, "idle-timeout", "1200h") == -1 && strstr(err, "49 days"));
+    CHECK_EQ_INT(set(cfg, "idle-timeout", "0"), 0);   /* off */
+    CHECK_EQ_INT(set(cfg, "tickets", "off"), 0);
+    CHECK(!cfg->tickets);
+    CHECK(set(cfg, "tickets", "maybe") == -1 && strstr(err, "on or off"));
+    CHECK_EQ_INT(set(cfg, "allow-expired", NULL), 0);   /* a bare flag is on */
+    CHECK(cfg->allow_expired);
+    CHECK(set(cfg, "tls-min", "1.1") == -1 && strstr(err, "unsafe"));
+    CHECK_EQ_INT(set(cfg, "tls-min", "1.3"), 0);
+    CHECK_EQ_INT(cfg->tls_min, TL_TLS1_3);
+    CHECK(set(cfg, "client-cert", "sometimes") == -1);
+    CHECK(set(cfg, "log-level", "chatty") == -1 && strstr(err, "debug"));
+    CHECK(set(cfg, "alpn", "") == -1 && strstr(err, "needs a value"));
+    CHECK_EQ_INT(set(cfg, "no-such-option", "1"), 1);
+    CHECK(set(cfg, "key", "k.pem") == -1 && strstr(err, "cert"));   /* a key before its cert */
+    CHECK_EQ_INT(set(cfg, "cert", "a.pem"), 0);
+    CHECK(set(cfg, "cert", "b.pem") == -1 && strstr(err, "a.pem"));  /* a.pem has no key yet */
+    CHECK_EQ_INT(set(cfg, "key", "a.key"), 0);
+    CHECK_EQ_INT(tl_server_config_takes_value("listen"), 1);
+    CHECK_EQ_INT(tl_server_config_takes_value("allow-expired"), 0);
+    CHECK_EQ_INT(tl_server_config_takes_value("nope"), -1);
+    tl_server_config_free(cfg);
+}
+
+TEST(file_format)
+{
+    const char *text = "# a comment\n"
+                       "listen 127.0.0.1:0   # trailing comment\n"
+                       "\n"
+                       "   workers 2\n"
+                       "alpn h2,http/1.1\n"
+                       "allow-expired\n";
+    char *path = write_tmp(text);
+    REQUIRE(path);
+    tl_server_config *cfg = tl_server_config_new();
+    CHECK_EQ_INT(tl_server_config_load(cfg, path, err, sizeof err), 0);
+    CHECK_EQ_INT(cfg->n_listens, 1);
+    CHECK_EQ_INT(cfg->workers, 2);
+    CHECK_STR(cfg->alpn, "h2,http/1.1");
+    CHECK(cfg->allow_expired);
+    unlink(path);
+    /* Errors name the file and line. */
+    path = write_tmp("workers 2\nbogus 1\n");
+    CHECK(tl_server_config_load(cfg, path, err, sizeof err) == -1);
+    char want[128];
+    snprintf(want, sizeof want, "%s:2: unknown option 'bogus'", path);
+    CHECK(strstr(err, want) != NULL);
+    unlink(path);
+    path = write_tmp("workers two\n");
+    CHECK(tl_server_config_load(cfg, path, err, sizeof err) == -1);
+    snprintf(want, sizeof want, "%s:1: workers two", path);
+    CHECK(strstr(err, want) != NULL);
+    unlink(path);
+    CHECK(tl_server_config_load(cfg, "/nonexistent/tlsloop.conf", err, sizeof err) == -1);
+    CHECK(strstr(err, "/nonexistent/tlsloop.conf") && strstr(err, "No such file"));
+    tl_server_config_free(cfg);
+}
+
+TEST(args_and_replay)
+{
+    char *path = write_tmp("listen 127.0.0.1:0\nworkers 2\nidle-timeout 30s\n");
+    REQUIRE(path);
+    char *argv[] = {"prog", "--config", path, "--workers=4", "--allow-expired", "--quiet", NULL};
+    int argc = 6, i = 1;
+    tl_server_config *cfg = tl_server_config_new();
+    CHECK_EQ_INT(tl_server_config_args(cfg, argc, argv, &i, err, sizeof err), 0);
+    CHECK_EQ_INT(i, 5);   /* stopped at --quiet, which is the program's */
+    CHECK_EQ_INT(cfg->workers, 4);   /* given after the file: overrides it */
+    CHECK(cfg->allow_expired);
+    /* A replay reads the file again and still applies the later options over it. */
+    FILE *f = fopen(path, "w");
+    fputs("listen 127.0.0.1:0\nworkers 2\nidle-timeout 45s\n", f);
+    fclose(f);
+    tl_server_config *again = tli_server_config_replay(cfg, err, sizeof err);
+    REQUIRE(again);
+    CHECK_EQ_INT(again->idle_timeout_ms, 45000);
+    CHECK_EQ_INT(again->workers, 4);
+    CHECK_EQ_INT(again->n_listens, 1);
+    tl_server_config_free(again);
+    /* A file that became bad makes the replay fail with its reason. */
+    f = fopen(path, "w");
+    fputs("workers lots\n", f);
+    fclose(f);
+    CHECK(tli_server_config_replay(cfg, err, sizeof err) == NULL);
+    CHECK(strstr(err, "workers lots") != NULL);
+    unlink(path);
+    char *bad[] = {"prog", "--workers", NULL};
+    i = 1;
+    CHECK(tl_server_config_args(cfg, 2, bad, &i, err, sizeof err) == -1);
+    CHECK(strstr(err, "--workers needs a value") != NULL);
+    tl_server_config_free(cfg);
+}
+
+TEST(check_mode)
+{
+    tl_certgen_pair ca = {0}, leaf = {0};
+    char dir[] = "/tmp/tlsloop-check-XXXXXX";
+    REQUIRE(mkdtemp(dir));
+    char cert[128], key[128], ecert[128], ekey[128];
+    snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    snprintf(ecert, sizeof ecert, "%s/expired.pem", dir);
+    snprintf(ekey, sizeof ekey, "%s/expired.key", dir);
+    static const char *const localhost[] = {"localhost"}, *const oldname[] = {"old.test"};
+    tl_certgen_spec o = {.dns_names = localhost, .n_dns = 1, .not_before = -60, .not_after = 3600};
+    REQUIRE(tl_certgen_issue(&o, NULL, &leaf, err, sizeof err) == 0);
+    REQUIRE(tl_certgen_write(&leaf, cert, key, err, sizeof err) == 0);
+    tl_certgen_spec old = {.dns_names = oldname, .n_dns = 1, .not_before = -7200, .not_after = -3600};
+    REQUIRE(tl_certgen_issue(&old, NULL, &ca, err, sizeof err) == 0);
+    REQUIRE(tl_certgen_write(&ca, ecert, ekey, err, sizeof err) == 0);
+
+    tl_server_config *cfg = tl_server_config_new();
+    set(cfg, "listen", "127.0.0.1:0");
+    CHECK(tl_server_check(cfg, err, sizeof err) == -1 && strstr(err, "no certificate"));
+    set(cfg, "cert", cert);
+    CHECK(tl_server_check(cfg, err, sizeof err) == -1 && strstr(err, "has no key"));
+    set(cfg, "key", key);
+    CHECK_EQ_INT(tl_server_check(cfg, err, sizeof err), 0);
+    set(cfg, "cert", ecert);
+    set(cfg, "key", ekey);
+    CHECK(tl_server_check(cfg, err, sizeof err) == -1 && strstr(err, "expired"));
+    set(cfg, "allow-expired", "on");
+    CHECK_EQ_INT(tl_server_check(cfg, err, sizeof err), 0);
+    set(cfg, "client-cert", "require");
+    CHECK(tl_server_check(cfg, err, sizeof err) == -1 && strstr(err, "client-ca"));
+    set(cfg, "client-cert", "none");
+    set(cfg, "ciphers", "NULL-SHA");
+    CHECK(tl_server_check(cfg, err, sizeof err) == -1);
+    tl_server_config_free(cfg);
+
+    /* A plain-only server needs no certificate. */
+    cfg = tl_server_config_new();
+    set(cfg, "listen", "127.0.0.1:0,plain");
+    CHECK_EQ_INT(tl_server_check(cfg, err, sizeof err), 0);
+    set(cfg, "user", "no-such-user-here");
+    CHECK(tl_server_check(cfg, err, sizeof err) == -1 && strstr(err, "no such user"));
+    tl_server_config_free(cfg);
+    tl_certgen_pair_free(&leaf);
+    tl_certgen_pair_free(&ca);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
+TEST(usage_lists_every_option)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    tl_server_config_usage(f);
+    fclose(f);
+    const char *names[] = {"--listen", "--cert", "--key", "--ticket-key-file", "--max-conns",
+                           "--max-handshakes", "--handshake-rate", "--max-per-source",
+                           "--handshake-timeout", "--idle-timeout", "--send-timeout",
+                           "--drain-timeout", "--user", "--log", "--config"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        CHECK(strstr(buf, names[i]) != NULL);
+    free(buf);
+}
+
+int main(int argc, char **argv)
+{
+    TEST_MAIN_BEGIN(argc, argv);
+    RUN(defaults);
+    RUN(listen_forms);
+    RUN(values_and_errors);
+    RUN(file_format);
+    RUN(args_and_replay);
+    RUN(check_mode);
+    RUN(usage_lists_every_option);
+    TEST_MAIN_END();
+}
