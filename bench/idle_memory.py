@@ -40,9 +40,10 @@ def main():
                         "-keyout", key, "-out", cert], check=True, capture_output=True)
         # The server needs as many fds as connections: raise its limit through prlimit.
         srv = subprocess.Popen(["prlimit", f"--nofile={args.n + 100}",
-                                f"{args.build}/examples/echo_server", "0", cert, key],
+                                f"{args.build}/examples/echo_server", "--workers", "1",
+                                "--listen", "127.0.0.1:0", "--cert", cert, "--key", key],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        port = int(re.search(r":(\d+)", srv.stdout.readline()).group(1))
+        port = int(re.search(r"port (\d+)", srv.stdout.readline()).group(1))
         # Drain the server's output so it never blocks on a full pipe.
         subprocess.Popen(["cat"], stdin=srv.stdout, stdout=subprocess.DEVNULL)
         ctx = ssl.create_default_context(cafile=cert)

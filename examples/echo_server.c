@@ -116,6 +116,7 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc;) {
         if (tl_server_config_args(cfg, argc, argv, &i, err, sizeof err) != 0) {
             fprintf(stderr, "echo_server: %s\n", err);
+            tl_server_config_free(cfg);
             return 2;
         }
         if (i >= argc)
@@ -123,6 +124,7 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--help")) {
             printf("usage: echo_server [--quiet] [--check] SERVER-OPTIONS...\n");
             tl_server_config_usage(stdout);
+            tl_server_config_free(cfg);
             return 0;
         }
         if (!strcmp(argv[i], "--quiet"))
@@ -133,6 +135,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "echo_server: unknown option %s\nusage: echo_server [--quiet] "
                             "[--check] SERVER-OPTIONS...\n", argv[i]);
             tl_server_config_usage(stderr);
+            tl_server_config_free(cfg);
             return 2;
         }
         i++;

@@ -645,7 +645,7 @@ static void on_timer(tl_loop *loop, tl_timer *t)
             report_handshake_failure(c);
         break;
     case ST_OPEN:
-    case ST_CLOSING:
+    case ST_CLOSING: {
         /* Only a refusal counts: output can also wait because our write budget ended a turn. If
          * the last send was complete but output still waits a whole period, the socket never said
          * writable since: ask it now, and a send that moves nothing is the refusal. */
@@ -687,6 +687,7 @@ static void on_timer(tl_loop *loop, tl_timer *t)
         }
         arm_deadline(c); /* early for a deadline that moved on: re-arm for what is left */
         break;
+    }
     case ST_DEAD:
         break;
     }

@@ -423,6 +423,8 @@ static void start_conn(worker *w, int li, int fd, const struct sockaddr *peer, s
 
 /* ---- the PROXY header ------------------------------------------------------------------- */
 
+/* ok: the header arrived (the socket lives on as a connection); else it is closed, and counted
+ * as a bad header unless the server is draining. */
 static void end_pending(pending *p, bool ok)
 {
     worker *w = p->w;
@@ -436,7 +438,8 @@ static void end_pending(pending *p, bool ok)
         p->next->prev = p->prev;
     w->npending--;
     if (!ok) {
-        bump(&w->st.proxy_invalid, 1);
+        if (!w->draining)
+            bump(&w->st.proxy_invalid, 1);
         drop_fd(w, p->io.fd, w->srv->cfg->listens[p->listener].tls);
     }
     tl_loop_defer_free(w->loop, p);
@@ -789,10 +792,24 @@ static void publish(tl_server *srv, tli_gen *g)
     }
 }
 
+static bool same_listens(const tl_server_config *a, const tl_server_config *b)
+{
+    if (a->n_listens != b->n_listens)
+        return false;
+    for (size_t i = 0; i < a->n_listens; i++) {
+        const tli_listen *x = &a->listens[i], *y = &b->listens[i];
+        if (x->addrlen != y->addrlen || memcmp(&x->addr, &y->addr, x->addrlen) ||
+            x->tls != y->tls || x->proxy != y->proxy)
+            return false;
+    }
+    return true;
+}
+
 static bool same_restart_settings(const tl_server_config *a, const tl_server_config *b)
 {
-    return a->n_listens == b->n_listens &&
-           !memcmp(a->listens, b->listens, a->n_listens * sizeof *a->listens) &&
+    return same_listens(a, b) && a->backlog == b->backlog && a->task_threads == b->task_threads &&
+           a->ipv6_prefix == b->ipv6_prefix && a->log_rate == b->log_rate &&
+           !strcmp(a->log_path ? a->log_path : "-", b->log_path ? b->log_path : "-") &&
            a->workers == b->workers && a->max_conns == b->max_conns &&
            a->max_handshakes == b->max_handshakes && a->handshake_rate == b->handshake_rate &&
            a->handshake_burst == b->handshake_burst && a->max_per_source == b->max_per_source &&
@@ -852,8 +869,8 @@ int tl_server_reload(tl_server *srv, char *err, size_t errlen)
         return -1;
     }
     if (!same_restart_settings(srv->cfg, cfg))
-        LOG(srv, WARN, "reload: listeners, workers, user, limits and delegate-handshakes take "
-                       "effect only after a restart");
+        LOG(srv, WARN, "reload: listeners, workers, user, limits, the log file and task threads "
+                       "take effect only after a restart");
     pthread_mutex_lock(&srv->gen_lock);
     if (ring && ring != srv->ring) {
         tl_ticket_ring_free(srv->ring);

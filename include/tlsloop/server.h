@@ -36,7 +36,7 @@
  * or tl_conn_close), and aborts what is left at the drain deadline. A reload builds a new TLS
  * generation from the configuration file and the certificate and key files; new handshakes use
  * it, established connections keep theirs, and a reload that fails keeps the old generation and
- * logs why. Listeners, workers, the user and the limits need a restart to change.
+ * logs why. Listeners, workers, the user, the limits and the log file need a restart to change.
  *
  * Threads: callbacks of a connection run on its worker's thread. tl_server_stop, tl_server_reload
  * and tl_server_get_stats may be called from any thread once the server runs.
