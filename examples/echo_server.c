@@ -132,9 +132,8 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--check"))
             check = true;
         else {
-            fprintf(stderr, "echo_server: unknown option %s\nusage: echo_server [--quiet] "
-                            "[--check] SERVER-OPTIONS...\n", argv[i]);
-            tl_server_config_usage(stderr);
+            fprintf(stderr, "echo_server: unknown option %s (echo_server --help lists them)\n",
+                    argv[i]);
             tl_server_config_free(cfg);
             return 2;
         }

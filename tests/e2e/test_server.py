@@ -705,7 +705,7 @@ def check_mode_and_config_file(c):
                         "--key", c["localhost"][1]], capture_output=True, text=True, timeout=10)
     assert r.returncode == 1 and "missing.pem" in r.stderr, r.stderr
     r = subprocess.run([ECHO, "--bogus"], capture_output=True, text=True)
-    assert r.returncode == 2 and "--bogus" in r.stderr and "--listen" in r.stderr
+    assert r.returncode == 2 and "--bogus" in r.stderr and "--help" in r.stderr
     # A port in use (by a socket without SO_REUSEPORT) is named.
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))
