@@ -760,6 +760,55 @@ def plain_and_tls_listeners_and_ipv6(c):
         assert srv.stop() == 0
 
 
+@test
+def handshake_rate_paces_new_handshakes(c):
+    srv = Server("--listen", "127.0.0.1:0", "--cert", c["localhost"][0], "--key",
+                 c["localhost"][1], "--handshake-rate", "10", "--handshake-burst", "2",
+                 "--workers", "1")
+    try:
+        ctx = client_ctx(c["ca"][0])
+        t0 = time.monotonic()
+        for _ in range(12):   # 2 at once, then 10 at 10/s: about a second, none refused
+            with connect(srv.port, ctx) as s:
+                echo_once(s)
+        took = time.monotonic() - t0
+        assert 0.8 < took < 5 * SLOW, took
+        st = srv.stats(ctx)
+        assert st["accept_pauses"] >= 5 and st["full"] + st["resumed"] >= 12, st
+    finally:
+        assert srv.stop() == 0
+
+
+@test
+def privileges_dropped_after_binding(c):
+    if os.geteuid() != 0:
+        print("  (not root: skipped)")
+        return
+    # Keys readable only by root: loaded before the switch to nobody.
+    key = f"{TMP}/root-only.key"
+    shutil.copy(c["localhost"][1], key)
+    os.chmod(key, 0o600)
+    os.chmod(TMP, 0o755)
+    srv = Server("--listen", "127.0.0.1:0", "--cert", c["localhost"][0], "--key", key,
+                 "--user", "nobody", log=f"/tmp/tlsloop-priv-{os.getpid()}.log")
+    try:
+        with open(f"/proc/{srv.proc.pid}/status") as f:
+            uids = next(l for l in f if l.startswith("Uid:")).split()[1:]
+        import pwd
+        nobody = pwd.getpwnam("nobody").pw_uid
+        assert all(int(u) == nobody for u in uids), uids
+        with connect(srv.port, client_ctx(c["ca"][0])) as s:
+            echo_once(s)
+        # A reload cannot read the key any more: the old one stays, and the log says why.
+        srv.signal(signal.SIGHUP)
+        srv.wait_log(r"reload failed, keeping the running configuration: .*root-only\.key")
+        with connect(srv.port, client_ctx(c["ca"][0])) as s:
+            echo_once(s)
+    finally:
+        assert srv.stop() == 0
+        os.unlink(srv.log)
+
+
 def main():
     global TMP
     with tempfile.TemporaryDirectory() as tmp:
@@ -782,7 +831,8 @@ def main():
                  handshake_deadline_drops_partial_client_hello,
                  send_stall_deadline_drops_a_peer_that_stops_reading, renegotiation_refused,
                  gnutls_cli_interoperates, check_mode_and_config_file, sigusr1_reopens_the_log,
-                 plain_and_tls_listeners_and_ipv6]
+                 plain_and_tls_listeners_and_ipv6, handshake_rate_paces_new_handshakes,
+                 privileges_dropped_after_binding]
         only = sys.argv[1:]
         for t in tests:
             if not only or t.__name__ in only:
