@@ -113,6 +113,7 @@ struct worker {
 
 struct tl_server {
     tl_server_config *cfg;         /* as started; listeners, workers and limits come from it */
+    tli_gen *first_gen;            /* owns cfg */
     tl_server_handler handler;
     tl_log *log;
     int *fds;                      /* workers x listeners sockets, bound at new */
@@ -177,15 +178,13 @@ static void wake_sleepers(tl_server *srv)
     }
 }
 
-static void release_conn_slot(tl_server *srv)
+/* Give back a connection slot and/or a handshake slot, then wake whoever waits for one. */
+static void release_slots(tl_server *srv, bool conn, bool hs)
 {
-    atomic_fetch_sub(&srv->conns, 1);
-    wake_sleepers(srv);
-}
-
-static void release_hs_slot(tl_server *srv)
-{
-    atomic_fetch_sub(&srv->handshakes, 1);
+    if (conn)
+        atomic_fetch_sub(&srv->conns, 1);
+    if (hs)
+        atomic_fetch_sub(&srv->handshakes, 1);
     wake_sleepers(srv);
 }
 
@@ -296,7 +295,7 @@ static void owner_handshake(tl_conn *c, bool ok, void *data)
     if (s->hs_slot) {
         s->hs_slot = false;
         bump(&w->st.hs_ended, 1);
-        release_hs_slot(w->srv);
+        release_slots(w->srv, false, true);
     }
     if (!ok) {
         s->hs_failed = true;   /* classified at close, when the reason is known */
@@ -311,16 +310,12 @@ static void owner_close(tl_conn *c, tl_conn_end how, void *data)
     sconn *s = data;
     worker *w = s->w;
     tl_server *srv = w->srv;
-    if (s->hs_slot) {   /* the handshake never reported its end; do not leak the slot */
-        s->hs_slot = false;
-        s->hs_failed = true;
-        bump(&w->st.hs_ended, 1);
-        release_hs_slot(srv);
-    }
+    /* owner_handshake ran already for every TLS connection (tlsloop/conn.h promises it before
+     * on_close), so the handshake slot is back and hs_failed is final. */
     if (s->hs_failed) {
         tl_hs_fail why = classify(c, how);
         bump(&w->st.hs_failed[why], 1);
-        if (tl_log_get_level(srv->log) >= TL_LOG_INFO) {
+        if (tl_log_enabled(srv->log, TL_LOG_INFO)) {
             char addr[64];
             tli_addr_text((struct sockaddr *)&s->peer, addr, sizeof addr);
             const char *msg = tl_conn_error(c);
@@ -341,7 +336,7 @@ static void owner_close(tl_conn *c, tl_conn_end how, void *data)
     unlink_conn(w, s);
     free(s->tlvs);
     free(s);
-    release_conn_slot(srv);
+    release_slots(srv, true, false);
     maybe_finish(w);
 }
 
@@ -352,9 +347,7 @@ static void drop_fd(worker *w, int fd, bool tls)
 {
     close(fd);
     bump(&w->st.conns_closed, 1);
-    if (tls)
-        release_hs_slot(w->srv);
-    release_conn_slot(w->srv);
+    release_slots(w->srv, true, tls);
 }
 
 /* The socket (and its PROXY information) becomes a connection. Slots are already held.
@@ -366,7 +359,7 @@ static void start_conn(worker *w, int li, int fd, const struct sockaddr *peer, s
     bool tls = srv->cfg->listens[li].tls;
     if (srv->per_source && !tl_addr_limit_acquire(srv->per_source, peer)) {
         bump(&w->st.refused_source, 1);
-        if (tl_log_get_level(srv->log) >= TL_LOG_INFO) {
+        if (tl_log_enabled(srv->log, TL_LOG_INFO)) {
             char addr[64];
             tli_addr_text(peer, addr, sizeof addr);
             LOG(srv, INFO, "refused %s on %s: %llu connections from this source (max-per-source)",
@@ -408,9 +401,7 @@ static void start_conn(worker *w, int li, int fd, const struct sockaddr *peer, s
         free(s->tlvs);
         free(s);
         bump(&w->st.conns_closed, 1);
-        if (tls)
-            release_hs_slot(srv);
-        release_conn_slot(srv);
+        release_slots(srv, true, tls);
         return;
     }
     s->c = c;
@@ -449,7 +440,7 @@ static void end_pending(pending *p, bool ok)
 static void reject_pending(pending *p, const char *why)
 {
     tl_server *srv = p->w->srv;
-    if (tl_log_get_level(srv->log) >= TL_LOG_INFO) {
+    if (tl_log_enabled(srv->log, TL_LOG_INFO)) {
         char addr[64];
         tli_addr_text((struct sockaddr *)&p->peer, addr, sizeof addr);
         LOG(srv, INFO, "closed %s on %s: %s", addr, srv->cfg->listens[p->listener].text, why);
@@ -557,14 +548,13 @@ static void on_listen(tl_loop *loop, tl_io *io, unsigned events)
             return;
         }
         if (L->tls && !take_slot(srv, &srv->handshakes, srv->max_hs)) {
-            release_conn_slot(srv);
+            release_slots(srv, true, false);
             pause_listener(w, wl, PAUSE_SLOTS);
             return;
         }
         bool token = L->tls && srv->rate;
         if (token && !tl_rate_take(srv->rate, tl_loop_now(loop))) {
-            release_hs_slot(srv);
-            release_conn_slot(srv);
+            release_slots(srv, true, true);
             pause_listener(w, wl, PAUSE_RATE);
             return;
         }
@@ -573,9 +563,7 @@ static void on_listen(tl_loop *loop, tl_io *io, unsigned events)
         int fd = accept4(io->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             int err = errno;
-            if (L->tls)
-                release_hs_slot(srv);
-            release_conn_slot(srv);
+            release_slots(srv, true, L->tls);
             if (token)
                 tl_rate_put_back(srv->rate);   /* no connection came: the token is unused */
             if (err == EAGAIN || err == EWOULDBLOCK)
@@ -816,6 +804,15 @@ static bool same_restart_settings(const tl_server_config *a, const tl_server_con
            a->delegate == b->delegate && !strcmp(a->user ? a->user : "", b->user ? b->user : "");
 }
 
+/* The configured level; a reload that drops log-level goes back to the default. */
+static void apply_log_level(tl_server *srv, const tl_server_config *cfg)
+{
+    tl_log_level level = TL_LOG_INFO;
+    if (cfg->log_level)
+        tl_log_parse_level(cfg->log_level, &level, NULL, 0);   /* checked when it was set */
+    tl_log_set_level(srv->log, level);
+}
+
 /* A generation for cfg (taken over on success): TLS with this ring when a listener uses TLS, else
  * one that carries only the settings (deadlines, log level). */
 static tli_gen *make_gen(tl_server_config *cfg, tl_ticket_ring *ring, char *err, size_t errlen)
@@ -881,10 +878,7 @@ int tl_server_reload(tl_server *srv, char *err, size_t errlen)
     publish(srv, g);
     pthread_mutex_unlock(&srv->gen_lock);
     tl_ticket_ring_free(ring);
-    tl_log_level level = TL_LOG_INFO;
-    if (cfg->log_level)
-        tl_log_parse_level(cfg->log_level, &level, NULL, 0);
-    tl_log_set_level(srv->log, level);
+    apply_log_level(srv, cfg);
     atomic_fetch_add(&srv->reloads, 1);
     LOG(srv, INFO, "reloaded: generation %u (new handshakes use it)", g->serial);
     pthread_mutex_unlock(&srv->reload_lock);
@@ -1057,8 +1051,6 @@ tl_server *tl_server_new(const tl_server_config *cfg_in, const tl_server_handler
         tli_fmt(err, errlen, "tl_server_new: a handler with connection callbacks is required");
         return NULL;
     }
-    if (check_basic(cfg_in, err, errlen) != 0)
-        return NULL;
     tl_server *srv = calloc(1, sizeof *srv);
     if (!srv || !(srv->cfg = tli_server_config_replay(cfg_in, err, errlen))) {
         if (!srv)
@@ -1068,7 +1060,7 @@ tl_server *tl_server_new(const tl_server_config *cfg_in, const tl_server_handler
     }
     tl_server_config *cfg = srv->cfg;
     srv->handler = *handler;
-    if (check_basic(cfg, err, errlen) != 0) {   /* the file may have changed since the caller's */
+    if (check_basic(cfg, err, errlen) != 0) {
         tl_server_config_free(cfg);
         free(srv);
         return NULL;
@@ -1081,19 +1073,15 @@ tl_server *tl_server_new(const tl_server_config *cfg_in, const tl_server_handler
     srv->max_conns = cfg->max_conns ? cfg->max_conns : default_max_conns(srv->nworkers, srv->nlisten);
     srv->max_hs = cfg->max_handshakes ? cfg->max_handshakes : UINT64_MAX;
     const char *log_path = cfg->log_path && strcmp(cfg->log_path, "-") ? cfg->log_path : NULL;
-    tl_log_level level = TL_LOG_INFO;
     if (!(srv->log = tl_log_open(log_path, err, errlen)))
         goto fail;
-    if (cfg->log_level)
-        tl_log_parse_level(cfg->log_level, &level, NULL, 0);
-    tl_log_set_level(srv->log, level);
+    apply_log_level(srv, cfg);
     tl_log_set_rate(srv->log, (unsigned)cfg->log_rate);
-    tl_server_config *gcfg = tli_server_config_replay(cfg, err, errlen);
-    if (!gcfg || (any_tls(cfg) && !(srv->ring = tli_ring_for(cfg, err, errlen))) ||
-        !(srv->gen = make_gen(gcfg, srv->ring, err, errlen))) {
-        tl_server_config_free(gcfg);
+    /* The first generation owns the configuration the server started with (srv->cfg). */
+    if ((any_tls(cfg) && !(srv->ring = tli_ring_for(cfg, err, errlen))) ||
+        !(srv->gen = make_gen(cfg, srv->ring, err, errlen)))
         goto fail;
-    }
+    srv->first_gen = tli_gen_ref(srv->gen);
     srv->ring_from_file = cfg->ticket_key_file != NULL;
     srv->gen->serial = ++srv->gen_serial;
     if (cfg->handshake_rate &&
@@ -1262,7 +1250,10 @@ void tl_server_free(tl_server *srv)
     tl_rate_free(srv->rate);
     tl_addr_limit_free(srv->per_source);
     tl_log_free(srv->log);
-    tl_server_config_free(srv->cfg);
+    if (srv->first_gen)
+        tli_gen_unref(srv->first_gen);
+    else
+        tl_server_config_free(srv->cfg);   /* failed before the first generation took it */
     pthread_mutex_destroy(&srv->gen_lock);
     pthread_mutex_destroy(&srv->reload_lock);
     free(srv);

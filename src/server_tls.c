@@ -110,6 +110,16 @@ static int apply_policy(tl_tls_ctx *t, const tl_server_config *cfg, tl_ticket_ri
     return 0;
 }
 
+/* Whether a space-separated name list (from leaf_names) holds this name. */
+static bool has_name(const char *list, const char *name)
+{
+    size_t len = strlen(name);
+    for (const char *p = list; (p = strstr(p, name)); p += len)
+        if ((p == list || p[-1] == ' ') && (p[len] == 0 || p[len] == ' '))
+            return true;
+    return false;
+}
+
 typedef struct group {
     char *names;
     const char *cert;              /* its first certificate file, for messages */
@@ -178,11 +188,8 @@ tli_gen *tli_gen_build(const tl_server_config *cfg, tl_ticket_ring *ring, char *
         }
         for (char *n = strtok_r(names, " ", &save); ok && n; n = strtok_r(NULL, " ", &save)) {
             bool taken = false;
-            for (size_t k = 0; k < j && !taken; k++) {
-                const char *p = strstr(groups[k].names, n);
-                size_t len = strlen(n);
-                taken = p && (p == groups[k].names || p[-1] == ' ') && (p[len] == 0 || p[len] == ' ');
-            }
+            for (size_t k = 0; k < j && !taken; k++)
+                taken = has_name(groups[k].names, n);
             if (taken)
                 continue;
             if (tl_tls_ctx_add_name(groups[0].tls, n, groups[j].tls) != 0) {

@@ -84,6 +84,17 @@ static const char *test_only_;
         }                                                                                       \
     } while (0)
 
+/* s contains sub. */
+#define CHECK_HAS(s, sub)                                                                       \
+    do {                                                                                        \
+        const char *s_ = (s), *sub_ = (sub);                                                    \
+        if (!s_ || !strstr(s_, sub_)) {                                                         \
+            fprintf(stderr, "  %s:%d: CHECK failed: %s contains \"%s\" (it is \"%s\")\n",        \
+                    __FILE__, __LINE__, #s, sub_, s_ ? s_ : "(null)");                          \
+            test_failures_++;                                                                   \
+        }                                                                                       \
+    } while (0)
+
 static void test_run_(const char *name, void (*fn)(void))
 {
     if (test_only_ && strcmp(test_only_, name) != 0)

@@ -216,6 +216,23 @@ def wait_for(cond, timeout=10, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def waits_until_freed(srv, ctx, free_slot, limit):
+    """A new client at the limit is not served, and is served once free_slot() frees a slot."""
+    done = []
+
+    def client():
+        with connect(srv.port, ctx, timeout=20) as s:
+            echo_once(s)
+            done.append(True)
+    t = threading.Thread(target=client)
+    t.start()
+    time.sleep(0.7)
+    assert not done, f"a client was served above {limit}"
+    free_slot()
+    t.join(15 * SLOW)
+    assert done, f"the waiting client was not served after {limit} freed a slot"
+
+
 # ---- tests ------------------------------------------------------------------------------------
 
 @test
@@ -454,19 +471,7 @@ def connection_limit_makes_clients_wait(c):
         held = [connect(srv.port, ctx) for _ in range(2)]
         for s in held:
             echo_once(s)
-        done = []
-
-        def third():
-            with connect(srv.port, ctx, timeout=20) as s:
-                echo_once(s)
-                done.append(True)
-        t = threading.Thread(target=third)
-        t.start()
-        time.sleep(0.7)
-        assert not done, "a third connection was served above max-conns"
-        held[0].close()
-        t.join(15 * SLOW)
-        assert done, "the waiting client was not served after a slot freed"
+        waits_until_freed(srv, ctx, held[0].close, "max-conns")
         held[1].close()
         st = srv.stats(ctx)
         assert st["accept_pauses"] >= 1, st
@@ -482,19 +487,7 @@ def handshake_cap_and_per_source_limit(c):
         ctx = client_ctx(c["ca"][0])
         silent = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(2)]
         time.sleep(0.2)
-        done = []
-
-        def client():
-            with connect(srv.port, ctx, timeout=20) as s:
-                echo_once(s)
-                done.append(True)
-        t = threading.Thread(target=client)
-        t.start()
-        time.sleep(0.7)
-        assert not done, "a handshake started above max-handshakes"
-        silent[0].close()
-        t.join(15 * SLOW)
-        assert done
+        waits_until_freed(srv, ctx, silent[0].close, "max-handshakes")
         silent[1].close()
     finally:
         assert srv.stop() == 0

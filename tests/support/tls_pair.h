@@ -78,4 +78,24 @@ void tp_pair_free(tp_pair *p);
 /* Fill buf with a deterministic pattern starting at offset seed. */
 void tp_pattern(uint8_t *buf, size_t len, unsigned seed);
 
+/* Configuration checks for tests (they use test.h's CHECK macros and counter). */
+/* A configuration call that must succeed; prints the configuration's message if it does not. */
+#define CHECK_OK(ctx, call)                                                                     \
+    do {                                                                                        \
+        int rc_ = (call);                                                                       \
+        if (rc_ != 0) {                                                                         \
+            fprintf(stderr, "  %s:%d: CHECK failed: %s == 0 (%d: %s)\n", __FILE__, __LINE__,     \
+                    #call, rc_, tl_tls_ctx_error(ctx));                                          \
+            test_failures_++;                                                                   \
+        }                                                                                       \
+    } while (0)
+
+/* A configuration call that must fail with this kind and a message containing `sub`. */
+#define CHECK_FAIL(ctx, call, kind, sub)                                                        \
+    do {                                                                                        \
+        CHECK_EQ_INT((call), -1);                                                               \
+        CHECK_EQ_INT(tl_tls_ctx_error_kind(ctx), (kind));                                       \
+        CHECK_HAS(tl_tls_ctx_error(ctx), (sub));                                                \
+    } while (0)
+
 #endif /* TLSLOOP_TLS_PAIR_H */

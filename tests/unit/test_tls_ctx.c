@@ -22,35 +22,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-#define CHECK_HAS(s, sub)                                                                       \
-    do {                                                                                        \
-        const char *s_ = (s), *sub_ = (sub);                                                    \
-        if (!s_ || !strstr(s_, sub_)) {                                                         \
-            fprintf(stderr, "  %s:%d: CHECK failed: %s contains \"%s\" (it is \"%s\")\n",        \
-                    __FILE__, __LINE__, #s, sub_, s_ ? s_ : "(null)");                          \
-            test_failures_++;                                                                   \
-        }                                                                                       \
-    } while (0)
-
-/* A configuration call that must succeed; prints the configuration's message if it does not. */
-#define CHECK_OK(ctx, call)                                                                     \
-    do {                                                                                        \
-        int rc_ = (call);                                                                       \
-        if (rc_ != 0) {                                                                         \
-            fprintf(stderr, "  %s:%d: CHECK failed: %s == 0 (%d: %s)\n", __FILE__, __LINE__,     \
-                    #call, rc_, tl_tls_ctx_error(ctx));                                          \
-            test_failures_++;                                                                   \
-        }                                                                                       \
-    } while (0)
-
-/* A configuration call that must fail with this kind and a message containing `sub`. */
-#define CHECK_FAIL(ctx, call, kind, sub)                                                        \
-    do {                                                                                        \
-        CHECK_EQ_INT((call), -1);                                                               \
-        CHECK_EQ_INT(tl_tls_ctx_error_kind(ctx), (kind));                                       \
-        CHECK_HAS(tl_tls_ctx_error(ctx), (sub));                                                \
-    } while (0)
-
 static const char *const NAMES[] = {"localhost", "good.test"};
 static const char *const IPS[] = {"127.0.0.1", "::1"};
 

@@ -27,33 +27,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-#define CHECK_HAS(s, sub)                                                                       \
-    do {                                                                                        \
-        const char *s_ = (s), *sub_ = (sub);                                                    \
-        if (!s_ || !strstr(s_, sub_)) {                                                         \
-            fprintf(stderr, "  %s:%d: CHECK failed: %s contains \"%s\" (it is \"%s\")\n",        \
-                    __FILE__, __LINE__, #s, sub_, s_ ? s_ : "(null)");                          \
-            test_failures_++;                                                                   \
-        }                                                                                       \
-    } while (0)
-
-#define CHECK_OK(ctx, call)                                                                     \
-    do {                                                                                        \
-        int rc_ = (call);                                                                       \
-        if (rc_ != 0) {                                                                         \
-            fprintf(stderr, "  %s:%d: CHECK failed: %s == 0 (%d: %s)\n", __FILE__, __LINE__,     \
-                    #call, rc_, tl_tls_ctx_error(ctx));                                          \
-            test_failures_++;                                                                   \
-        }                                                                                       \
-    } while (0)
-
-#define CHECK_FAIL(ctx, call, kind, sub)                                                        \
-    do {                                                                                        \
-        CHECK_EQ_INT((call), -1);                                                               \
-        CHECK_EQ_INT(tl_tls_ctx_error_kind(ctx), (kind));                                       \
-        CHECK_HAS(tl_tls_ctx_error(ctx), (sub));                                                \
-    } while (0)
-
 /* Certificates for the named hosts, made once before the tests fork. */
 static struct {
     tl_certgen_pair a, b, wild, exact_wild, dual_rsa, dual_ec, secure;
