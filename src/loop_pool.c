@@ -12,6 +12,9 @@
  *
  * The threads block every signal: signals belong to the threads that handle them (a loop's
  * signalfd), and a task thread must never be picked to run a default action such as "terminate".
+ * They are created with every signal blocked, not just block them once they run: a thread that
+ * has not been scheduled yet still holds its creator's mask, and a SIGUSR1 sent to a busy process
+ * right after start-up was delivered to one and killed the server (seen under ASan in CI).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -35,9 +38,6 @@ struct tl_pool {
 static void *worker(void *arg)
 {
     tl_pool *p = arg;
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
     pthread_mutex_lock(&p->lock);
     for (;;) {
         while (!p->head && !p->stopping)
@@ -69,11 +69,15 @@ tl_pool *tl_pool_new(unsigned threads)
         return NULL;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cv, NULL);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);   /* the threads inherit it from their first instant */
     for (unsigned i = 0; i < threads; i++) {
         if (pthread_create(&p->threads[p->nthreads], NULL, worker, p) != 0)
             break;
         p->nthreads++;
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (p->nthreads == 0) {
         tl_pool_free(p);
         return NULL;

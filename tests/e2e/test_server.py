@@ -135,11 +135,16 @@ class Server:
         if self.proc.poll() is None:
             self.proc.terminate()
         try:
-            return self.proc.wait(timeout * SLOW)
+            rc = self.proc.wait(timeout * SLOW)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
             raise AssertionError("the server did not exit after SIGTERM")
+        if rc != 0:   # say how it ended, so a failure in CI can be understood from its log
+            how = f"signal {-rc}" if rc < 0 else f"exit code {rc}"
+            print(f"  echo_server ended with {how}; stderr:\n{self.proc.stderr.read()[-4000:]}")
+            print(f"  its log:\n{self.log_text()[-2000:]}")
+        return rc
 
 
 def test(fn):
