@@ -18,6 +18,7 @@ declare -A allowed=(
     [loop]="api loop tli.h loop_int.h"
     [conn]="api status buf tls_ctx engine loop conn tli.h conn_int.h"
     [server]="api status buf tls_ctx engine loop conn limits proxyproto log server tli.h server_int.h"
+    [http]="api http"
 )
 
 passed=0 failed=0

@@ -1,0 +1,334 @@
+/* http.c - the request parser and the framing checks (tlsloop/http.h).
+ *
+ * One pass over the bytes with a table per character class; nothing is copied. Every early
+ * return on a partial head is TL_HTTP_INCOMPLETE only when the bytes so far are a valid
+ * beginning: garbage is refused as soon as it is seen, not when the buffer fills.
+ */
+#include <string.h>
+#include <strings.h>
+
+#include <tlsloop/http.h>
+
+/* Character classes, one bit each. */
+enum { C_TOKEN = 1, C_TARGET = 2, C_VALUE = 4, C_HOST = 8 };
+
+static unsigned char classes[256];
+
+static void init_classes(void)
+{
+    for (int c = 0; c < 256; c++) {
+        unsigned char k = 0;
+        bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        if (alnum || (c && strchr("!#$%&'*+-.^_`|~", c)))
+            k |= C_TOKEN;
+        if (c > 0x20 && c < 0x7f)
+            k |= C_TARGET;
+        if (c == '\t' || c == ' ' || (c > 0x20 && c != 0x7f))
+            k |= C_VALUE;   /* visible ASCII, obs-text (0x80-0xff), space and tab */
+        if (alnum || (c && strchr("-._~!$&'()*+,;=:[]%", c)))
+            k |= C_HOST;
+        classes[c] = k;
+    }
+}
+
+static inline bool is(unsigned char c, unsigned cls)
+{
+    return classes[c] & cls;
+}
+
+/* The tables are built once, before any thread can parse (a constructor keeps every call free of
+ * a check). */
+__attribute__((constructor)) static void http_init(void)
+{
+    init_classes();
+}
+
+static int fail(tl_http_request *req, int status, const char *why)
+{
+    req->error_status = status;
+    req->error = why;
+    return TL_HTTP_ERROR;
+}
+
+/* At a line end: CRLF or LF. Returns its length, 0 when it is not complete yet, -1 for a bare
+ * CR or another byte. */
+static int line_end(const unsigned char *p, const unsigned char *end)
+{
+    if (*p == '\n')
+        return 1;
+    if (*p != '\r')
+        return -1;
+    if (p + 1 == end)
+        return 0;
+    return p[1] == '\n' ? 2 : -1;
+}
+
+/* "HTTP/1.1" and its line end, which may be partial. */
+static int parse_version(const unsigned char **pp, const unsigned char *end, tl_http_request *req)
+{
+    static const char pattern[] = "HTTP/d.d";
+    const unsigned char *p = *pp;
+    for (size_t i = 0; i < 8; i++) {
+        if (p + i == end)
+            return TL_HTTP_INCOMPLETE;
+        unsigned char c = p[i];
+        bool ok = pattern[i] == 'd' ? (c >= '0' && c <= '9') : c == (unsigned char)pattern[i];
+        if (!ok)
+            return fail(req, 400, "malformed HTTP version");
+    }
+    if (p + 8 == end)
+        return TL_HTTP_INCOMPLETE;
+    int n = line_end(p + 8, end);
+    if (n == 0)
+        return TL_HTTP_INCOMPLETE;
+    if (n < 0)
+        return fail(req, 400, "malformed request line");
+    if (p[5] != '1')
+        return fail(req, 505, "HTTP version not supported");
+    req->minor_version = p[7] == '0' ? 0 : 1;   /* 1.2-1.9 are read as 1.1 (RFC 9110 2.5) */
+    *pp = p + 8 + n;
+    return 0;
+}
+
+int tl_http_parse_request(const char *buf, size_t len, tl_http_request *req)
+{
+    const unsigned char *p = (const unsigned char *)buf, *end = p + len, *start;
+    req->num_headers = 0;
+    req->error_status = 0;
+    req->error = NULL;
+
+    /* Empty lines before the request line (a client's CRLF after a body) are skipped. */
+    while (p < end && (*p == '\r' || *p == '\n')) {
+        int n = line_end(p, end);
+        if (n == 0)
+            return TL_HTTP_INCOMPLETE;
+        if (n < 0)
+            return fail(req, 400, "bare CR");
+        p += n;
+    }
+
+    /* method SP request-target SP HTTP-version */
+    for (start = p; p < end && is(*p, C_TOKEN); p++)
+        ;
+    if (p == end)
+        return TL_HTTP_INCOMPLETE;
+    if (p == start || *p != ' ')
+        return fail(req, 400, "malformed request line");
+    req->method = (const char *)start;
+    req->method_len = (size_t)(p - start);
+    p++;
+    for (start = p; p < end && is(*p, C_TARGET); p++)
+        ;
+    if (p == end)
+        return TL_HTTP_INCOMPLETE;
+    if (p == start || *p != ' ')
+        return fail(req, 400, "malformed request target");
+    req->target = (const char *)start;
+    req->target_len = (size_t)(p - start);
+    p++;
+    int rc = parse_version(&p, end, req);
+    if (rc != 0)
+        return rc;
+
+    /* field-name ":" OWS field-value OWS, each on its line, then an empty line. */
+    for (;;) {
+        if (p == end)
+            return TL_HTTP_INCOMPLETE;
+        if (*p == '\r' || *p == '\n') {
+            int n = line_end(p, end);
+            if (n == 0)
+                return TL_HTTP_INCOMPLETE;
+            if (n < 0)
+                return fail(req, 400, "bare CR");
+            p += n;
+            return (int)(p - (const unsigned char *)buf);
+        }
+        if (*p == ' ' || *p == '\t')
+            return fail(req, 400, "obsolete line folding");
+        for (start = p; p < end && is(*p, C_TOKEN); p++)
+            ;
+        if (p == end)
+            return TL_HTTP_INCOMPLETE;
+        if (*p != ':')
+            return fail(req, 400, p == start                  ? "empty or invalid field name"
+                                  : *p == ' ' || *p == '\t' ? "whitespace before a colon"
+                                                            : "invalid field name");
+        if (req->num_headers == req->max_headers)
+            return fail(req, 431, "too many header fields");
+        tl_http_header *h = &req->headers[req->num_headers];
+        h->name = (const char *)start;
+        h->name_len = (size_t)(p - start);
+        p++;
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        for (start = p; p < end && is(*p, C_VALUE); p++)
+            ;
+        if (p == end)
+            return TL_HTTP_INCOMPLETE;
+        int n = line_end(p, end);
+        if (n == 0)
+            return TL_HTTP_INCOMPLETE;
+        if (n < 0)
+            return fail(req, 400, *p == '\r' ? "bare CR" : "control character in a field value");
+        const unsigned char *vend = p;
+        while (vend > start && (vend[-1] == ' ' || vend[-1] == '\t'))
+            vend--;
+        h->value = (const char *)start;
+        h->value_len = (size_t)(vend - start);
+        req->num_headers++;
+        p += n;
+    }
+}
+
+int tl_http_incomplete_status(const char *buf, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (buf[i] == '\r' || buf[i] == '\n'))
+        i++;
+    return memchr(buf + i, '\n', len - i) ? 431 : 414;
+}
+
+bool tl_http_head_ended(const char *buf, size_t len, size_t from)
+{
+    size_t i = from > 3 ? from - 3 : 0;
+    for (; i + 1 < len; i++) {
+        const char *nl = memchr(buf + i, '\n', len - i - 1);
+        if (!nl)
+            return false;
+        i = (size_t)(nl - buf);
+        if (nl[1] == '\n' || (nl[1] == '\r' && i + 2 < len && nl[2] == '\n'))
+            return true;
+    }
+    return false;
+}
+
+/* ---- framing ---------------------------------------------------------------------------- */
+
+static bool name_is(const tl_http_header *h, const char *name, size_t len)
+{
+    return h->name_len == len && strncasecmp(h->name, name, len) == 0;
+}
+#define NAME_IS(h, lit) name_is((h), lit, sizeof lit - 1)
+
+const tl_http_header *tl_http_find_header(const tl_http_request *req, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < req->num_headers; i++)
+        if (name_is(&req->headers[i], name, len))
+            return &req->headers[i];
+    return NULL;
+}
+
+/* Step through a comma-separated list: the next element, trimmed, or false at the end. Empty
+ * elements (", ,") are skipped, as RFC 9110 5.6.1 asks of recipients. */
+static bool next_element(const char **pp, const char *end, const char **el, size_t *ellen)
+{
+    const char *p = *pp;
+    for (;;) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        if (p == end)
+            return false;
+        const char *s = p;
+        while (p < end && *p != ',')
+            p++;
+        const char *e = p;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        *el = s;
+        *ellen = (size_t)(e - s);
+        *pp = p;
+        return true;
+    }
+}
+
+bool tl_http_list_has(const char *list, size_t len, const char *token)
+{
+    size_t tlen = strlen(token), n;
+    const char *p = list, *end = list + len, *el;
+    while (next_element(&p, end, &el, &n))
+        if (n == tlen && strncasecmp(el, token, n) == 0)
+            return true;
+    return false;
+}
+
+static int bad(tl_http_message *out, int status, const char *why)
+{
+    out->error_status = status;
+    out->error = why;
+    out->keep_alive = false;
+    return status;
+}
+
+/* Content-Length: 1*DIGIT, nothing else (no sign, no list, no spaces inside); at most 10^18. */
+static int64_t parse_length(const char *v, size_t len)
+{
+    if (len == 0 || len > 18)
+        return -1;
+    int64_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -1;
+        n = n * 10 + (v[i] - '0');
+    }
+    return n;
+}
+
+int tl_http_check_request(const tl_http_request *req, tl_http_message *out)
+{
+    *out = (tl_http_message){.content_length = -1};
+    const tl_http_header *te = NULL;
+    bool conn_close = false, conn_keep = false, have_cl = false;
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const tl_http_header *h = &req->headers[i];
+        if (NAME_IS(h, "content-length")) {
+            if (have_cl)
+                return bad(out, 400, "repeated Content-Length");
+            have_cl = true;
+            if ((out->content_length = parse_length(h->value, h->value_len)) < 0)
+                return bad(out, 400, "invalid Content-Length");
+        } else if (NAME_IS(h, "transfer-encoding")) {
+            if (te)
+                return bad(out, 400, "repeated Transfer-Encoding");
+            te = h;
+        } else if (NAME_IS(h, "host")) {
+            if (out->host)
+                return bad(out, 400, "repeated Host");
+            for (size_t k = 0; k < h->value_len; k++)
+                if (!is((unsigned char)h->value[k], C_HOST))
+                    return bad(out, 400, "invalid Host");
+            out->host = h->value;
+            out->host_len = h->value_len;
+        } else if (NAME_IS(h, "connection")) {
+            conn_close |= tl_http_list_has(h->value, h->value_len, "close");
+            conn_keep |= tl_http_list_has(h->value, h->value_len, "keep-alive");
+        } else if (NAME_IS(h, "expect") && req->minor_version == 1) {
+            /* HTTP/1.0 clients cannot expect 100-continue: ignored there (RFC 9110 10.1.1). */
+            if (h->value_len != 12 || strncasecmp(h->value, "100-continue", 12) != 0)
+                return bad(out, 417, "unsupported Expect");
+            out->expect_continue = true;
+        }
+    }
+    if (te) {
+        if (req->minor_version == 0)
+            return bad(out, 400, "Transfer-Encoding in an HTTP/1.0 request");
+        if (have_cl)
+            return bad(out, 400, "Content-Length with Transfer-Encoding");
+        const char *p = te->value, *end = te->value + te->value_len, *el, *last = NULL;
+        size_t n, lastlen = 0, count = 0;
+        while (next_element(&p, end, &el, &n)) {
+            last = el;
+            lastlen = n;
+            count++;
+        }
+        if (!last || lastlen != 7 || strncasecmp(last, "chunked", 7) != 0)
+            return bad(out, 400, "Transfer-Encoding does not end in chunked");
+        if (count > 1)
+            return bad(out, 501, "transfer coding not supported");
+        out->chunked = true;
+    }
+    if (req->minor_version == 1 && !out->host)
+        return bad(out, 400, "no Host in an HTTP/1.1 request");
+    out->keep_alive = req->minor_version == 1 ? !conn_close : conn_keep && !conn_close;
+    return 0;
+}
