@@ -149,7 +149,7 @@ int tl_http_parse_request(const char *buf, size_t len, tl_http_request *req)
             ;
         if (p == end)
             return TL_HTTP_INCOMPLETE;
-        if (*p != ':')
+        if (p == start || *p != ':')
             return fail(req, 400, p == start                  ? "empty or invalid field name"
                                   : *p == ' ' || *p == '\t' ? "whitespace before a colon"
                                                             : "invalid field name");

@@ -1,0 +1,188 @@
+/*
+ * fuzz_http.c - the HTTP/1.1 request parser and its helpers (tlsloop/http.h) on arbitrary bytes.
+ *
+ * Invariants, each an abort when broken:
+ *  - the parser answers TL_HTTP_INCOMPLETE, TL_HTTP_ERROR with a status of 400, 431 or 505 and a
+ *    reason, or a length within the input;
+ *  - a parsed head's fields lie inside it and obey their grammar (token method and names, no CR,
+ *    LF or NUL in values, no surrounding spaces); its length does not depend on what follows it;
+ *    every proper prefix of it is incomplete; tl_http_head_ended agrees that it ended;
+ *  - tl_http_check_request answers 0, 400, 417 or 501, and only 0 with a keep-alive connection;
+ *  - a normalised target is an absolute path without empty, "." or ".." segments or control
+ *    characters;
+ *  - the bytes after the head read as a chunked body give the same answer whole and in pieces;
+ *  - a satisfiable range lies inside the representation; a parsed date formats and parses back.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tlsloop/http.h>
+
+#define FAIL(...)                                                                               \
+    do {                                                                                        \
+        fprintf(stderr, "INVARIANT FAILED: " __VA_ARGS__);                                      \
+        fprintf(stderr, "\n");                                                                  \
+        abort();                                                                                \
+    } while (0)
+
+#define MAXH 64
+
+static bool token_char(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static void check_span(const char *p, size_t n, const char *head, size_t len, const char *what)
+{
+    if (n && (p < head || p + n > head + len))
+        FAIL("%s lies outside the head", what);
+}
+
+static void check_path(const char *target, size_t len)
+{
+    char out[8192];
+    ssize_t n = tl_http_normalize_path(target, len, out, sizeof out);
+    if (n < 0)
+        return;
+    if ((size_t)n != strlen(out) || out[0] != '/')
+        FAIL("normalised path \"%s\" is not absolute or has a wrong length", out);
+    for (ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)out[i];
+        if (c < 0x20 || c == 0x7f)
+            FAIL("normalised path holds a control character");
+        if (c == '/' && i + 1 < n && out[i + 1] == '/')
+            FAIL("normalised path \"%s\" has an empty segment", out);
+        if (c == '/') {
+            const char *s = out + i + 1, *e = strchr(s, '/');
+            size_t seg = e ? (size_t)(e - s) : strlen(s);
+            if ((seg == 1 && s[0] == '.') || (seg == 2 && s[0] == '.' && s[1] == '.'))
+                FAIL("normalised path \"%s\" keeps a dot segment", out);
+        }
+    }
+}
+
+static void check_chunked(const uint8_t *body, size_t len, size_t step)
+{
+    tl_http_chunked whole = {0}, parts = {0};
+    ssize_t w = tl_http_chunked_read(&whole, body, len);
+    if (w != TL_HTTP_ERROR && (w < 0 || (size_t)w > len || ((size_t)w < len && !whole.done)))
+        FAIL("chunked: consumed %zd of %zu (done %d)", w, len, whole.done);
+    size_t at = 0;
+    ssize_t p = 0;
+    while (at < len && !parts.done) {
+        size_t piece = len - at < step ? len - at : step;
+        p = tl_http_chunked_read(&parts, body + at, piece);
+        if (p < 0)
+            break;
+        at += (size_t)p;
+    }
+    bool whole_err = w == TL_HTTP_ERROR, parts_err = p == TL_HTTP_ERROR;
+    if (whole_err != parts_err)
+        FAIL("chunked: error whole %d, in %zu-byte pieces %d", whole_err, step, parts_err);
+    if (!whole_err && ((size_t)w != at || whole.done != parts.done || whole.total != parts.total))
+        FAIL("chunked: whole and pieces differ (%zd/%zu, total %llu/%llu)", w, at,
+             (unsigned long long)whole.total, (unsigned long long)parts.total);
+}
+
+static void check_fields(const tl_http_header *h)
+{
+    uint64_t a, b;
+    uint64_t sizes[] = {0, 1, 1000, UINT64_MAX / 2};
+    for (size_t i = 0; i < 4; i++) {
+        int r = tl_http_parse_range(h->value, h->value_len, sizes[i], &a, &b);
+        if (r == 1 && (a > b || b >= sizes[i]))
+            FAIL("range [%llu, %llu] of %llu bytes", (unsigned long long)a,
+                 (unsigned long long)b, (unsigned long long)sizes[i]);
+    }
+    time_t t;
+    if (tl_http_parse_date(h->value, h->value_len, &t) == 0 && t >= 0 && t < 253402300800) {
+        char buf[TL_HTTP_DATE_LEN + 1];
+        time_t back;
+        tl_http_format_date(t, buf);
+        if (tl_http_parse_date(buf, strlen(buf), &back) != 0 || back != t)
+            FAIL("date %lld did not survive formatting (%s)", (long long)t, buf);
+    }
+    (void)tl_http_etag_match(h->value, h->value_len, "\"x\"", 3);
+    (void)tl_http_mime_type(h->value, h->value_len);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *buf = (const char *)data;
+    tl_http_header hs[MAXH];
+    tl_http_request req = {.headers = hs, .max_headers = MAXH};
+    int n = tl_http_parse_request(buf, size, &req);
+    if (n == TL_HTTP_ERROR) {
+        if ((req.error_status != 400 && req.error_status != 431 && req.error_status != 505) ||
+            !req.error)
+            FAIL("error status %d", req.error_status);
+        return 0;
+    }
+    if (n == TL_HTTP_INCOMPLETE) {
+        int st = tl_http_incomplete_status(buf, size);
+        if (st != 414 && st != 431)
+            FAIL("incomplete status %d", st);
+        return 0;
+    }
+    if (n <= 0 || (size_t)n > size)
+        FAIL("answer %d for %zu bytes", n, size);
+    size_t len = (size_t)n;
+    if (!tl_http_head_ended(buf, len, 0))
+        FAIL("a parsed head of %zu bytes has not ended by tl_http_head_ended", len);
+
+    check_span(req.method, req.method_len, buf, len, "the method");
+    check_span(req.target, req.target_len, buf, len, "the target");
+    if (!req.method_len || !req.target_len || req.minor_version < 0 || req.minor_version > 1)
+        FAIL("empty method or target, or version 1.%d", req.minor_version);
+    for (size_t i = 0; i < req.method_len; i++)
+        if (!token_char((unsigned char)req.method[i]))
+            FAIL("method byte 0x%02x", (unsigned char)req.method[i]);
+    for (size_t i = 0; i < req.num_headers; i++) {
+        const tl_http_header *h = &hs[i];
+        check_span(h->name, h->name_len, buf, len, "a field name");
+        check_span(h->value, h->value_len, buf, len, "a field value");
+        if (!h->name_len)
+            FAIL("empty field name");
+        for (size_t k = 0; k < h->name_len; k++)
+            if (!token_char((unsigned char)h->name[k]))
+                FAIL("field name byte 0x%02x", (unsigned char)h->name[k]);
+        for (size_t k = 0; k < h->value_len; k++) {
+            unsigned char c = (unsigned char)h->value[k];
+            if (c == '\r' || c == '\n' || c == 0 || c == 0x7f || (c < 0x20 && c != '\t'))
+                FAIL("field value byte 0x%02x", c);
+        }
+        if (h->value_len && (h->value[0] == ' ' || h->value[h->value_len - 1] == ' ' ||
+                             h->value[0] == '\t' || h->value[h->value_len - 1] == '\t'))
+            FAIL("field value not trimmed");
+        check_fields(h);
+    }
+
+    /* What follows the head does not change it; every proper prefix is incomplete. */
+    char *more = malloc(len + 9);
+    memcpy(more, buf, len);
+    memcpy(more + len, "GARBAGE\r\n", 9);
+    tl_http_header hs2[MAXH];
+    tl_http_request again = {.headers = hs2, .max_headers = MAXH};
+    if (tl_http_parse_request(more, len + 9, &again) != n || again.num_headers != req.num_headers)
+        FAIL("the head changed with bytes after it");
+    for (size_t i = 0; i < len && i < 1024; i++)
+        if (tl_http_parse_request(more, i, &again) != TL_HTTP_INCOMPLETE)
+            FAIL("a %zu-byte prefix of a %zu-byte head was not incomplete", i, len);
+    free(more);
+
+    tl_http_message m;
+    int st = tl_http_check_request(&req, &m);
+    if (st != 0 && st != 400 && st != 417 && st != 501)
+        FAIL("check status %d", st);
+    if (st != m.error_status || (st && (m.keep_alive || !m.error)))
+        FAIL("check status %d with message status %d, keep-alive %d", st, m.error_status,
+             m.keep_alive);
+    if (st == 0 && m.chunked && m.content_length >= 0)
+        FAIL("chunked with a Content-Length passed the check");
+    check_path(req.target, req.target_len);
+    if (size > len)
+        check_chunked(data + len, size - len, 1 + data[len] % 7);
+    return 0;
+}
