@@ -719,6 +719,8 @@ static void on_signal(tl_loop *loop, int signo, void *data)
             LOG(srv, ERROR, "SIGUSR1: %s (still writing to the old log)", err);
         else
             LOG(srv, INFO, "SIGUSR1: log reopened");
+        if (srv->handler.on_reopen)
+            srv->handler.on_reopen(srv->handler.data);
         break;
     }
 }
@@ -1037,6 +1039,7 @@ static int init_worker(tl_server *srv, worker *w, int index, char *err, size_t e
     w->swap_work = (tl_work){.done = on_swap, .data = w};
     w->done_work = (tl_work){.done = on_worker_done, .data = w};
     w->opts.cbs = srv->handler.cbs;
+    w->opts.half_close = srv->handler.half_close;
     w->opts.owner = &OWNER;
     w->opts.pool = srv->pool;
     if (srv->gen)

@@ -51,6 +51,37 @@ static int parse_duration_ms(const char *s, uint64_t *out_ms)
     return 0;
 }
 
+int tl_server_parse_duration(const char *s, uint64_t *ms)
+{
+    return parse_duration_ms(s, ms);
+}
+
+int tl_server_parse_size(const char *s, uint64_t *bytes)
+{
+    if (!s || !isdigit((unsigned char)*s))
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return -1;
+    unsigned shift = 0;
+    if (*end) {
+        if (end[1])
+            return -1;
+        switch (*end | 0x20) {   /* one letter, either case */
+        case 'k': shift = 10; break;
+        case 'm': shift = 20; break;
+        case 'g': shift = 30; break;
+        default: return -1;
+        }
+    }
+    if (v > (UINT64_MAX >> 2) >> shift)
+        return -1;
+    *bytes = (uint64_t)v << shift;
+    return 0;
+}
+
 static int parse_bool(const char *s, bool *out)
 {
     if (!s || !*s || !strcmp(s, "on") || !strcmp(s, "yes") || !strcmp(s, "true") || !strcmp(s, "1"))
@@ -350,6 +381,90 @@ int tl_server_config_takes_value(const char *name)
     return o->type != T_FLAG;
 }
 
+static const tl_server_option *find_ext(const tl_server_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_ext; i++)
+        if (!strcmp(cfg->ext[i].name, name))
+            return &cfg->ext[i];
+    return NULL;
+}
+
+/* tl_server_config_takes_value, extension options included. */
+static int takes_value(const tl_server_config *cfg, const char *name)
+{
+    int t = tl_server_config_takes_value(name);
+    if (t >= 0)
+        return t;
+    const tl_server_option *x = find_ext(cfg, name);
+    return x ? *x->arg != 0 : -1;
+}
+
+int tl_server_config_extend(tl_server_config *cfg, const tl_server_option *opts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (tl_server_config_takes_value(opts[i].name) >= 0)
+            return -1;
+    cfg->ext = opts;
+    cfg->n_ext = n;
+    return 0;
+}
+
+/* Set an extension option: check, then keep the text (a flag as "on" or "off"). */
+static int set_ext(tl_server_config *cfg, const tl_server_option *x, const char *value, char *err,
+                   size_t errlen)
+{
+    bool on;
+    if (!*x->arg) {
+        if (parse_bool(value, &on) != 0)
+            return tli_fmt(err, errlen, "%s %s: expected on or off", x->name, value), -1;
+        value = on ? "on" : "off";
+    } else if (!value || !*value) {
+        return tli_fmt(err, errlen, "%s: needs a value (%s)", x->name, x->arg), -1;
+    }
+    char msg[300];
+    if (x->check && x->check(value, msg, sizeof msg) != 0)
+        return tli_fmt(err, errlen, "%s %s: %s", x->name, value, msg), -1;
+    char *copy = strdup(value);
+    if (!copy)
+        return tli_fmt(err, errlen, "out of memory"), -1;
+    if (!x->repeat)
+        for (size_t i = 0; i < cfg->n_ext_values; i++)
+            if (cfg->ext_values[i].name == x->name) {
+                free(cfg->ext_values[i].value);
+                cfg->ext_values[i].value = copy;
+                return 0;
+            }
+    if (append((void **)&cfg->ext_values, &cfg->n_ext_values, sizeof *cfg->ext_values) != 0) {
+        free(copy);
+        return tli_fmt(err, errlen, "out of memory"), -1;
+    }
+    cfg->ext_values[cfg->n_ext_values - 1].name = x->name;
+    cfg->ext_values[cfg->n_ext_values - 1].value = copy;
+    return 0;
+}
+
+const char *tl_server_config_value(const tl_server_config *cfg, const char *name)
+{
+    const char *v = NULL;
+    for (size_t i = 0; i < cfg->n_ext_values; i++)
+        if (!strcmp(cfg->ext_values[i].name, name))
+            v = cfg->ext_values[i].value;
+    return v;
+}
+
+size_t tl_server_config_values(const tl_server_config *cfg, const char *name, const char **out,
+                               size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->n_ext_values; i++)
+        if (!strcmp(cfg->ext_values[i].name, name)) {
+            if (n < max)
+                out[n] = cfg->ext_values[i].value;
+            n++;
+        }
+    return n;
+}
+
 static int set_value(tl_server_config *cfg, const option *o, const char *value, char *err,
                      size_t errlen);
 static int remember(tl_server_config *cfg, const char *name, const char *value);
@@ -358,8 +473,15 @@ int tl_server_config_set(tl_server_config *cfg, const char *name, const char *va
                          size_t errlen)
 {
     const option *o = find_option(name);
-    if (!o)
-        return 1;
+    if (!o) {
+        const tl_server_option *x = find_ext(cfg, name);
+        if (!x)
+            return 1;
+        int rc = set_ext(cfg, x, value, err, errlen);
+        if (rc == 0 && remember(cfg, name, value) != 0)
+            return tli_fmt(err, errlen, "out of memory"), -1;
+        return rc;
+    }
     if (o->type != T_FLAG && (!value || !*value)) {
         tli_fmt(err, errlen, "%s: needs a value (%s)", name, o->arg);
         return -1;
@@ -414,18 +536,27 @@ static int set_value(tl_server_config *cfg, const option *o, const char *value, 
     return 1;
 }
 
+static void usage_line(FILE *out, const char *name, const char *arg, const char *help)
+{
+    char left[64];
+    tli_fmt(left, sizeof left, "--%s%s%s", name, *arg ? " " : "", *arg ? arg : "");
+    if (strlen(left) > 30)
+        fprintf(out, "  %s\n  %-30s %s\n", left, "", help);
+    else
+        fprintf(out, "  %-30s %s\n", left, help);
+}
+
 void tl_server_config_usage(FILE *out)
 {
-    for (size_t i = 0; i < N_OPTIONS; i++) {
-        const option *o = &OPTIONS[i];
-        char left[64];
-        tli_fmt(left, sizeof left, "--%s%s%s", o->name, *o->arg ? " " : "", o->arg);
-        if (strlen(left) > 30)
-            fprintf(out, "  %s\n  %-30s %s\n", left, "", o->help);
-        else
-            fprintf(out, "  %-30s %s\n", left, o->help);
-    }
-    fprintf(out, "  %-30s %s\n", "--config FILE", "read options from FILE (\"name value\" per line)");
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        usage_line(out, OPTIONS[i].name, OPTIONS[i].arg, OPTIONS[i].help);
+    usage_line(out, "config", "FILE", "read options from FILE (\"name value\" per line)");
+}
+
+void tl_server_option_usage(FILE *out, const tl_server_option *opts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        usage_line(out, opts[i].name, *opts[i].arg ? opts[i].arg : "[on|off]", opts[i].help);
 }
 
 /* ---- lifecycle -------------------------------------------------------------------------- */
@@ -471,6 +602,9 @@ static void free_strings(tl_server_config *cfg)
         free(cfg->history[i].value);
     }
     free(cfg->history);
+    for (size_t i = 0; i < cfg->n_ext_values; i++)
+        free(cfg->ext_values[i].value);
+    free(cfg->ext_values);
     char **strs[] = {&cfg->client_ca, &cfg->ciphers, &cfg->suites, &cfg->groups, &cfg->alpn,
                      &cfg->ticket_key_file, &cfg->user, &cfg->log_path, &cfg->log_level, &cfg->path};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
@@ -511,6 +645,7 @@ tl_server_config *tli_server_config_replay(const tl_server_config *src, char *er
         tli_fmt(err, errlen, "out of memory");
         return NULL;
     }
+    tl_server_config_extend(cfg, src->ext, src->n_ext);
     for (size_t i = 0; i < src->n_history; i++) {
         const char *name = src->history[i].name, *value = src->history[i].value;
         int r = !strcmp(name, "config") ? tl_server_config_load(cfg, value, err, errlen)
@@ -613,7 +748,7 @@ int tl_server_config_args(tl_server_config *cfg, int argc, char **argv, int *arg
             return 0;
         memcpy(name, arg + 2, nlen);
         name[nlen] = 0;
-        int takes = tl_server_config_takes_value(name);
+        int takes = takes_value(cfg, name);
         if (takes < 0)
             return 0;  /* not ours */
         const char *value = eq ? eq + 1 : NULL;

@@ -60,6 +60,10 @@ struct tl_server_config {
     char *log_path;
     char *log_level;
     uint64_t log_rate;
+    const tl_server_option *ext;   /* options of the layer above (tl_server_config_extend) */
+    size_t n_ext;
+    struct { const char *name; char *value; } *ext_values;   /* in the order given */
+    size_t n_ext_values;
     char *path;                    /* the file last loaded */
     struct { char *name, *value; } *history;   /* every setting, in order (see replay) */
     size_t n_history;

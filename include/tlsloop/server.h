@@ -87,6 +87,39 @@ TL_API int tl_server_config_args(tl_server_config *cfg, int argc, char **argv, i
 /* Print the options, one per line with their argument and default, for --help. */
 TL_API void tl_server_config_usage(FILE *out);
 
+/* ---- options of the layer above -------------------------------------------------------- */
+
+/* Options of a layer that runs on the server (an HTTP server, say) that the command line, the
+ * configuration file and tl_server_config_set accept beside the server's own, so one file and
+ * one command line configure both. The server keeps their values as text, after the option's
+ * check accepted them; the layer reads them back with tl_server_config_value(s). A reload reads
+ * them again with the file (and checks them); the layer decides what it can change live. */
+typedef struct tl_server_option {
+    const char *name;         /* without the leading "--" */
+    const char *arg;          /* "FILE", "N", ... for the usage text; "" for an on|off flag */
+    const char *help;         /* one line, with the default */
+    /* Check a value (for a flag: "on" or "off"). 0, or -1 with err set; NULL accepts any. */
+    int (*check)(const char *value, char *err, size_t errlen);
+    bool repeat;              /* every value is kept (else a later one replaces an earlier one) */
+} tl_server_option;
+
+/* Accept these options too. The table must outlive the configuration (and the server made from
+ * it). Give it before any option is set. Returns 0, or -1 if a name is the server's own. */
+TL_API int tl_server_config_extend(tl_server_config *cfg, const tl_server_option *opts, size_t n);
+/* The value last given for an extension option ("on"/"off" for a flag), or NULL if none was. */
+TL_API const char *tl_server_config_value(const tl_server_config *cfg, const char *name);
+/* Every value given for a repeatable one, in order: fills out (up to max) and returns the count. */
+TL_API size_t tl_server_config_values(const tl_server_config *cfg, const char *name,
+                                      const char **out, size_t max);
+/* Print a table of extension options like tl_server_config_usage does. */
+TL_API void tl_server_option_usage(FILE *out, const tl_server_option *opts, size_t n);
+
+/* The parsers behind the server's own options, for the checks of extension options:
+ * a duration ("250ms", "10s", "5m", "2h", or bare seconds; at most 49 days) in milliseconds, and
+ * a size ("512", "64k", "16m", "1g"; binary multiples) in bytes. 0, or -1. */
+TL_API int tl_server_parse_duration(const char *s, uint64_t *ms);
+TL_API int tl_server_parse_size(const char *s, uint64_t *bytes);
+
 /* Check everything short of binding: listeners given and valid, certificates and keys load, the
  * CA and ticket key file read, the TLS policy accepted by OpenSSL, the user exists. */
 TL_API int tl_server_check(const tl_server_config *cfg, char *err, size_t errlen);
@@ -102,7 +135,12 @@ typedef struct tl_server_handler {
     /* The server drains (optional): finish what is in flight, then tl_conn_close. Without it the
      * server calls tl_conn_close itself. */
     void (*on_drain)(tl_conn *c, void *data);
+    /* SIGUSR1 reopened the error log (optional): reopen the layer's own logs. Control thread. */
+    void (*on_reopen)(void *data);
     void *data;
+    /* Keep connections writable after the peer's end of stream (tl_conn_opts.half_close): a
+     * client may send its request, shut its side, and still read the answer. */
+    bool half_close;
 } tl_server_handler;
 
 /* Load the configuration (copied: cfg may be freed after), bind every listener, open the log,

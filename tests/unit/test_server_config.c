@@ -237,6 +237,89 @@ TEST(check_mode)
     CHECK(system(cmd) == 0);
 }
 
+static int check_positive(const char *v, char *e, size_t elen)
+{
+    uint64_t n;
+    if (tl_server_parse_size(v, &n) != 0 || n == 0) {
+        snprintf(e, elen, "expected a size above 0");
+        return -1;
+    }
+    return 0;
+}
+
+static const tl_server_option EXT[] = {
+    {"root", "DIR", "serve files from DIR", NULL, false},
+    {"body-limit", "SIZE", "largest body (default 1m)", check_positive, false},
+    {"route", "PATH", "a route (repeat)", NULL, true},
+    {"access-log-on", "", "a flag", NULL, false},
+};
+
+/* Options of the layer above: the same three ways in (set, file, argv), checked, kept in order,
+ * and carried over by replay (as a reload does). */
+TEST(extension_options)
+{
+    tl_server_config *cfg = tl_server_config_new();
+    REQUIRE(cfg);
+    static const tl_server_option clash[] = {{"listen", "X", "no", NULL, false}};
+    CHECK_EQ_INT(tl_server_config_extend(cfg, clash, 1), -1);
+    CHECK_EQ_INT(tl_server_config_extend(cfg, EXT, sizeof EXT / sizeof EXT[0]), 0);
+    CHECK(tl_server_config_value(cfg, "root") == NULL);
+    CHECK_EQ_INT(set(cfg, "root", "/srv/a"), 0);
+    CHECK_EQ_INT(set(cfg, "root", "/srv/b"), 0);
+    CHECK_STR(tl_server_config_value(cfg, "root"), "/srv/b");
+    CHECK_EQ_INT(set(cfg, "body-limit", "0"), -1);
+    CHECK_HAS(err, "body-limit 0: expected a size above 0");
+    CHECK_EQ_INT(set(cfg, "body-limit", "64k"), 0);
+    CHECK_EQ_INT(set(cfg, "root", ""), -1);
+    CHECK_HAS(err, "root: needs a value (DIR)");
+    CHECK_EQ_INT(set(cfg, "nonsense", "1"), 1);
+    char *path = write_tmp("route /a\nroute /b # comment\naccess-log-on off\nbody-limit 2m\n");
+    REQUIRE(path);
+    CHECK_EQ_INT(tl_server_config_load(cfg, path, err, sizeof err), 0);
+    char *argv[] = {"x", "--route=/c", "--access-log-on", "--root", "/srv/c", "rest"};
+    int i = 1;
+    CHECK_EQ_INT(tl_server_config_args(cfg, 6, argv, &i, err, sizeof err), 0);
+    CHECK_EQ_INT(i, 5);
+    const char *routes[4];
+    CHECK_EQ_INT(tl_server_config_values(cfg, "route", routes, 4), 3);
+    CHECK_STR(routes[0], "/a");
+    CHECK_STR(routes[2], "/c");
+    CHECK_STR(tl_server_config_value(cfg, "access-log-on"), "on");
+    CHECK_STR(tl_server_config_value(cfg, "body-limit"), "2m");
+    tl_server_config *copy = tli_server_config_replay(cfg, err, sizeof err);
+    REQUIRE(copy);
+    CHECK_STR(tl_server_config_value(copy, "root"), "/srv/c");
+    CHECK_EQ_INT(tl_server_config_values(copy, "route", routes, 4), 3);
+    CHECK_STR(tl_server_config_value(copy, "access-log-on"), "on");
+    /* The file changes under a reload: a bad value is refused with its file and line. */
+    FILE *f = fopen(path, "w");
+    REQUIRE(f);
+    fputs("body-limit lots\n", f);
+    fclose(f);
+    tl_server_config *bad = tli_server_config_replay(cfg, err, sizeof err);
+    CHECK(bad == NULL);
+    CHECK_HAS(err, ":1: body-limit lots: expected a size above 0");
+    unlink(path);
+    tl_server_config_free(copy);
+    tl_server_config_free(cfg);
+}
+
+TEST(size_and_duration_parsers)
+{
+    uint64_t v = 0;
+    CHECK(tl_server_parse_size("512", &v) == 0 && v == 512);
+    CHECK(tl_server_parse_size("64k", &v) == 0 && v == 65536);
+    CHECK(tl_server_parse_size("16M", &v) == 0 && v == 16u << 20);
+    CHECK(tl_server_parse_size("1g", &v) == 0 && v == 1u << 30);
+    CHECK_EQ_INT(tl_server_parse_size("1kb", &v), -1);
+    CHECK_EQ_INT(tl_server_parse_size("-1", &v), -1);
+    CHECK_EQ_INT(tl_server_parse_size("k", &v), -1);
+    CHECK_EQ_INT(tl_server_parse_size("99999999999999999999", &v), -1);
+    CHECK(tl_server_parse_duration("250ms", &v) == 0 && v == 250);
+    CHECK(tl_server_parse_duration("2m", &v) == 0 && v == 120000);
+    CHECK_EQ_INT(tl_server_parse_duration("soon", &v), -1);
+}
+
 TEST(usage_lists_every_option)
 {
     char *buf = NULL;
@@ -262,6 +345,8 @@ int main(int argc, char **argv)
     RUN(file_format);
     RUN(args_and_replay);
     RUN(check_mode);
+    RUN(extension_options);
+    RUN(size_and_duration_parsers);
     RUN(usage_lists_every_option);
     TEST_MAIN_END();
 }
