@@ -26,8 +26,8 @@ SAN ?= 0
 V ?= 0
 
 # Command `make run` runs: build/tlsloop $(RUN_CMD) $(RUN_ARGS)
-RUN_CMD ?= demo
-RUN_ARGS ?=
+RUN_CMD ?= serve
+RUN_ARGS ?= --access-log -
 # Seconds each fuzz target runs in `make fuzz`; FUZZ_TARGETS selects some (names like fuzz_http).
 FUZZ_SECONDS ?= 300
 FUZZ_TARGETS ?=

@@ -1273,6 +1273,11 @@ uint16_t tl_server_port(const tl_server *srv, size_t listener)
     return listener < srv->nlisten ? srv->ports[listener] : 0;
 }
 
+bool tl_server_listener_is_tls(const tl_server *srv, size_t listener)
+{
+    return listener < srv->nlisten && srv->cfg->listens[listener].tls;
+}
+
 static const sconn *of(const tl_conn *c)
 {
     return tl_conn_get_owner(c) == &OWNER ? tl_conn_owner_data(c) : NULL;

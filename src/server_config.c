@@ -383,9 +383,10 @@ int tl_server_config_takes_value(const char *name)
 
 static const tl_server_option *find_ext(const tl_server_config *cfg, const char *name)
 {
-    for (size_t i = 0; i < cfg->n_ext; i++)
-        if (!strcmp(cfg->ext[i].name, name))
-            return &cfg->ext[i];
+    for (size_t t = 0; t < cfg->n_ext; t++)
+        for (size_t i = 0; i < cfg->ext[t].n; i++)
+            if (!strcmp(cfg->ext[t].opts[i].name, name))
+                return &cfg->ext[t].opts[i];
     return NULL;
 }
 
@@ -401,11 +402,14 @@ static int takes_value(const tl_server_config *cfg, const char *name)
 
 int tl_server_config_extend(tl_server_config *cfg, const tl_server_option *opts, size_t n)
 {
+    if (cfg->n_ext == TLI_EXT_TABLES)
+        return -1;
     for (size_t i = 0; i < n; i++)
-        if (tl_server_config_takes_value(opts[i].name) >= 0)
+        if (tl_server_config_takes_value(opts[i].name) >= 0 || find_ext(cfg, opts[i].name))
             return -1;
-    cfg->ext = opts;
-    cfg->n_ext = n;
+    cfg->ext[cfg->n_ext].opts = opts;
+    cfg->ext[cfg->n_ext].n = n;
+    cfg->n_ext++;
     return 0;
 }
 
@@ -441,6 +445,21 @@ static int set_ext(tl_server_config *cfg, const tl_server_option *x, const char 
     cfg->ext_values[cfg->n_ext_values - 1].name = x->name;
     cfg->ext_values[cfg->n_ext_values - 1].value = copy;
     return 0;
+}
+
+size_t tl_server_config_count(const tl_server_config *cfg, const char *name)
+{
+    if (!strcmp(name, "listen"))
+        return cfg->n_listens;
+    if (!strcmp(name, "cert"))
+        return cfg->n_certs;
+    if (!strcmp(name, "tls-listen")) {
+        size_t n = 0;
+        for (size_t i = 0; i < cfg->n_listens; i++)
+            n += cfg->listens[i].tls;
+        return n;
+    }
+    return tl_server_config_values(cfg, name, NULL, 0);
 }
 
 const char *tl_server_config_value(const tl_server_config *cfg, const char *name)
@@ -645,7 +664,8 @@ tl_server_config *tli_server_config_replay(const tl_server_config *src, char *er
         tli_fmt(err, errlen, "out of memory");
         return NULL;
     }
-    tl_server_config_extend(cfg, src->ext, src->n_ext);
+    for (size_t t = 0; t < src->n_ext; t++)
+        tl_server_config_extend(cfg, src->ext[t].opts, src->ext[t].n);
     for (size_t i = 0; i < src->n_history; i++) {
         const char *name = src->history[i].name, *value = src->history[i].value;
         int r = !strcmp(name, "config") ? tl_server_config_load(cfg, value, err, errlen)

@@ -28,6 +28,8 @@ typedef struct tli_certpair {
     char *cert, *key;
 } tli_certpair;
 
+#define TLI_EXT_TABLES 4
+
 struct tl_server_config {
     tli_listen *listens;
     size_t n_listens;
@@ -60,8 +62,8 @@ struct tl_server_config {
     char *log_path;
     char *log_level;
     uint64_t log_rate;
-    const tl_server_option *ext;   /* options of the layer above (tl_server_config_extend) */
-    size_t n_ext;
+    struct { const tl_server_option *opts; size_t n; } ext[TLI_EXT_TABLES];
+    size_t n_ext;                  /* tables of the layers above (tl_server_config_extend) */
     struct { const char *name; char *value; } *ext_values;   /* in the order given */
     size_t n_ext_values;
     char *path;                    /* the file last loaded */

@@ -14,6 +14,8 @@ enum {
     EXIT_USAGE = 2,       /* bad command line */
 };
 
+int cmd_serve(int argc, char **argv);
+void cmd_serve_usage(FILE *f);
 int cmd_demo(int argc, char **argv);
 void cmd_demo_usage(FILE *f);
 

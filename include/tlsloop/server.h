@@ -84,6 +84,9 @@ TL_API int tl_server_config_load(tl_server_config *cfg, const char *path, char *
  * option and returns 0 (the caller handles it, or it is the end); -1 on a bad option value. */
 TL_API int tl_server_config_args(tl_server_config *cfg, int argc, char **argv, int *argi,
                                  char *err, size_t errlen);
+/* How many listeners ("listen"), TLS listeners ("tls-listen") or certificates ("cert") the
+ * configuration has, or how many values an extension option has; 0 for other names. */
+TL_API size_t tl_server_config_count(const tl_server_config *cfg, const char *name);
 /* Print the options, one per line with their argument and default, for --help. */
 TL_API void tl_server_config_usage(FILE *out);
 
@@ -103,8 +106,9 @@ typedef struct tl_server_option {
     bool repeat;              /* every value is kept (else a later one replaces an earlier one) */
 } tl_server_option;
 
-/* Accept these options too. The table must outlive the configuration (and the server made from
- * it). Give it before any option is set. Returns 0, or -1 if a name is the server's own. */
+/* Accept these options too (up to four tables, from the layers stacked on the server). A table
+ * must outlive the configuration (and the server made from it). Give them before any option is
+ * set. Returns 0, or -1 if a name is taken already (or there are four tables). */
 TL_API int tl_server_config_extend(tl_server_config *cfg, const tl_server_option *opts, size_t n);
 /* The value last given for an extension option ("on"/"off" for a flag), or NULL if none was. */
 TL_API const char *tl_server_config_value(const tl_server_config *cfg, const char *name);
@@ -162,6 +166,7 @@ TL_API void tl_server_free(tl_server *srv);
 /* Listeners in configuration order, and the port each is bound to (useful with port 0). */
 TL_API size_t tl_server_listeners(const tl_server *srv);
 TL_API uint16_t tl_server_port(const tl_server *srv, size_t listener);
+TL_API bool tl_server_listener_is_tls(const tl_server *srv, size_t listener);
 TL_API unsigned tl_server_workers(const tl_server *srv);
 TL_API tl_log *tl_server_log(tl_server *srv);
 

@@ -1,0 +1,109 @@
+/*
+ * tlsloop/httpd.h - an HTTP/1.1 server on the server core (tlsloop/server.h): static files from a
+ * root directory, pages the application adds, Prometheus metrics, an access log, and a redirect
+ * from plain listeners to HTTPS. `tlsloop serve` is a thin program over it.
+ *
+ * Setting up. tl_httpd_config_init adds the HTTP options (root, index, access-log, metrics,
+ * header-timeout, ...; tl_httpd_usage lists them) to a server configuration, so the command line
+ * and the configuration file hold both. tl_httpd_new reads them (opening the root directory and
+ * the access log), tl_httpd_handler gives the handler for tl_server_new, and tl_httpd_attach ties
+ * the two together before tl_server_run. A reload (SIGHUP) changes the server's TLS files; the
+ * HTTP options need a restart. SIGUSR1 reopens the access log with the error log.
+ *
+ * Requests (tlsloop/http.h parses them). Keep-alive and pipelining: requests on a connection are
+ * answered in order; input waits (reading pauses) while an answer cannot be written. GET and HEAD
+ * are served; other methods get 405 with Allow. A request body is read and discarded before the
+ * answer, up to max-body (413 above it, and the connection closes). Malformed requests get 400,
+ * 414 or 431 (or 505, 501, 417) with a small body and the connection closes: after a framing
+ * error nothing that follows can be trusted. Deadlines: the request head must arrive within
+ * header-timeout of its first byte (slowloris: 408 and close), a body within body-timeout, and a
+ * connection waiting for its next request closes after keepalive-timeout. Draining (SIGTERM): an
+ * idle connection closes at once, a busy one after its answer (sent with Connection: close).
+ *
+ * Files. The path is decoded and normalised (tl_http_normalize_path) and opened below the root
+ * with openat2(RESOLVE_BENEATH): "..", encoded dots, and symbolic links that lead out of the root
+ * are refused by the kernel itself (403), not by string checks alone. Directories serve their
+ * index file; a directory asked for without its trailing slash is redirected (301). Regular files
+ * only. Last-Modified and ETag with If-Modified-Since and If-None-Match (304), one byte range
+ * (206, or 416), If-Range. Large files are streamed with backpressure (never read whole); small
+ * ones may be served from a per-worker cache of their contents, bounded in bytes, each entry
+ * checked against the file at most once a second (file-cache, file-cache-max).
+ *
+ * Threads: a connection's callbacks, pages included, run on its worker's thread; per-worker state
+ * (the Date header, formatted once a second; the file cache) is never shared. tl_httpd_get_stats
+ * may be called from any thread.
+ *
+ * Errors: functions returning int give 0 or -1 with a one-line message in err naming the option
+ * or file at fault.
+ */
+#ifndef TLSLOOP_HTTPD_H
+#define TLSLOOP_HTTPD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <tlsloop/api.h>
+#include <tlsloop/buf.h>
+#include <tlsloop/server.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tl_httpd tl_httpd;
+
+/* Add the HTTP options to cfg (before any option is set). Returns 0 or -1. */
+TL_API int tl_httpd_config_init(tl_server_config *cfg);
+/* Print the HTTP options with their defaults, for --help. */
+TL_API void tl_httpd_usage(FILE *out);
+
+/* Read the HTTP options of cfg (not kept: cfg may be freed after), open the root directory and
+ * the access log. NULL with err set. */
+TL_API tl_httpd *tl_httpd_new(const tl_server_config *cfg, char *err, size_t errlen);
+/* The handler to give tl_server_new (owned by h). */
+TL_API const tl_server_handler *tl_httpd_handler(tl_httpd *h);
+/* After tl_server_new, before tl_server_run: per-worker state, the error log, the counters for
+ * the metrics page, the HTTPS port for redirects. Returns 0, or -1 (out of memory). */
+TL_API int tl_httpd_attach(tl_httpd *h, tl_server *srv, char *err, size_t errlen);
+/* After tl_server_run returned and the server was freed (or instead of running). NULL is a no-op. */
+TL_API void tl_httpd_free(tl_httpd *h);
+
+/* A generated page. The callback appends the body to page->body and may set the status (200),
+ * the content type (text/html; charset=utf-8) and whether clients may cache it (no). It runs on
+ * the worker thread of the connection and must not block. HEAD gets the same headers, no body. */
+typedef struct tl_httpd_page {
+    const char *path;              /* the normalised path asked for */
+    tl_conn *conn;                 /* the connection asking (for its facts) */
+    int status;
+    const char *content_type;
+    bool cacheable;
+    tl_buf body;
+} tl_httpd_page;
+typedef void (*tl_httpd_page_fn)(tl_httpd *h, tl_httpd_page *page, void *data);
+/* Serve fn at exactly this path (before files of the root; before tl_server_run). 0 or -1. */
+TL_API int tl_httpd_add_page(tl_httpd *h, const char *path, tl_httpd_page_fn fn, void *data);
+
+typedef struct tl_httpd_stats {
+    uint64_t requests;             /* request heads read (valid or not) */
+    uint64_t status[6];            /* answers by class: [2] is 2xx, ..., [5] is 5xx */
+    uint64_t not_modified;         /* 304s (also in status[3]) */
+    uint64_t not_found;            /* 404s (also in status[4]) */
+    uint64_t rejected;             /* malformed or refused requests that closed the connection */
+    uint64_t timeouts;             /* 408s: a head or body too slow */
+    uint64_t body_bytes;           /* bytes of answer bodies sent */
+    uint64_t cache_hits, cache_misses;
+} tl_httpd_stats;
+/* Counters summed over workers. Any thread. */
+TL_API void tl_httpd_get_stats(tl_httpd *h, tl_httpd_stats *out);
+/* The server it is attached to (NULL before tl_httpd_attach). */
+TL_API tl_server *tl_httpd_server(tl_httpd *h);
+
+/* Append the Prometheus text exposition of the server's and httpd's counters to out. 0 or -1. */
+TL_API int tl_httpd_metrics_text(tl_httpd *h, tl_buf *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TLSLOOP_HTTPD_H */
