@@ -655,6 +655,9 @@ static void settle(hconn *hc)
     }
     if (hc->state == H_IDLE)
         arm_idle(hc);
+    /* Reading was paused while an answer waited; an answer may also have been written whole
+     * while input was being used (a file the socket took at once). Either way, read again. */
+    tl_conn_resume_read(hc->c);
 }
 
 /* Go on with the input that waited while the connection was blocked, then read again. */
@@ -669,8 +672,6 @@ static void resume(hconn *hc)
     if (!tl_buf_len(&hc->in))
         tl_buf_release(&hc->in);
     settle(hc);
-    if (hc->state != H_CLOSING && !hc->blocked)
-        tl_conn_resume_read(hc->c);
 }
 
 /* An answer was handed to the connection: the next request, or the end. */

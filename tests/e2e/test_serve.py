@@ -365,6 +365,18 @@ def keep_alive_pipelining_and_http10(root):
             for i in range(50):   # and it stays open
                 s.sendall(b"GET /index.html HTTP/1.1\r\nHost: l\r\n\r\n")
                 assert r.response()[0] == 200
+        # Streamed files one after another on one connection (an answer the socket takes whole
+        # must not leave reading paused), plain and TLS, then pipelined.
+        data = open(f"{root}/data.bin", "rb").read()
+        for s in (plain_sock(srv.http), tls_sock(srv.https)):
+            with s:
+                r = Reader(s)
+                for i in range(5):
+                    s.sendall(b"GET /data.bin HTTP/1.1\r\nHost: l\r\n\r\n")
+                    st, _, b = r.response()
+                    assert st == 200 and b == data, (i, st, len(b))
+                s.sendall(b"GET /data.bin HTTP/1.1\r\nHost: l\r\n\r\n" * 3)
+                assert all(r.response()[2] == data for _ in range(3))
         # 200 pipelined requests in one burst: nothing lost, nothing out of order.
         with tls_sock(srv.https) as s:
             r = Reader(s)
