@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# run.sh - what `make bench` runs: the in-process engine benchmark (engine against raw OpenSSL),
-# then server RSS per idle TLS connection with 5,000 connections, then a short handshake storm
-# (bench/storm.sh: p99 of established connections during a full-handshake flood, delegation off
-# and on; one round of 5 s runs, about 35 s). BENCH_ARGS go to bench_engine (e.g. --quick);
-# IDLE_CONNS sets the connection count; STORM_ARGS replace the storm's arguments (STORM_ARGS=" "
-# for the documented 3-round run, about 2.5 minutes); STORM=0 skips the storm.
+# run.sh - what `make bench` runs, in order:
+#   1. bench_engine: the engine against raw OpenSSL in-process (server CPU per handshake, per MiB)
+#   2. bench_http: the HTTP/1.1 request parser (CPU per request head)
+#   3. idle_memory: server RSS per idle TLS connection with 5,000 connections
+#   4. serve_vs_nginx: tlsloop serve against nginx, one worker each on CPU 0, load on CPU 1
+#      (full and resumed handshakes, keep-alive over TLS and plain HTTP, bulk downloads), about
+#      9 minutes with the default 3 rounds of 10 s (scripts/deps.sh --bench installs nginx, wrk)
+#   5. storm: p99 of established connections during a full-handshake flood (bench/storm.sh; one
+#      round of 5 s runs, about 35 s)
+# Knobs: BENCH_ARGS go to bench_engine (e.g. --quick); IDLE_CONNS sets the connection count;
+# NGINX_ARGS replace serve_vs_nginx's arguments (e.g. "--rounds 1 --duration 5"), NGINX=0 skips
+# it; STORM_ARGS replace the storm's arguments (STORM_ARGS=" " for the documented 3-round run,
+# about 2.5 minutes), STORM=0 skips it.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -12,8 +19,22 @@ rc=0
 echo "=== bench_engine ${BENCH_ARGS:-}"
 "$BUILD/bench/bench_engine" ${BENCH_ARGS:-} || rc=1
 echo
+echo "=== bench_http"
+"$BUILD/bench/bench_http" || rc=1
+echo
 echo "=== idle_memory ${IDLE_CONNS:-5000}"
 python3 bench/idle_memory.py "${IDLE_CONNS:-5000}" --build "$BUILD" || rc=1
+if [ "${NGINX:-1}" != 0 ]; then
+    echo
+    echo "=== serve_vs_nginx ${NGINX_ARGS:-}"
+    if bash scripts/deps.sh --bench; then
+        # shellcheck disable=SC2086 # the arguments are words on purpose
+        python3 bench/serve_vs_nginx.py --build "$BUILD" ${NGINX_ARGS:-} || rc=1
+    else
+        echo "serve_vs_nginx: skipped (nginx and wrk are not installed; see above)"
+        rc=1
+    fi
+fi
 if [ "${STORM:-1}" != 0 ]; then
     storm_args=${STORM_ARGS-"--rounds 1 --duration 5 --warmup 1"}
     echo

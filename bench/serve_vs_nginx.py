@@ -301,6 +301,7 @@ def main():
         print("serve_vs_nginx: needs 2 CPUs (server on 0, load on 1)", file=sys.stderr)
         return 2
     tmp = tempfile.mkdtemp(prefix="tlsloop-vs-nginx.")
+    os.chmod(tmp, 0o755)   # nginx's worker runs as another user: it must read the files
     www = make_files(tmp)
     servers = {}
     try:

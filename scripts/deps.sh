@@ -22,6 +22,16 @@ PACKAGES=(
     gnutls-bin          # gnutls-cli: a TLS peer from another library (tests/e2e/test_server.py)
 )
 
+# `deps.sh --bench`: what `make bench` needs besides (the servers it compares with, the load).
+BENCH_PACKAGES=(
+    nginx-light         # nginx, the server tlsloop serve is compared with (bench/serve_vs_nginx.py)
+    wrk                 # keep-alive, resumption and bulk load
+    util-linux          # taskset: servers on CPU 0, load on CPU 1
+)
+if [[ ${1:-} == --bench ]]; then
+    PACKAGES=("${BENCH_PACKAGES[@]}")
+fi
+
 if [[ ${TLSLOOP_SKIP_DEPS:-0} == 1 ]]; then
     echo "deps: skipped (TLSLOOP_SKIP_DEPS=1)"
     exit 0
@@ -80,6 +90,17 @@ for p in "${PACKAGES[@]}"; do
     fi
     installed "$p" || missing+=("$p")
 done
+
+if [[ ${1:-} == --bench ]]; then
+    # Any nginx flavour will do (nginx-core, nginx-full, ...): only the command matters.
+    if command -v nginx >/dev/null 2>&1; then
+        missing=("${missing[@]/nginx-light/}")
+        read -r -a missing <<<"${missing[*]}"
+    fi
+    [[ ${#missing[@]} -eq 0 ]] || install_pkgs "${missing[@]}"
+    echo "deps: ok for benchmarks (nginx, wrk, taskset)"
+    exit 0
+fi
 
 # libFuzzer's runtime comes with the installed clang's major version: libclang-rt-N-dev (LLVM >= 14
 # on Debian 12), libclang-common-N-dev on older releases.
