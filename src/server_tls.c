@@ -126,8 +126,29 @@ typedef struct group {
     tl_tls_ctx *tls;
 } group;
 
+/* Can the file be read? Otherwise say so under the option's name ("key /x: cannot open: ..."),
+ * which the messages of the loaders below (the path alone) do not tell. */
+static bool readable(const char *option, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        tli_fmt(err, errlen, "%s %s: cannot open: %m", option, path);
+        return false;
+    }
+    fclose(f);
+    return true;
+}
+
 tli_gen *tli_gen_build(const tl_server_config *cfg, tl_ticket_ring *ring, char *err, size_t errlen)
 {
+    for (size_t i = 0; i < cfg->n_certs; i++)
+        if (!readable("cert", cfg->certs[i].cert, err, errlen) ||
+            (cfg->certs[i].key && !readable("key", cfg->certs[i].key, err, errlen)))
+            return NULL;
+    if ((cfg->client_ca && !readable("client-ca", cfg->client_ca, err, errlen)) ||
+        (cfg->ticket_key_file && !ring && !readable("ticket-key-file", cfg->ticket_key_file, err,
+                                                    errlen)))
+        return NULL;
     if (!cfg->n_certs) {
         tli_fmt(err, errlen, "no certificate: give cert FILE and key FILE (or make every listener plain)");
         return NULL;

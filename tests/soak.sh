@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # soak.sh - the long, heavy versions of the tests (make soak): every unit test with SOAK=1 (counts
 # multiplied by SOAK_SCALE, default 50), normal and ASan builds; the example servers holding
-# 10,000 TLS connections from a separate client process; then every fuzz target for
-# SOAK_FUZZ_SECONDS (default 600) each. Ends with one "N passed, N failed" line.
+# 10,000 TLS connections from a separate client process; tlsloop serve sending 1 GiB to a slow
+# reader; then every fuzz target for SOAK_FUZZ_SECONDS (default 600) each. Ends with one
+# "N passed, N failed" line.
 set -u
 cd "$(dirname "$0")/.."
 export SOAK=1 SOAK_SCALE=${SOAK_SCALE:-50}
@@ -45,6 +46,15 @@ log=$(mktemp)
 IDLE_CONNS=10000 TLSLOOP_BUILD=build timeout 1800 prlimit --nofile=20000 python3 tests/e2e/test_examples.py >"$log" 2>&1
 rc=$?
 tail -n 20 "$log"
+add "$log" "$rc"
+rm -f "$log"
+# tlsloop serve: a 1 GiB file to a slow reader with the server's memory bounded (and the rest of
+# its e2e tests at full size).
+echo "--- [soak] tests/e2e/test_serve.py with a 1 GiB download"
+log=$(mktemp)
+TLSLOOP_BIN=build/tlsloop timeout 1800 python3 tests/e2e/test_serve.py >"$log" 2>&1
+rc=$?
+tail -n 30 "$log"
 add "$log" "$rc"
 rm -f "$log"
 if ls fuzz/fuzz_*.c >/dev/null 2>&1; then
