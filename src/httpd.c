@@ -323,6 +323,21 @@ static int send_reply(hconn *hc, const reqview *rv, reply *r, bool streams)
     return rc;
 }
 
+/* An answer held in memory was handed to the connection (rc from send_reply): close when it
+ * ends the connection, wait for on_drain when the write queue is full, else go on. */
+static void sent(hconn *hc, int rc, bool close)
+{
+    if (rc < 0 || close) {
+        close_conn(hc);
+        return;
+    }
+    if (rc == 1) {
+        hc->blocked = true;
+        tl_conn_pause_read(hc->c);
+    }
+    answered(hc);
+}
+
 /* A small HTML body for errors and redirects. */
 static void simple_reply(hconn *hc, const reqview *rv, reply *r)
 {
@@ -334,16 +349,7 @@ static void simple_reply(hconn *hc, const reqview *rv, reply *r)
     r->body = body;
     r->body_len = (size_t)n;
     r->length = (uint64_t)n;
-    int rc = send_reply(hc, rv, r, false);
-    if (rc < 0 || r->close) {
-        close_conn(hc);
-        return;
-    }
-    if (rc == 1) {
-        hc->blocked = true;
-        tl_conn_pause_read(hc->c);
-    }
-    answered(hc);
+    sent(hc, send_reply(hc, rv, r, false), r->close);
 }
 
 static void error_reply(hconn *hc, const reqview *rv, int status, bool close)
@@ -432,15 +438,7 @@ static void serve_page(hconn *hc, const reqview *rv, const hpage *pg, const char
         add_header(&r, "Cache-Control: no-store\r\n");
     int rc = send_reply(hc, rv, &r, false);
     tl_buf_free(&page.body);
-    if (rc < 0 || r.close) {
-        close_conn(hc);
-        return;
-    }
-    if (rc == 1) {
-        hc->blocked = true;
-        tl_conn_pause_read(hc->c);
-    }
-    answered(hc);
+    sent(hc, rc, r.close);
 }
 
 static void metrics_page(tl_httpd *h, tl_httpd_page *page, void *data)
@@ -493,16 +491,7 @@ static void serve_file(hconn *hc, const reqview *rv, const char *path, size_t pl
         r.status = 304;
         r.type = NULL;
         r.no_length = true;
-        int rc = send_reply(hc, rv, &r, false);
-        if (rc < 0 || r.close) {
-            close_conn(hc);
-            return;
-        }
-        if (rc == 1) {
-            hc->blocked = true;
-            tl_conn_pause_read(hc->c);
-        }
-        answered(hc);
+        sent(hc, send_reply(hc, rv, &r, false), r.close);
         return;
     }
 
@@ -536,16 +525,7 @@ static void serve_file(hconn *hc, const reqview *rv, const char *path, size_t pl
         r.body = f.data + first;
         r.body_len = (size_t)len;
     } else if (len <= HTTPD_CHUNK) {
-        size_t got = 0;
-        while (got < len) {
-            ssize_t n = pread(f.fd, w->scratch + got, (size_t)len - got, (off_t)(first + got));
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0)
-                break;
-            got += (size_t)n;
-        }
-        if (got < len) {
+        if (tli_httpd_read_at(f.fd, w->scratch, len, first) != 0) {
             tli_httpd_file_close(&f);
             error_reply(hc, rv, 500, false);
             return;
@@ -558,15 +538,7 @@ static void serve_file(hconn *hc, const reqview *rv, const char *path, size_t pl
     int rc = send_reply(hc, rv, &r, streams);
     if (!streams || rc < 0) {
         tli_httpd_file_close(&f);
-        if (rc < 0 || r.close) {
-            close_conn(hc);
-            return;
-        }
-        if (rc == 1) {
-            hc->blocked = true;
-            tl_conn_pause_read(hc->c);
-        }
-        answered(hc);
+        sent(hc, rc, r.close);
         return;
     }
     hc->file_fd = f.fd;

@@ -227,23 +227,28 @@ static int grow(hcache *c)
     return 0;
 }
 
+int tli_httpd_read_at(int fd, uint8_t *buf, uint64_t len, uint64_t off)
+{
+    uint64_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, buf + got, len - got, (off_t)(off + got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        got += (uint64_t)n;
+    }
+    return 0;
+}
+
 /* Read a small file whole (it may be shorter than st said if it is being written: then the
  * entry is not made). */
 static uint8_t *read_whole(int fd, uint64_t size)
 {
     uint8_t *data = malloc(size ? size : 1);
-    if (!data)
+    if (data && tli_httpd_read_at(fd, data, size, 0) != 0) {
+        free(data);
         return NULL;
-    uint64_t got = 0;
-    while (got < size) {
-        ssize_t n = pread(fd, data + got, size - got, (off_t)got);
-        if (n <= 0) {
-            if (n < 0 && errno == EINTR)
-                continue;
-            free(data);
-            return NULL;
-        }
-        got += (uint64_t)n;
     }
     return data;
 }

@@ -65,6 +65,8 @@ typedef struct hworker hworker;
  * without its trailing slash), 403, 404, 414, 500, 503. */
 int tli_httpd_file_open(hworker *w, const char *path, size_t len, hfile *f);
 void tli_httpd_file_close(hfile *f);
+/* Read exactly len bytes at off (pread until done). 0, or -1 when the file ended or failed. */
+int tli_httpd_read_at(int fd, uint8_t *buf, uint64_t len, uint64_t off);
 void tli_httpd_cache_free(hcache *c);
 
 /* ---- the access log (httpd_log.c) ---- */
