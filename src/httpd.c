@@ -468,8 +468,22 @@ static void serve_file(hconn *hc, const reqview *rv, const char *path, size_t pl
     hfile f;
     int st = tli_httpd_file_open(w, path, plen, &f);
     if (st == 301) {
+        /* The decoded path, escaped again for the header (a space, a byte above 0x7e). */
+        static const char hex[] = "0123456789ABCDEF";
         reply r = {.status = 301};
-        add_header(&r, "Location: %.*s/\r\n", (int)(plen > 900 ? 900 : plen), path);
+        char loc[sizeof r.extra - 16];
+        size_t n = 0;
+        for (size_t i = 0; i < plen && n + 4 < sizeof loc; i++) {
+            unsigned char c = (unsigned char)path[i];
+            if (c > 0x20 && c < 0x7f && c != '%' && c != '"' && c != '?' && c != '#') {
+                loc[n++] = (char)c;
+            } else {
+                loc[n++] = '%';
+                loc[n++] = hex[c >> 4];
+                loc[n++] = hex[c & 15];
+            }
+        }
+        add_header(&r, "Location: %.*s/\r\n", (int)n, loc);
         simple_reply(hc, rv, &r);
         return;
     }
@@ -911,6 +925,9 @@ static void on_close(tl_conn *c, tl_conn_end how)
     (void)how;
     hconn *hc = tl_conn_data(c);
     tl_timer_stop(tl_conn_loop(c), &hc->timer);
+    if (hc->lg)   /* a streamed answer cut short: logged with the bytes that were sent */
+        log_line(hc, hc->lg->request, hc->lg->request_len, hc->lg->status, hc->lg->bytes,
+                 hc->lg->referer, hc->lg->referer_len, hc->lg->agent, hc->lg->agent_len);
     end_stream(hc);
     free_log_later(hc);
     tl_buf_free(&hc->in);
