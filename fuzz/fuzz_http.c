@@ -11,7 +11,8 @@
  *  - a normalised target is an absolute path without empty, "." or ".." segments or control
  *    characters;
  *  - the bytes after the head read as a chunked body give the same answer whole and in pieces;
- *  - a satisfiable range lies inside the representation; a parsed date formats and parses back.
+ *  - a satisfiable range lies inside the representation; a parsed date formats and parses back;
+ *  - as a response: the same for its head, and exactly one framing for its body.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,9 +109,52 @@ static void check_fields(const tl_http_header *h)
     (void)tl_http_mime_type(h->value, h->value_len);
 }
 
+/* The same bytes as a response: answers in range, fields inside the head, the framing check
+ * consistent, every proper prefix incomplete. */
+static void check_response(const char *buf, size_t size)
+{
+    tl_http_header hs[MAXH];
+    tl_http_response r = {.headers = hs, .max_headers = MAXH};
+    int n = tl_http_parse_response(buf, size, &r);
+    if (n == TL_HTTP_ERROR) {
+        if (!r.error)
+            FAIL("response error without a reason");
+        return;
+    }
+    if (n == TL_HTTP_INCOMPLETE)
+        return;
+    if (n <= 0 || (size_t)n > size || r.status < 100 || r.status > 999)
+        FAIL("response answer %d (status %d) for %zu bytes", n, r.status, size);
+    check_span(r.reason, r.reason_len, buf, (size_t)n, "the reason");
+    for (size_t i = 0; i < r.num_headers; i++) {
+        check_span(hs[i].name, hs[i].name_len, buf, (size_t)n, "a response field name");
+        check_span(hs[i].value, hs[i].value_len, buf, (size_t)n, "a response field value");
+    }
+    for (int i = 0; i < n && i < 512; i++) {
+        tl_http_response q = {.headers = hs, .max_headers = MAXH};
+        if (tl_http_parse_response(buf, (size_t)i, &q) != TL_HTTP_INCOMPLETE)
+            FAIL("a %d-byte prefix of a %d-byte response head was not incomplete", i, n);
+    }
+    tl_http_response again = {.headers = hs, .max_headers = MAXH};
+    tl_http_parse_response(buf, (size_t)n, &again);
+    for (int head = 0; head < 2; head++) {
+        tl_http_body b;
+        int rc = tl_http_response_body(&again, head, &b);
+        if (rc != 0 && (rc != -1 || !b.error))
+            FAIL("response body check %d", rc);
+        if (rc == 0 && (b.none + b.chunked + b.until_close + (b.content_length >= 0 && !b.none &&
+                                                              !b.chunked)) != 1)
+            FAIL("not exactly one framing (none %d chunked %d close %d length %lld)", b.none,
+                 b.chunked, b.until_close, (long long)b.content_length);
+        if (rc == 0 && b.until_close && b.keep_alive)
+            FAIL("a body until close on a connection kept alive");
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *buf = (const char *)data;
+    check_response(buf, size);
     tl_http_header hs[MAXH];
     tl_http_request req = {.headers = hs, .max_headers = MAXH};
     int n = tl_http_parse_request(buf, size, &req);

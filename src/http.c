@@ -90,6 +90,65 @@ static int parse_version(const unsigned char **pp, const unsigned char *end, tl_
     return 0;
 }
 
+/* The header fields after a start line: field-name ":" OWS field-value OWS, each on its line,
+ * then an empty line. Returns the head's length from buf, TL_HTTP_INCOMPLETE, or TL_HTTP_ERROR
+ * with *status and *why set. */
+static int parse_fields(const unsigned char *p, const unsigned char *end, const unsigned char *buf,
+                        tl_http_header *headers, size_t max, size_t *num, int *status,
+                        const char **why)
+{
+    const unsigned char *start;
+#define FIELD_FAIL(st, text) return (*status = (st), *why = (text), TL_HTTP_ERROR)
+    for (;;) {
+        if (p == end)
+            return TL_HTTP_INCOMPLETE;
+        if (*p == '\r' || *p == '\n') {
+            int n = line_end(p, end);
+            if (n == 0)
+                return TL_HTTP_INCOMPLETE;
+            if (n < 0)
+                FIELD_FAIL(400, "bare CR");
+            p += n;
+            return (int)(p - buf);
+        }
+        if (*p == ' ' || *p == '\t')
+            FIELD_FAIL(400, "obsolete line folding");
+        for (start = p; p < end && is(*p, C_TOKEN); p++)
+            ;
+        if (p == end)
+            return TL_HTTP_INCOMPLETE;
+        if (p == start || *p != ':')
+            FIELD_FAIL(400, p == start                  ? "empty or invalid field name"
+                            : *p == ' ' || *p == '\t' ? "whitespace before a colon"
+                                                      : "invalid field name");
+        if (*num == max)
+            FIELD_FAIL(431, "too many header fields");
+        tl_http_header *h = &headers[*num];
+        h->name = (const char *)start;
+        h->name_len = (size_t)(p - start);
+        p++;
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        for (start = p; p < end && is(*p, C_VALUE); p++)
+            ;
+        if (p == end)
+            return TL_HTTP_INCOMPLETE;
+        int n = line_end(p, end);
+        if (n == 0)
+            return TL_HTTP_INCOMPLETE;
+        if (n < 0)
+            FIELD_FAIL(400, *p == '\r' ? "bare CR" : "control character in a field value");
+        const unsigned char *vend = p;
+        while (vend > start && (vend[-1] == ' ' || vend[-1] == '\t'))
+            vend--;
+        h->value = (const char *)start;
+        h->value_len = (size_t)(vend - start);
+        (*num)++;
+        p += n;
+    }
+#undef FIELD_FAIL
+}
+
 int tl_http_parse_request(const char *buf, size_t len, tl_http_request *req)
 {
     const unsigned char *p = (const unsigned char *)buf, *end = p + len, *start;
@@ -130,54 +189,51 @@ int tl_http_parse_request(const char *buf, size_t len, tl_http_request *req)
     if (rc != 0)
         return rc;
 
-    /* field-name ":" OWS field-value OWS, each on its line, then an empty line. */
-    for (;;) {
-        if (p == end)
+    return parse_fields(p, end, (const unsigned char *)buf, req->headers, req->max_headers,
+                        &req->num_headers, &req->error_status, &req->error);
+}
+
+int tl_http_parse_response(const char *buf, size_t len, tl_http_response *resp)
+{
+    const unsigned char *p = (const unsigned char *)buf, *end = p + len;
+    resp->num_headers = 0;
+    resp->error = NULL;
+    int status = 0;
+    /* "HTTP/1.x" SP 3DIGIT SP reason-phrase (the SP before an empty reason may be missing). */
+    static const char pattern[] = "HTTP/1.d ddd";
+    for (size_t i = 0; i < sizeof pattern - 1; i++) {
+        if (p + i == end)
             return TL_HTTP_INCOMPLETE;
-        if (*p == '\r' || *p == '\n') {
-            int n = line_end(p, end);
-            if (n == 0)
-                return TL_HTTP_INCOMPLETE;
-            if (n < 0)
-                return fail(req, 400, "bare CR");
-            p += n;
-            return (int)(p - (const unsigned char *)buf);
-        }
-        if (*p == ' ' || *p == '\t')
-            return fail(req, 400, "obsolete line folding");
-        for (start = p; p < end && is(*p, C_TOKEN); p++)
-            ;
-        if (p == end)
-            return TL_HTTP_INCOMPLETE;
-        if (p == start || *p != ':')
-            return fail(req, 400, p == start                  ? "empty or invalid field name"
-                                  : *p == ' ' || *p == '\t' ? "whitespace before a colon"
-                                                            : "invalid field name");
-        if (req->num_headers == req->max_headers)
-            return fail(req, 431, "too many header fields");
-        tl_http_header *h = &req->headers[req->num_headers];
-        h->name = (const char *)start;
-        h->name_len = (size_t)(p - start);
-        p++;
-        while (p < end && (*p == ' ' || *p == '\t'))
-            p++;
-        for (start = p; p < end && is(*p, C_VALUE); p++)
-            ;
-        if (p == end)
-            return TL_HTTP_INCOMPLETE;
-        int n = line_end(p, end);
-        if (n == 0)
-            return TL_HTTP_INCOMPLETE;
-        if (n < 0)
-            return fail(req, 400, *p == '\r' ? "bare CR" : "control character in a field value");
-        const unsigned char *vend = p;
-        while (vend > start && (vend[-1] == ' ' || vend[-1] == '\t'))
-            vend--;
-        h->value = (const char *)start;
-        h->value_len = (size_t)(vend - start);
-        req->num_headers++;
-        p += n;
+        unsigned char c = p[i];
+        bool ok = pattern[i] == 'd' ? (c >= '0' && c <= '9') : c == (unsigned char)pattern[i];
+        if (!ok)
+            return resp->error = "malformed status line", TL_HTTP_ERROR;
     }
+    resp->minor_version = p[7] == '0' ? 0 : 1;
+    resp->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+    if (resp->status < 100)
+        return resp->error = "malformed status code", TL_HTTP_ERROR;
+    p += 12;
+    if (p == end)
+        return TL_HTTP_INCOMPLETE;
+    const unsigned char *reason = p;
+    if (*p == ' ') {
+        reason = ++p;
+        while (p < end && is(*p, C_VALUE))
+            p++;
+        if (p == end)
+            return TL_HTTP_INCOMPLETE;
+    }
+    int n = line_end(p, end);
+    if (n == 0)
+        return TL_HTTP_INCOMPLETE;
+    if (n < 0)
+        return resp->error = "malformed status line", TL_HTTP_ERROR;
+    resp->reason = (const char *)reason;
+    resp->reason_len = (size_t)(p - reason);
+    p += n;
+    return parse_fields(p, end, (const unsigned char *)buf, resp->headers, resp->max_headers,
+                        &resp->num_headers, &status, &resp->error);
 }
 
 int tl_http_incomplete_status(const char *buf, size_t len)
@@ -210,13 +266,18 @@ static bool name_is(const tl_http_header *h, const char *name, size_t len)
 }
 #define NAME_IS(h, lit) name_is((h), lit, sizeof lit - 1)
 
-const tl_http_header *tl_http_find_header(const tl_http_request *req, const char *name)
+const tl_http_header *tl_http_find_in(const tl_http_header *h, size_t n, const char *name)
 {
     size_t len = strlen(name);
-    for (size_t i = 0; i < req->num_headers; i++)
-        if (name_is(&req->headers[i], name, len))
-            return &req->headers[i];
+    for (size_t i = 0; i < n; i++)
+        if (name_is(&h[i], name, len))
+            return &h[i];
     return NULL;
+}
+
+const tl_http_header *tl_http_find_header(const tl_http_request *req, const char *name)
+{
+    return tl_http_find_in(req->headers, req->num_headers, name);
 }
 
 /* Step through a comma-separated list: the next element, trimmed, or false at the end. Empty
@@ -330,5 +391,47 @@ int tl_http_check_request(const tl_http_request *req, tl_http_message *out)
     if (req->minor_version == 1 && !out->host)
         return bad(out, 400, "no Host in an HTTP/1.1 request");
     out->keep_alive = req->minor_version == 1 ? !conn_close : conn_keep && !conn_close;
+    return 0;
+}
+
+int tl_http_response_body(const tl_http_response *resp, bool head_request, tl_http_body *out)
+{
+    *out = (tl_http_body){.content_length = -1};
+    const tl_http_header *te = NULL;
+    bool have_cl = false, conn_close = false, conn_keep = false;
+    for (size_t i = 0; i < resp->num_headers; i++) {
+        const tl_http_header *h = &resp->headers[i];
+        if (NAME_IS(h, "content-length")) {
+            int64_t n = parse_length(h->value, h->value_len);
+            /* Repeated identical values are tolerated from servers (RFC 9110 8.6); others not. */
+            if (n < 0 || (have_cl && n != out->content_length))
+                return out->error = "invalid or conflicting Content-Length", -1;
+            have_cl = true;
+            out->content_length = n;
+        } else if (NAME_IS(h, "transfer-encoding")) {
+            if (te)
+                return out->error = "repeated Transfer-Encoding", -1;
+            te = h;
+        } else if (NAME_IS(h, "connection")) {
+            conn_close |= tl_http_list_has(h->value, h->value_len, "close");
+            conn_keep |= tl_http_list_has(h->value, h->value_len, "keep-alive");
+        }
+    }
+    out->keep_alive = resp->minor_version == 1 ? !conn_close : conn_keep && !conn_close;
+    if (head_request || resp->status < 200 || resp->status == 204 || resp->status == 304) {
+        out->none = true;
+        return 0;
+    }
+    if (te) {
+        if (have_cl)
+            return out->error = "Content-Length with Transfer-Encoding", -1;
+        if (te->value_len != 7 || strncasecmp(te->value, "chunked", 7) != 0)
+            return out->error = "transfer coding other than chunked", -1;
+        out->chunked = true;
+        out->content_length = -1;
+    } else if (!have_cl) {
+        out->until_close = true;
+        out->keep_alive = false;
+    }
     return 0;
 }

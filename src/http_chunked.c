@@ -41,6 +41,12 @@ static bool line_byte(uint8_t c)
 
 ssize_t tl_http_chunked_read(tl_http_chunked *d, const uint8_t *buf, size_t len)
 {
+    return tl_http_chunked_decode(d, buf, len, NULL, NULL);
+}
+
+ssize_t tl_http_chunked_decode(tl_http_chunked *d, const uint8_t *buf, size_t len,
+                               void (*data)(void *arg, const uint8_t *p, size_t n), void *arg)
+{
     size_t i = 0;
     while (i < len && !d->done) {
         uint8_t c = buf[i];
@@ -90,6 +96,8 @@ ssize_t tl_http_chunked_read(tl_http_chunked *d, const uint8_t *buf, size_t len)
             break;
         case S_DATA: {
             size_t take = len - i < d->left ? len - i : (size_t)d->left;
+            if (data && take)
+                data(arg, buf + i, take);
             d->left -= take;
             d->total += take;
             i += take;

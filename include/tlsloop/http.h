@@ -91,8 +91,41 @@ typedef struct tl_http_message {
  * connection must close then, its framing is unknown); out is filled either way. */
 TL_API int tl_http_check_request(const tl_http_request *req, tl_http_message *out);
 
-/* The first field of this name (case-insensitive), or NULL. */
+/* ---- responses (for clients) ------------------------------------------------------------ */
+
+typedef struct tl_http_response {
+    int minor_version;        /* 0 or 1 */
+    int status;               /* 100-999 */
+    const char *reason;       /* the reason phrase, may be empty */
+    size_t reason_len;
+    tl_http_header *headers;  /* in: the caller's array */
+    size_t max_headers;       /* in: its size */
+    size_t num_headers;       /* out */
+    const char *error;        /* out, on TL_HTTP_ERROR: why */
+} tl_http_response;
+
+/* Parse a response head ("HTTP/1.1 200 OK" and its fields) with the request parser's contract
+ * and strictness. */
+TL_API int tl_http_parse_response(const char *buf, size_t len, tl_http_response *resp);
+
+/* The framing of a response's body (RFC 9112 6.3): none for HEAD requests, 1xx, 204 and 304;
+ * chunked; a Content-Length; or until the connection closes (then keep_alive is false). Returns 0,
+ * or -1 when the framing is ambiguous or malformed (CL with TE, repeated or bad CL, a transfer
+ * coding other than chunked): the response cannot be read safely. out->error says why. */
+typedef struct tl_http_body {
+    bool none;                /* no body at all */
+    bool chunked;
+    bool until_close;         /* delimited by the end of the connection */
+    int64_t content_length;   /* -1 unless given */
+    bool keep_alive;          /* the connection may carry another request */
+    const char *error;
+} tl_http_body;
+TL_API int tl_http_response_body(const tl_http_response *resp, bool head_request,
+                                 tl_http_body *out);
+
+/* The first field of this name (case-insensitive), or NULL; _in searches any array. */
 TL_API const tl_http_header *tl_http_find_header(const tl_http_request *req, const char *name);
+TL_API const tl_http_header *tl_http_find_in(const tl_http_header *h, size_t n, const char *name);
 
 /* Does the comma-separated list (a Connection value, say) hold this token (case-insensitive)? */
 TL_API bool tl_http_list_has(const char *list, size_t len, const char *token);
@@ -114,6 +147,11 @@ typedef struct tl_http_chunked {
  * malformed chunk (a bad size, a size over 2^60, a chunk not followed by CRLF, a size or trailer
  * line over 4 KiB). */
 TL_API ssize_t tl_http_chunked_read(tl_http_chunked *d, const uint8_t *buf, size_t len);
+/* The same, and each piece of the body's data is passed to data(arg, piece, n) as it is found
+ * (pieces point into buf). */
+TL_API ssize_t tl_http_chunked_decode(tl_http_chunked *d, const uint8_t *buf, size_t len,
+                                      void (*data)(void *arg, const uint8_t *p, size_t n),
+                                      void *arg);
 
 /* ---- the request target ----------------------------------------------------------------- */
 

@@ -447,6 +447,88 @@ TEST(etags_mime_reasons)
     CHECK_STR(tl_http_reason(299), "Unknown");
 }
 
+static int parse_resp(const char *s, tl_http_response *r, tl_http_header *h, size_t maxh)
+{
+    memset(r, 0, sizeof *r);
+    r->headers = h;
+    r->max_headers = maxh;
+    return tl_http_parse_response(s, strlen(s), r);
+}
+
+TEST(responses_and_their_framing)
+{
+    tl_http_header h[16];
+    tl_http_response r;
+    const char *s = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nServer: x\r\n\r\nhello";
+    CHECK_EQ_INT(parse_resp(s, &r, h, 16), strlen(s) - 5);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK_EQ_INT(r.minor_version, 1);
+    CHECK(span_is(r.reason, r.reason_len, "OK"));
+    CHECK(span_is(tl_http_find_in(h, r.num_headers, "server")->value, 1, "x"));
+    for (size_t i = 0; i + 5 < strlen(s); i++) {
+        tl_http_response q = {.headers = h, .max_headers = 16};
+        if (tl_http_parse_response(s, i, &q) != TL_HTTP_INCOMPLETE) {
+            fprintf(stderr, "  prefix %zu was not incomplete\n", i);
+            test_failures_++;
+            break;
+        }
+    }
+    tl_http_body b;
+    CHECK_EQ_INT(tl_http_response_body(&r, false, &b), 0);
+    CHECK(!b.none && !b.chunked && !b.until_close && b.content_length == 5 && b.keep_alive);
+    CHECK_EQ_INT(tl_http_response_body(&r, true, &b), 0);   /* HEAD: no body */
+    CHECK(b.none);
+    CHECK(parse_resp("HTTP/1.0 204\r\n\r\n", &r, h, 16) > 0 && r.status == 204 && !r.reason_len);
+    CHECK(tl_http_response_body(&r, false, &b) == 0 && b.none && !b.keep_alive);
+    CHECK(parse_resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", &r, h, 16) > 0);
+    CHECK(tl_http_response_body(&r, false, &b) == 0 && b.chunked && b.keep_alive);
+    CHECK(parse_resp("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", &r, h, 16) > 0);
+    CHECK(tl_http_response_body(&r, false, &b) == 0 && b.until_close && !b.keep_alive);
+    CHECK(parse_resp("HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", &r, h, 16) > 0);
+    CHECK(tl_http_response_body(&r, false, &b) == 0 && b.none);
+    CHECK(parse_resp("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                     &r, h, 16) > 0);
+    CHECK_EQ_INT(tl_http_response_body(&r, false, &b), -1);
+    CHECK(parse_resp("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", &r, h, 16) > 0);
+    CHECK_EQ_INT(tl_http_response_body(&r, false, &b), -1);
+    CHECK(parse_resp("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", &r, h, 16) > 0);
+    CHECK_EQ_INT(tl_http_response_body(&r, false, &b), 0);
+    CHECK(parse_resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", &r, h, 16) > 0);
+    CHECK_EQ_INT(tl_http_response_body(&r, false, &b), -1);
+    CHECK_EQ_INT(parse_resp("HTTP/2 200 OK\r\n\r\n", &r, h, 16), TL_HTTP_ERROR);
+    CHECK_EQ_INT(parse_resp("HTTP/1.1 2000 OK\r\n\r\n", &r, h, 16), TL_HTTP_ERROR);
+    CHECK_EQ_INT(parse_resp("HTTP/1.1 099 x\r\n\r\n", &r, h, 16), TL_HTTP_ERROR);
+    CHECK_EQ_INT(parse_resp("HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n", &r, h, 16), TL_HTTP_ERROR);
+    CHECK_EQ_INT(parse_resp("SSH-2.0-OpenSSH\r\n", &r, h, 16), TL_HTTP_ERROR);
+}
+
+static void collect(void *arg, const uint8_t *p, size_t n)
+{
+    char *out = arg;
+    strncat(out, (const char *)p, n);
+}
+
+TEST(chunked_decode_gives_the_data)
+{
+    const char *s = "5\r\nhello\r\n7;x=y\r\n, world\r\n0\r\n\r\n";
+    for (size_t step = 1; step <= strlen(s); step++) {
+        char out[64] = "";
+        tl_http_chunked d = {0};
+        size_t at = 0;
+        while (at < strlen(s) && !d.done) {
+            size_t n = strlen(s) - at < step ? strlen(s) - at : step;
+            ssize_t r = tl_http_chunked_decode(&d, (const uint8_t *)s + at, n, collect, out);
+            REQUIRE(r >= 0);
+            at += (size_t)r;
+        }
+        if (strcmp(out, "hello, world") != 0 || !d.done) {
+            fprintf(stderr, "  step %zu: \"%s\"\n", step, out);
+            test_failures_++;
+            break;
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
@@ -467,5 +549,7 @@ int main(int argc, char **argv)
     RUN(dates);
     RUN(ranges);
     RUN(etags_mime_reasons);
+    RUN(responses_and_their_framing);
+    RUN(chunked_decode_gives_the_data);
     TEST_MAIN_END();
 }
