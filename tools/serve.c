@@ -277,6 +277,11 @@ int cmd_serve(int argc, char **argv)
     }
     char err[1024];
     bool check = false;
+    /* An HTTP server says so in ALPN unless told otherwise (options given later replace it). */
+    if (set_default(cfg, "alpn", "http/1.1") != 0) {
+        tl_server_config_free(cfg);
+        return EXIT_FAILURE_RUN;
+    }
     for (int i = 1; i < argc;) {
         if (tl_server_config_args(cfg, argc, argv, &i, err, sizeof err) != 0)
             return fail_usage(cfg, err);

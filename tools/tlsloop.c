@@ -17,6 +17,8 @@ typedef struct command {
 static const command COMMANDS[] = {
     {"serve", "a static HTTPS/HTTP server (no options: https://localhost:8443/)", cmd_serve,
      cmd_serve_usage},
+    {"get", "fetch an http:// or https:// URL, verifying TLS (exit codes for scripts)", cmd_get,
+     cmd_get_usage},
     {"demo", "two TLS engines talking through memory, step by step (no sockets)", cmd_demo,
      cmd_demo_usage},
 };
@@ -31,8 +33,8 @@ static void usage(FILE *f)
                "commands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(f, "  %-8s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
-    fprintf(f, "\nThe TLS proxy (proxy), the client (get) and the load generator (bench) are\n"
-               "being built; see the README.\n");
+    fprintf(f, "\nThe TLS proxy (proxy) and the load generator (bench) are being built; see the\n"
+               "README.\n");
 }
 
 static const command *find(const char *name)

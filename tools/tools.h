@@ -16,6 +16,8 @@ enum {
 
 int cmd_serve(int argc, char **argv);
 void cmd_serve_usage(FILE *f);
+int cmd_get(int argc, char **argv);
+void cmd_get_usage(FILE *f);
 int cmd_demo(int argc, char **argv);
 void cmd_demo_usage(FILE *f);
 

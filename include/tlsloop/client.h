@@ -1,0 +1,172 @@
+/*
+ * tlsloop/client.h - the client side: connections to host:port made without blocking, TLS that
+ * verifies by default, a session cache per host:port, and HTTP/1.1 exchanges whose responses are
+ * complete only when their framing says so.
+ *
+ * A tl_client is shared configuration: the TLS client configuration (trust store, verification,
+ * versions, suites, ALPN), the session cache, name overrides, and a task pool that resolves names.
+ * Make it once; use it from any number of loops and threads.
+ *
+ * Connecting. tl_client_connect resolves the host on the task pool (getaddrinfo never runs on a
+ * loop; an IP address or an override needs no resolution), then tries every address in the order
+ * the resolver gives (IPv6 and IPv4 alike), each within connect_timeout_ms, until one accepts.
+ * With TLS the handshake follows, within handshake_timeout_ms: it verifies the chain against the
+ * system store (or ca_file) and the host name (a DNS name, or an IP address against the
+ * certificate's IP entries), and sends SNI for names. Only `insecure` turns verification off.
+ * The outcome comes once, on the loop, to on_connect: a connection whose handshake is done (its
+ * callbacks are the ones given, from then on), or NULL with the reason (tl_client_error and a
+ * one-line message: "certificate verify failed: hostname mismatch"). tl_client_cancel ends an
+ * attempt at any point before that: on_connect(NULL, TL_CLIENT_CANCELLED) follows, and a TLS
+ * connection in its handshake closes by the connection layer's close protocol.
+ *
+ * Sessions. The client keeps the newest session per host:port and offers it on the next
+ * connection there. A TLS 1.3 ticket is taken as soon as it arrives (tickets come after the
+ * handshake, with the first records read), a TLS 1.2 session when the handshake ends (a
+ * duplicate: it outlives the connection). A TLS 1.3 ticket is offered once (RFC 8446 C.4); a
+ * TLS 1.2 session until a newer one replaces it. no_sessions turns the cache off.
+ *
+ * HTTP. tl_client_http_new takes over a connection for HTTP/1.1 exchanges, one at a time: the
+ * response's head (tl_http_parse_response), its body as it arrives (decoded when chunked), and
+ * its end, which is TL_HTTP_DONE only when the framing says the body is complete: a body shorter
+ * than its Content-Length, a chunked body without its last chunk, or a body delimited by the
+ * connection's end that ends without close_notify is TL_HTTP_TRUNCATED, not a success.
+ * tl_client_http_close ends it at any moment, a response still arriving included: close_notify is
+ * sent, the peer's awaited for at most close_timeout_ms, and on_close tells how it ended.
+ *
+ * Threads: tl_client functions may be called from any thread; a connection and its tl_client_http
+ * belong to the loop they were made on, and their callbacks run there.
+ *
+ * Errors: functions returning int give 0 or -1 with a one-line message in err.
+ */
+#ifndef TLSLOOP_CLIENT_H
+#define TLSLOOP_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <tlsloop/api.h>
+#include <tlsloop/conn.h>
+#include <tlsloop/http.h>
+#include <tlsloop/loop.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tl_client tl_client;
+typedef struct tl_client_dial tl_client_dial;
+
+typedef struct tl_client_config {
+    const char *ca_file;              /* trust anchors (PEM); NULL: the system store */
+    bool insecure;                    /* verify nothing: any certificate, any name (say so loudly) */
+    int tls_min, tls_max;             /* TL_TLS1_2 / TL_TLS1_3; 0: both */
+    const char *ciphers;              /* TLS 1.2 list; NULL: the safe default */
+    const char *ciphersuites;         /* TLS 1.3 suites; NULL: the default */
+    const char *alpn;                 /* protocols offered, comma-separated ("http/1.1"); NULL: none */
+    bool no_sessions;                 /* never offer a session (full handshakes every time) */
+    uint32_t connect_timeout_ms;      /* per address; 0: 10000 */
+    uint32_t handshake_timeout_ms;    /* 0: 10000 */
+    uint32_t close_timeout_ms;        /* waiting for the peer's close_notify; 0: 5000 */
+    unsigned resolver_threads;        /* 0: 2 */
+} tl_client_config;
+
+/* A client. The configuration is copied. NULL with err set (a CA file that does not load, a
+ * suite list OpenSSL refuses). */
+TL_API tl_client *tl_client_new(const tl_client_config *cfg, char *err, size_t errlen);
+/* After every connection made with it has closed. NULL is a no-op. */
+TL_API void tl_client_free(tl_client *cl);
+
+/* Connect to host:port here instead of resolving it (curl's --resolve host:port:addr). 0 or -1. */
+TL_API int tl_client_add_override(tl_client *cl, const char *host, uint16_t port,
+                                  const char *addr, char *err, size_t errlen);
+
+/* Why a connection attempt failed. */
+typedef enum tl_client_error {
+    TL_CLIENT_OK = 0,
+    TL_CLIENT_DNS,                    /* the name did not resolve */
+    TL_CLIENT_CONNECT,                /* no address accepted (refused, unreachable) */
+    TL_CLIENT_TIMEOUT,                /* connect or handshake took too long */
+    TL_CLIENT_VERIFY,                 /* the certificate or host name did not verify */
+    TL_CLIENT_TLS,                    /* another TLS failure (an alert, no common version) */
+    TL_CLIENT_CLOSED,                 /* the peer closed or reset during the handshake */
+    TL_CLIENT_CANCELLED,              /* tl_client_cancel */
+    TL_CLIENT_RESOURCE,               /* out of memory, no socket */
+} tl_client_error;
+/* "dns", "connect", ...: stable names. Never NULL. */
+TL_API const char *tl_client_error_name(tl_client_error e);
+
+/* The outcome of tl_client_connect. c is the connection (ready, handshake done) or NULL; msg the
+ * reason when it is NULL. The dial is gone when this returns. */
+typedef void (*tl_client_connect_cb)(tl_conn *c, tl_client_error err, const char *msg,
+                                     void *data);
+
+typedef struct tl_client_target {
+    const char *host;                 /* DNS name or IP address (no brackets) */
+    uint16_t port;
+    bool tls;
+    const tl_conn_cbs *cbs;           /* the connection's callbacks once connected (required;
+                                         must outlive the connection) */
+    size_t write_high;                /* the connection's write high-water mark; 0: default */
+} tl_client_target;
+
+/* Start connecting; on_connect(c or NULL, ...) comes later on `loop` (never inside this call).
+ * Returns the attempt (valid until on_connect), or NULL with err set (bad arguments). */
+TL_API tl_client_dial *tl_client_connect(tl_client *cl, tl_loop *loop,
+                                         const tl_client_target *target,
+                                         tl_client_connect_cb on_connect, void *data, char *err,
+                                         size_t errlen);
+/* Give up an attempt (on its loop): on_connect(NULL, TL_CLIENT_CANCELLED) follows. */
+TL_API void tl_client_cancel(tl_client_dial *d);
+
+/* The TLS sessions offered and resumed by this client's connections (for tests and reports). */
+typedef struct tl_client_stats {
+    uint64_t connects, failures, handshakes_full, handshakes_resumed, sessions_offered;
+} tl_client_stats;
+TL_API void tl_client_get_stats(tl_client *cl, tl_client_stats *out);
+
+/* ---- HTTP/1.1 exchanges ----------------------------------------------------------------- */
+
+typedef struct tl_client_http tl_client_http;
+
+typedef enum tl_http_result {
+    TL_HTTP_DONE = 0,                 /* the response is complete, as its framing says */
+    TL_HTTP_TRUNCATED,                /* its body ended early, or ended without close_notify */
+    TL_HTTP_BAD_RESPONSE,             /* malformed, or framed ambiguously */
+    TL_HTTP_CONN_FAILED,              /* the connection failed (reset, TLS error) before the end */
+    TL_HTTP_TIMED_OUT,                /* no complete response within the request's timeout */
+    TL_HTTP_CLOSED,                   /* tl_client_http_close while a response was arriving */
+} tl_http_result;
+TL_API const char *tl_http_result_name(tl_http_result r);
+
+typedef struct tl_client_http_cbs {
+    /* The response head (interim 1xx responses are skipped). Valid during the call. */
+    void (*on_head)(tl_client_http *x, const tl_http_response *resp, void *data);
+    /* A piece of the body (decoded). Valid during the call. */
+    void (*on_body)(tl_client_http *x, const uint8_t *p, size_t n, void *data);
+    /* The exchange ended; why says more for anything but TL_HTTP_DONE. Another request may be
+     * sent from here when tl_client_http_reusable says so. */
+    void (*on_done)(tl_client_http *x, tl_http_result res, const char *why, void *data);
+    /* The connection closed (last call; x is freed when it returns). */
+    void (*on_close)(tl_client_http *x, tl_conn_end how, void *data);
+} tl_client_http_cbs;
+
+/* Use connection c (from on_connect) for HTTP/1.1. NULL when out of memory (c is then closed). */
+TL_API tl_client_http *tl_client_http_new(tl_conn *c, const tl_client_http_cbs *cbs, void *data);
+/* Send a request: method, target ("/path?q"), Host value, more header lines (each ending in CRLF;
+ * NULL for none), whether to keep the connection (else "Connection: close"), and a deadline for
+ * the whole response (0: none). Returns 0, or -1 when an exchange is under way or the connection
+ * cannot take it. */
+TL_API int tl_client_http_request(tl_client_http *x, const char *method, const char *target,
+                                  const char *host, const char *headers, bool keep_alive,
+                                  uint32_t timeout_ms);
+/* After TL_HTTP_DONE: may another request follow on this connection? */
+TL_API bool tl_client_http_reusable(const tl_client_http *x);
+/* End the connection gracefully now (see above). */
+TL_API void tl_client_http_close(tl_client_http *x);
+TL_API tl_conn *tl_client_http_conn(tl_client_http *x);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TLSLOOP_CLIENT_H */
