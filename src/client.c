@@ -463,18 +463,15 @@ static bool literal(tl_client *cl, tl_client_dial *d)
         d->naddrs = 1;
         return true;
     }
-    bool found = false;
+    /* Every override for host:port, in the order given: tried in turn like resolved ones. */
     pthread_mutex_lock(&cl->lock);
-    for (size_t i = 0; i < cl->noverrides; i++)
+    for (size_t i = 0; i < cl->noverrides && d->naddrs < MAX_ADDRS; i++)
         if (cl->overrides[i].port == d->port && !strcasecmp(cl->overrides[i].host, d->host)) {
-            memcpy(&d->addrs[0], &cl->overrides[i].addr, cl->overrides[i].len);
-            d->lens[0] = cl->overrides[i].len;
-            d->naddrs = 1;
-            found = true;
-            break;
+            memcpy(&d->addrs[d->naddrs], &cl->overrides[i].addr, cl->overrides[i].len);
+            d->lens[d->naddrs++] = cl->overrides[i].len;
         }
     pthread_mutex_unlock(&cl->lock);
-    return found;
+    return d->naddrs > 0;
 }
 
 tl_client_dial *tl_client_connect(tl_client *cl, tl_loop *loop, const tl_client_target *t,

@@ -76,7 +76,8 @@ TL_API tl_client *tl_client_new(const tl_client_config *cfg, char *err, size_t e
 /* After every connection made with it has closed. NULL is a no-op. */
 TL_API void tl_client_free(tl_client *cl);
 
-/* Connect to host:port here instead of resolving it (curl's --resolve host:port:addr). 0 or -1. */
+/* Connect to host:port here instead of resolving it (curl's --resolve host:port:addr); several
+ * for the same host:port are tried in the order given. 0 or -1. */
 TL_API int tl_client_add_override(tl_client *cl, const char *host, uint16_t port,
                                   const char *addr, char *err, size_t errlen);
 
