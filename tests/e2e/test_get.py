@@ -23,27 +23,12 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from e2e import SLOW, summary, test  # noqa: E402
 
 BIN = os.environ.get("TLSLOOP_BIN", "build/tlsloop")
-SLOW = 3 if os.environ.get("TLSLOOP_PHASE") == "asan" else 1
-results = {"passed": 0, "failed": 0}
 TMP = None
-
-
-def test(fn):
-    def wrapped(*args):
-        t0 = time.monotonic()
-        try:
-            fn(*args)
-            print(f"ok   {fn.__name__} ({time.monotonic() - t0:.1f}s)")
-            results["passed"] += 1
-        except Exception:
-            print(f"FAIL {fn.__name__}")
-            traceback.print_exc()
-            results["failed"] += 1
-    wrapped.__name__ = fn.__name__
-    return wrapped
 
 
 def get(*args, timeout=30):
@@ -392,8 +377,7 @@ def main():
                     t(srv)
         finally:
             srv.stop()
-    print(f"{results['passed']} passed, {results['failed']} failed")
-    return 1 if results["failed"] else 0
+    return summary()
 
 
 if __name__ == "__main__":

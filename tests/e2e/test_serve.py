@@ -29,30 +29,15 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from e2e import SLOW, summary, test  # noqa: E402
 
 BIN = os.environ.get("TLSLOOP_BIN", "build/tlsloop")
-SLOW = 3 if os.environ.get("TLSLOOP_PHASE") == "asan" else 1   # sanitizers run slower
 SOAK = os.environ.get("SOAK") == "1"
-results = {"passed": 0, "failed": 0}
 TMP = None
 STATE = None   # the state directory of the generated CA (made by the first server)
 CA = None
-
-
-def test(fn):
-    def wrapped(*args):
-        t0 = time.monotonic()
-        try:
-            fn(*args)
-            print(f"ok   {fn.__name__} ({time.monotonic() - t0:.1f}s)")
-            results["passed"] += 1
-        except Exception:
-            print(f"FAIL {fn.__name__}")
-            traceback.print_exc()
-            results["failed"] += 1
-    wrapped.__name__ = fn.__name__
-    return wrapped
 
 
 # ---- the server under test --------------------------------------------------------------------
@@ -829,8 +814,7 @@ def main():
         for t in tests:
             if not only or t.__name__ in only or t is tests[0]:
                 t(root)
-    print(f"{results['passed']} passed, {results['failed']} failed")
-    return 1 if results["failed"] else 0
+    return summary()
 
 
 if __name__ == "__main__":

@@ -22,12 +22,12 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from e2e import SLOW, summary, test  # noqa: E402
 
 BUILD = os.environ.get("TLSLOOP_BUILD", "build")
 ECHO = f"{BUILD}/examples/echo_server"
-SLOW = 3 if os.environ.get("TLSLOOP_PHASE") == "asan" else 1   # sanitizers run slower
-results = {"passed": 0, "failed": 0}
 TMP = None
 
 
@@ -145,21 +145,6 @@ class Server:
             print(f"  echo_server ended with {how}; stderr:\n{self.proc.stderr.read()[-4000:]}")
             print(f"  its log:\n{self.log_text()[-2000:]}")
         return rc
-
-
-def test(fn):
-    def wrapped(*args):
-        t0 = time.monotonic()
-        try:
-            fn(*args)
-            print(f"ok   {fn.__name__} ({time.monotonic() - t0:.1f}s)")
-            results["passed"] += 1
-        except Exception:
-            print(f"FAIL {fn.__name__}")
-            traceback.print_exc()
-            results["failed"] += 1
-    wrapped.__name__ = fn.__name__
-    return wrapped
 
 
 def client_ctx(cafile, version=None, cert=None, ciphers=None):
@@ -835,8 +820,7 @@ def main():
         for t in tests:
             if not only or t.__name__ in only:
                 t(c)
-    print(f"{results['passed']} passed, {results['failed']} failed")
-    return 1 if results["failed"] else 0
+    return summary()
 
 
 if __name__ == "__main__":
