@@ -57,6 +57,8 @@ struct tl_client_dial {
     bool tls;
     const tl_conn_cbs *cbs;
     size_t write_high;
+    struct sockaddr_storage local;  /* the source address (local_len 0: any) */
+    socklen_t local_len;
     tl_client_connect_cb cb;
     void *data;
     tl_work work;                  /* the resolution (pool), then the first attempt (loop) */
@@ -378,6 +380,8 @@ static void try_next(tl_client_dial *d)
             .handshake_timeout_ms = cl->connect_timeout_ms + cl->handshake_timeout_ms,
             .close_timeout_ms = cl->close_timeout_ms,
             .write_high = d->write_high,
+            .local_addr = d->local_len ? (struct sockaddr *)&d->local : NULL,
+            .local_addrlen = d->local_len,
             .cbs = &RELAY,
             .owner = &OWNER,
             .owner_data = cc,
@@ -499,9 +503,16 @@ tl_client_dial *tl_client_connect(tl_client *cl, tl_loop *loop, const tl_client_
     d->tls = t->tls;
     d->cbs = t->cbs;
     d->write_high = t->write_high;
+    if (t->local_addr && t->local_addrlen <= sizeof d->local) {
+        memcpy(&d->local, t->local_addr, t->local_addrlen);
+        d->local_len = t->local_addrlen;
+    }
     d->cb = on_connect;
     d->data = data;
-    tli_fmt(d->key, sizeof d->key, "%s:%u", t->host, t->port);
+    if (t->session_key)
+        tli_fmt(d->key, sizeof d->key, "%s", t->session_key);
+    else
+        tli_fmt(d->key, sizeof d->key, "%s:%u", t->host, t->port);
     tl_timer_init(&d->timer, on_connect_deadline, d);
     d->work = (tl_work){.run = resolve_run, .done = start, .data = d};
     if (literal(cl, d))

@@ -777,6 +777,16 @@ tl_conn *tl_conn_connect(tl_loop *loop, const struct sockaddr *addr, socklen_t a
         tli_fmt(errbuf, errlen, "socket: %s", strerror(errno));
         return NULL;
     }
+    if (opts->local_addr) {
+        /* The port is picked at connect time, for the 4-tuple: many sources, few ports each. */
+        int one = 1;
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (bind(fd, opts->local_addr, opts->local_addrlen) != 0) {
+            tli_fmt(errbuf, errlen, "bind to the source address: %s", strerror(errno));
+            close(fd);
+            return NULL;
+        }
+    }
     if (connect(fd, addr, addrlen) != 0 && errno != EINPROGRESS) {
         tli_fmt(errbuf, errlen, "connect: %s", strerror(errno));
         close(fd);

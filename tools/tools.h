@@ -5,6 +5,9 @@
 #ifndef TLSLOOP_TOOLS_H
 #define TLSLOOP_TOOLS_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* Exit codes shared by every subcommand. */
@@ -14,10 +17,23 @@ enum {
     EXIT_USAGE = 2,       /* bad command line */
 };
 
+/* An http:// or https:// URL (url.c). */
+typedef struct url {
+    bool tls;
+    char host[256];               /* without brackets */
+    uint16_t port;
+    char authority[300];          /* the Host header: [v6]:port, port only when not default */
+    char target[4096];            /* path and query */
+} url;
+/* Parse s into u. 0, or -1 with a one-line reason in err. */
+int parse_url(const char *s, url *u, char *err, size_t errlen);
+
 int cmd_serve(int argc, char **argv);
 void cmd_serve_usage(FILE *f);
 int cmd_get(int argc, char **argv);
 void cmd_get_usage(FILE *f);
+int cmd_bench(int argc, char **argv);
+void cmd_bench_usage(FILE *f);
 int cmd_demo(int argc, char **argv);
 void cmd_demo_usage(FILE *f);
 

@@ -108,6 +108,10 @@ typedef struct tl_client_target {
     const tl_conn_cbs *cbs;           /* the connection's callbacks once connected (required;
                                          must outlive the connection) */
     size_t write_high;                /* the connection's write high-water mark; 0: default */
+    const char *session_key;          /* keep sessions under this key instead of "host:port"
+                                         (a load generator keeps one per connection slot) */
+    const struct sockaddr *local_addr;/* the source address to connect from; NULL: any */
+    socklen_t local_addrlen;
 } tl_client_target;
 
 /* Start connecting; on_connect(c or NULL, ...) comes later on `loop` (never inside this call).

@@ -144,6 +144,9 @@ typedef struct tl_conn_opts {
     size_t write_low;                 /* low-water mark; 0: write_high / 4 */
     size_t read_chunk;                /* most bytes per on_read; 0: TL_CONN_READ_CHUNK (the max) */
     bool half_close;                  /* keep the connection writable after the peer's EOF */
+    const struct sockaddr *local_addr;/* connect: bind here first (a source address; port 0 is
+                                         chosen at connect time); NULL: the kernel's choice */
+    socklen_t local_addrlen;
     const tl_conn_cbs *cbs;
     void *data;                       /* the caller's */
     const tl_conn_owner *owner;       /* NULL: none; must outlive the connection */

@@ -1,0 +1,90 @@
+/* url.c - http:// and https:// URLs for the client tools (get, bench). */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "tools.h"
+
+int parse_url(const char *s, url *u, char *err, size_t errlen)
+{
+    memset(u, 0, sizeof *u);
+    const char *p;
+    if (!strncasecmp(s, "https://", 8)) {
+        u->tls = true;
+        p = s + 8;
+    } else if (!strncasecmp(s, "http://", 7)) {
+        p = s + 7;
+    } else {
+        snprintf(err, errlen, "%.300s: not an http:// or https:// URL", s);
+        return -1;
+    }
+    const char *end = p + strcspn(p, "/?#");
+    const char *hs = p, *he, *port = NULL;
+    if (*p == '[') {
+        he = memchr(p, ']', (size_t)(end - p));
+        if (!he) {
+            snprintf(err, errlen, "%.300s: an IPv6 address without its ']'", s);
+            return -1;
+        }
+        hs = p + 1;
+        if (he + 1 < end) {
+            if (he[1] != ':') {
+                snprintf(err, errlen, "%.300s: junk after the IPv6 address", s);
+                return -1;
+            }
+            port = he + 2;
+        }
+    } else {
+        he = memchr(p, ':', (size_t)(end - p));
+        if (he)
+            port = he + 1;
+        else
+            he = end;
+    }
+    if (memchr(p, '@', (size_t)(end - p))) {
+        snprintf(err, errlen, "%.300s: user names in URLs are not supported", s);
+        return -1;
+    }
+    size_t hl = (size_t)(he - hs);
+    if (hl == 0 || hl >= sizeof u->host) {
+        snprintf(err, errlen, "%.300s: no host, or a host name too long", s);
+        return -1;
+    }
+    memcpy(u->host, hs, hl);
+    u->port = u->tls ? 443 : 80;
+    if (port) {
+        char *e;
+        errno = 0;
+        unsigned long v = strtoul(port, &e, 10);
+        if (port == end || e != end || errno || v == 0 || v > 65535 || !isdigit((unsigned char)*port)) {
+            snprintf(err, errlen, "%.300s: bad port", s);
+            return -1;
+        }
+        u->port = (uint16_t)v;
+    }
+    bool v6 = strchr(u->host, ':') != NULL;
+    bool dflt = u->port == (u->tls ? 443 : 80);
+    char portbuf[8] = "";
+    if (!dflt)
+        snprintf(portbuf, sizeof portbuf, ":%u", u->port);
+    snprintf(u->authority, sizeof u->authority, "%s%s%s%s", v6 ? "[" : "", u->host,
+             v6 ? "]" : "", portbuf);
+    size_t tl = strcspn(end, "#");
+    if (tl >= sizeof u->target - 1) {
+        snprintf(err, errlen, "%.100s...: the URL is too long", s);
+        return -1;
+    }
+    if (tl == 0 || end[0] != '/')
+        u->target[0] = '/';
+    memcpy(u->target + strlen(u->target), end, tl);
+    for (const char *q = u->target; *q; q++)
+        if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f) {
+            snprintf(err, errlen, "%.300s: spaces and control characters must be %%-encoded", s);
+            return -1;
+        }
+    return 0;
+}
+
