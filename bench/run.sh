@@ -6,11 +6,14 @@
 #   4. serve_vs_nginx: tlsloop serve against nginx, one worker each on CPU 0, load on CPU 1
 #      (full and resumed handshakes, keep-alive over TLS and plain HTTP, bulk downloads), about
 #      9 minutes with the default 3 rounds of 10 s (scripts/deps.sh --bench installs nginx, wrk)
-#   5. storm: p99 of established connections during a full-handshake flood (bench/storm.sh; one
+#   5. bench_validate: tlsloop bench against wrk (keep-alive requests/s within 10%), its handshake
+#      counts against the servers' own (tlsloop's /metrics, nginx's $ssl_session_reused), and
+#      what one generator thread can drive (about 1.5 minutes)
+#   6. storm: p99 of established connections during a full-handshake flood (bench/storm.sh; one
 #      round of 5 s runs, about 35 s)
 # Knobs: BENCH_ARGS go to bench_engine (e.g. --quick); IDLE_CONNS sets the connection count;
 # NGINX_ARGS replace serve_vs_nginx's arguments (e.g. "--rounds 1 --duration 5"), NGINX=0 skips
-# it; STORM_ARGS replace the storm's arguments (STORM_ARGS=" " for the documented 3-round run,
+# it; VALIDATE=0 skips bench_validate; STORM_ARGS replace the storm's arguments (STORM_ARGS=" " for the documented 3-round run,
 # about 2.5 minutes), STORM=0 skips it.
 set -u
 cd "$(dirname "$0")/.."
@@ -34,6 +37,11 @@ if [ "${NGINX:-1}" != 0 ]; then
         echo "serve_vs_nginx: skipped (nginx and wrk are not installed; see above)"
         rc=1
     fi
+fi
+if [ "${NGINX:-1}" != 0 ] && [ "${VALIDATE:-1}" != 0 ]; then
+    echo
+    echo "=== bench_validate"
+    python3 bench/bench_validate.py --build "$BUILD" || rc=1
 fi
 if [ "${STORM:-1}" != 0 ]; then
     storm_args=${STORM_ARGS-"--rounds 1 --duration 5 --warmup 1"}

@@ -737,6 +737,13 @@ int cmd_bench(int argc, char **argv)
             name[eq - a] = 0;
             a = name;
             v = eq + 1;
+        } else if (a[0] == '-' && a[1] && a[1] != '-' && a[2] && strchr("tcdnXH", a[1])) {
+            /* wrk's style: -t2 -c50 -d10s */
+            name[0] = '-';
+            name[1] = a[1];
+            name[2] = 0;
+            v = a + 2;
+            a = name;
         }
 #define VALUE() (v ? v : i + 1 < argc ? argv[++i] : NULL)
         uint64_t n, ms;
