@@ -13,8 +13,8 @@
 #      round of 5 s runs, about 35 s)
 # Knobs: BENCH_ARGS go to bench_engine (e.g. --quick); IDLE_CONNS sets the connection count;
 # NGINX_ARGS replace serve_vs_nginx's arguments (e.g. "--rounds 1 --duration 5"), NGINX=0 skips
-# it; VALIDATE=0 skips bench_validate; STORM_ARGS replace the storm's arguments (STORM_ARGS=" " for the documented 3-round run,
-# about 2.5 minutes), STORM=0 skips it.
+# it and bench_validate; VALIDATE=0 skips bench_validate alone; STORM_ARGS replace the storm's
+# arguments (STORM_ARGS=" " for the documented 3-round run, about 2.5 minutes), STORM=0 skips it.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
