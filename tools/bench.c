@@ -862,7 +862,7 @@ int cmd_bench(int argc, char **argv)
     if (cc.insecure && !b->json)
         fprintf(stderr, "tlsloop bench: WARNING: --insecure: the server is not verified\n");
     if (!(b->cl = tl_client_new(&cc, err, sizeof err))) {
-        fprintf(stderr, "tlsloop bench: %s\n", err);
+        fprintf(stderr, "tlsloop bench: %s%s\n", cc.ca_file ? "--cacert: " : "", err);
         return EXIT_USAGE;
     }
 
