@@ -673,17 +673,7 @@ void cmd_bench_usage(FILE *f)
             "which), 2 for a usage error.\n");
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "tlsloop bench: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, " (tlsloop bench --help lists the options)\n");
-    va_end(ap);
-    return EXIT_USAGE;
-}
+#define usage_error(...) tool_usage_error("bench", __VA_ARGS__)
 
 static int parse_count(const char *v, uint64_t max, uint64_t *out)
 {
@@ -810,13 +800,8 @@ int cmd_bench(int argc, char **argv)
             if (!(b->method = VALUE()) || !*b->method || strpbrk(b->method, " \r\n\t"))
                 return usage_error("%s needs a method", a);
         } else if (!strcmp(a, "-H") || !strcmp(a, "--header")) {
-            const char *h = VALUE();
-            if (!h || !strchr(h, ':') || strpbrk(h, "\r\n") || h[0] == ':')
-                return usage_error("%s needs 'Name: value'", a);
-            int k = snprintf(b->headers + hl, sizeof b->headers - hl, "%s\r\n", h);
-            if (k < 0 || (size_t)k >= sizeof b->headers - hl)
-                return usage_error("too many headers");
-            hl += (size_t)k;
+            if (tool_add_header(b->headers, sizeof b->headers, &hl, VALUE()) != 0)
+                return usage_error("%s needs 'Name: value' (and room for it)", a);
         } else if (!strcmp(a, "--source-ips")) {
             if (parse_count(VALUE(), 254, &n) != 0)
                 return usage_error("--source-ips needs a number from 1 to 254");

@@ -284,17 +284,7 @@ static void start_fetch(run *r)
 
 /* ---- options ---------------------------------------------------------------------------- */
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "tlsloop get: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, " (tlsloop get --help lists the options)\n");
-    va_end(ap);
-    return GET_USAGE;
-}
+#define usage_error(...) tool_usage_error("get", __VA_ARGS__)
 
 int cmd_get(int argc, char **argv)
 {
@@ -340,13 +330,8 @@ int cmd_get(int argc, char **argv)
             if (!(r.method = VALUE()) || !*r.method || strpbrk(r.method, " \r\n\t"))
                 return usage_error("%s needs a method name", a);
         } else if (!strcmp(a, "-H") || !strcmp(a, "--header")) {
-            const char *h = VALUE();
-            if (!h || !strchr(h, ':') || strpbrk(h, "\r\n") || h[0] == ':')
-                return usage_error("%s needs 'Name: value'", a);
-            int n = snprintf(r.headers + hl, sizeof r.headers - hl, "%s\r\n", h);
-            if (n < 0 || (size_t)n >= sizeof r.headers - hl)
-                return usage_error("too many headers");
-            hl += (size_t)n;
+            if (tool_add_header(r.headers, sizeof r.headers, &hl, VALUE()) != 0)
+                return usage_error("%s needs 'Name: value' (and room for it)", a);
         } else if (!strcmp(a, "--cacert")) {
             if (!(cc.ca_file = VALUE()))
                 return usage_error("--cacert needs a file");

@@ -27,6 +27,11 @@ typedef struct url {
 } url;
 /* Parse s into u. 0, or -1 with a one-line reason in err. */
 int parse_url(const char *s, url *u, char *err, size_t errlen);
+/* "tlsloop TOOL: <message> (tlsloop TOOL --help lists the options)" on stderr; EXIT_USAGE. */
+int tool_usage_error(const char *tool, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Append "Name: value" and CRLF to buf (a -H option). 0, or -1 when h is not a header line or
+ * there is no room. */
+int tool_add_header(char *buf, size_t cap, size_t *len, const char *h);
 
 int cmd_serve(int argc, char **argv);
 void cmd_serve_usage(FILE *f);

@@ -1,6 +1,8 @@
-/* url.c - http:// and https:// URLs for the client tools (get, bench). */
+/* url.c - what the client tools (get, bench) share on their command lines: http:// and https://
+ * URLs, header options, and the one-line usage error. */
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,3 +90,25 @@ int parse_url(const char *s, url *u, char *err, size_t errlen)
     return 0;
 }
 
+
+int tool_usage_error(const char *tool, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "tlsloop %s: ", tool);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (tlsloop %s --help lists the options)\n", tool);
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+int tool_add_header(char *buf, size_t cap, size_t *len, const char *h)
+{
+    if (!h || !strchr(h, ':') || strpbrk(h, "\r\n") || h[0] == ':')
+        return -1;
+    int n = snprintf(buf + *len, cap - *len, "%s\r\n", h);
+    if (n < 0 || (size_t)n >= cap - *len)
+        return -1;
+    *len += (size_t)n;
+    return 0;
+}
