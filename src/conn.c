@@ -559,6 +559,8 @@ static void on_io(tl_loop *loop, tl_io *io, unsigned events)
 {
     (void)loop;
     tl_conn *c = io->data;
+    if (events & (TL_READABLE | TL_HANGUP))
+        c->rx_dry = false;   /* the kernel says there is something to read again */
     switch (c->state) {
     case ST_CONNECTING:
         connected(c);
@@ -748,8 +750,8 @@ static tl_conn *conn_new(tl_loop *loop, int fd, const tl_conn_opts *o, tl_role r
 
 tl_conn *tl_conn_accept(tl_loop *loop, int fd, const tl_conn_opts *opts)
 {
-    int flags = fcntl(fd, F_GETFL);
-    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+    int flags = opts->fd_nonblocking ? O_NONBLOCK : fcntl(fd, F_GETFL);
+    if (flags < 0 || (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0)) {
         close(fd);
         return NULL;
     }

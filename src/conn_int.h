@@ -90,6 +90,8 @@ struct tl_conn {
     bool abort_requested;
     bool posted;
     bool send_blocked;            /* the last send did not take everything */
+    bool rx_dry;                  /* a recv came back short: the socket is empty until the next
+                                     readiness event (no recv just to learn EAGAIN) */
     bool stall_armed;             /* the timer covers the send-stall deadline */
     bool hs_told;                 /* the owner heard how the handshake ended */
 

@@ -23,9 +23,17 @@ static ssize_t io_result(tl_conn *c, ssize_t n)
  * timer is touched per read or write (the deadline's timer re-checks them when it fires). */
 ssize_t tli_conn_recv(tl_conn *c, void *buf, size_t len)
 {
+    /* A TCP recv that returns less than asked found the receive queue empty; asking again
+     * before the next readiness event could only say EAGAIN. Level-triggered epoll reports
+     * whatever arrives meanwhile, so the syscall is skipped (one per request saved: a TLS
+     * read otherwise ends with a recv that fails). */
+    if (c->rx_dry)
+        return TL_IO_AGAIN;
     ssize_t n = io_result(c, recv(c->fd, buf, len, 0));
-    if (n > 0)
+    if (n > 0) {
         c->active_ms = (uint32_t)tl_loop_now(c->loop);
+        c->rx_dry = (size_t)n < len;
+    }
     return n;
 }
 

@@ -212,8 +212,25 @@ static int next_timeout(tl_loop *loop, int timeout_ms)
 
 /* ---- posts ---- */
 
+/* The loop whose iteration runs on this thread now, if any: a post from inside the loop's own
+ * callbacks needs no wake-up through the eventfd (two system calls), only a zero wait next. */
+static __thread tl_loop *current_loop;
+
 void tl_loop_post(tl_loop *loop, tl_work *w)
 {
+    if (current_loop == loop) {
+        w->loop = loop;
+        w->next = NULL;
+        pthread_mutex_lock(&loop->post_lock);   /* other threads may post at the same time */
+        if (loop->post_tail)
+            loop->post_tail->next = w;
+        else
+            loop->post_head = w;
+        loop->post_tail = w;
+        pthread_mutex_unlock(&loop->post_lock);
+        loop->self_posted = true;
+        return;
+    }
     w->loop = loop;
     w->next = NULL;
     pthread_mutex_lock(&loop->post_lock);
@@ -423,24 +440,33 @@ static int dispatch(tl_loop *loop, int n)
 
 int tl_loop_run_once(tl_loop *loop, int timeout_ms)
 {
+    tl_loop *outer = current_loop;   /* a loop run from inside another's callback (tests) */
+    current_loop = loop;
+    int ran = -1;
     if (apply_changes(loop) != 0)
-        return -1;
+        goto out;
     if (loop->before_sleep) {
         loop->before_sleep(loop, loop->before_sleep_data);
         if (apply_changes(loop) != 0)
-            return -1;
+            goto out;
     }
-    int wait = loop->ready_head || atomic_load(&loop->stop) ? 0 : next_timeout(loop, timeout_ms);
+    bool own_posts = loop->self_posted;
+    loop->self_posted = false;
+    int wait = loop->ready_head || own_posts || atomic_load(&loop->stop)
+                   ? 0
+                   : next_timeout(loop, timeout_ms);
     int n = tli_epoll_wait(loop, wait);
     if (n < 0)
-        return -1;
+        goto out;
     loop->now_ns = clock_ns();
-    int ran = dispatch(loop, n);
+    ran = dispatch(loop, n);
     ran += run_posts(loop);
     ran += run_timers(loop);
     for (size_t i = 0; i < loop->ndeferred; i++)
         free(loop->deferred[i]);
     loop->ndeferred = 0;
+out:
+    current_loop = outer;
     return ran;
 }
 

@@ -36,6 +36,7 @@ struct tl_loop {
     pthread_mutex_t post_lock;
     tl_work *post_head, *post_tail;
     tl_work *ready_head;    /* taken from the queue, not yet run (fairness cap) */
+    bool self_posted;       /* the loop's own thread posted without a wake-up: wait 0 next */
     atomic_bool stop;
 
     /* signals */

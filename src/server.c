@@ -1040,6 +1040,7 @@ static int init_worker(tl_server *srv, worker *w, int index, char *err, size_t e
     w->done_work = (tl_work){.done = on_worker_done, .data = w};
     w->opts.cbs = srv->handler.cbs;
     w->opts.half_close = srv->handler.half_close;
+    w->opts.fd_nonblocking = true;   /* accept4(SOCK_NONBLOCK), and PROXY sockets alike */
     w->opts.owner = &OWNER;
     w->opts.pool = srv->pool;
     if (srv->gen)

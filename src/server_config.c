@@ -322,7 +322,8 @@ static const option OPTIONS[] = {
     {"session-lifetime", T_DURATION, "TIME", "lifetime of sessions and tickets (default 2h)",
      F(session_lifetime_ms), 1, NULL},
     {"tickets", T_FLAG, "on|off", "session tickets (default on)", F(tickets), 0, NULL},
-    {"tls13-tickets", T_UINT, "N", "TLS 1.3 tickets sent after a full handshake (default 2)",
+    {"tls13-tickets", T_UINT, "N", "TLS 1.3 tickets sent after a full handshake (default 1; a client that opens "
+     "connections in parallel may want more)",
      F(num_tickets), 16, NULL},
     {"ticket-key-file", T_STRING, "FILE", "ticket keys shared with other instances (80 bytes "
      "each, the first encrypts; reread on reload); without it keys are random and rotate",
@@ -590,7 +591,10 @@ tl_server_config *tl_server_config_new(void)
     cfg->session_cache = 20480;
     cfg->session_lifetime_ms = 2 * 3600 * 1000;
     cfg->tickets = true;
-    cfg->num_tickets = 2;
+    /* One ticket: each costs the server about 170,000 instructions (6% of a full ECDSA
+     * handshake, docs/benchmarks.md), a client reusing sessions one connection after another
+     * needs one at a time, and every resumption brings it a fresh one. */
+    cfg->num_tickets = 1;
     cfg->max_handshakes = 4096;
     cfg->ipv6_prefix = 64;
     cfg->handshake_timeout_ms = 10000;

@@ -144,6 +144,8 @@ typedef struct tl_conn_opts {
     size_t write_low;                 /* low-water mark; 0: write_high / 4 */
     size_t read_chunk;                /* most bytes per on_read; 0: TL_CONN_READ_CHUNK (the max) */
     bool half_close;                  /* keep the connection writable after the peer's EOF */
+    bool fd_nonblocking;              /* accept: the fd is non-blocking already (accept4 with
+                                         SOCK_NONBLOCK): no fcntl calls */
     const struct sockaddr *local_addr;/* connect: bind here first (a source address; port 0 is
                                          chosen at connect time); NULL: the kernel's choice */
     socklen_t local_addrlen;
@@ -153,7 +155,7 @@ typedef struct tl_conn_opts {
     void *owner_data;                 /* the owner's */
 } tl_conn_opts;
 
-/* Take an accepted socket (made non-blocking here) and start (a server's TLS handshake, or plain
+/* Take an accepted socket (made non-blocking here unless fd_nonblocking) and start (a server's TLS handshake, or plain
  * reading). NULL when out of memory (the fd is closed then). */
 TL_API tl_conn *tl_conn_accept(tl_loop *loop, int fd, const tl_conn_opts *opts);
 /* Connect to addr without blocking; then TLS when configured. NULL when the socket cannot even be

@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+"""perf.py - the performance issue's harness: `tlsloop serve` against nginx on every workload, the
+limit OpenSSL itself sets, one table and one chart (docs/benchmarks.md, "Performance: tlsloop
+serve against nginx and the limit").
+
+Servers: one worker each, pinned to CPU 0 (tlsloop's task thread too); load generators pinned to
+CPU 1; the same generated certificates (ECDSA P-256, and RSA-2048 for W1-rsa and W6) and files;
+TLS 1.2 and 1.3, session cache and tickets on, access logs off, open files cached. Each workload
+runs on both servers in turn, round after round (tlsloop first in odd rounds), and the table
+gives medians. The primary figure is server CPU per operation (utime+stime from /proc over the
+run, divided by the operations completed).
+
+  W1-ecdsa, W1-rsa  full TLS 1.3 handshake + GET + close: `tlsloop bench --new-conn` (checked: 0
+                    resumed by the generator; tlsloop's /metrics agree)
+  W2-tls13, W2-tls12  resumed handshake + GET + close: `tlsloop bench --resume` (checked: all but
+                    each slot's first resumed)
+  W3                keep-alive GET of 13 bytes over TLS, 50 connections: wrk -t1 -c50 (tlsloop
+                    bench gives the same within 1-5%: bench/bench_validate.py)
+  W7                the same over plain HTTP
+  W4-aes, W4-chacha  a 16 MiB file over TLS, AES-128-GCM or CHACHA20-POLY1305: per MB of body
+  W5                server RSS per idle established TLS connection: 5,000 connections held by a
+                    client in its own process, one request each (KiB per connection)
+  W6                p99 of 200 requests/s on 20 established connections (open loop, from the
+                    intended send time) while 128 connections flood full RSA handshakes; the
+                    ratio is the p99s', beside each server's idle p99 and flood handshakes/s
+  L                 the limit: bench_engine's in-process server CPU per handshake and per MiB
+
+usage: bench/perf.py [--rounds N] [--duration S] [--quick] [--workloads W1-ecdsa,...]
+                     [--build DIR] [--write-docs]
+  --quick       1 round of 5 s per workload (about 4 minutes)
+  --write-docs  replace the results block in docs/benchmarks.md and draw docs/perf.png
+Needs nginx, wrk, taskset, prlimit (scripts/deps.sh --bench; gnuplot for the chart).
+"""
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+spec = importlib.util.spec_from_file_location("svn", os.path.join(HERE, "serve_vs_nginx.py"))
+svn = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(svn)
+
+WORKLOADS = ["W1-ecdsa", "W1-rsa", "W2-tls13", "W2-tls12", "W3", "W7", "W4-aes", "W4-chacha",
+             "W5", "W6"]
+# (description, unit, nginx orientation figure, must ratio, aim ratio) from the issue.
+TARGETS = {
+    "W1-rsa": ("full TLS 1.3 handshake, RSA-2048", "us/conn", 0.95, 0.90),
+    "W1-ecdsa": ("full TLS 1.3 handshake, ECDSA P-256", "us/conn", 0.85, 0.75),
+    "W2-tls13": ("resumed TLS 1.3 (ticket)", "us/conn", 0.92, 0.80),
+    "W2-tls12": ("resumed TLS 1.2 (session ID)", "us/conn", 0.85, 0.70),
+    "W3": ("keep-alive GET 13 B over TLS", "us/req", 0.85, 0.67),
+    "W7": ("keep-alive GET 13 B, plain HTTP", "us/req", None, None),
+    "W4-aes": ("16 MiB download, AES-128-GCM", "us/MB", 0.80, 0.65),
+    "W4-chacha": ("16 MiB download, CHACHA20-POLY1305", "us/MB", None, None),
+    "W5": ("RSS per idle TLS connection", "KiB/conn", 1.00, 0.95),
+    "W6": ("p99 during a handshake flood", "ms", 0.75, 0.50),
+}
+LIMIT_KEYS = {"W1-rsa": "hs_full_rsa", "W1-ecdsa": "hs_full_ecdsa", "W2-tls13": "hs_resumed_tls13",
+              "W2-tls12": "hs_resumed_tls12", "W4-aes": "tp_s2c"}
+
+
+def tl_bench(binary, *args, timeout=180):
+    r = subprocess.run(["taskset", "-c", "1", binary, "bench", "--json", "--insecure", *args],
+                       capture_output=True, text=True, timeout=timeout)
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        raise SystemExit(f"perf: tlsloop bench gave no report: {r.stderr[-400:]}")
+
+
+def handshake_run(w, srv, binary, tmp, duration):
+    url = f"https://127.0.0.1:{srv.https}/hello.txt"
+    mode = "--new-conn" if w.startswith("W1") else "--resume"
+    extra = ["--tlsv1.2"] if w == "W2-tls12" else ["--tlsv1.3"]
+    cpu0 = srv.cpu()
+    rep = tl_bench(binary, mode, *extra, "-c", "16", "-d", f"{duration}s", "--warmup", "1s",
+                   "--cipher", "TLS_AES_128_GCM_SHA256", url)
+    cpu1 = srv.cpu()
+    # The CPU includes the 1 s warm-up: count its operations too, from the rate.
+    secs = rep["seconds"] + 1.0
+    ops = rep["requests_per_s"] * secs
+    h = rep["handshakes"]
+    ok = rep["errors_total"] == 0 and (h["resumed"] == 0 if w.startswith("W1") else
+                                       h["resumed"] >= 0.98 * (h["full"] + h["resumed"]))
+    return {"value": (cpu1 - cpu0) / ops * 1e6 if ops else float("nan"), "ok": ok,
+            "rate": rep["requests_per_s"], "gen_cpu": rep["generator_cpu_percent"],
+            "resumed": h["resumed"], "full": h["full"]}
+
+
+def wrk_run(w, srv, tmp, duration):
+    wl = {"W3": "W3", "W7": "W7", "W4-aes": "W4-aes", "W4-chacha": "W4-chacha"}[w]
+    r = svn.one_run(wl, srv, tmp, duration)
+    return {"value": r.get("us_per_op", float("nan")), "ok": r["ok"] and not r["errors"],
+            "rate": r.get("rate", 0), "gen_cpu": r.get("client_cpu", 0)}
+
+
+def idle_rss(srv, n=5000):
+    """KiB of server RSS per idle established TLS connection, n held by this process."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    pids = [srv.proc.pid] + [int(p) for p in os.listdir("/proc") if p.isdigit() and
+                              _ppid(int(p)) == srv.proc.pid]
+
+    def rss():
+        total = 0
+        for p in pids:
+            try:
+                with open(f"/proc/{p}/status") as f:
+                    total += int(next(l for l in f if l.startswith("VmRSS:")).split()[1])
+            except (OSError, StopIteration):
+                pass
+        return total
+    time.sleep(0.3)
+    before = rss()
+    conns = []
+    for _ in range(n):
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", srv.https), timeout=10),
+                            server_hostname="localhost")
+        s.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: l\r\n\r\n")
+        got = b""
+        while not got.endswith(b"Hello, world\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        conns.append(s)
+    time.sleep(1.0)
+    after = rss()
+    for s in conns:
+        s.close()
+    return {"value": (after - before) / n, "ok": len(conns) == n, "rate": 0, "gen_cpu": 0}
+
+
+def _ppid(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def storm_run(srv, binary, duration):
+    """p99 of the steady client, idle and during a flood of full handshakes."""
+    url = f"https://127.0.0.1:{srv.https}/hello.txt"
+    steady = ["--rate", "200", "-c", "20", "-d", f"{duration}s", "--warmup", "1s",
+              "--cipher", "TLS_AES_128_GCM_SHA256", url]
+    idle = tl_bench(binary, *steady)
+    flood = subprocess.Popen(["taskset", "-c", "1", binary, "bench", "--json", "--insecure",
+                              "--handshake-only", "-c", "128", "-d", f"{duration + 3}s",
+                              "--warmup", "1s", f"https://127.0.0.1:{srv.https}/"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    time.sleep(2)
+    storm = tl_bench(binary, *steady)
+    fl = json.loads(flood.communicate(timeout=duration * 4 + 60)[0])
+    return {"value": storm["latency_ms"]["p99"], "ok": storm["errors_total"] == 0,
+            "idle_p99": idle["latency_ms"]["p99"], "flood_hs": fl["handshakes"]["full_per_s"],
+            "rate": fl["handshakes"]["full_per_s"], "gen_cpu": fl["generator_cpu_percent"]}
+
+
+def limits(build):
+    r = subprocess.run([f"{build}/bench/bench_engine", "--json", "--rounds", "3", "--handshakes",
+                        "500", "--mib", "64", "--cpu", "0", "--only",
+                        ",".join(LIMIT_KEYS.values())], capture_output=True, text=True,
+                       timeout=600)
+    try:
+        data = json.loads(r.stdout)
+    except ValueError:
+        return {}
+    out = {}
+    for wl in data["workloads"]:
+        for w, key in LIMIT_KEYS.items():
+            if wl["key"] == key:
+                v = wl["raw"]["median"]
+                out[w] = v / 1.048576 if wl["unit"] == "us/MiB" else v   # per MB, as W4
+    return out
+
+
+def fmt(v, unit):
+    if v is None or v != v:
+        return "-"
+    return f"{v:.2f}" if unit in ("ms", "KiB/conn") else f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+
+def draw_chart(rows, path):
+    gp = shutil.which("gnuplot")
+    if not gp:
+        print("perf: gnuplot is not installed: no chart (scripts/deps.sh --bench)", file=sys.stderr)
+        return False
+    data = path + ".dat"
+    with open(data, "w") as f:
+        for w, ratio, must in rows:
+            f.write(f"\"{w}\" {ratio:.3f} {must if must else 'NaN'}\n")
+    script = f"""set terminal pngcairo size 900,420 font "DejaVu Sans,10"
+set output "{path}"
+set title "tlsloop serve / nginx: server CPU per operation (W5: memory, W6: p99), lower is better"
+set style data histogram
+set style fill solid 0.8 border -1
+set boxwidth 0.7
+set yrange [0:1.4]
+set grid ytics
+set ylabel "ratio to nginx"
+set xtics rotate by -30
+plot "{data}" using 2:xtic(1) title "tlsloop / nginx" lc rgb "#2f6fb0", \\
+     "" using 0:3 with points pt 7 ps 1.2 lc rgb "#c0392b" title "must", \\
+     1 with lines lc rgb "#555555" dt 2 title "nginx"
+"""
+    r = subprocess.run([gp], input=script, text=True, capture_output=True)
+    os.unlink(data)
+    if r.returncode != 0:
+        print(f"perf: gnuplot failed: {r.stderr}", file=sys.stderr)
+        return False
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--build", default=os.environ.get("BUILD", "build"))
+    ap.add_argument("--write-docs", action="store_true")
+    a = ap.parse_args()
+    if a.quick:
+        a.rounds, a.duration = 1, 5
+    workloads = a.workloads.split(",")
+    for w in workloads:
+        if w not in WORKLOADS:
+            ap.error(f"unknown workload {w} (known: {', '.join(WORKLOADS)})")
+    binary = os.path.abspath(f"{a.build}/tlsloop")
+    missing = [t for t in ("nginx", "wrk", "taskset", "prlimit") if not shutil.which(t)]
+    if missing:
+        print(f"perf: missing {', '.join(missing)} (scripts/deps.sh --bench)", file=sys.stderr)
+        return 2
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))
+    tmp = tempfile.mkdtemp(prefix="tlsloop-perf.")
+    os.chmod(tmp, 0o755)
+    www = svn.make_files(tmp)
+    t_start = time.monotonic()
+    servers = {}
+    results = {}
+    ok = True
+    try:
+        for kind in ("ecdsa", "rsa"):
+            p = (svn.free_port(), svn.free_port())
+            cmd = ["prlimit", "--nofile=20000"] + svn.tlsloop_cmd(binary, tmp, kind, *p, www)
+            cmd[cmd.index("--max-conns") + 1] = "15000"
+            servers[("tlsloop", kind)] = svn.Server(f"tlsloop-{kind}", cmd, p, tmp)
+            p = (svn.free_port(), svn.free_port())
+            ncmd = svn.nginx_conf(tmp, kind, *p, www)
+            conf = ncmd[-1]
+            text = open(conf).read()
+            open(conf, "w").write(text.replace(
+                "worker_processes 1;", "worker_processes 1;\nworker_rlimit_nofile 20000;").replace(
+                "worker_connections 8192;", "worker_connections 16384;"))
+            servers[("nginx", kind)] = svn.Server(f"nginx-{kind}", ["prlimit", "--nofile=20000"]
+                                                  + ncmd, p, tmp)
+        for w in workloads:
+            kind = "rsa" if w in ("W1-rsa", "W6") else "ecdsa"
+            rounds = 1 if w == "W5" else a.rounds
+            for r in range(rounds):
+                for name in (("tlsloop", "nginx") if r % 2 == 0 else ("nginx", "tlsloop")):
+                    srv = servers[(name, kind)]
+                    if w.startswith("W1") or w.startswith("W2"):
+                        res = handshake_run(w, srv, binary, tmp, a.duration)
+                    elif w == "W5":
+                        res = idle_rss(srv)
+                    elif w == "W6":
+                        res = storm_run(srv, binary, a.duration)
+                    else:
+                        res = wrk_run(w, srv, tmp, a.duration)
+                    ok &= res["ok"]
+                    results.setdefault((w, name), []).append(res)
+                    extra = (f", idle p99 {res['idle_p99']:.2f} ms, flood {res['flood_hs']:.0f} hs/s"
+                             if w == "W6" else "")
+                    print(f"  {w:9s} round {r + 1} {name:7s}: {fmt(res['value'], TARGETS[w][1])} "
+                          f"{TARGETS[w][1]}{extra}{'' if res['ok'] else '  (NOT CLEAN)'}",
+                          flush=True)
+    finally:
+        for s in servers.values():
+            s.stop()
+    lim = limits(a.build) if any(w in LIMIT_KEYS for w in workloads) else {}
+    elapsed = (time.monotonic() - t_start) / 60
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    lines = ["| workload | unit | nginx | tlsloop | **tlsloop/nginx** | must | aim | limit (OpenSSL "
+             "in-process) | tlsloop ops/s | nginx ops/s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    chart = []
+    for w in workloads:
+        desc, unit, must, aim = TARGETS[w]
+        t = statistics.median([x["value"] for x in results[(w, "tlsloop")]])
+        n = statistics.median([x["value"] for x in results[(w, "nginx")]])
+        ratio = t / n if n else float("nan")
+        verdict = "" if must is None else (" ok" if ratio <= must else " MISSED")
+        tr = statistics.median([x["rate"] for x in results[(w, "tlsloop")]])
+        nr = statistics.median([x["rate"] for x in results[(w, "nginx")]])
+        if w == "W6":
+            ti = statistics.median([x["idle_p99"] for x in results[(w, "tlsloop")]])
+            ni = statistics.median([x["idle_p99"] for x in results[(w, "nginx")]])
+            desc += f" (idle p99: {ti:.2f} / {ni:.2f} ms; flood hs/s in the last columns)"
+        lines.append(f"| {w}: {desc} | {unit} | {fmt(n, unit)} | {fmt(t, unit)} | "
+                     f"**{ratio:.2f}**{verdict} | {must or '-'} | {aim or '-'} | "
+                     f"{fmt(lim.get(w), unit)} | {tr:.0f} | {nr:.0f} |")
+        chart.append((w, ratio, must))
+    facts = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Linux "
+             f"{platform.release()}, {subprocess.run(['openssl', 'version'], capture_output=True, text=True).stdout.strip()}, "
+             f"{subprocess.run(['nginx', '-v'], capture_output=True, text=True).stderr.strip()}")
+    head = (f"`python3 bench/perf.py{' --quick' if a.quick else ''}` ({a.rounds} round"
+            f"{'s' if a.rounds > 1 else ''} of {a.duration} s per workload and server), "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {elapsed:.1f} min; {facts}")
+    print()
+    print(head)
+    print("\n".join(lines))
+    if a.write_docs:
+        png = os.path.join(HERE, "..", "docs", "perf.png")
+        drew = draw_chart(chart, png)
+        doc = os.path.join(HERE, "..", "docs", "benchmarks.md")
+        text = open(doc).read()
+        block = (f"<!-- perf:begin (written by bench/perf.py --write-docs) -->\n{head}\n\n"
+                 + "\n".join(lines) + ("\n\n![tlsloop / nginx per workload](perf.png)\n"
+                                       if drew else "\n") + "<!-- perf:end -->")
+        if "<!-- perf:begin" in text:
+            text = re.sub(r"<!-- perf:begin.*?<!-- perf:end -->", lambda m: block, text, flags=re.S)
+        else:
+            text += "\n## Performance: tlsloop serve against nginx and the limit (`bench/perf.py`)\n\n" + block + "\n"
+        open(doc, "w").write(text)
+        print(f"perf: wrote docs/benchmarks.md{' and docs/perf.png' if drew else ''}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
