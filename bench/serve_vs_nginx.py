@@ -189,7 +189,7 @@ def tlsloop_cmd(binary, tmp, kind, https, http, www):
             "--listen", f"127.0.0.1:{https}", "--listen", f"127.0.0.1:{http},plain",
             "--cert", f"{tmp}/{kind}.pem", "--key", f"{tmp}/{kind}.key", "--root", www,
             "--metrics", "/metrics", "--log", f"{tmp}/tlsloop-{kind}.log",
-            "--max-conns", "8000"]
+            "--max-conns", "8000"] + os.environ.get("TLSLOOP_EXTRA", "").split()
 
 
 def tlsloop_handshakes(srv):

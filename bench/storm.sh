@@ -2,29 +2,29 @@
 # storm.sh - does a handshake storm stall established connections? (issue 4; docs/benchmarks.md,
 # "Handshake storm"). examples/echo_server with one worker, pinned with its task threads to CPU 0,
 # against bench/storm (build/bench/storm) pinned to CPU 1, on loopback. For each server mode,
-# --delegate-handshakes off and on: a baseline (the steady client alone) and a storm (the steady
-# client while F connections do full RSA-2048 handshakes back to back: RSA makes the server's side
-# of a handshake expensive, so the storm is real). Rounds interleave the modes (off first in odd
-# rounds, on first in even ones) with a fresh server per run; the table gives medians and
-# [min-max] over the rounds.
+# --delegate-handshakes off, on and auto: a baseline (the steady client alone) and a storm (the
+# steady client while F connections do full RSA-2048 handshakes back to back: RSA makes the
+# server's side of a handshake expensive, so the storm is real). Rounds rotate the modes (each
+# goes first in turn) with a fresh server per run; the table gives medians and [min-max] over
+# the rounds.
 #
 # usage: bench/storm.sh [--rounds N] [--duration S] [--warmup S] [--flood F] [--rate R]
-#                       [--conns M] [--flood-nice N]
+#                       [--conns M] [--flood-nice N] [--modes "off on auto"]
 #   defaults: 3 rounds, 10 s measured after 2 s of warm-up, F=128 (one worker is saturated, at
 #   ~100% CPU, from F=16 on), 200 requests/s on 20 connections (100 ms apart on each), flood thread at nice 0.
 #   The steady client runs under SCHED_FIFO where permitted (root or CAP_SYS_NICE; otherwise it
 #   says so and runs normally): it shares CPU 1 with the flood, and its own scheduling delay must
 #   not count as the server's latency.
 #   BUILD selects the build directory (default build). About (warmup + duration + 2) s per run,
-#   4 runs per round: 2.5 minutes with the defaults.
+#   2 runs per mode and round: 3.5 minutes with the defaults.
 # Exit status: 0 when every run was clean (no lost request, no error, nothing resumed), else 1.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 BUILD=${BUILD:-build}
-ROUNDS=3 DURATION=10 WARMUP=2 FLOOD=128 RATE=200 CONNS=20 FLOOD_NICE=0
+ROUNDS=3 DURATION=10 WARMUP=2 FLOOD=128 RATE=200 CONNS=20 FLOOD_NICE=0 MODES="off on auto"
 usage() {
     echo "usage: $0 [--rounds N] [--duration S] [--warmup S] [--flood F] [--rate R]" \
-        "[--conns M] [--flood-nice N]" >&2
+        "[--conns M] [--flood-nice N] [--modes \"off on auto\"]" >&2
     exit 2
 }
 while [ $# -gt 0 ]; do
@@ -37,6 +37,7 @@ while [ $# -gt 0 ]; do
     --rate) RATE=$2 ;;
     --conns) CONNS=$2 ;;
     --flood-nice) FLOOD_NICE=$2 ;;
+    --modes) MODES=$2 ;;
     *) usage ;;
     esac
     shift 2
@@ -123,11 +124,14 @@ run_one() {
 }
 
 echo "storm: echo_server --workers 1 (RSA-2048, TLS 1.3), $PINNED"
-echo "storm: $ROUNDS rounds x {off, on} x {baseline, storm}; flood=$FLOOD, rate=$RATE/s on" \
+echo "storm: $ROUNDS rounds x {$MODES} x {baseline, storm}; flood=$FLOOD, rate=$RATE/s on" \
     "$CONNS connections, ${DURATION}s measured after ${WARMUP}s warm-up, flood nice $FLOOD_NICE"
 failed=0
 for r in $(seq "$ROUNDS"); do
-    if [ $((r % 2)) -eq 1 ]; then order="off on"; else order="on off"; fi
+    # The modes rotate: each goes first in turn.
+    read -r -a m <<<"$MODES"
+    k=$(((r - 1) % ${#m[@]}))
+    order="${m[*]:k} ${m[*]:0:k}"
     for mode in $order; do
         run_one "$mode" baseline 0 || failed=1
         run_one "$mode" storm "$FLOOD" || failed=1
@@ -135,8 +139,9 @@ for r in $(seq "$ROUNDS"); do
 done
 
 [ -s "$TMP/results" ] || { echo "storm.sh: no results" >&2; exit 1; }
-python3 - "$TMP/results" <<'EOF' || failed=1
-import statistics, sys
+MODES="$MODES" python3 - "$TMP/results" <<'EOF' || failed=1
+import os, statistics, sys
+MODES = os.environ["MODES"].split()
 
 rows = []
 for line in open(sys.argv[1]):
@@ -164,14 +169,14 @@ print("| mode | load | runs | " + " | ".join(c[0] for c in cols) + " |")
 print("|---" * (len(cols) + 3) + "|")
 bad = False
 for load in ("baseline", "storm"):
-    for mode in ("off", "on"):
+    for mode in MODES:
         sel = [r for r in rows if r["mode"] == mode and r["load"] == load]
         if not sel:
             continue
         cells = [fmt(col(sel, k), d) for _, k, d in cols]
         print(f"| {mode} | {load} | {len(sel)} | " + " | ".join(cells) + " |")
 print()
-for mode in ("off", "on"):
+for mode in MODES:
     sel = [r for r in rows if r["mode"] == mode]
     lost = sum(int(r.get("lost", 0)) for r in sel)
     errs = sum(int(r.get("flood_errors", 0)) + int(r.get("steady_errors", 0)) for r in sel)
@@ -181,20 +186,20 @@ for mode in ("off", "on"):
           f"runs not clean {nonzero}")
     bad |= bool(lost or errs or resumed or nonzero)
 storm = {m: col([r for r in rows if r["mode"] == m and r["load"] == "storm"], "p99_ms")
-         for m in ("off", "on")}
+         for m in MODES}
 # A stall longer than a steady connection's interval (100 ms by default) is what a median of
 # short rounds can hide: count the runs that had one.
-for m in ("off", "on"):
+for m in MODES:
     sel = [r for r in rows if r["mode"] == m and r["load"] == "storm"]
     stalls = [float(r["max_ms"]) for r in sel if float(r.get("max_ms", 0)) > 100]
     if stalls:
         print(f"delegate-handshakes {m}: {len(stalls)} of {len(sel)} storm runs stalled "
               f"established connections for over 100 ms (max {max(stalls):.0f} ms)")
-if storm["off"] and storm["on"]:
-    off, on = statistics.median(storm["off"]), statistics.median(storm["on"])
-    lower = "on" if on < off else "off"
-    print(f"p99 during the storm (median of runs): off {off:.2f} ms, on {on:.2f} ms; "
-          f"lower: delegate-handshakes {lower}")
+p99s = {m: statistics.median(v) for m, v in storm.items() if v}
+if p99s:
+    print("p99 during the storm (median of runs): " +
+          ", ".join(f"{m} {v:.2f} ms" for m, v in p99s.items()) +
+          f"; lowest: delegate-handshakes {min(p99s, key=p99s.get)}")
 sys.exit(1 if bad else 0)
 EOF
 exit $failed

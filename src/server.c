@@ -30,6 +30,10 @@
 #define PROXY_MAX 1024
 #define TLI_STR_(x) #x
 #define TLI_STR(x) TLI_STR_(x)
+/* delegate-handshakes auto: delegate while the worker holds a connection established at least
+ * this long: a handshake flood would stall it, whereas short-lived connections (a client that
+ * makes one request per connection) lose nothing and save the hand-off's CPU. */
+#define DELEGATE_PROTECT_MS 1000
 /* How long accepting pauses when the process is out of file descriptors. */
 #define FD_RETRY_MS 100
 
@@ -59,6 +63,9 @@ typedef struct sconn {
     size_t tlvs_len;
     int listener;
     bool hs_slot;                  /* holds a handshake slot */
+    bool established;              /* on the worker's list of established connections */
+    struct sconn *est_prev, *est_next;
+    uint64_t est_ms;               /* when its handshake ended (plain: when it was accepted) */
     bool hs_failed;
     bool source_counted;
 } sconn;
@@ -94,6 +101,7 @@ struct worker {
     tli_gen *gen;                  /* what new TLS connections use */
     tl_conn_opts opts;             /* template for new connections */
     sconn *conns;
+    sconn *est_head, *est_tail;    /* established connections, oldest first */
     pending *pendings;
     size_t nconns, npending;
     bool draining;
@@ -246,6 +254,50 @@ static void link_conn(worker *w, sconn *s)
     w->nconns++;
 }
 
+static void establish(worker *w, sconn *s)
+{
+    s->established = true;
+    s->est_ms = tl_loop_now(w->loop);
+    s->est_prev = w->est_tail;
+    s->est_next = NULL;
+    if (w->est_tail)
+        w->est_tail->est_next = s;
+    else
+        w->est_head = s;
+    w->est_tail = s;
+}
+
+static void unestablish(worker *w, sconn *s)
+{
+    if (!s->established)
+        return;
+    if (s->est_prev)
+        s->est_prev->est_next = s->est_next;
+    else
+        w->est_head = s->est_next;
+    if (s->est_next)
+        s->est_next->est_prev = s->est_prev;
+    else
+        w->est_tail = s->est_prev;
+    s->established = false;
+}
+
+/* The task pool for a new TLS connection's handshake, or NULL to run it on the loop. */
+static tl_pool *pool_for(worker *w)
+{
+    tl_server *srv = w->srv;
+    switch (w->gen->cfg->delegate) {
+    case TLI_DELEGATE_ON:
+        return srv->pool;
+    case TLI_DELEGATE_AUTO:
+        return w->est_head && tl_loop_now(w->loop) - w->est_head->est_ms >= DELEGATE_PROTECT_MS
+                   ? srv->pool
+                   : NULL;
+    default:
+        return NULL;
+    }
+}
+
 static void unlink_conn(worker *w, sconn *s)
 {
     if (s->prev)
@@ -303,6 +355,7 @@ static void owner_handshake(tl_conn *c, bool ok, void *data)
     }
     SSL *ssl = tl_engine_ssl(tl_conn_engine(c));
     bump(SSL_session_reused(ssl) ? &w->st.hs_resumed : &w->st.hs_full, 1);
+    establish(w, s);
 }
 
 static void owner_close(tl_conn *c, tl_conn_end how, void *data)
@@ -334,6 +387,7 @@ static void owner_close(tl_conn *c, tl_conn_end how, void *data)
     if (s->source_counted)
         tl_addr_limit_release(srv->per_source, (struct sockaddr *)&s->peer);
     unlink_conn(w, s);
+    unestablish(w, s);
     free(s->tlvs);
     free(s);
     release_slots(srv, true, false);
@@ -390,6 +444,7 @@ static void start_conn(worker *w, int li, int fd, const struct sockaddr *peer, s
     s->hs_slot = tls;
     tl_conn_opts opts = w->opts;
     opts.tls = tls ? w->gen->tls : NULL;
+    opts.pool = tls ? pool_for(w) : NULL;
     opts.owner_data = s;
     if (hs_timeout_ms)   /* what is left of the deadline the PROXY header already used */
         opts.handshake_timeout_ms = hs_timeout_ms;
@@ -408,6 +463,8 @@ static void start_conn(worker *w, int li, int fd, const struct sockaddr *peer, s
     link_conn(w, s);
     if (tls)
         bump(&w->st.hs_started, 1);
+    else
+        establish(w, s);   /* plain: nothing to wait for */
     if (srv->handler.on_open)
         srv->handler.on_open(c, srv->handler.data);
 }
@@ -1042,7 +1099,6 @@ static int init_worker(tl_server *srv, worker *w, int index, char *err, size_t e
     w->opts.half_close = srv->handler.half_close;
     w->opts.fd_nonblocking = true;   /* accept4(SOCK_NONBLOCK), and PROXY sockets alike */
     w->opts.owner = &OWNER;
-    w->opts.pool = srv->pool;
     if (srv->gen)
         set_gen(w, tli_gen_ref(srv->gen));
     return 0;
@@ -1099,7 +1155,7 @@ tl_server *tl_server_new(const tl_server_config *cfg_in, const tl_server_handler
         tli_fmt(err, errlen, "max-per-source: cannot make the table (out of memory)");
         goto fail;
     }
-    if (cfg->delegate) {
+    if (cfg->delegate != TLI_DELEGATE_OFF) {
         unsigned threads = cfg->task_threads ? (unsigned)cfg->task_threads : srv->nworkers;
         if (!(srv->pool = tl_pool_new(threads))) {
             tli_fmt(err, errlen, "delegate-handshakes: cannot start task threads");

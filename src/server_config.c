@@ -300,6 +300,18 @@ static int set_log_level(tl_server_config *cfg, const char *v, char *err, size_t
     return 0;
 }
 
+static int set_delegate(tl_server_config *cfg, const char *v, char *err, size_t errlen)
+{
+    bool on;
+    if (v && !strcmp(v, "auto"))
+        cfg->delegate = TLI_DELEGATE_AUTO;
+    else if (parse_bool(v, &on) == 0)
+        cfg->delegate = on ? TLI_DELEGATE_ON : TLI_DELEGATE_OFF;
+    else
+        return tli_fmt(err, errlen, "delegate-handshakes %s: expected on, off or auto", v), -1;
+    return 0;
+}
+
 static const option OPTIONS[] = {
     {"listen", T_CUSTOM, "[ADDR:]PORT[,plain][,proxy]",
      "listen here (repeat for more); TLS unless plain; proxy: expect a PROXY v1/v2 header", 0, 0,
@@ -352,8 +364,9 @@ static const option OPTIONS[] = {
      F(drain_timeout_ms), 1, NULL},
     {"key-update-limit", T_UINT, "N", "TLS 1.3 KeyUpdates a peer may send per second (default 100)",
      F(key_update_limit), 1000000, NULL},
-    {"delegate-handshakes", T_FLAG, "on|off", "run handshake crypto on task threads, off the loops "
-     "(default on)", F(delegate), 0, NULL},
+    {"delegate-handshakes", T_CUSTOM, "on|off|auto", "run handshake crypto on task threads, off "
+     "the loops: always, never, or auto: while a worker holds connections older than a second "
+     "(default auto)", 0, 0, set_delegate},
     {"task-threads", T_UINT, "N", "task threads for delegated handshakes (default: one per worker)",
      F(task_threads), 1024, NULL},
     {"backlog", T_UINT, "N", "listen backlog per worker socket (default 4096)", F(backlog), 65535, NULL},
@@ -605,8 +618,10 @@ tl_server_config *tl_server_config_new(void)
     cfg->key_update_limit = 100;
     cfg->backlog = 4096;
     /* Measured (docs/benchmarks.md, "Handshake storm"): p99 of established connections during a
-     * full-handshake flood 1.75 ms with delegation, 34 ms without, for 16% fewer handshakes/s. */
-    cfg->delegate = true;
+     * full-handshake flood 1.75 ms with delegation, 34 ms without; but a delegated handshake
+     * costs the server 19-28% more CPU. auto delegates only while there are long-lived
+     * connections whose latency a flood would hurt. */
+    cfg->delegate = TLI_DELEGATE_AUTO;
     cfg->log_rate = 100;
     cfg->client_verify = (tl_verify)-1;   /* not given: follows client-ca */
     return cfg;

@@ -30,6 +30,9 @@ typedef struct tli_certpair {
 
 #define TLI_EXT_TABLES 4
 
+/* delegate-handshakes: never, always, or while the worker has long-lived connections to protect. */
+typedef enum { TLI_DELEGATE_OFF = 0, TLI_DELEGATE_ON, TLI_DELEGATE_AUTO } tli_delegate;
+
 struct tl_server_config {
     tli_listen *listens;
     size_t n_listens;
@@ -55,7 +58,7 @@ struct tl_server_config {
     uint64_t handshake_timeout_ms, idle_timeout_ms, send_timeout_ms, close_timeout_ms;
     uint64_t drain_timeout_ms;
     uint64_t key_update_limit;
-    bool delegate;
+    tli_delegate delegate;
     uint64_t task_threads;         /* 0: one per worker */
     uint64_t backlog;
     char *user;
