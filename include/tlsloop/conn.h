@@ -200,7 +200,8 @@ TL_API const char *tl_conn_error(const tl_conn *c);
 typedef struct tl_conn_stats {
     uint64_t bytes_in, bytes_out;      /* application bytes */
     uint64_t handshake_ns;             /* wall time of the TLS handshake */
-    uint64_t handshake_cpu_ns;         /* CPU time spent in it, on the loop and on the pool */
+    uint64_t handshake_cpu_ns;         /* CPU time spent in it: on the pool the thread's CPU clock;
+                                          on the loop each step's duration (a step never waits) */
 } tl_conn_stats;
 TL_API void tl_conn_get_stats(const tl_conn *c, tl_conn_stats *out);
 
