@@ -14,6 +14,7 @@
  * record it answers EOF, and OpenSSL fails the connection as it should.
  */
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/bio.h>
@@ -104,6 +105,52 @@ static int bio_read(BIO *b, char *buf, int len)
     return (int)n;
 }
 
+/* The gather buffer of this thread (tli_engine_gather_*): records of one write, sent at once.
+ * Made on a thread's first large write, freed when the thread ends (the key's destructor). */
+typedef struct gather_buf {
+    size_t len;
+    uint8_t data[TLI_GATHER_MAX];
+} gather_buf;
+static __thread gather_buf *gather;
+static pthread_key_t gather_key;
+static pthread_once_t gather_once = PTHREAD_ONCE_INIT;
+
+static void make_gather_key(void)
+{
+    pthread_key_create(&gather_key, free);
+}
+
+bool tli_engine_gather_room(void)
+{
+    if (!gather) {
+        pthread_once(&gather_once, make_gather_key);
+        if (!(gather = calloc(1, sizeof *gather)))
+            return false;   /* no memory: records go out one by one, as without gathering */
+        pthread_setspecific(gather_key, gather);
+    }
+    return TLI_GATHER_MAX - gather->len >= 16384 + 256;
+}
+
+static int keep_pending(tl_engine *e, const char *p, size_t n);
+
+bool tli_engine_gather_flush(tl_engine *e)
+{
+    if (!gather || gather->len == 0)
+        return true;
+    size_t n = gather->len, done = 0;
+    gather->len = 0;
+    ssize_t r = e->tp.send(e->tp.arg, gather->data, n);
+    if (r > 0) {
+        done = (size_t)r;
+    } else if (r != TL_IO_AGAIN) {
+        e->io_error = true;
+        return false;
+    }
+    if (done < n && keep_pending(e, (const char *)gather->data + done, n - done) != 0)
+        return false;
+    return done == n;
+}
+
 static int keep_pending(tl_engine *e, const char *p, size_t n)
 {
     if (tl_buf_append(&e->pending, p, n) == 0)
@@ -119,6 +166,14 @@ static int bio_write(BIO *b, const char *buf, int len)
     if (len <= 0)
         return 0;
     size_t n = (size_t)len, done = 0;
+    if (e->gathering && gather && TLI_GATHER_MAX - gather->len >= n) {
+        memcpy(gather->data + gather->len, buf, n);   /* sent with the write's other records */
+        gather->len += n;
+        e->bytes_out += n;
+        return len;
+    }
+    if (e->gathering && !tli_engine_gather_flush(e) && e->io_error)
+        return -1;   /* a record that does not fit: what came before goes first */
     /* Order matters: nothing overtakes bytes already pending. */
     if (tl_buf_len(&e->pending) == 0 && !e->st.in_task) {
         if (e->sink == SINK_DST) {

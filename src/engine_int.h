@@ -41,6 +41,7 @@ struct tl_engine {
     bool input_eof;             /* no more network input will come */
     bool eof_at_boundary;       /* OpenSSL asked for input after EOF, between records */
     bool io_error;              /* the transport failed */
+    bool gathering;             /* records go to the thread's gather buffer (tli_engine_gather) */
     bool out_of_memory;         /* pending output could not grow */
     bool started;               /* the handshake has begun */
     bool hs_done;
@@ -68,6 +69,13 @@ struct tl_engine {
 BIO *tli_engine_bio_new(tl_engine *e);
 /* Send pending output through the transport. Returns true when nothing is left pending. */
 bool tli_engine_flush_pending(tl_engine *e);
+/* Several records of one write leave in one send: while gathering, the BIO appends records to a
+ * per-thread buffer of TLI_GATHER_MAX bytes instead of sending each; tli_engine_gather_room says
+ * whether another full record fits, tli_engine_gather_flush sends what was gathered (what the
+ * socket does not take becomes pending output, as with any write). */
+#define TLI_GATHER_MAX (4u * (16384u + 256u))
+bool tli_engine_gather_room(void);
+bool tli_engine_gather_flush(tl_engine *e);
 /* Whether the network input handed to OpenSSL ends exactly at a record boundary. */
 static inline bool tli_engine_at_record_boundary(const tl_engine *e)
 {

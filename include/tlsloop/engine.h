@@ -45,7 +45,8 @@
  * early must come back before waiting for the network: only TL_WANT_INPUT means "wait". Network bytes that the caller's destination could not take stay inside as pending
  * output (tl_engine_pending_output) and come out first from the next wrap, before anything new;
  * the engine encrypts new application data only when no output is pending, so pending output is
- * bounded by one record or one handshake flight.
+ * bounded by one record or one handshake flight (on a transport, by the four records a large
+ * write gathers into one send: about 65 KiB).
  *
  * Handshake. The handshake runs inside wrap/unwrap (read/write): a client starts it with a wrap
  * (or tl_engine_handshake) and a server with the first unwrap. Every call can produce network
