@@ -114,22 +114,34 @@ typedef struct hlogctx {
     size_t request_len, referer_len, agent_len;
 } hlogctx;
 
+/* A request body that spans reads (state BODY). */
+typedef struct hbody {
+    tl_buf held;               /* the head, parsed again when the body has ended */
+    uint64_t left;             /* of a Content-Length body */
+    tl_http_chunked chunk;
+    bool chunked;
+} hbody;
+
+/* A file being streamed. */
+typedef struct hstream {
+    int fd;
+    uint64_t off, end;
+    hlogctx *lg;               /* its access-log line, when there is an access log */
+} hstream;
+
+/* A connection's state, kept small (an idle connection holds this and nothing else of ours but
+ * the server's and the connection layer's): what only a body or a stream needs lives apart. */
 typedef struct hconn {
     tl_conn *c;
     hworker *w;
     tl_buf in;                 /* input not used yet */
-    tl_buf held;               /* BODY: the head, parsed again when the body has ended */
     size_t scanned;            /* HEAD: bytes of the head searched for its end so far */
     tl_timer timer;
-    uint64_t body_left;        /* BODY with Content-Length */
-    tl_http_chunked chunk;     /* BODY, chunked */
     uint64_t t0_ns;            /* the current request's first byte */
-    int file_fd;               /* streaming this file (-1: not) */
-    uint64_t file_off, file_end;
-    hlogctx *lg;
-    const char *tls_version, *cipher;
+    hbody *body;               /* BODY */
+    hstream *stream;           /* blocked on a streamed file */
     uint8_t state;
-    bool chunked, keep_alive, blocked, eof, draining, first, resumed, tls_known;
+    bool keep_alive, blocked, eof, draining, first;
     bool consuming;            /* inside consume(): answers must not read input themselves */
 } hconn;
 
@@ -204,21 +216,6 @@ typedef struct reqview {
     int minor;
 } reqview;
 
-static void tls_facts(hconn *hc)
-{
-    if (hc->tls_known)
-        return;
-    hc->tls_known = true;
-    tl_engine *e = tl_conn_engine(hc->c);
-    if (!e)
-        return;
-    tl_engine_info info;
-    tl_engine_get_info(e, &info);
-    hc->tls_version = info.version;
-    hc->cipher = info.cipher;
-    hc->resumed = info.resumed;
-}
-
 static const tl_http_header *field(const reqview *rv, const char *name)
 {
     return rv->req ? tl_http_find_header(rv->req, name) : NULL;
@@ -228,13 +225,19 @@ static void log_line(hconn *hc, const char *line, size_t line_len, int status, u
                      const char *ref, size_t ref_len, const char *ua, size_t ua_len)
 {
     tl_httpd *h = of_conn(hc);
-    tls_facts(hc);
     hlogline l = {
         .peer = tl_server_conn_peer(hc->c, NULL),
         .request = line, .request_len = line_len, .status = status, .bytes = bytes,
         .referer = ref, .referer_len = ref_len, .agent = ua, .agent_len = ua_len,
-        .tls_version = hc->tls_version, .cipher = hc->cipher, .resumed = hc->resumed,
     };
+    tl_engine *e = tl_conn_engine(hc->c);
+    if (e) {   /* asked per line: an access log is not the hot path that keeps connections small */
+        tl_engine_info info;
+        tl_engine_get_info(e, &info);
+        l.tls_version = info.version;
+        l.cipher = info.cipher;
+        l.resumed = info.resumed;
+    }
     tl_loop_update_time(tl_conn_loop(hc->c));
     l.seconds = (double)(tl_loop_now_ns(tl_conn_loop(hc->c)) - hc->t0_ns) / 1e9;
     tli_halog_write(h->alog, &l);
@@ -271,18 +274,7 @@ static void log_later(hconn *hc, const reqview *rv, int status)
         lg->referer_len = ref->value_len;
     if (ua && (lg->agent = dup_span(ua->value, ua->value_len)))
         lg->agent_len = ua->value_len;
-    hc->lg = lg;
-}
-
-static void free_log_later(hconn *hc)
-{
-    if (hc->lg) {
-        free(hc->lg->request);
-        free(hc->lg->referer);
-        free(hc->lg->agent);
-        free(hc->lg);
-        hc->lg = NULL;
-    }
+    hc->stream->lg = lg;
 }
 
 /* Send an answer's head and its in-memory body. Returns tl_conn_writev's answer. */
@@ -373,18 +365,37 @@ static void reject(hconn *hc, const reqview *rv, int status)
 
 static void end_stream(hconn *hc)
 {
-    if (hc->file_fd >= 0)
-        close(hc->file_fd);
-    hc->file_fd = -1;
+    hstream *st = hc->stream;
+    if (!st)
+        return;
+    if (st->fd >= 0)
+        close(st->fd);
+    if (st->lg) {
+        free(st->lg->request);
+        free(st->lg->referer);
+        free(st->lg->agent);
+        free(st->lg);
+    }
+    free(st);
+    hc->stream = NULL;
+}
+
+static void log_stream(hconn *hc)
+{
+    hlogctx *lg = hc->stream ? hc->stream->lg : NULL;
+    if (lg)
+        log_line(hc, lg->request, lg->request_len, lg->status, lg->bytes, lg->referer,
+                 lg->referer_len, lg->agent, lg->agent_len);
 }
 
 static void pump(hconn *hc)
 {
     hworker *w = hc->w;
-    while (hc->file_off < hc->file_end) {
-        uint64_t left = hc->file_end - hc->file_off;
+    hstream *st = hc->stream;
+    while (st->off < st->end) {
+        uint64_t left = st->end - st->off;
         size_t want = left < HTTPD_CHUNK ? (size_t)left : HTTPD_CHUNK;
-        ssize_t n = pread(hc->file_fd, w->scratch, want, (off_t)hc->file_off);
+        ssize_t n = pread(st->fd, w->scratch, want, (off_t)st->off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -392,7 +403,7 @@ static void pump(hconn *hc)
              * connection ends without close_notify, which the client sees as a truncation. */
             TL_LOG(of_conn(hc)->log, TL_LOG_WARN, "a file being sent %s at offset %llu: the "
                    "connection is aborted", n < 0 ? strerror(errno) : "ended early",
-                   (unsigned long long)hc->file_off);
+                   (unsigned long long)st->off);
             end_stream(hc);
             hc->state = H_CLOSING;
             tl_conn_abort(hc->c);
@@ -403,19 +414,15 @@ static void pump(hconn *hc)
             end_stream(hc);   /* the connection is ending: on_close cleans up */
             return;
         }
-        hc->file_off += (uint64_t)n;
+        st->off += (uint64_t)n;
         hbump(&w->st.body_bytes, (uint64_t)n);
-        if (hc->lg)
-            hc->lg->bytes += (uint64_t)n;
+        if (st->lg)
+            st->lg->bytes += (uint64_t)n;
         if (rc == 1)
             return;   /* on_drain goes on */
     }
+    log_stream(hc);
     end_stream(hc);
-    if (hc->lg) {
-        log_line(hc, hc->lg->request, hc->lg->request_len, hc->lg->status, hc->lg->bytes,
-                 hc->lg->referer, hc->lg->referer_len, hc->lg->agent, hc->lg->agent_len);
-        free_log_later(hc);
-    }
     hc->blocked = false;
     if (!hc->keep_alive) {
         close_conn(hc);
@@ -547,17 +554,22 @@ static void serve_file(hconn *hc, const reqview *rv, const char *path, size_t pl
         r.body = w->scratch;
         r.body_len = (size_t)len;
     } else {
+        if (!(hc->stream = calloc(1, sizeof *hc->stream))) {
+            tli_httpd_file_close(&f);
+            error_reply(hc, rv, 503, false);
+            return;
+        }
+        *hc->stream = (hstream){.fd = f.fd, .off = first, .end = first + len};
+        f.fd = -1;   /* the stream owns it now */
         streams = true;
     }
     int rc = send_reply(hc, rv, &r, streams);
     if (!streams || rc < 0) {
         tli_httpd_file_close(&f);
+        end_stream(hc);
         sent(hc, rc, r.close);
         return;
     }
-    hc->file_fd = f.fd;
-    hc->file_off = first;
-    hc->file_end = first + len;
     hc->blocked = true;
     tl_conn_pause_read(hc->c);
     tl_timer_stop(tl_conn_loop(hc->c), &hc->timer);
@@ -675,24 +687,25 @@ static void answered(hconn *hc)
 
 /* Read a body from p[0..n): returns the bytes that belonged to it; *done when it ended; -1 on
  * a malformed or oversized chunked body (answered here). */
-static ssize_t read_body(hconn *hc, const uint8_t *p, size_t n, bool *done, const reqview *rv)
+static ssize_t read_body(hconn *hc, hbody *b, const uint8_t *p, size_t n, bool *done,
+                         const reqview *rv)
 {
-    if (!hc->chunked) {
-        size_t take = n < hc->body_left ? n : (size_t)hc->body_left;
-        hc->body_left -= take;
-        *done = hc->body_left == 0;
+    if (!b->chunked) {
+        size_t take = n < b->left ? n : (size_t)b->left;
+        b->left -= take;
+        *done = b->left == 0;
         return (ssize_t)take;
     }
-    ssize_t r = tl_http_chunked_read(&hc->chunk, p, n);
+    ssize_t r = tl_http_chunked_read(&b->chunk, p, n);
     if (r < 0) {
         reject(hc, rv, 400);
         return -1;
     }
-    if (hc->chunk.total > of_conn(hc)->max_body) {
+    if (b->chunk.total > of_conn(hc)->max_body) {
         reject(hc, rv, 413);
         return -1;
     }
-    *done = hc->chunk.done;
+    *done = b->chunk.done;
     return r;
 }
 
@@ -739,13 +752,13 @@ static size_t consume_loop(hconn *hc, const uint8_t *p, size_t n)
         if (hc->state == H_BODY) {
             tl_http_header fields[HTTPD_MAX_FIELDS];
             tl_http_request req = {.headers = fields, .max_headers = HTTPD_MAX_FIELDS};
-            const char *held = (const char *)tl_buf_rptr(&hc->held);
-            size_t held_len = tl_buf_len(&hc->held);
+            const char *held = (const char *)tl_buf_rptr(&hc->body->held);
+            size_t held_len = tl_buf_len(&hc->body->held);
             int hn = tl_http_parse_request(held, held_len, &req);
             reqview rv = raw_view((const uint8_t *)held, held_len);
             rv.req = hn > 0 ? &req : NULL;
             bool done = false;
-            ssize_t used = read_body(hc, v, vl, &done, &rv);
+            ssize_t used = read_body(hc, hc->body, v, vl, &done, &rv);
             if (used < 0)
                 return n;
             at += (size_t)used;
@@ -754,8 +767,11 @@ static size_t consume_loop(hconn *hc, const uint8_t *p, size_t n)
             tl_http_message msg;
             tl_http_check_request(&req, &msg);   /* it passed when the head arrived */
             tl_timer_stop(loop, &hc->timer);
-            respond(hc, &req, &msg);
-            tl_buf_free(&hc->held);
+            hbody *b = hc->body;
+            hc->body = NULL;
+            respond(hc, &req, &msg);   /* req points into b->held: freed after */
+            tl_buf_free(&b->held);
+            free(b);
             continue;
         }
         /* HEAD: only once an empty line has arrived is a parse worth it (linear time for a head
@@ -808,11 +824,10 @@ static size_t consume_loop(hconn *hc, const uint8_t *p, size_t n)
             continue;
         }
         /* A body: read (and discard) it before answering. */
-        hc->chunked = msg.chunked;
-        hc->body_left = msg.chunked ? 0 : (uint64_t)msg.content_length;
-        memset(&hc->chunk, 0, sizeof hc->chunk);
+        hbody body = {.chunked = msg.chunked,
+                      .left = msg.chunked ? 0 : (uint64_t)msg.content_length};
         bool done = false;
-        ssize_t used = read_body(hc, v + hn, vl - (size_t)hn, &done, &rv);
+        ssize_t used = read_body(hc, &body, v + hn, vl - (size_t)hn, &done, &rv);
         if (used < 0)
             return n;
         if (done) {
@@ -825,8 +840,15 @@ static size_t consume_loop(hconn *hc, const uint8_t *p, size_t n)
             static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
             tl_conn_write(hc->c, cont, sizeof cont - 1);
         }
-        tl_buf_free(&hc->held);
-        if (tl_buf_append(&hc->held, v, (size_t)hn) != 0) {
+        /* The body goes on in later reads: keep its state and the head apart. */
+        if (!(hc->body = malloc(sizeof *hc->body))) {
+            reject(hc, &rv, 503);
+            return n;
+        }
+        *hc->body = body;
+        if (tl_buf_append(&hc->body->held, v, (size_t)hn) != 0) {
+            free(hc->body);
+            hc->body = NULL;
             reject(hc, &rv, 503);
             return n;
         }
@@ -877,7 +899,7 @@ static void on_read(tl_conn *c, const uint8_t *data, size_t len)
 static void on_writable(tl_conn *c)
 {
     hconn *hc = tl_conn_data(c);
-    if (hc->file_fd >= 0) {
+    if (hc->stream) {
         pump(hc);
     } else if (hc->blocked) {
         hc->blocked = false;
@@ -912,7 +934,7 @@ static void on_timer(tl_loop *loop, tl_timer *t)
         return;
     }
     if (hc->state == H_HEAD || hc->state == H_BODY) {
-        const tl_buf *b = hc->state == H_BODY ? &hc->held : &hc->in;
+        const tl_buf *b = hc->state == H_BODY && hc->body ? &hc->body->held : &hc->in;
         const uint8_t *p = tl_buf_rptr(b);
         size_t n = tl_buf_len(b);
         reqview rv = p ? raw_view(p, n) : (reqview){.line = NULL, .minor = 1};
@@ -925,13 +947,12 @@ static void on_close(tl_conn *c, tl_conn_end how)
     (void)how;
     hconn *hc = tl_conn_data(c);
     tl_timer_stop(tl_conn_loop(c), &hc->timer);
-    if (hc->lg)   /* a streamed answer cut short: logged with the bytes that were sent */
-        log_line(hc, hc->lg->request, hc->lg->request_len, hc->lg->status, hc->lg->bytes,
-                 hc->lg->referer, hc->lg->referer_len, hc->lg->agent, hc->lg->agent_len);
+    log_stream(hc);   /* a streamed answer cut short: logged with the bytes that were sent */
     end_stream(hc);
-    free_log_later(hc);
+    if (hc->body)
+        tl_buf_free(&hc->body->held);
+    free(hc->body);
     tl_buf_free(&hc->in);
-    tl_buf_free(&hc->held);
     free(hc);
 }
 
@@ -949,7 +970,6 @@ static void on_open(tl_conn *c, void *data)
     }
     hc->c = c;
     hc->w = &h->workers[wi];
-    hc->file_fd = -1;
     hc->first = true;
     hc->t0_ns = tl_loop_now_ns(tl_conn_loop(c));
     tl_timer_init(&hc->timer, on_timer, hc);

@@ -57,7 +57,11 @@ typedef struct sconn {
     tl_conn *c;
     worker *w;
     struct sconn *prev, *next;
-    struct sockaddr_storage peer;
+    union {                        /* an IPv4 or IPv6 address: 28 bytes, not a 128-byte storage */
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } peer;
     socklen_t peerlen;
     uint8_t *tlvs;                 /* PROXY v2 TLVs (copied), or NULL */
     size_t tlvs_len;
@@ -439,6 +443,8 @@ static void start_conn(worker *w, int li, int fd, const struct sockaddr *peer, s
     s->w = w;
     s->listener = li;
     s->source_counted = srv->per_source != NULL;
+    if (peerlen > sizeof s->peer)
+        peerlen = sizeof s->peer;   /* accept gives IPv4 or IPv6 here: nothing larger */
     memcpy(&s->peer, peer, peerlen);
     s->peerlen = peerlen;
     s->hs_slot = tls;

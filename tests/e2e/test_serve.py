@@ -646,7 +646,9 @@ def big_file_to_a_slow_reader_with_memory_bounded(root):
         growth = peak[0] - base
         print(f"  {size >> 20} MiB at {rate >> 20} MiB/s: server RSS {base} -> peak {peak[0]} KiB "
               f"(+{growth} KiB)")
-        assert growth < 24 * 1024, growth   # the write queue and a chunk, not the file
+        # The write queue, a chunk and pending records, not the file. Under ASan freed blocks sit
+        # in its quarantine for a while, so the churn of pending output shows in RSS there.
+        assert growth < (24 if SLOW == 1 else 96) * 1024, growth
     finally:
         assert srv.stop() == 0
         os.unlink(path)
