@@ -3,16 +3,18 @@
 #   1. bench_engine: the engine against raw OpenSSL in-process (server CPU per handshake, per MiB)
 #   2. bench_http: the HTTP/1.1 request parser (CPU per request head)
 #   3. idle_memory: server RSS per idle TLS connection with 5,000 connections
-#   4. serve_vs_nginx: tlsloop serve against nginx, one worker each on CPU 0, load on CPU 1
-#      (full and resumed handshakes, keep-alive over TLS and plain HTTP, bulk downloads), about
-#      9 minutes with the default 3 rounds of 10 s (scripts/deps.sh --bench installs nginx, wrk)
+#   4. perf: tlsloop serve against nginx on every workload of the performance issue (W1 full and
+#      W2 resumed handshakes, W3/W7 keep-alive over TLS and plain HTTP, W4 bulk, W5 memory per
+#      idle connection, W6 p99 under a handshake flood) and the in-process limit, one worker each
+#      on CPU 0, load on CPU 1; the table and docs/perf.png go into docs/benchmarks.md; about 13
+#      minutes with the default 3 rounds of 10 s (scripts/deps.sh --bench installs nginx, wrk)
 #   5. bench_validate: tlsloop bench against wrk (keep-alive requests/s within 10%), its handshake
 #      counts against the servers' own (tlsloop's /metrics, nginx's $ssl_session_reused), and
 #      what one generator thread can drive (about 1.5 minutes)
 #   6. storm: p99 of established connections during a full-handshake flood (bench/storm.sh; one
 #      round of 5 s runs, about 35 s)
 # Knobs: BENCH_ARGS go to bench_engine (e.g. --quick); IDLE_CONNS sets the connection count;
-# NGINX_ARGS replace serve_vs_nginx's arguments (e.g. "--rounds 1 --duration 5"), NGINX=0 skips
+# NGINX_ARGS replace perf's arguments (e.g. "--quick"), NGINX=0 skips
 # it and bench_validate; VALIDATE=0 skips bench_validate alone; STORM_ARGS replace the storm's
 # arguments (STORM_ARGS=" " for the documented 3-round run, about 2.5 minutes), STORM=0 skips it.
 set -u
@@ -29,12 +31,12 @@ echo "=== idle_memory ${IDLE_CONNS:-5000}"
 python3 bench/idle_memory.py "${IDLE_CONNS:-5000}" --build "$BUILD" || rc=1
 if [ "${NGINX:-1}" != 0 ]; then
     echo
-    echo "=== serve_vs_nginx ${NGINX_ARGS:-}"
+    echo "=== perf ${NGINX_ARGS:-}"
     if bash scripts/deps.sh --bench; then
         # shellcheck disable=SC2086 # the arguments are words on purpose
-        python3 bench/serve_vs_nginx.py --build "$BUILD" ${NGINX_ARGS:-} || rc=1
+        python3 bench/perf.py --build "$BUILD" --write-docs ${NGINX_ARGS:-} || rc=1
     else
-        echo "serve_vs_nginx: skipped (nginx and wrk are not installed; see above)"
+        echo "perf: skipped (nginx and wrk are not installed; see above)"
         rc=1
     fi
 fi

@@ -26,7 +26,8 @@ PACKAGES=(
 BENCH_PACKAGES=(
     nginx-light         # nginx, the server tlsloop serve is compared with (bench/serve_vs_nginx.py)
     wrk                 # keep-alive, resumption and bulk load
-    util-linux          # taskset: servers on CPU 0, load on CPU 1
+    util-linux          # taskset and prlimit: servers on CPU 0, load on CPU 1, fd limits
+    gnuplot-nox         # the chart of bench/perf.py (docs/perf.png)
 )
 if [[ ${1:-} == --bench ]]; then
     PACKAGES=("${BENCH_PACKAGES[@]}")
@@ -98,7 +99,7 @@ if [[ ${1:-} == --bench ]]; then
         read -r -a missing <<<"${missing[*]}"
     fi
     [[ ${#missing[@]} -eq 0 ]] || install_pkgs "${missing[@]}"
-    echo "deps: ok for benchmarks (nginx, wrk, taskset)"
+    echo "deps: ok for benchmarks (nginx, wrk, taskset, gnuplot)"
     exit 0
 fi
 
