@@ -777,14 +777,17 @@ static void on_signal(tl_loop *loop, int signo, void *data)
         LOG(srv, INFO, "SIGHUP received: reloading");
         tl_server_reload(srv, err, sizeof err);   /* logs its outcome */
         break;
-    case SIGUSR1:
+    case SIGUSR1: {
+        /* The handler's files (an access log) first: once "log reopened" is written, every
+         * line that follows goes to the new files. */
+        if (srv->handler.on_reopen)
+            srv->handler.on_reopen(srv->handler.data);
         if (tl_log_reopen(srv->log, err, sizeof err) != 0)
             LOG(srv, ERROR, "SIGUSR1: %s (still writing to the old log)", err);
         else
             LOG(srv, INFO, "SIGUSR1: log reopened");
-        if (srv->handler.on_reopen)
-            srv->handler.on_reopen(srv->handler.data);
         break;
+    }
     }
 }
 

@@ -747,10 +747,12 @@ def redirect_metrics_and_access_log(root):
         srv.proc.send_signal(signal.SIGUSR1)
         srv.wait_log("log reopened")
         get(srv.https, "/index.html")
+        # The line is written once the response has left, which can be after the client read it.
         end = time.monotonic() + 5 * SLOW
-        while time.monotonic() < end and not os.path.exists(alog):
+        while time.monotonic() < end and "GET /index.html" not in open(alog).read():
             time.sleep(0.05)
         assert "GET /index.html" in open(alog).read()
+        assert open(alog + ".1").read().count("GET /index.html") == 1   # curl's, none later
     finally:
         assert srv.stop() == 0
 
