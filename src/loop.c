@@ -1,7 +1,7 @@
 /*
  * loop.c - the event loop's policy: iterations, batched interest changes, the timer heap, posts
  * from other threads, signals, deferred frees. The epoll calls are in loop_epoll.c, the task pool
- * in loop_pool.c.
+ * in loop_pool.c, a loop thread's time slice in loop_sched.c.
  */
 #include <errno.h>
 #include <pthread.h>

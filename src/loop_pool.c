@@ -7,8 +7,9 @@
  * when it creates and frees objects, and glibc's rwlock lets a waiting writer spin. A loop thread
  * spinning on that lock while it preempts a SCHED_IDLE task that holds it is a priority inversion
  * that froze every connection for up to 1.9 s in the handshake-storm benchmark
- * (docs/benchmarks.md). At equal priority the scheduler interleaves loop and tasks in short
- * slices, which is what keeps established connections responsive during a storm.
+ * (docs/benchmarks.md). At equal priority the scheduler interleaves loop and tasks, and a loop
+ * that asks for a short slice (tl_thread_set_slice, loop_sched.c) preempts a task when it wakes:
+ * that is what keeps established connections responsive during a storm.
  *
  * The threads block every signal: signals belong to the threads that handle them (a loop's
  * signalfd), and a task thread must never be picked to run a default action such as "terminate".

@@ -60,6 +60,7 @@ struct tl_server_config {
     uint64_t key_update_limit;
     tli_delegate delegate;
     uint64_t task_threads;         /* 0: one per worker */
+    uint64_t loop_slice_ns;        /* 0: the kernel's default */
     uint64_t backlog;
     char *user;
     char *log_path;

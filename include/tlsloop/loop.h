@@ -1,6 +1,7 @@
 /*
- * tlsloop/loop.h - an event loop on epoll: fd watchers, timers, cross-thread posts, signals, and a
- * task pool for work that must not run on a loop.
+ * tlsloop/loop.h - an event loop on epoll: fd watchers, timers, cross-thread posts, signals, a
+ * task pool for work that must not run on a loop, and a short scheduler time slice for loop
+ * threads so their wake-ups preempt that work.
  *
  * One loop per thread, never a global one: every function takes the loop it acts on. A loop runs
  * on the thread that calls tl_loop_run; everything here is for that thread only, except
@@ -121,6 +122,15 @@ TL_API void tl_pool_free(tl_pool *pool);
 TL_API void tl_pool_submit(tl_pool *pool, tl_loop *owner, tl_work *w);
 /* Items queued and not yet started (for metrics and tests). */
 TL_API size_t tl_pool_queued(tl_pool *pool);
+
+/* Ask the scheduler for a short time slice for the calling thread (Linux 6.12 or later; see
+ * src/loop_sched.c). A loop thread that sets one, say 100 us, preempts CPU-bound threads such as
+ * task threads in a handshake when it wakes, instead of waiting up to a whole default slice
+ * (~1.4 ms): this halved the p99 of requests during a handshake flood (docs/benchmarks.md, W6).
+ * The kernel clamps slice_ns to 0.1-100 ms; 0 goes back to the default. The policy and the nice
+ * value are kept. Returns 0 when applied; 1 when this kernel or the thread's policy has no such
+ * slice, -1 when the call failed, both with the reason in err (may be NULL). */
+TL_API int tl_thread_set_slice(uint64_t slice_ns, char *err, size_t errlen);
 
 /* ---- the loop ---- */
 

@@ -792,6 +792,43 @@ def privileges_dropped_after_binding(c):
         os.unlink(srv.log)
 
 
+def thread_slices(pid):
+    """The scheduler's slice of each of a process's threads, from /proc (None: not shown)."""
+    out = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/sched") as f:
+                m = re.search(r"^se\.slice\s*:\s*(\d+)", f.read(), re.M)
+        except OSError:
+            continue
+        if m:
+            out.append(int(m.group(1)))
+    return out or None
+
+
+@test
+def loop_threads_ask_for_a_short_slice(c):
+    """Each worker's loop thread runs with the configured slice (Linux 6.12+), the others keep the
+    kernel's; on an older kernel the server says so in its log and runs on."""
+    srv = Server("--listen", "127.0.0.1:0", "--cert", c["localhost"][0], "--key",
+                 c["localhost"][1], "--workers", "2", "--loop-slice", "300us",
+                 "--log-level", "info")
+    try:
+        ctx = client_ctx(c["ca"][0])
+        with connect(srv.port, ctx) as s:   # both loops have started by the time one answers
+            echo_once(s)
+        slices = thread_slices(srv.proc.pid)
+        if slices is None or "loop-slice:" in srv.log_text():
+            print(f"  no per-thread slice here: {srv.log_text()[-300:]!r}")
+            assert "loop-slice:" in srv.log_text() or slices is None
+            return
+        wait_for(lambda: thread_slices(srv.proc.pid).count(300000) == 2, what="two 300us loops")
+        assert len(thread_slices(srv.proc.pid)) > 2   # main and task threads keep their own
+        assert sorted(set(thread_slices(srv.proc.pid)))[-1] != 300000
+    finally:
+        assert srv.stop() == 0
+
+
 def main():
     global TMP
     with tempfile.TemporaryDirectory() as tmp:
@@ -815,7 +852,7 @@ def main():
                  send_stall_deadline_drops_a_peer_that_stops_reading, renegotiation_refused,
                  gnutls_cli_interoperates, check_mode_and_config_file, sigusr1_reopens_the_log,
                  plain_and_tls_listeners_and_ipv6, handshake_rate_paces_new_handshakes,
-                 privileges_dropped_after_binding]
+                 privileges_dropped_after_binding, loop_threads_ask_for_a_short_slice]
         only = sys.argv[1:]
         for t in tests:
             if not only or t.__name__ in only:

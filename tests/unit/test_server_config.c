@@ -106,6 +106,17 @@ TEST(values_and_errors)
     CHECK(set(cfg, "client-cert", "sometimes") == -1);
     CHECK(set(cfg, "log-level", "chatty") == -1 && strstr(err, "debug"));
     CHECK(set(cfg, "alpn", "") == -1 && strstr(err, "needs a value"));
+    CHECK_EQ_INT(cfg->loop_slice_ns, 100000);   /* the default */
+    CHECK_EQ_INT(set(cfg, "loop-slice", "250us"), 0);
+    CHECK_EQ_INT(cfg->loop_slice_ns, 250000);
+    CHECK_EQ_INT(set(cfg, "loop-slice", "3ms"), 0);
+    CHECK_EQ_INT(cfg->loop_slice_ns, 3000000);
+    CHECK_EQ_INT(set(cfg, "loop-slice", "default"), 0);
+    CHECK_EQ_INT(cfg->loop_slice_ns, 0);
+    CHECK(set(cfg, "loop-slice", "1s") == -1 && strstr(err, "100us"));
+    CHECK(set(cfg, "loop-slice", "200ms") == -1 && strstr(err, "at most"));
+    CHECK(set(cfg, "loop-slice", "-1us") == -1);
+    CHECK(set(cfg, "loop-slice", "7") == -1);
     CHECK_EQ_INT(set(cfg, "no-such-option", "1"), 1);
     CHECK(set(cfg, "key", "k.pem") == -1 && strstr(err, "cert"));   /* a key before its cert */
     CHECK_EQ_INT(set(cfg, "cert", "a.pem"), 0);
