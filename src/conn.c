@@ -871,6 +871,41 @@ void tl_conn_close(tl_conn *c)
     end_our_side(c);
 }
 
+int tl_conn_writev_close(tl_conn *c, const struct iovec *iov, int iovcnt)
+{
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    if (c->state != ST_OPEN || queued(c) > 0 || !c->type->write_close ||
+        total > TL_CONN_WRITE_BUDGET) {
+        int rc = tl_conn_writev(c, iov, iovcnt);
+        tl_conn_close(c);
+        return rc < 0 ? -1 : 0;
+    }
+    /* One contiguous buffer, so the pieces become as few records as possible. */
+    if (tl_buf_reserve(&c->wq, total) != 0) {
+        out_of_queue_memory(c);
+        return -1;
+    }
+    for (int i = 0; i < iovcnt; i++)
+        tl_buf_append(&c->wq, iov[i].iov_base, iov[i].iov_len);
+    tl_result r = c->type->write_close(c, tl_buf_rptr(&c->wq), total);
+    tl_buf_consume(&c->wq, r.consumed);
+    c->bytes_out += r.consumed;
+    if (r.status == TL_ERROR) {
+        fail(c, "send");
+        return -1;
+    }
+    if (r.status == TL_CLOSED)   /* TLS 1.2 peer closed: this data cannot go anywhere */
+        tl_buf_free(&c->wq);
+    else if (r.consumed == total)
+        c->notify_queued = true;   /* sent with the data, or pending right after it */
+    if (tl_buf_len(&c->wq) == 0)
+        tl_buf_release(&c->wq);
+    tl_conn_close(c);   /* the rest of the queue, close_notify if not yet, FIN, lingering */
+    return r.status == TL_CLOSED ? -1 : 0;
+}
+
 void tl_conn_shutdown_write(tl_conn *c)
 {
     if (c->state != ST_OPEN || c->shut_requested)

@@ -22,6 +22,9 @@ typedef struct tli_conn_type {
     tl_result (*read)(tl_conn *c, void *buf, size_t cap);
     /* Write application bytes (consumed = taken); TL_OK when all taken, TL_WANT_OUTPUT. */
     tl_result (*write)(tl_conn *c, const void *buf, size_t len);
+    /* The last write: the bytes, then the end of our data (close_notify) with them, queued only
+     * when all were consumed. NULL: write, then close_notify. */
+    tl_result (*write_close)(tl_conn *c, const void *buf, size_t len);
     /* Send output held inside the type (TLS records): TL_OK when none is left. */
     tl_status (*flush)(tl_conn *c);
     /* Queue the end of our data (TLS close_notify; nothing for TCP). */

@@ -16,6 +16,11 @@ static tl_result tls_write(tl_conn *c, const void *buf, size_t len)
     return tl_engine_write(c->engine, buf, len);
 }
 
+static tl_result tls_write_close(tl_conn *c, const void *buf, size_t len)
+{
+    return tl_engine_write_close(c->engine, buf, len);
+}
+
 static tl_status tls_flush(tl_conn *c)
 {
     return tl_engine_flush(c->engine).status;
@@ -52,6 +57,7 @@ const tli_conn_type tli_conn_tls = {
     .handshake = tls_handshake,
     .read = tls_read,
     .write = tls_write,
+    .write_close = tls_write_close,
     .flush = tls_flush,
     .close_notify = tls_close_notify,
     .pending_output = tls_pending,

@@ -425,6 +425,19 @@ static tl_status do_unwrap(tl_engine *e, uint8_t *dst, size_t cap, size_t *produ
     return TL_OK;
 }
 
+/* Send what the write gathered (engine_bio.c); st is the write's status so far. */
+static tl_status gather_end(tl_engine *e, tl_status st)
+{
+    e->gathering = false;
+    if (!tli_engine_gather_flush(e) && e->io_error)
+        return fail(e, TL_ERR_IO, "the transport failed (connection reset or broken)");
+    if (e->out_of_memory)
+        return fail(e, TL_ERR_RESOURCE, "out of memory for pending network output");
+    if (st == TL_OK && tl_buf_len(&e->pending) > 0)
+        return TL_WANT_OUTPUT;
+    return st;
+}
+
 /* Encrypt application data from src: the body of wrap and write. */
 static tl_status do_wrap(tl_engine *e, const uint8_t *src, size_t len, size_t *consumed)
 {
@@ -451,7 +464,7 @@ static tl_status do_wrap(tl_engine *e, const uint8_t *src, size_t len, size_t *c
      * On a transport, the records of a write that spans several are gathered and leave in one
      * send per TLI_GATHER_MAX bytes (a 64 KiB write: one system call instead of four, for one
      * copy of the ciphertext). */
-    e->gathering = e->sink == SINK_TRANSPORT && len > MAX_PLAINTEXT_PER_RECORD;
+    e->gathering = e->sink == SINK_TRANSPORT && (len > MAX_PLAINTEXT_PER_RECORD || e->gather_hold);
     while (*consumed < len && tl_buf_len(&e->pending) == 0) {
         if (e->gathering && !tli_engine_gather_room() && !tli_engine_gather_flush(e))
             break;   /* the socket is full (or failed): the rest is pending */
@@ -467,13 +480,8 @@ static tl_status do_wrap(tl_engine *e, const uint8_t *src, size_t len, size_t *c
         }
         *consumed += n;
     }
-    if (e->gathering) {
-        e->gathering = false;
-        if (!tli_engine_gather_flush(e) && e->io_error)
-            return fail(e, TL_ERR_IO, "the transport failed (connection reset or broken)");
-        if (e->out_of_memory)
-            return fail(e, TL_ERR_RESOURCE, "out of memory for pending network output");
-    }
+    if (e->gathering && !e->gather_hold)
+        return gather_end(e, TL_OK);
     if (tl_buf_len(&e->pending) > 0)
         return TL_WANT_OUTPUT;
     return TL_OK;
@@ -580,20 +588,43 @@ tl_status tl_engine_run_task(tl_engine *e)
     return e->failed ? TL_ERROR : TL_OK;
 }
 
+/* Our close_notify to the BIO, once. */
+static tl_status queue_close_notify(tl_engine *e)
+{
+    if (e->close_sent)
+        return TL_OK;
+    e->close_sent = true;
+    /* Mid-handshake OpenSSL cannot send close_notify ("shutdown while in init"): we only close
+     * our side. After an error the alert already said everything. */
+    if (e->hs_done && !e->failed && !e->task_pending && !SSL_in_init(e->ssl)) {
+        int r = SSL_shutdown(e->ssl);
+        if (r < 0)
+            return map_ssl_error(e, r);
+    }
+    return TL_OK;
+}
+
+tl_result tl_engine_write_close(tl_engine *e, const void *src, size_t len)
+{
+    if (!e->has_tp)
+        return usage(e, "tl_engine_write_close needs a transport; wrap, then close, in buffer "
+                        "mode");
+    begin(e, NULL, 0, NULL, 0, SINK_TRANSPORT);
+    size_t consumed;
+    e->gather_hold = true;   /* the records wait in the gather buffer for the close_notify */
+    tl_status st = do_wrap(e, src, src ? len : 0, &consumed);
+    e->gather_hold = false;
+    if (st == TL_OK && consumed == len)
+        st = queue_close_notify(e);   /* gathered too, while the write's gathering lasts */
+    if (e->gathering)
+        st = gather_end(e, st);
+    return end(e, st, consumed);
+}
+
 tl_result tl_engine_close(tl_engine *e)
 {
     begin(e, NULL, 0, NULL, 0, e->has_tp ? SINK_TRANSPORT : SINK_PENDING);
-    tl_status st = TL_OK;
-    if (!e->close_sent) {
-        e->close_sent = true;
-        /* Mid-handshake OpenSSL cannot send close_notify ("shutdown while in init"): we only
-         * close our side. After an error the alert already said everything. */
-        if (e->hs_done && !e->failed && !e->task_pending && !SSL_in_init(e->ssl)) {
-            int r = SSL_shutdown(e->ssl);
-            if (r < 0)
-                st = map_ssl_error(e, r);
-        }
-    }
+    tl_status st = queue_close_notify(e);
     if (st == TL_OK && e->has_tp && !drain_pending(e))
         st = output_blocked(e);
     return end(e, st, 0);

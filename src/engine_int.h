@@ -42,6 +42,7 @@ struct tl_engine {
     bool eof_at_boundary;       /* OpenSSL asked for input after EOF, between records */
     bool io_error;              /* the transport failed */
     bool gathering;             /* records go to the thread's gather buffer (tli_engine_gather) */
+    bool gather_hold;           /* tl_engine_write_close: gather even a small write, keep it */
     bool out_of_memory;         /* pending output could not grow */
     bool started;               /* the handshake has begun */
     bool hs_done;

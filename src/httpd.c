@@ -297,7 +297,9 @@ static int send_reply(hconn *hc, const reqview *rv, reply *r, bool streams)
     if ((size_t)n >= sizeof head)
         n = (int)sizeof head - 1;   /* cannot happen: the parts are bounded */
     struct iovec iov[2] = {{head, (size_t)n}, {(void *)r->body, rv->head ? 0 : r->body_len}};
-    int rc = tl_conn_writev(hc->c, iov, iov[1].iov_len ? 2 : 1);
+    /* An answer that ends the connection takes close_notify along in the same send. */
+    int rc = r->close && !streams ? tl_conn_writev_close(hc->c, iov, iov[1].iov_len ? 2 : 1)
+                                  : tl_conn_writev(hc->c, iov, iov[1].iov_len ? 2 : 1);
     hbump(&w->st.status[r->status / 100 % 6], 1);
     if (r->status == 304)
         hbump(&w->st.not_modified, 1);

@@ -177,6 +177,10 @@ TL_API void tl_conn_resume_read(tl_conn *c);
 
 /* End gracefully (see above). Idempotent. */
 TL_API void tl_conn_close(tl_conn *c);
+/* The last pieces, then tl_conn_close: over TLS the data and close_notify leave in one send
+ * when the socket takes them (a short-lived connection saves a system call and a packet).
+ * Returns 0, or -1 when the connection no longer took data (it closes all the same). */
+TL_API int tl_conn_writev_close(tl_conn *c, const struct iovec *iov, int iovcnt);
 /* Send our end of the stream (TLS close_notify, then FIN) but keep reading. */
 TL_API void tl_conn_shutdown_write(tl_conn *c);
 /* End now: nothing more is sent or read; on_close(TL_END_LOCAL) follows. */

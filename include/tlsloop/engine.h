@@ -172,6 +172,10 @@ TL_API tl_result tl_engine_read(tl_engine *e, void *dst, size_t cap);
 TL_API tl_result tl_engine_write(tl_engine *e, const void *src, size_t len);
 /* Send pending output. TL_OK when nothing is left pending, TL_WANT_OUTPUT if the transport is full. */
 TL_API tl_result tl_engine_flush(tl_engine *e);
+/* The last write: application bytes, then our close_notify, in one send (a connection that ends
+ * after its answer saves a system call and a packet). When the transport cannot take all of src
+ * (consumed < len), close_notify is not queued: write the rest, then tl_engine_close. */
+TL_API tl_result tl_engine_write_close(tl_engine *e, const void *src, size_t len);
 
 /* ---- both modes ---- */
 

@@ -631,6 +631,52 @@ TEST(close_inside_read_callback)
     }
 }
 
+/* tl_conn_writev_close from the read callback: a small answer (data and close_notify in one
+ * send) and one bigger than a socket takes at once (the rest and close_notify follow as with
+ * write then close). Over TCP it is write then close. The client gets all, then a clean end. */
+static size_t wvc_size;
+static void answer_with_writev_close(world *w, tl_conn *c, const uint8_t *d, size_t n)
+{
+    (void)w;
+    (void)d;
+    (void)n;
+    static uint8_t resp[600000];
+    tp_pattern(resp, wvc_size, 4);
+    struct iovec iov[2] = {{resp, 5}, {resp + 5, wvc_size - 5}};
+    CHECK_EQ_INT(tl_conn_writev_close(c, iov, 2), 0);
+    CHECK_EQ_INT(tl_conn_write(c, "late", 4), -1);   /* our side is closed */
+    tl_conn_close(c);                                /* harmless */
+}
+
+TEST(writev_close_small_and_large)
+{
+    size_t sizes[] = {20, 200000, 600000};   /* one send; more than the socket takes; over budget */
+    for (int tls = 0; tls < 2; tls++)
+        for (int k = 0; k < 3; k++) {
+            wvc_size = sizes[k];
+            tl_tls_ctx *sctx = tls ? tp_server_ctx(&tp.ecdsa, 0, 0) : NULL;
+            tl_tls_ctx *cctx = tls ? tp_client_ctx(0, 0) : NULL;
+            world *w = world_new(sctx, cctx);
+            w->on_server_read = answer_with_writev_close;
+            tl_conn *c = world_connect(w);
+            REQUIRE(c);
+            tl_conn_write(c, "request", 7);
+            CHECK(run_until(w, both_closed, 5000));
+            CHECK_EQ_INT(tl_buf_len(&w->c.got), wvc_size);
+            uint8_t *want = malloc(wvc_size);
+            tp_pattern(want, wvc_size, 4);
+            CHECK(tl_buf_len(&w->c.got) == wvc_size &&
+                  memcmp(tl_buf_rptr(&w->c.got), want, wvc_size) == 0);
+            free(want);
+            CHECK_EQ_INT(w->c.eof_how, TL_END_CLEAN);
+            CHECK_EQ_INT(w->s.end_how, TL_END_CLEAN);
+            CHECK_STR(w->s.error, "");
+            world_free(w);
+            tl_tls_ctx_free(sctx);
+            tl_tls_ctx_free(cctx);
+        }
+}
+
 /* A peer that never answers our close: the lingering close ends at its deadline. */
 TEST(linger_deadline)
 {
@@ -1375,6 +1421,7 @@ int main(int argc, char **argv)
     RUN(cancel_read_then_close);
     RUN(half_close_tls13);
     RUN(close_inside_read_callback);
+    RUN(writev_close_small_and_large);
     RUN(linger_deadline);
     RUN(delegated_handshakes);
     RUN(many_connections_no_growth);

@@ -25,8 +25,11 @@ static ssize_t sock_recv(void *arg, void *buf, size_t len)
     return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? TL_IO_AGAIN : TL_IO_ERROR;
 }
 
+static int counted_sends;   /* send calls, either side */
+
 static ssize_t sock_send(void *arg, const void *buf, size_t len)
 {
+    counted_sends++;
     ssize_t n = send(*(int *)arg, buf, len, MSG_NOSIGNAL);
     if (n >= 0)
         return n;
@@ -188,6 +191,75 @@ static void eof_case(bool send_close_notify, tl_status want)
 TEST(socketpair_eof_with_close_notify) { eof_case(true, TL_CLOSED); }
 TEST(socketpair_eof_without_close_notify) { eof_case(false, TL_TRUNCATED); }
 
+/* ---- the last write ---- */
+
+/* tl_engine_write_close: the answer and close_notify in one send; the peer reads the answer,
+ * then a clean close. With a full socket, close_notify waits until the rest is written. */
+static void write_close_case(int version)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, version, version), *cctx = tp_client_ctx(0, 0);
+    side c, s;
+    sides(&c, &s, cctx, sctx, 0);
+    REQUIRE(handshake(&c, &s) == 0);
+    char buf[256];
+    tl_engine_read(c.e, buf, sizeof buf);   /* TLS 1.3 tickets */
+    counted_sends = 0;
+    tl_result r = tl_engine_write_close(s.e, "the answer", 10);
+    CHECK_EQ_INT(r.status, TL_OK);
+    CHECK_EQ_INT(r.consumed, 10);
+    CHECK_EQ_INT(counted_sends, 1);
+    CHECK(tl_engine_close_sent(s.e));
+    CHECK_EQ_INT(tl_engine_close(s.e).status, TL_OK);   /* already queued: nothing more */
+    CHECK_EQ_INT(counted_sends, 1);
+    size_t got = 0;
+    do {
+        r = tl_engine_read(c.e, buf + got, sizeof buf - got);
+        got += r.produced;
+    } while (r.status == TL_OK);
+    CHECK_EQ_INT(got, 10);
+    CHECK(memcmp(buf, "the answer", 10) == 0);
+    CHECK_EQ_INT(r.status, TL_CLOSED);
+    close_sides(&c, &s);
+
+    /* A write the socket cannot take: no close_notify yet, the rest goes as usual. */
+    sides(&c, &s, cctx, sctx, 4096);
+    REQUIRE(handshake(&c, &s) == 0);
+    size_t total = 1u << 20, sent = 0;
+    uint8_t *data = malloc(total), *recvd = malloc(total);
+    tp_pattern(data, total, 5);
+    r = tl_engine_write_close(s.e, data, total);
+    sent = r.consumed;
+    CHECK(sent < total);
+    CHECK(!tl_engine_close_sent(s.e));
+    got = 0;
+    bool closed = false;
+    for (int guard = 0; guard < 1000000 && r.status != TL_CLOSED; guard++) {
+        if (sent < total) {
+            r = tl_engine_write(s.e, data + sent, total - sent);
+            sent += r.consumed;
+        } else if (!closed) {
+            closed = true;
+            tl_engine_close(s.e);
+        } else {
+            tl_engine_flush(s.e);
+        }
+        r = tl_engine_read(c.e, recvd + got, total - got);
+        got += r.produced;
+        REQUIRE(r.status != TL_ERROR);
+    }
+    CHECK_EQ_INT(got, total);
+    CHECK(memcmp(data, recvd, total) == 0);
+    CHECK_EQ_INT(r.status, TL_CLOSED);
+    free(data);
+    free(recvd);
+    close_sides(&c, &s);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
+TEST(write_close_one_send_tls13) { write_close_case(TL_TLS1_3); }
+TEST(write_close_one_send_tls12) { write_close_case(TL_TLS1_2); }
+
 /* ---- mock transports ---- */
 
 typedef struct mock {
@@ -331,6 +403,8 @@ int main(int argc, char **argv)
     RUN(socketpair_backpressure_bulk);
     RUN(socketpair_eof_with_close_notify);
     RUN(socketpair_eof_without_close_notify);
+    RUN(write_close_one_send_tls13);
+    RUN(write_close_one_send_tls12);
     RUN(mock_one_byte_transport);
     RUN(mock_send_failure);
     RUN(task_output_stays_pending);
