@@ -250,9 +250,7 @@ static void builtin_page(tl_httpd *h, tl_httpd_page *page, void *data)
 
 static int fail_usage(tl_server_config *cfg, const char *msg)
 {
-    fprintf(stderr, "tlsloop serve: %s\n", msg);
-    tl_server_config_free(cfg);
-    return EXIT_USAGE;
+    return tool_server_usage_error("serve", cfg, msg);
 }
 
 static int set_default(tl_server_config *cfg, const char *name, const char *value)
@@ -282,25 +280,9 @@ int cmd_serve(int argc, char **argv)
         tl_server_config_free(cfg);
         return EXIT_FAILURE_RUN;
     }
-    for (int i = 1; i < argc;) {
-        if (tl_server_config_args(cfg, argc, argv, &i, err, sizeof err) != 0)
-            return fail_usage(cfg, err);
-        if (i >= argc)
-            break;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            cmd_serve_usage(stdout);
-            tl_server_config_free(cfg);
-            return EXIT_OK;
-        }
-        if (!strcmp(argv[i], "--check")) {
-            check = true;
-            i++;
-            continue;
-        }
-        snprintf(err, sizeof err, "unknown %s %s (tlsloop serve --help lists the options)",
-                 argv[i][0] == '-' ? "option" : "argument", argv[i]);
-        return fail_usage(cfg, err);
-    }
+    int rc = tool_server_args("serve", cfg, argc, argv, &check, cmd_serve_usage);
+    if (rc != 0)
+        return rc == 1 ? EXIT_OK : rc;
 
     /* The embedded default: what is not given. */
     bool defaults = tl_server_config_count(cfg, "listen") == 0;
@@ -365,7 +347,7 @@ int cmd_serve(int argc, char **argv)
         printf("tlsloop serve: the certificate's CA is %s; try:\n  curl --cacert %s %s\n", ca, ca,
                first_https);
     fflush(stdout);
-    int rc = tl_server_run(srv, err, sizeof err);
+    rc = tl_server_run(srv, err, sizeof err);
     if (rc != 0)
         fprintf(stderr, "tlsloop serve: %s\n", err);
     tl_server_free(srv);

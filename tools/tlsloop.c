@@ -17,6 +17,8 @@ typedef struct command {
 static const command COMMANDS[] = {
     {"serve", "a static HTTPS/HTTP server (no options: https://localhost:8443/)", cmd_serve,
      cmd_serve_usage},
+    {"proxy", "TLS termination in front of TCP backends (round-robin, half-close carried)",
+     cmd_proxy, cmd_proxy_usage},
     {"get", "fetch an http:// or https:// URL, verifying TLS (exit codes for scripts)", cmd_get,
      cmd_get_usage},
     {"bench", "a TLS load generator: full vs resumed handshakes, latency at a fixed rate",
@@ -35,7 +37,7 @@ static void usage(FILE *f)
                "commands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(f, "  %-8s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
-    fprintf(f, "\nThe TLS proxy (proxy) is being built; see the README.\n");
+    fprintf(f, "\n`tlsloop help COMMAND` (or COMMAND --help) lists a command's options.\n");
 }
 
 static const command *find(const char *name)

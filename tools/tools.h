@@ -33,8 +33,19 @@ int tool_usage_error(const char *tool, const char *fmt, ...) __attribute__((form
  * there is no room. */
 int tool_add_header(char *buf, size_t cap, size_t *len, const char *h);
 
+/* The command line of a server subcommand (serve, proxy): server and layer options (--name value),
+ * --check (sets *check), --help (prints usage). Returns 0 to go on, 1 when --help was printed, or
+ * EXIT_USAGE after printing "tlsloop TOOL: <reason>"; on 1 and EXIT_USAGE cfg is freed. */
+struct tl_server_config;
+int tool_server_args(const char *tool, struct tl_server_config *cfg, int argc, char **argv,
+                     bool *check, void (*usage)(FILE *f));
+/* "tlsloop TOOL: msg" on stderr, cfg freed; returns EXIT_USAGE. */
+int tool_server_usage_error(const char *tool, struct tl_server_config *cfg, const char *msg);
+
 int cmd_serve(int argc, char **argv);
 void cmd_serve_usage(FILE *f);
+int cmd_proxy(int argc, char **argv);
+void cmd_proxy_usage(FILE *f);
 int cmd_get(int argc, char **argv);
 void cmd_get_usage(FILE *f);
 int cmd_bench(int argc, char **argv);

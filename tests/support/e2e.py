@@ -4,9 +4,11 @@ line "N passed, N failed"; SLOW, the factor by which sanitizer builds stretch ti
 
 A script imports it with
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-    from e2e import test, summary, SLOW
+    from e2e import test, summary, SLOW   (and run_selected, stop_process, rss_kib)
 """
 import os
+import subprocess
+import sys
 import time
 import traceback
 
@@ -34,6 +36,33 @@ def fail(name, why):
     """Count a failure found outside a test function (a server that did not start, say)."""
     print(f"FAIL {name}: {why}", flush=True)
     results["failed"] += 1
+
+
+def run_selected(tests, *args):
+    """Run the tests named on the command line (all without names), each with args."""
+    only = sys.argv[1:]
+    for t in tests:
+        if not only or t.__name__ in only:
+            t(*args)
+
+
+def stop_process(proc, timeout, what="the process"):
+    """SIGTERM, then wait timeout seconds (stretched by SLOW); the exit status. Kills and raises
+    when it did not exit."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        return proc.wait(timeout * SLOW)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"{what} did not exit after SIGTERM")
+
+
+def rss_kib(pid):
+    """Resident memory of a process, KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(x for x in f if x.startswith("VmRSS:")).split()[1])
 
 
 def summary():

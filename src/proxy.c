@@ -1,0 +1,532 @@
+/* proxy.c - TLS termination in front of TCP backends (tlsloop/proxy.h).
+ *
+ * A pair joins the client's connection (the front, made by the server) and ours to a backend (the
+ * back). Each side's callbacks find the pair through the connection's data. The pair is freed
+ * when both connections have closed; either pointer is NULL once its connection is gone.
+ *
+ * Backpressure: a write that leaves the receiving side's queue above its high-water mark
+ * (tl_conn_write returns 1) pauses reading on the sending side; the receiving side's on_drain
+ * resumes it. So each direction holds at most one queue's worth plus one read.
+ *
+ * Counters are per worker (plain stores on the worker's thread, read with relaxed atomics by
+ * tl_proxy_get_stats), except the round-robin cursor, which every worker shares.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <tlsloop/buf.h>
+#include <tlsloop/conn.h>
+#include <tlsloop/engine.h>
+#include <tlsloop/log.h>
+#include <tlsloop/proxy.h>
+
+#include "tli.h"
+
+#define DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define MAX_BACKENDS 64
+
+typedef struct backend {
+    char *name;                    /* as configured */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+} backend;
+
+typedef struct pworker {
+    _Atomic uint64_t clients, active, connects, failures, no_backend, to_backend, to_client,
+        clean, reset, timeout, truncated;
+} pworker;
+
+struct tl_proxy {
+    backend *backends;
+    size_t nbackends;
+    uint64_t connect_timeout_ms;
+    _Atomic uint64_t next;         /* round-robin cursor */
+    tl_log *log;
+    pworker *workers;
+    unsigned nworkers;
+    tl_conn_cbs front_cbs, back_cbs;
+    tl_server_handler handler;
+};
+
+typedef struct pair {
+    tl_proxy *p;
+    pworker *w;
+    tl_conn *front, *back;
+    size_t first, tries;           /* the first backend tried, and how many so far */
+    tl_buf early;                  /* what the client sent before the backend was up */
+    bool back_up;                  /* the backend connection is established */
+    bool front_eof, back_eof;      /* that side ended its data */
+    tl_conn_end end;               /* clean, or the first other end seen on either side */
+} pair;
+
+static void bump(_Atomic uint64_t *v, uint64_t n) { atomic_fetch_add_explicit(v, n, memory_order_relaxed); }
+
+/* ---- options ------------------------------------------------------------------------------ */
+
+static int split_host_port(const char *v, char *host, size_t hostcap, char *port, size_t portcap)
+{
+    const char *colon;
+    if (v[0] == '[') {
+        const char *end = strchr(v, ']');
+        if (!end || end[1] != ':')
+            return -1;
+        if ((size_t)(end - v - 1) >= hostcap)
+            return -1;
+        memcpy(host, v + 1, (size_t)(end - v - 1));
+        host[end - v - 1] = 0;
+        colon = end + 1;
+    } else {
+        colon = strrchr(v, ':');
+        if (!colon || colon == v || (size_t)(colon - v) >= hostcap || memchr(v, ':', (size_t)(colon - v)))
+            return -1;
+        memcpy(host, v, (size_t)(colon - v));
+        host[colon - v] = 0;
+    }
+    const char *p = colon + 1;
+    char *end;
+    unsigned long n = strtoul(p, &end, 10);
+    if (!*p || *end || n == 0 || n > 65535 || strlen(p) >= portcap)
+        return -1;
+    strcpy(port, p);
+    return 0;
+}
+
+static int check_backend(const char *v, char *err, size_t errlen)
+{
+    char host[256], port[8];
+    if (!v || split_host_port(v, host, sizeof host, port, sizeof port) != 0)
+        return tli_fmt(err, errlen, "expected HOST:PORT or [IPv6]:PORT, port 1 to 65535"), -1;
+    return 0;
+}
+
+static int check_duration(const char *v, char *err, size_t errlen)
+{
+    uint64_t ms;
+    if (!v || tl_server_parse_duration(v, &ms) != 0 || ms == 0)
+        return tli_fmt(err, errlen, "expected a duration above 0 such as 500ms, 5s or 1m"), -1;
+    return 0;
+}
+
+static const tl_server_option OPTIONS[] = {
+    {"backend", "HOST:PORT", "a TCP service to forward to (repeat for more: round-robin, the next "
+     "one tried when one refuses); names are resolved at start", check_backend, true},
+    {"connect-timeout", "TIME", "a backend must accept within this, else the next is tried "
+     "(default 5s)", check_duration, false},
+};
+#define N_OPTIONS (sizeof OPTIONS / sizeof OPTIONS[0])
+
+int tl_proxy_config_init(tl_server_config *cfg)
+{
+    return tl_server_config_extend(cfg, OPTIONS, N_OPTIONS);
+}
+
+void tl_proxy_usage(FILE *out)
+{
+    tl_server_option_usage(out, OPTIONS, N_OPTIONS);
+}
+
+/* ---- the pair ----------------------------------------------------------------------------- */
+
+/* The pair ends as the first side that did not end cleanly did. */
+static void note_end(pair *pr, tl_conn_end how)
+{
+    if (pr->end == TL_END_NONE || pr->end == TL_END_CLEAN)
+        pr->end = how;
+}
+
+static void maybe_free(pair *pr)
+{
+    if (pr->front || pr->back)
+        return;
+    bump(&pr->w->active, (uint64_t)-1);
+    if (pr->back_up) {   /* a pair that never reached a backend is counted as no_backend */
+        switch (pr->end) {
+        case TL_END_CLEAN:
+            bump(&pr->w->clean, 1);
+            break;
+        case TL_END_TIMEOUT:
+            bump(&pr->w->timeout, 1);
+            break;
+        case TL_END_TRUNCATED:
+            bump(&pr->w->truncated, 1);
+            break;
+        default:
+            bump(&pr->w->reset, 1);
+            break;
+        }
+    }
+    tl_buf_free(&pr->early);
+    free(pr);
+}
+
+/* TLS 1.2 has no half-close: a client's close_notify ends both directions. */
+static bool front_half_closes(tl_conn *front)
+{
+    if (!tl_conn_is_tls(front))
+        return true;
+    tl_engine_info info;
+    tl_engine_get_info(tl_conn_engine(front), &info);
+    return info.version && strcmp(info.version, "TLSv1.3") == 0;
+}
+
+/* Carry the client's end of data to the backend. */
+static void front_done(pair *pr)
+{
+    if (front_half_closes(pr->front)) {
+        tl_conn_shutdown_write(pr->back);   /* FIN; the backend may go on answering */
+    } else {
+        tl_conn_close(pr->back);            /* what is queued goes first, then FIN */
+        tl_conn_close(pr->front);
+    }
+}
+
+static void connect_next(pair *pr);
+
+/* End the other side as this one ended: a reset becomes a reset (close with a zero linger sends
+ * RST), any other failure an abort (no close_notify: the peer sees a truncation), a clean end or
+ * a deadline a graceful close (what is queued goes first). */
+static void carry_end(tl_conn *other, tl_conn_end how)
+{
+    if (how == TL_END_CLEAN || how == TL_END_TIMEOUT) {
+        tl_conn_close(other);
+        return;
+    }
+    if (how == TL_END_RESET) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(tl_conn_fd(other), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    tl_conn_abort(other);
+}
+
+static void back_connected(tl_conn *back, bool ok)
+{
+    pair *pr = tl_conn_data(back);
+    if (!ok)
+        return;   /* on_close follows, and tries the next backend */
+    pr->back_up = true;
+    bump(&pr->w->connects, 1);
+    if (!pr->front) {
+        tl_conn_close(back);
+        return;
+    }
+    if (tl_buf_len(&pr->early) > 0) {
+        size_t n = tl_buf_len(&pr->early);
+        int rc = tl_conn_write(back, tl_buf_rptr(&pr->early), n);
+        bump(&pr->w->to_backend, n);
+        tl_buf_free(&pr->early);
+        if (rc < 0)
+            return;
+        if (rc == 1)
+            return;   /* the front stays paused until the back drains */
+    }
+    if (pr->front_eof)
+        front_done(pr);
+    else
+        tl_conn_resume_read(pr->front);
+}
+
+static void connect_next(pair *pr)
+{
+    tl_proxy *p = pr->p;
+    while (pr->tries < p->nbackends) {
+        backend *b = &p->backends[(pr->first + pr->tries) % p->nbackends];
+        pr->tries++;
+        tl_conn_opts o = {.half_close = true,
+                          .handshake_timeout_ms = (uint32_t)p->connect_timeout_ms,
+                          .cbs = &p->back_cbs,
+                          .data = pr};
+        char err[200];
+        pr->back = tl_conn_connect(tl_conn_loop(pr->front), (const struct sockaddr *)&b->addr,
+                                   b->addrlen, &o, err, sizeof err);
+        if (pr->back)
+            return;
+        bump(&pr->w->failures, 1);
+        TL_LOG(p->log, TL_LOG_WARN, "backend %s: %s", b->name, err);
+    }
+    bump(&pr->w->no_backend, 1);
+    TL_LOG(p->log, TL_LOG_WARN, "no backend answered (%zu tried): the client's connection is "
+           "closed", pr->tries);
+    tl_conn_close(pr->front);
+}
+
+static void start_backend(pair *pr)
+{
+    bump(&pr->w->clients, 1);
+    pr->first = (size_t)(atomic_fetch_add_explicit(&pr->p->next, 1, memory_order_relaxed) %
+                         pr->p->nbackends);
+    tl_conn_pause_read(pr->front);   /* until the backend is up */
+    connect_next(pr);
+}
+
+/* ---- the client's side ---------------------------------------------------------------------- */
+
+static void front_open(tl_conn *c, void *data)
+{
+    tl_proxy *p = data;
+    int wi = tl_server_conn_worker(c);
+    pair *pr = calloc(1, sizeof *pr);
+    if (!pr || wi < 0 || (unsigned)wi >= p->nworkers) {
+        free(pr);
+        TL_LOG(p->log, TL_LOG_ERROR, "out of memory: a new connection is closed");
+        tl_conn_set_data(c, NULL);
+        tl_conn_abort(c);
+        return;
+    }
+    pr->p = p;
+    pr->w = &p->workers[wi];
+    pr->front = c;
+    bump(&pr->w->active, 1);
+    tl_conn_set_data(c, pr);
+    if (!tl_conn_is_tls(c))
+        start_backend(pr);
+}
+
+/* The server drains: a byte stream has no point at which closing is safe, so transfers are left
+ * to finish; the server aborts what is still open at drain-timeout. */
+static void front_drain_server(tl_conn *c, void *data)
+{
+    (void)c;
+    (void)data;
+}
+
+static void front_handshake(tl_conn *c, bool ok)
+{
+    pair *pr = tl_conn_data(c);
+    if (pr && ok)
+        start_backend(pr);
+}
+
+static void front_read(tl_conn *c, const uint8_t *d, size_t n)
+{
+    pair *pr = tl_conn_data(c);
+    if (!pr)
+        return;
+    if (!pr->back_up) {   /* reading is paused already; this was read before the pause */
+        if (tl_buf_append(&pr->early, d, n) != 0)
+            tl_conn_abort(c);
+        return;
+    }
+    int rc = tl_conn_write(pr->back, d, n);
+    if (rc < 0)
+        return;   /* the backend is closing: its on_close ends the client's side */
+    bump(&pr->w->to_backend, n);
+    if (rc == 1)
+        tl_conn_pause_read(c);
+}
+
+static void front_eof(tl_conn *c, tl_conn_end how)
+{
+    pair *pr = tl_conn_data(c);
+    if (!pr)
+        return;
+    pr->front_eof = true;
+    note_end(pr, how);
+    if (pr->back_up && pr->back)
+        front_done(pr);
+    else if (!pr->back)
+        tl_conn_close(c);   /* no backend yet (TLS handshake still running) or none left */
+}
+
+static void front_drain(tl_conn *c)
+{
+    pair *pr = tl_conn_data(c);
+    if (pr && pr->back)
+        tl_conn_resume_read(pr->back);
+}
+
+static void front_close(tl_conn *c, tl_conn_end how)
+{
+    pair *pr = tl_conn_data(c);
+    if (!pr)
+        return;
+    pr->front = NULL;
+    TL_LOG(pr->p->log, TL_LOG_DEBUG, "client connection ended: %s%s%s", tl_conn_end_name(how),
+           *tl_conn_error(c) ? ": " : "", tl_conn_error(c));
+    if (pr->back)
+        carry_end(pr->back, how);
+    note_end(pr, how);
+    maybe_free(pr);
+}
+
+/* ---- the backend's side --------------------------------------------------------------------- */
+
+static void back_read(tl_conn *c, const uint8_t *d, size_t n)
+{
+    pair *pr = tl_conn_data(c);
+    if (!pr->front)
+        return;
+    int rc = tl_conn_write(pr->front, d, n);
+    if (rc < 0)
+        return;   /* the client's side is closing (TLS 1.2 after its close_notify) */
+    bump(&pr->w->to_client, n);
+    if (rc == 1)
+        tl_conn_pause_read(c);
+}
+
+static void back_eof(tl_conn *c, tl_conn_end how)
+{
+    (void)how;
+    pair *pr = tl_conn_data(c);
+    pr->back_eof = true;
+    if (pr->front)
+        tl_conn_shutdown_write(pr->front);   /* close_notify; the client may go on sending */
+}
+
+static void back_drain(tl_conn *c)
+{
+    pair *pr = tl_conn_data(c);
+    if (pr->front)
+        tl_conn_resume_read(pr->front);
+}
+
+static void back_close(tl_conn *c, tl_conn_end how)
+{
+    pair *pr = tl_conn_data(c);
+    pr->back = NULL;
+    TL_LOG(pr->p->log, TL_LOG_DEBUG, "backend connection ended: %s%s%s", tl_conn_end_name(how),
+           *tl_conn_error(c) ? ": " : "", tl_conn_error(c));
+    if (!pr->back_up && !pr->front) {   /* the client left while we connected */
+        maybe_free(pr);
+        return;
+    }
+    if (!pr->back_up) {   /* refused or timed out: the next backend, if any */
+        size_t i = (pr->first + pr->tries - 1) % pr->p->nbackends;
+        bump(&pr->w->failures, 1);
+        TL_LOG(pr->p->log, TL_LOG_WARN, "backend %s: %s", pr->p->backends[i].name,
+               how == TL_END_TIMEOUT ? "no answer within connect-timeout" : tl_conn_error(c));
+        connect_next(pr);
+        return;
+    }
+    if (pr->front)
+        carry_end(pr->front, how);
+    note_end(pr, how);
+    maybe_free(pr);
+}
+
+/* ---- set-up --------------------------------------------------------------------------------- */
+
+static int resolve(backend *b, char *err, size_t errlen)
+{
+    char host[256], port[8];
+    if (split_host_port(b->name, host, sizeof host, port, sizeof port) != 0)
+        return tli_fmt(err, errlen, "backend %s: expected HOST:PORT", b->name), -1;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0 || !res) {
+        tli_fmt(err, errlen, "backend %s: %s", b->name, rc ? gai_strerror(rc) : "no address");
+        return -1;
+    }
+    memcpy(&b->addr, res->ai_addr, res->ai_addrlen);
+    b->addrlen = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+tl_proxy *tl_proxy_new(const tl_server_config *cfg, char *err, size_t errlen)
+{
+    tl_proxy *p = calloc(1, sizeof *p);
+    const char *names[MAX_BACKENDS];
+    size_t n = tl_server_config_values(cfg, "backend", names, MAX_BACKENDS);
+    if (!p) {
+        tli_fmt(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (n == 0) {
+        tli_fmt(err, errlen, "no backend: give at least one --backend HOST:PORT");
+        free(p);
+        return NULL;
+    }
+    if (tl_server_config_count(cfg, "backend") > MAX_BACKENDS) {
+        tli_fmt(err, errlen, "backend: at most %d", MAX_BACKENDS);
+        free(p);
+        return NULL;
+    }
+    if (!(p->backends = calloc(n, sizeof *p->backends))) {
+        tli_fmt(err, errlen, "out of memory");
+        free(p);
+        return NULL;
+    }
+    p->nbackends = n;
+    for (size_t i = 0; i < n; i++) {
+        if (!(p->backends[i].name = strdup(names[i]))) {
+            tli_fmt(err, errlen, "out of memory");
+            tl_proxy_free(p);
+            return NULL;
+        }
+        if (resolve(&p->backends[i], err, errlen) != 0) {
+            tl_proxy_free(p);
+            return NULL;
+        }
+    }
+    const char *v = tl_server_config_value(cfg, "connect-timeout");
+    uint64_t ms;
+    p->connect_timeout_ms = v && tl_server_parse_duration(v, &ms) == 0 ? ms
+                                                                        : DEFAULT_CONNECT_TIMEOUT_MS;
+    if (p->connect_timeout_ms > UINT32_MAX)
+        p->connect_timeout_ms = UINT32_MAX;
+    p->front_cbs = (tl_conn_cbs){.on_handshake = front_handshake, .on_read = front_read,
+                                 .on_eof = front_eof, .on_drain = front_drain,
+                                 .on_close = front_close};
+    p->back_cbs = (tl_conn_cbs){.on_connect = back_connected, .on_read = back_read,
+                                .on_eof = back_eof, .on_drain = back_drain,
+                                .on_close = back_close};
+    p->handler = (tl_server_handler){.cbs = &p->front_cbs, .on_open = front_open,
+                                     .on_drain = front_drain_server, .data = p,
+                                     .half_close = true};
+    return p;
+}
+
+const tl_server_handler *tl_proxy_handler(tl_proxy *p) { return &p->handler; }
+
+int tl_proxy_attach(tl_proxy *p, tl_server *srv, char *err, size_t errlen)
+{
+    p->log = tl_server_log(srv);
+    p->nworkers = tl_server_workers(srv);
+    if (!(p->workers = calloc(p->nworkers, sizeof *p->workers)))
+        return tli_fmt(err, errlen, "out of memory"), -1;
+    return 0;
+}
+
+void tl_proxy_free(tl_proxy *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->nbackends; i++)
+        free(p->backends[i].name);
+    free(p->backends);
+    free(p->workers);
+    free(p);
+}
+
+size_t tl_proxy_backends(const tl_proxy *p) { return p->nbackends; }
+
+const char *tl_proxy_backend_name(const tl_proxy *p, size_t i)
+{
+    return i < p->nbackends ? p->backends[i].name : NULL;
+}
+
+void tl_proxy_get_stats(tl_proxy *p, tl_proxy_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    for (unsigned i = 0; i < p->nworkers; i++) {
+        pworker *w = &p->workers[i];
+#define ADD(field, src) out->field += atomic_load_explicit(&w->src, memory_order_relaxed)
+        ADD(clients, clients);
+        ADD(active, active);
+        ADD(backend_connects, connects);
+        ADD(backend_failures, failures);
+        ADD(no_backend, no_backend);
+        ADD(bytes_to_backend, to_backend);
+        ADD(bytes_to_client, to_client);
+        ADD(ended_clean, clean);
+        ADD(ended_reset, reset);
+        ADD(ended_timeout, timeout);
+        ADD(ended_truncated, truncated);
+#undef ADD
+    }
+}
