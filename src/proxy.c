@@ -213,20 +213,19 @@ static void back_connected(tl_conn *back, bool ok)
         tl_conn_close(back);
         return;
     }
+    int rc = 0;
     if (tl_buf_len(&pr->early) > 0) {
         size_t n = tl_buf_len(&pr->early);
-        int rc = tl_conn_write(back, tl_buf_rptr(&pr->early), n);
+        rc = tl_conn_write(back, tl_buf_rptr(&pr->early), n);
         bump(&pr->w->to_backend, n);
         tl_buf_free(&pr->early);
         if (rc < 0)
             return;
-        if (rc == 1)
-            return;   /* the front stays paused until the back drains */
     }
     if (pr->front_eof)
-        front_done(pr);
-    else
-        tl_conn_resume_read(pr->front);
+        front_done(pr);   /* the client ended while we connected: FIN after what it sent */
+    else if (rc == 0)
+        tl_conn_resume_read(pr->front);   /* else it stays paused until the back drains */
 }
 
 static void connect_next(pair *pr)
@@ -305,6 +304,9 @@ static void front_read(tl_conn *c, const uint8_t *d, size_t n)
     pair *pr = tl_conn_data(c);
     if (!pr)
         return;
+    if (!pr->back) {   /* the backend's side is gone; its on_close ends this side */
+        return;
+    }
     if (!pr->back_up) {   /* reading is paused already; this was read before the pause */
         if (tl_buf_append(&pr->early, d, n) != 0)
             tl_conn_abort(c);
