@@ -23,6 +23,7 @@
 #include <tlsloop/engine.h>
 #include <tlsloop/log.h>
 #include <tlsloop/proxy.h>
+#include <tlsloop/proxyproto.h>
 
 #include "tli.h"
 
@@ -44,6 +45,7 @@ struct tl_proxy {
     backend *backends;
     size_t nbackends;
     uint64_t connect_timeout_ms;
+    int proxy_protocol;            /* 0, 1 or 2: the header each backend connection starts with */
     _Atomic uint64_t next;         /* round-robin cursor */
     tl_log *log;
     pworker *workers;
@@ -111,9 +113,18 @@ static int check_duration(const char *v, char *err, size_t errlen)
     return 0;
 }
 
+static int check_pp(const char *v, char *err, size_t errlen)
+{
+    if (v && (!strcmp(v, "v1") || !strcmp(v, "v2") || !strcmp(v, "off")))
+        return 0;
+    return tli_fmt(err, errlen, "expected v1, v2 or off"), -1;
+}
+
 static const tl_server_option OPTIONS[] = {
     {"backend", "HOST:PORT", "a TCP service to forward to (repeat for more: round-robin, the next "
      "one tried when one refuses); names are resolved at start", check_backend, true},
+    {"proxy-protocol", "v1|v2", "start each backend connection with a PROXY protocol header "
+     "saying who the client is; v2 also carries the TLS facts (default off)", check_pp, false},
     {"connect-timeout", "TIME", "a backend must accept within this, else the next is tried "
      "(default 5s)", check_duration, false},
 };
@@ -186,6 +197,81 @@ static void front_done(pair *pr)
 
 static void connect_next(pair *pr);
 
+/* The CN of an RFC 2253 subject ("CN=alice,O=Example"): into out, "" without one. */
+static void subject_cn(const char *subject, char *out, size_t cap)
+{
+    out[0] = 0;
+    for (const char *p = subject; p && *p;) {
+        if (!strncmp(p, "CN=", 3)) {
+            size_t n = 0;
+            for (p += 3; *p && *p != ',' && n + 1 < cap; p++) {
+                if (*p == '\\' && p[1])
+                    p++;   /* an escaped character: keep it, drop the backslash */
+                out[n++] = *p;
+            }
+            out[n] = 0;
+            return;
+        }
+        const char *comma = strchr(p, ',');
+        while (comma && comma > subject && comma[-1] == '\\')
+            comma = strchr(comma + 1, ',');
+        p = comma ? comma + 1 : NULL;
+    }
+}
+
+/* The PROXY header for the backend: the client's address (what the server knows: a PROXY
+ * header of a balancer in front, else the socket's peer), the address it connected to, and for
+ * v2 over TLS the TLS facts (PP2_TYPE_ALPN, AUTHORITY = SNI, SSL with VERSION, CIPHER, and CN of
+ * a client certificate). Returns the length, 0 when off, -1 when it could not be made. */
+static ssize_t pp_header(pair *pr, uint8_t *buf, size_t cap)
+{
+    socklen_t plen = 0;
+    const struct sockaddr *src = tl_server_conn_peer(pr->front, &plen);
+    struct sockaddr_storage dst;
+    socklen_t dlen = sizeof dst;
+    if (getsockname(tl_conn_fd(pr->front), (struct sockaddr *)&dst, &dlen) != 0 || !src ||
+        src->sa_family != dst.ss_family)
+        src = NULL;   /* v1 UNKNOWN / v2 LOCAL: the backend uses the connection's addresses */
+    if (pr->p->proxy_protocol == 1)
+        return tl_proxy_write_v1((char *)buf, cap, src, (struct sockaddr *)&dst);
+    tl_proxy_tlv_out tlvs[3];
+    size_t n = 0;
+    uint8_t ssl[512];
+    tl_engine_info info;
+    char cn[256];
+    if (tl_conn_is_tls(pr->front)) {
+        tl_engine_get_info(tl_conn_engine(pr->front), &info);
+        if (info.alpn[0])
+            tlvs[n++] = (tl_proxy_tlv_out){TL_PP2_ALPN, info.alpn, strlen(info.alpn)};
+        if (info.server_name)
+            tlvs[n++] = (tl_proxy_tlv_out){TL_PP2_AUTHORITY, info.server_name,
+                                           strlen(info.server_name)};
+        /* PP2_TYPE_SSL: client flags, the verify result (0: the certificate, if any, passed),
+         * then sub-TLVs. */
+        size_t len = 0;
+        ssl[len++] = 0x01 | (info.has_peer_cert ? 0x02 : 0);   /* PP2_CLIENT_SSL, CERT_CONN */
+        uint32_t verify = info.has_peer_cert && info.verify_result != 0 ? 1 : 0;
+        for (int i = 3; i >= 0; i--)
+            ssl[len++] = (uint8_t)(verify >> (8 * i));
+        subject_cn(info.has_peer_cert ? info.peer_subject : "", cn, sizeof cn);
+        const struct { uint8_t type; const char *v; } sub[] = {
+            {TL_PP2_SSL_VERSION, info.version}, {TL_PP2_SSL_CIPHER, info.cipher},
+            {TL_PP2_SSL_CN, cn[0] ? cn : NULL}};
+        for (size_t i = 0; i < sizeof sub / sizeof sub[0]; i++) {
+            size_t vl = sub[i].v ? strlen(sub[i].v) : 0;
+            if (!vl || len + 3 + vl > sizeof ssl)
+                continue;
+            ssl[len++] = sub[i].type;
+            ssl[len++] = (uint8_t)(vl >> 8);
+            ssl[len++] = (uint8_t)vl;
+            memcpy(ssl + len, sub[i].v, vl);
+            len += vl;
+        }
+        tlvs[n++] = (tl_proxy_tlv_out){TL_PP2_SSL, ssl, len};
+    }
+    return tl_proxy_write_v2(buf, cap, src, (struct sockaddr *)&dst, tlvs, n, false);
+}
+
 /* End the other side as this one ended: a reset becomes a reset (close with a zero linger sends
  * RST), any other failure an abort (no close_notify: the peer sees a truncation), a clean end or
  * a deadline a graceful close (what is queued goes first). */
@@ -214,6 +300,16 @@ static void back_connected(tl_conn *back, bool ok)
         return;
     }
     int rc = 0;
+    if (pr->p->proxy_protocol) {
+        uint8_t hdr[1024];
+        ssize_t n = pp_header(pr, hdr, sizeof hdr);
+        if (n <= 0 || tl_conn_write(back, hdr, (size_t)n) < 0) {
+            TL_LOG(pr->p->log, TL_LOG_ERROR, "proxy-protocol: the header could not be made");
+            tl_conn_abort(back);
+            tl_conn_close(pr->front);
+            return;
+        }
+    }
     if (tl_buf_len(&pr->early) > 0) {
         size_t n = tl_buf_len(&pr->early);
         rc = tl_conn_write(back, tl_buf_rptr(&pr->early), n);
@@ -469,6 +565,8 @@ tl_proxy *tl_proxy_new(const tl_server_config *cfg, char *err, size_t errlen)
     uint64_t ms;
     p->connect_timeout_ms = v && tl_server_parse_duration(v, &ms) == 0 ? ms
                                                                         : DEFAULT_CONNECT_TIMEOUT_MS;
+    v = tl_server_config_value(cfg, "proxy-protocol");
+    p->proxy_protocol = v && !strcmp(v, "v1") ? 1 : v && !strcmp(v, "v2") ? 2 : 0;
     if (p->connect_timeout_ms > UINT32_MAX)
         p->connect_timeout_ms = UINT32_MAX;
     p->front_cbs = (tl_conn_cbs){.on_handshake = front_handshake, .on_read = front_read,

@@ -4,9 +4,9 @@
  * a thin program over it.
  *
  * Setting up, as with tlsloop/httpd.h: tl_proxy_config_init adds the proxy's options (backend,
- * connect-timeout; tl_proxy_usage lists them) to a server configuration; tl_proxy_new reads them
- * (backend names are resolved then, once); tl_proxy_handler gives the handler for tl_server_new,
- * and tl_proxy_attach ties the two together before tl_server_run.
+ * connect-timeout, proxy-protocol; tl_proxy_usage lists them) to a server configuration;
+ * tl_proxy_new reads them (backend names are resolved then, once); tl_proxy_handler gives the
+ * handler for tl_server_new, and tl_proxy_attach ties the two together before tl_server_run.
  *
  * Each accepted connection (TLS or plain, per listener) gets its own connection to a backend,
  * chosen round-robin; one that refuses, or does not answer within connect-timeout, is logged and
@@ -14,6 +14,10 @@
  * connection is closed (close_notify) and the reason is in the log. Over TLS the backend is
  * connected after the handshake, so a client that never completes one costs the backend nothing;
  * what the client sends before the backend is up waits (reading pauses).
+ *
+ * With proxy-protocol v1 or v2, each backend connection starts with a PROXY header saying who the
+ * client is (tlsloop/proxyproto.h writes it); v2 adds, over TLS, ALPN, the SNI name and the TLS
+ * facts (version, cipher, and a client certificate's CN).
  *
  * Bytes flow both ways with backpressure on both legs: while one side's write queue is above its
  * high-water mark, the other side is not read, so memory per connection stays bounded whatever

@@ -6,7 +6,8 @@ Covers: echo over TLS 1.3, TLS 1.2 and a plain listener; 64 MiB both ways with a
 either side and the proxy's RSS bounded (1 GiB with SOAK=1); half-close carried both ways (TLS 1.3
 and plain); a backend that is down (the client gets close_notify, the log says why); one of two
 backends down (every client served); resets carried as resets, either way; SIGTERM during a
-transfer (it finishes); curl and s_client through the proxy to an HTTP backend; option errors.
+transfer (it finishes); PROXY protocol v1 and v2 (with the TLS facts) to the backend; curl and
+s_client through the proxy to an HTTP backend; option errors.
 
 Runs from the repository root; TLSLOOP_BUILD names the build directory (build/ by default).
 Ends with "N passed, N failed".
@@ -405,6 +406,109 @@ def backend_reset_is_carried(cert):
         be.close()
 
 
+def read_exact(c, n):
+    buf = b""
+    while len(buf) < n:
+        d = c.recv(n - len(buf))
+        if not d:
+            raise AssertionError(f"EOF after {len(buf)} of {n} bytes")
+        buf += d
+    return buf
+
+
+def parse_pp2(c):
+    """Read a PROXY v2 header: (src, sport, dst, dport, {tlv type: value}, {ssl sub-TLVs}, ssl
+    client flags)."""
+    head = read_exact(c, 16)
+    assert head[:12] == b"\r\n\r\n\x00\r\nQUIT\n", head
+    assert head[12] == 0x21 and head[13] == 0x11, head   # v2 PROXY, TCP over IPv4
+    body = read_exact(c, struct.unpack("!H", head[14:16])[0])
+    src, dst = socket.inet_ntoa(body[0:4]), socket.inet_ntoa(body[4:8])
+    sport, dport = struct.unpack("!HH", body[8:12])
+    tlvs, i = {}, 12
+    while i < len(body):
+        t, n = body[i], struct.unpack("!H", body[i + 1:i + 3])[0]
+        tlvs[t] = body[i + 3:i + 3 + n]
+        i += 3 + n
+    sub, flags = {}, None
+    if 0x20 in tlvs:
+        v = tlvs[0x20]
+        flags, j = v[0], 5
+        while j < len(v):
+            t, n = v[j], struct.unpack("!H", v[j + 1:j + 3])[0]
+            sub[t] = v[j + 3:j + 3 + n]
+            j += 3 + n
+    return src, sport, dst, dport, tlvs, sub, flags
+
+
+def tls_connect_ctx(port, ctx):
+    raw = socket.create_connection(("127.0.0.1", port), timeout=20 * SLOW)
+    return ctx.wrap_socket(raw, server_hostname="localhost")
+
+
+@test
+def proxy_protocol_v1_and_v2_to_the_backend(cert):
+    seen = []
+    client = (f"{TMP}/client.pem", f"{TMP}/client.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=client one/O=Test",
+                    "-days", "2", "-keyout", client[1], "-out", client[0]], check=True,
+                   capture_output=True)
+
+    def v1(c):
+        line = b""
+        while not line.endswith(b"\r\n"):
+            line += read_exact(c, 1)
+        seen.append(line.decode())
+        echo(c)
+
+    def v2(c):
+        seen.append(parse_pp2(c))
+        echo(c)
+    for version, handler in (("v1", v1), ("v2", v2)):
+        seen.clear()
+        be = Backend(handler)
+        px = Proxy(cert, be.port, extra=("--proxy-protocol", version, "--alpn", "h2,http/1.1",
+                                          "--client-ca", client[0], "--client-cert", "optional"))
+        try:
+            ctx = ctx_for(cert)
+            ctx.set_alpn_protocols(["http/1.1"])
+            raw = socket.create_connection(("127.0.0.1", px.tls), timeout=20 * SLOW)
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                echo_roundtrip(s, b"after the header")
+                me, cipher = s.getsockname(), s.cipher()[0]
+                deadline = time.monotonic() + 10 * SLOW
+                while not seen and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            if version == "v1":
+                assert seen == [f"PROXY TCP4 127.0.0.1 127.0.0.1 {me[1]} {px.tls}\r\n"], seen
+            else:
+                src, sport, dst, dport, tlvs, sub, flags = seen[0]
+                assert (src, sport, dst, dport) == ("127.0.0.1", me[1], "127.0.0.1", px.tls)
+                assert tlvs.get(0x01) == b"http/1.1", tlvs             # ALPN
+                assert tlvs.get(0x02) == b"localhost", tlvs            # AUTHORITY (SNI)
+                assert flags == 0x01, flags                            # TLS, no client cert
+                assert sub.get(0x21) == b"TLSv1.3", sub                # version
+                assert sub.get(0x23) == cipher.encode(), sub            # cipher
+                assert 0x22 not in sub, sub                            # no client CN
+            with socket.create_connection(("127.0.0.1", px.plain), timeout=20 * SLOW) as p:
+                echo_roundtrip(p, b"plain")   # a plain client gets a header too, without TLS facts
+            if version == "v2":   # mTLS: the client certificate's CN goes along
+                seen.clear()
+                ctx = ctx_for(cert)
+                ctx.load_cert_chain(client[0], client[1])
+                with tls_connect_ctx(px.tls, ctx) as s:
+                    echo_roundtrip(s, b"with a certificate")
+                deadline = time.monotonic() + 10 * SLOW
+                while not seen and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                flags, sub = seen[0][6], seen[0][5]
+                assert flags == 0x03 and sub.get(0x22) == b"client one", (flags, sub)
+        finally:
+            assert px.stop() == 0
+            be.close()
+
+
 @test
 def client_reset_is_carried(cert):
     outcomes = []
@@ -512,6 +616,7 @@ def main():
         tests = [echo_tls13_tls12_and_plain, big_both_ways_slow_readers_rss_bounded,
                  half_close_carried_tls13_and_plain, backend_down_client_gets_close_notify,
                  one_of_two_backends_down, backend_reset_is_carried, client_reset_is_carried,
+                 proxy_protocol_v1_and_v2_to_the_backend,
                  sigterm_during_a_transfer_lets_it_finish, curl_and_s_client_through_the_proxy,
                  option_errors]
         run_selected(tests, cert)
