@@ -65,7 +65,10 @@ typedef struct pair {
     tl_conn_end end;               /* clean, or the first other end seen on either side */
 } pair;
 
-static void bump(_Atomic uint64_t *v, uint64_t n) { atomic_fetch_add_explicit(v, n, memory_order_relaxed); }
+static void bump(_Atomic uint64_t *v, uint64_t n)
+{
+    atomic_fetch_add_explicit(v, n, memory_order_relaxed);
+}
 
 /* ---- options ------------------------------------------------------------------------------ */
 
@@ -83,7 +86,8 @@ static int split_host_port(const char *v, char *host, size_t hostcap, char *port
         colon = end + 1;
     } else {
         colon = strrchr(v, ':');
-        if (!colon || colon == v || (size_t)(colon - v) >= hostcap || memchr(v, ':', (size_t)(colon - v)))
+        if (!colon || colon == v || (size_t)(colon - v) >= hostcap ||
+            memchr(v, ':', (size_t)(colon - v)))   /* a bare IPv6 address needs brackets */
             return -1;
         memcpy(host, v, (size_t)(colon - v));
         host[colon - v] = 0;
@@ -563,8 +567,8 @@ tl_proxy *tl_proxy_new(const tl_server_config *cfg, char *err, size_t errlen)
     }
     const char *v = tl_server_config_value(cfg, "connect-timeout");
     uint64_t ms;
-    p->connect_timeout_ms = v && tl_server_parse_duration(v, &ms) == 0 ? ms
-                                                                        : DEFAULT_CONNECT_TIMEOUT_MS;
+    p->connect_timeout_ms =
+        v && tl_server_parse_duration(v, &ms) == 0 ? ms : DEFAULT_CONNECT_TIMEOUT_MS;
     v = tl_server_config_value(cfg, "proxy-protocol");
     p->proxy_protocol = v && !strcmp(v, "v1") ? 1 : v && !strcmp(v, "v2") ? 2 : 0;
     if (p->connect_timeout_ms > UINT32_MAX)
