@@ -24,6 +24,7 @@
 #include <tlsloop/log.h>
 #include <tlsloop/proxy.h>
 #include <tlsloop/proxyproto.h>
+#include <tlsloop/tls_ctx.h>
 
 #include "tli.h"
 
@@ -32,6 +33,7 @@
 
 typedef struct backend {
     char *name;                    /* as configured */
+    char *verify_name;             /* backend-tls: the name verified and sent as SNI */
     struct sockaddr_storage addr;
     socklen_t addrlen;
 } backend;
@@ -46,6 +48,7 @@ struct tl_proxy {
     size_t nbackends;
     uint64_t connect_timeout_ms;
     int proxy_protocol;            /* 0, 1 or 2: the header each backend connection starts with */
+    tl_tls_ctx *backend_tls;       /* backend-tls: our client configuration; NULL: plain TCP */
     _Atomic uint64_t next;         /* round-robin cursor */
     tl_log *log;
     pworker *workers;
@@ -129,6 +132,12 @@ static const tl_server_option OPTIONS[] = {
      "one tried when one refuses); names are resolved at start", check_backend, true},
     {"proxy-protocol", "v1|v2", "start each backend connection with a PROXY protocol header "
      "saying who the client is; v2 also carries the TLS facts (default off)", check_pp, false},
+    {"backend-tls", "", "connect to the backends over TLS, verifying their certificate chain and "
+     "name (default off)", NULL, false},
+    {"backend-ca", "FILE", "CA certificates the backends' chains must lead to (default: the "
+     "system store)", NULL, false},
+    {"backend-name", "NAME", "the name backends' certificates must carry, sent as SNI (default: "
+     "each backend's HOST)", NULL, false},
     {"connect-timeout", "TIME", "a backend must accept within this, else the next is tried "
      "(default 5s)", check_duration, false},
 };
@@ -292,11 +301,9 @@ static void carry_end(tl_conn *other, tl_conn_end how)
     tl_conn_abort(other);
 }
 
-static void back_connected(tl_conn *back, bool ok)
+/* The backend connection is usable: TCP connected, or over TLS the handshake verified. */
+static void back_established(pair *pr, tl_conn *back)
 {
-    pair *pr = tl_conn_data(back);
-    if (!ok)
-        return;   /* on_close follows, and tries the next backend */
     pr->back_up = true;
     bump(&pr->w->connects, 1);
     if (!pr->front) {
@@ -328,6 +335,18 @@ static void back_connected(tl_conn *back, bool ok)
         tl_conn_resume_read(pr->front);   /* else it stays paused until the back drains */
 }
 
+static void back_connected(tl_conn *back, bool ok)
+{
+    if (ok && !tl_conn_is_tls(back))   /* else on_close follows and tries the next backend */
+        back_established(tl_conn_data(back), back);
+}
+
+static void back_handshake(tl_conn *back, bool ok)
+{
+    if (ok)   /* a failed one (verification, say) ends in on_close: the next backend */
+        back_established(tl_conn_data(back), back);
+}
+
 static void connect_next(pair *pr)
 {
     tl_proxy *p = pr->p;
@@ -335,6 +354,8 @@ static void connect_next(pair *pr)
         backend *b = &p->backends[(pr->first + pr->tries) % p->nbackends];
         pr->tries++;
         tl_conn_opts o = {.half_close = true,
+                          .tls = p->backend_tls,
+                          .server_name = b->verify_name,
                           .handshake_timeout_ms = (uint32_t)p->connect_timeout_ms,
                           .cbs = &p->back_cbs,
                           .data = pr};
@@ -511,7 +532,7 @@ static void back_close(tl_conn *c, tl_conn_end how)
 
 /* ---- set-up --------------------------------------------------------------------------------- */
 
-static int resolve(backend *b, char *err, size_t errlen)
+static int resolve(backend *b, const char *verify_name, char *err, size_t errlen)
 {
     char host[256], port[8];
     if (split_host_port(b->name, host, sizeof host, port, sizeof port) != 0)
@@ -526,6 +547,21 @@ static int resolve(backend *b, char *err, size_t errlen)
     memcpy(&b->addr, res->ai_addr, res->ai_addrlen);
     b->addrlen = res->ai_addrlen;
     freeaddrinfo(res);
+    if (!(b->verify_name = strdup(verify_name ? verify_name : host)))
+        return tli_fmt(err, errlen, "out of memory"), -1;
+    return 0;
+}
+
+/* Our client configuration for TLS backends: verification on (chain and name), their CA file. */
+static int setup_backend_tls(tl_proxy *p, const tl_server_config *cfg, char *err, size_t errlen)
+{
+    const char *ca = tl_server_config_value(cfg, "backend-ca");
+    if (!(p->backend_tls = tl_tls_ctx_new(TL_ROLE_CLIENT)))
+        return tli_fmt(err, errlen, "out of memory"), -1;
+    if ((ca && tl_tls_ctx_set_ca_file(p->backend_tls, ca) != 0) ||
+        tl_tls_ctx_freeze(p->backend_tls) != 0)
+        return tli_fmt(err, errlen, "%s: %s", ca ? "backend-ca" : "backend-tls",
+                       tl_tls_ctx_error(p->backend_tls)), -1;
     return 0;
 }
 
@@ -560,7 +596,8 @@ tl_proxy *tl_proxy_new(const tl_server_config *cfg, char *err, size_t errlen)
             tl_proxy_free(p);
             return NULL;
         }
-        if (resolve(&p->backends[i], err, errlen) != 0) {
+        if (resolve(&p->backends[i], tl_server_config_value(cfg, "backend-name"), err,
+                    errlen) != 0) {
             tl_proxy_free(p);
             return NULL;
         }
@@ -569,6 +606,11 @@ tl_proxy *tl_proxy_new(const tl_server_config *cfg, char *err, size_t errlen)
     uint64_t ms;
     p->connect_timeout_ms =
         v && tl_server_parse_duration(v, &ms) == 0 ? ms : DEFAULT_CONNECT_TIMEOUT_MS;
+    v = tl_server_config_value(cfg, "backend-tls");
+    if (v && !strcmp(v, "on") && setup_backend_tls(p, cfg, err, errlen) != 0) {
+        tl_proxy_free(p);
+        return NULL;
+    }
     v = tl_server_config_value(cfg, "proxy-protocol");
     p->proxy_protocol = v && !strcmp(v, "v1") ? 1 : v && !strcmp(v, "v2") ? 2 : 0;
     if (p->connect_timeout_ms > UINT32_MAX)
@@ -576,7 +618,8 @@ tl_proxy *tl_proxy_new(const tl_server_config *cfg, char *err, size_t errlen)
     p->front_cbs = (tl_conn_cbs){.on_handshake = front_handshake, .on_read = front_read,
                                  .on_eof = front_eof, .on_drain = front_drain,
                                  .on_close = front_close};
-    p->back_cbs = (tl_conn_cbs){.on_connect = back_connected, .on_read = back_read,
+    p->back_cbs = (tl_conn_cbs){.on_connect = back_connected, .on_handshake = back_handshake,
+                                .on_read = back_read,
                                 .on_eof = back_eof, .on_drain = back_drain,
                                 .on_close = back_close};
     p->handler = (tl_server_handler){.cbs = &p->front_cbs, .on_open = front_open,
@@ -600,8 +643,11 @@ void tl_proxy_free(tl_proxy *p)
 {
     if (!p)
         return;
-    for (size_t i = 0; i < p->nbackends; i++)
+    for (size_t i = 0; i < p->nbackends; i++) {
         free(p->backends[i].name);
+        free(p->backends[i].verify_name);
+    }
+    tl_tls_ctx_free(p->backend_tls);
     free(p->backends);
     free(p->workers);
     free(p);

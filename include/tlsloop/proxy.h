@@ -4,9 +4,10 @@
  * a thin program over it.
  *
  * Setting up, as with tlsloop/httpd.h: tl_proxy_config_init adds the proxy's options (backend,
- * connect-timeout, proxy-protocol; tl_proxy_usage lists them) to a server configuration;
- * tl_proxy_new reads them (backend names are resolved then, once); tl_proxy_handler gives the
- * handler for tl_server_new, and tl_proxy_attach ties the two together before tl_server_run.
+ * connect-timeout, proxy-protocol, backend-tls; tl_proxy_usage lists them) to a server
+ * configuration; tl_proxy_new reads them (backend names are resolved then, once);
+ * tl_proxy_handler gives the handler for tl_server_new, and tl_proxy_attach ties the two together
+ * before tl_server_run.
  *
  * Each accepted connection (TLS or plain, per listener) gets its own connection to a backend,
  * chosen round-robin; one that refuses, or does not answer within connect-timeout, is logged and
@@ -14,6 +15,9 @@
  * connection is closed (close_notify) and the reason is in the log. Over TLS the backend is
  * connected after the handshake, so a client that never completes one costs the backend nothing;
  * what the client sends before the backend is up waits (reading pauses).
+ *
+ * With backend-tls the backend connections are TLS too, verified (chain to backend-ca, name
+ * backend-name or the backend's host); one that fails verification counts as refused.
  *
  * With proxy-protocol v1 or v2, each backend connection starts with a PROXY header saying who the
  * client is (tlsloop/proxyproto.h writes it); v2 adds, over TLS, ALPN, the SNI name and the TLS

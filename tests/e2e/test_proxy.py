@@ -6,7 +6,8 @@ Covers: echo over TLS 1.3, TLS 1.2 and a plain listener; 64 MiB both ways with a
 either side and the proxy's RSS bounded (1 GiB with SOAK=1); half-close carried both ways (TLS 1.3
 and plain); a backend that is down (the client gets close_notify, the log says why); one of two
 backends down (every client served); resets carried as resets, either way; SIGTERM during a
-transfer (it finishes); PROXY protocol v1 and v2 (with the TLS facts) to the backend; curl and
+transfer (it finishes); PROXY protocol v1 and v2 (with the TLS facts) to the backend; a
+backend over TLS, verified (a wrong name is refused); curl and
 s_client through the proxy to an HTTP backend; option errors.
 
 Runs from the repository root; TLSLOOP_BUILD names the build directory (build/ by default).
@@ -509,6 +510,55 @@ def proxy_protocol_v1_and_v2_to_the_backend(cert):
             be.close()
 
 
+class TlsBackend(Backend):
+    """A Backend whose connections are TLS (our test certificate), for --backend-tls."""
+
+    def __init__(self, handler, cert):
+        sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        sctx.load_cert_chain(cert[0], cert[1])
+
+        def wrapped(c):
+            c.settimeout(20 * SLOW)
+            with sctx.wrap_socket(c, server_side=True) as t:
+                handler(t)
+        super().__init__(wrapped)
+
+
+def tls_echo(t):
+    while True:
+        d = t.recv(65536)
+        if not d:
+            break
+        t.sendall(d)
+    t.unwrap()
+
+
+@test
+def backend_over_tls_verified(cert):
+    be = TlsBackend(tls_echo, cert)
+    px = Proxy(cert, be.port, extra=("--backend-tls", "--backend-ca", cert[0],
+                                     "--backend-name", "localhost"))
+    try:
+        with tls_connect(px.tls, cert) as s:
+            echo_roundtrip(s, os.urandom(200000))
+        with socket.create_connection(("127.0.0.1", px.plain), timeout=20 * SLOW) as p:
+            echo_roundtrip(p, b"plain in, TLS out")
+    finally:
+        assert px.stop() == 0
+    # A name the backend's certificate does not carry: refused, like a backend that is down.
+    px = Proxy(cert, be.port, extra=("--backend-tls", "--backend-ca", cert[0],
+                                     "--backend-name", "other.example"))
+    try:
+        with tls_connect(px.tls, cert) as s:
+            s.sendall(b"hello")
+            assert s.recv(100) == b""
+        wait_log(px, r"backend 127\.0\.0\.1:\d+: .*(verif|name|mismatch)")
+        wait_log(px, r"no backend answered")
+    finally:
+        assert px.stop() == 0
+        be.close()
+
+
 @test
 def client_reset_is_carried(cert):
     outcomes = []
@@ -591,6 +641,8 @@ def option_errors(cert):
         (["--listen", "0,plain", "--backend", "127.0.0.1:80", "--connect-timeout", "soon"],
          "duration"),
         (["--bogus"], "unknown option --bogus"),
+        (["--listen", "0,plain", "--backend", "127.0.0.1:80", "--backend-tls", "--backend-ca",
+          "/nonexistent.pem"], "backend-ca: /nonexistent.pem"),
     ]
     for args, want in cases:
         r = subprocess.run([TLSLOOP, "proxy", *args], capture_output=True, text=True,
@@ -616,7 +668,7 @@ def main():
         tests = [echo_tls13_tls12_and_plain, big_both_ways_slow_readers_rss_bounded,
                  half_close_carried_tls13_and_plain, backend_down_client_gets_close_notify,
                  one_of_two_backends_down, backend_reset_is_carried, client_reset_is_carried,
-                 proxy_protocol_v1_and_v2_to_the_backend,
+                 proxy_protocol_v1_and_v2_to_the_backend, backend_over_tls_verified,
                  sigterm_during_a_transfer_lets_it_finish, curl_and_s_client_through_the_proxy,
                  option_errors]
         run_selected(tests, cert)
