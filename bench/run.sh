@@ -11,11 +11,14 @@
 #   5. bench_validate: tlsloop bench against wrk (keep-alive requests/s within 10%), its handshake
 #      counts against the servers' own (tlsloop's /metrics, nginx's $ssl_session_reused), and
 #      what one generator thread can drive (about 1.5 minutes)
-#   6. storm: p99 of established connections during a full-handshake flood (bench/storm.sh; one
+#   6. proxy_bench: tlsloop proxy against HAProxy and stunnel (handshakes/s, keep-alive requests/s,
+#      MB/s, p99, and the proxy's CPU per operation; about 4.5 minutes)
+#   7. storm: p99 of established connections during a full-handshake flood (bench/storm.sh; one
 #      round of 5 s runs, about 35 s)
 # Knobs: BENCH_ARGS go to bench_engine (e.g. --quick); IDLE_CONNS sets the connection count;
 # NGINX_ARGS replace perf's arguments (e.g. "--quick"), NGINX=0 skips
-# it and bench_validate; VALIDATE=0 skips bench_validate alone; STORM_ARGS replace the storm's
+# it and bench_validate; VALIDATE=0 skips bench_validate alone; PROXY=0 skips proxy_bench,
+# PROXY_ARGS replace its arguments; STORM_ARGS replace the storm's
 # arguments (STORM_ARGS=" " for the documented 3-round run, about 2.5 minutes), STORM=0 skips it.
 set -u
 cd "$(dirname "$0")/.."
@@ -44,6 +47,12 @@ if [ "${NGINX:-1}" != 0 ] && [ "${VALIDATE:-1}" != 0 ]; then
     echo
     echo "=== bench_validate"
     python3 bench/bench_validate.py --build "$BUILD" || rc=1
+fi
+if [ "${PROXY:-1}" != 0 ]; then
+    echo
+    echo "=== proxy_bench ${PROXY_ARGS:-}"
+    # shellcheck disable=SC2086 # the arguments are words on purpose
+    python3 bench/proxy_bench.py --build "$BUILD" --write-docs ${PROXY_ARGS:-} || rc=1
 fi
 if [ "${STORM:-1}" != 0 ]; then
     storm_args=${STORM_ARGS-"--rounds 1 --duration 5 --warmup 1"}

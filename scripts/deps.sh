@@ -28,6 +28,8 @@ BENCH_PACKAGES=(
     wrk                 # keep-alive, resumption and bulk load
     util-linux          # taskset and prlimit: servers on CPU 0, load on CPU 1, fd limits
     gnuplot-nox         # the chart of bench/perf.py (docs/perf.png)
+    haproxy             # bench/proxy_bench.py: tlsloop proxy against HAProxy in TCP mode
+    stunnel4            # and against stunnel
 )
 if [[ ${1:-} == --bench ]]; then
     PACKAGES=("${BENCH_PACKAGES[@]}")
