@@ -98,31 +98,30 @@ def bench(binary, *args):
         raise SystemExit(f"proxy_bench: tlsloop bench gave no report: {r.stderr[-400:]}")
 
 
+def measured(binary, pid, *args):
+    """One tlsloop bench run, with the proxy's CPU seconds over it and the operations it did."""
+    c0 = cpu_seconds(pid)
+    rep = bench(binary, *args)
+    cpu = cpu_seconds(pid) - c0
+    return rep, cpu, rep["requests_per_s"] * (rep["seconds"] + 1)   # warm-up included
+
+
 def run_workloads(binary, pid, duration):
     base = f"https://127.0.0.1:{PROXY_PORT}"
-    d = [f"-d", f"{duration}s", "--warmup", "1s"]
+    d = ["-d", f"{duration}s", "--warmup", "1s"]
     out = {}
-    c0 = cpu_seconds(pid)
-    rep = bench(binary, "--new-conn", "-c", "16", *d, f"{base}/hello.txt")
-    c1 = cpu_seconds(pid)
-    ops = rep["requests_per_s"] * (rep["seconds"] + 1)
-    out["H"] = {"rate": rep["handshakes"]["full_per_s"], "us": (c1 - c0) / ops * 1e6,
-                "errors": rep["errors_total"], "gen": rep["generator_cpu_percent"]}
-    c0 = cpu_seconds(pid)
-    rep = bench(binary, "-c", "50", *d, f"{base}/hello.txt")
-    c1 = cpu_seconds(pid)
-    ops = rep["requests_per_s"] * (rep["seconds"] + 1)
-    out["K"] = {"rate": rep["requests_per_s"], "us": (c1 - c0) / ops * 1e6,
-                "errors": rep["errors_total"], "gen": rep["generator_cpu_percent"]}
-    c0 = cpu_seconds(pid)
-    rep = bench(binary, "-c", "4", *d, f"{base}/big.bin")
-    c1 = cpu_seconds(pid)
-    mb = rep["requests_per_s"] * BIG / 1e6
-    out["M"] = {"rate": mb, "us": (c1 - c0) / (mb * (rep["seconds"] + 1)) * 1e6,
-                "errors": rep["errors_total"], "gen": rep["generator_cpu_percent"]}
-    rep = bench(binary, "--rate", "1000", "-c", "20", *d, f"{base}/hello.txt")
-    out["P"] = {"rate": rep["latency_ms"]["p99"], "us": float("nan"),
-                "errors": rep["errors_total"], "gen": rep["generator_cpu_percent"]}
+
+    def row(rep, rate, us):
+        return {"rate": rate, "us": us, "errors": rep["errors_total"],
+                "gen": rep["generator_cpu_percent"]}
+    rep, cpu, ops = measured(binary, pid, "--new-conn", "-c", "16", *d, f"{base}/hello.txt")
+    out["H"] = row(rep, rep["handshakes"]["full_per_s"], cpu / ops * 1e6)
+    rep, cpu, ops = measured(binary, pid, "-c", "50", *d, f"{base}/hello.txt")
+    out["K"] = row(rep, rep["requests_per_s"], cpu / ops * 1e6)
+    rep, cpu, ops = measured(binary, pid, "-c", "4", *d, f"{base}/big.bin")
+    out["M"] = row(rep, rep["requests_per_s"] * BIG / 1e6, cpu / (ops * BIG / 1e6) * 1e6)
+    rep, _, _ = measured(binary, pid, "--rate", "1000", "-c", "20", *d, f"{base}/hello.txt")
+    out["P"] = row(rep, rep["latency_ms"]["p99"], float("nan"))
     return out
 
 

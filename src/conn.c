@@ -418,18 +418,30 @@ int tl_conn_write(tl_conn *c, const void *data, size_t len)
     return after_write(c);
 }
 
-int tl_conn_writev(tl_conn *c, const struct iovec *iov, int iovcnt)
+static size_t iov_total(const struct iovec *iov, int iovcnt)
 {
-    if (!writable(c))
-        return -1;
-    /* Gathered into the queue, the pieces go out as few TLS records (or one send) together. */
     size_t total = 0;
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
+    return total;
+}
+
+/* Gathered into the queue, the pieces go out as few TLS records (or one send) together. */
+static int queue_iov(tl_conn *c, const struct iovec *iov, int iovcnt, size_t total)
+{
     if (tl_buf_reserve(&c->wq, total) != 0)
         return out_of_queue_memory(c);
     for (int i = 0; i < iovcnt; i++)
         tl_buf_append(&c->wq, iov[i].iov_base, iov[i].iov_len);
+    return 0;
+}
+
+int tl_conn_writev(tl_conn *c, const struct iovec *iov, int iovcnt)
+{
+    if (!writable(c))
+        return -1;
+    if (queue_iov(c, iov, iovcnt, iov_total(iov, iovcnt)) != 0)
+        return -1;
     if (c->state == ST_OPEN && !flush_output(c))
         return -1;
     return after_write(c);
@@ -873,22 +885,15 @@ void tl_conn_close(tl_conn *c)
 
 int tl_conn_writev_close(tl_conn *c, const struct iovec *iov, int iovcnt)
 {
-    size_t total = 0;
-    for (int i = 0; i < iovcnt; i++)
-        total += iov[i].iov_len;
+    size_t total = iov_total(iov, iovcnt);
     if (c->state != ST_OPEN || queued(c) > 0 || !c->type->write_close ||
         total > TL_CONN_WRITE_BUDGET) {
         int rc = tl_conn_writev(c, iov, iovcnt);
         tl_conn_close(c);
         return rc < 0 ? -1 : 0;
     }
-    /* One contiguous buffer, so the pieces become as few records as possible. */
-    if (tl_buf_reserve(&c->wq, total) != 0) {
-        out_of_queue_memory(c);
+    if (queue_iov(c, iov, iovcnt, total) != 0)
         return -1;
-    }
-    for (int i = 0; i < iovcnt; i++)
-        tl_buf_append(&c->wq, iov[i].iov_base, iov[i].iov_len);
     tl_result r = c->type->write_close(c, tl_buf_rptr(&c->wq), total);
     tl_buf_consume(&c->wq, r.consumed);
     c->bytes_out += r.consumed;

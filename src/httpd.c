@@ -28,14 +28,6 @@
 
 /* ---- options ---------------------------------------------------------------------------- */
 
-static int check_duration(const char *v, char *err, size_t errlen)
-{
-    uint64_t ms;
-    if (tl_server_parse_duration(v, &ms) != 0 || ms == 0)
-        return tli_fmt(err, errlen, "expected a duration above 0 such as 500ms, 10s or 2m"), -1;
-    return 0;
-}
-
 static int check_size(const char *v, char *err, size_t errlen)
 {
     uint64_t n;
@@ -77,11 +69,11 @@ static const tl_server_option OPTIONS[] = {
     {"redirect-https", "", "plain listeners redirect every request to HTTPS (default off)", NULL,
      false},
     {"header-timeout", "TIME", "a request head must arrive within this of its first byte "
-     "(default 10s; then 408)", check_duration, false},
+     "(default 10s; then 408)", tl_server_check_duration, false},
     {"body-timeout", "TIME", "a request body must arrive within this (default 30s)",
-     check_duration, false},
+     tl_server_check_duration, false},
     {"keepalive-timeout", "TIME", "close a connection waiting this long for its next request "
-     "(default 60s)", check_duration, false},
+     "(default 60s)", tl_server_check_duration, false},
     {"max-header-size", "SIZE", "largest request head (default 16k; above: 414 or 431)",
      check_header_size, false},
     {"max-body", "SIZE", "largest request body read and discarded (default 1m; above: 413)",
@@ -297,9 +289,10 @@ static int send_reply(hconn *hc, const reqview *rv, reply *r, bool streams)
     if ((size_t)n >= sizeof head)
         n = (int)sizeof head - 1;   /* cannot happen: the parts are bounded */
     struct iovec iov[2] = {{head, (size_t)n}, {(void *)r->body, rv->head ? 0 : r->body_len}};
+    int niov = iov[1].iov_len ? 2 : 1;
     /* An answer that ends the connection takes close_notify along in the same send. */
-    int rc = r->close && !streams ? tl_conn_writev_close(hc->c, iov, iov[1].iov_len ? 2 : 1)
-                                  : tl_conn_writev(hc->c, iov, iov[1].iov_len ? 2 : 1);
+    int rc = r->close && !streams ? tl_conn_writev_close(hc->c, iov, niov)
+                                  : tl_conn_writev(hc->c, iov, niov);
     hbump(&w->st.status[r->status / 100 % 6], 1);
     if (r->status == 304)
         hbump(&w->st.not_modified, 1);

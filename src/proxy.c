@@ -8,8 +8,9 @@
  * (tl_conn_write returns 1) pauses reading on the sending side; the receiving side's on_drain
  * resumes it. So each direction holds at most one queue's worth plus one read.
  *
- * Counters are per worker (plain stores on the worker's thread, read with relaxed atomics by
- * tl_proxy_get_stats), except the round-robin cursor, which every worker shares.
+ * Counters are per worker: only the worker's thread writes them (a relaxed load and store, no
+ * locked add on the per-read path), tl_proxy_get_stats reads them from any thread. The
+ * round-robin cursor is the one value every worker updates.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -46,7 +47,7 @@ typedef struct pworker {
 struct tl_proxy {
     backend *backends;
     size_t nbackends;
-    uint64_t connect_timeout_ms;
+    uint32_t connect_timeout_ms;   /* tl_server_parse_duration caps durations at 2^32 ms */
     int proxy_protocol;            /* 0, 1 or 2: the header each backend connection starts with */
     tl_tls_ctx *backend_tls;       /* backend-tls: our client configuration; NULL: plain TCP */
     _Atomic uint64_t next;         /* round-robin cursor */
@@ -70,7 +71,8 @@ typedef struct pair {
 
 static void bump(_Atomic uint64_t *v, uint64_t n)
 {
-    atomic_fetch_add_explicit(v, n, memory_order_relaxed);
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + n,
+                          memory_order_relaxed);
 }
 
 /* ---- options ------------------------------------------------------------------------------ */
@@ -112,14 +114,6 @@ static int check_backend(const char *v, char *err, size_t errlen)
     return 0;
 }
 
-static int check_duration(const char *v, char *err, size_t errlen)
-{
-    uint64_t ms;
-    if (!v || tl_server_parse_duration(v, &ms) != 0 || ms == 0)
-        return tli_fmt(err, errlen, "expected a duration above 0 such as 500ms, 5s or 1m"), -1;
-    return 0;
-}
-
 static int check_pp(const char *v, char *err, size_t errlen)
 {
     if (v && (!strcmp(v, "v1") || !strcmp(v, "v2") || !strcmp(v, "off")))
@@ -139,7 +133,7 @@ static const tl_server_option OPTIONS[] = {
     {"backend-name", "NAME", "the name backends' certificates must carry, sent as SNI (default: "
      "each backend's HOST)", NULL, false},
     {"connect-timeout", "TIME", "a backend must accept within this, else the next is tried "
-     "(default 5s)", check_duration, false},
+     "(default 5s)", tl_server_check_duration, false},
 };
 #define N_OPTIONS (sizeof OPTIONS / sizeof OPTIONS[0])
 
@@ -210,6 +204,12 @@ static void front_done(pair *pr)
 
 static void connect_next(pair *pr);
 
+static void backend_failed(pair *pr, const backend *b, const char *why)
+{
+    bump(&pr->w->failures, 1);
+    TL_LOG(pr->p->log, TL_LOG_WARN, "backend %s: %s", b->name, why);
+}
+
 /* The CN of an RFC 2253 subject ("CN=alice,O=Example"): into out, "" without one. */
 static void subject_cn(const char *subject, char *out, size_t cap)
 {
@@ -235,7 +235,7 @@ static void subject_cn(const char *subject, char *out, size_t cap)
 /* The PROXY header for the backend: the client's address (what the server knows: a PROXY
  * header of a balancer in front, else the socket's peer), the address it connected to, and for
  * v2 over TLS the TLS facts (PP2_TYPE_ALPN, AUTHORITY = SNI, SSL with VERSION, CIPHER, and CN of
- * a client certificate). Returns the length, 0 when off, -1 when it could not be made. */
+ * a client certificate). Returns the length, or -1 when it could not be made. */
 static ssize_t pp_header(pair *pr, uint8_t *buf, size_t cap)
 {
     socklen_t plen = 0;
@@ -316,8 +316,7 @@ static void back_established(pair *pr, tl_conn *back)
         ssize_t n = pp_header(pr, hdr, sizeof hdr);
         if (n <= 0 || tl_conn_write(back, hdr, (size_t)n) < 0) {
             TL_LOG(pr->p->log, TL_LOG_ERROR, "proxy-protocol: the header could not be made");
-            tl_conn_abort(back);
-            tl_conn_close(pr->front);
+            tl_conn_abort(back);   /* back_close carries it to the client */
             return;
         }
     }
@@ -356,7 +355,7 @@ static void connect_next(pair *pr)
         tl_conn_opts o = {.half_close = true,
                           .tls = p->backend_tls,
                           .server_name = b->verify_name,
-                          .handshake_timeout_ms = (uint32_t)p->connect_timeout_ms,
+                          .handshake_timeout_ms = p->connect_timeout_ms,
                           .cbs = &p->back_cbs,
                           .data = pr};
         char err[200];
@@ -364,8 +363,7 @@ static void connect_next(pair *pr)
                                    b->addrlen, &o, err, sizeof err);
         if (pr->back)
             return;
-        bump(&pr->w->failures, 1);
-        TL_LOG(p->log, TL_LOG_WARN, "backend %s: %s", b->name, err);
+        backend_failed(pr, b, err);
     }
     bump(&pr->w->no_backend, 1);
     TL_LOG(p->log, TL_LOG_WARN, "no backend answered (%zu tried): the client's connection is "
@@ -423,11 +421,8 @@ static void front_handshake(tl_conn *c, bool ok)
 static void front_read(tl_conn *c, const uint8_t *d, size_t n)
 {
     pair *pr = tl_conn_data(c);
-    if (!pr)
+    if (!pr || !pr->back)   /* no backend side any more: its on_close ends this side */
         return;
-    if (!pr->back) {   /* the backend's side is gone; its on_close ends this side */
-        return;
-    }
     if (!pr->back_up) {   /* reading is paused already; this was read before the pause */
         if (tl_buf_append(&pr->early, d, n) != 0)
             tl_conn_abort(c);
@@ -517,10 +512,9 @@ static void back_close(tl_conn *c, tl_conn_end how)
         return;
     }
     if (!pr->back_up) {   /* refused or timed out: the next backend, if any */
-        size_t i = (pr->first + pr->tries - 1) % pr->p->nbackends;
-        bump(&pr->w->failures, 1);
-        TL_LOG(pr->p->log, TL_LOG_WARN, "backend %s: %s", pr->p->backends[i].name,
-               how == TL_END_TIMEOUT ? "no answer within connect-timeout" : tl_conn_error(c));
+        backend_failed(pr, &pr->p->backends[(pr->first + pr->tries - 1) % pr->p->nbackends],
+                       how == TL_END_TIMEOUT ? "no answer within connect-timeout"
+                                             : tl_conn_error(c));
         connect_next(pr);
         return;
     }
@@ -605,7 +599,7 @@ tl_proxy *tl_proxy_new(const tl_server_config *cfg, char *err, size_t errlen)
     const char *v = tl_server_config_value(cfg, "connect-timeout");
     uint64_t ms;
     p->connect_timeout_ms =
-        v && tl_server_parse_duration(v, &ms) == 0 ? ms : DEFAULT_CONNECT_TIMEOUT_MS;
+        (uint32_t)(v && tl_server_parse_duration(v, &ms) == 0 ? ms : DEFAULT_CONNECT_TIMEOUT_MS);
     v = tl_server_config_value(cfg, "backend-tls");
     if (v && !strcmp(v, "on") && setup_backend_tls(p, cfg, err, errlen) != 0) {
         tl_proxy_free(p);
@@ -613,8 +607,6 @@ tl_proxy *tl_proxy_new(const tl_server_config *cfg, char *err, size_t errlen)
     }
     v = tl_server_config_value(cfg, "proxy-protocol");
     p->proxy_protocol = v && !strcmp(v, "v1") ? 1 : v && !strcmp(v, "v2") ? 2 : 0;
-    if (p->connect_timeout_ms > UINT32_MAX)
-        p->connect_timeout_ms = UINT32_MAX;
     p->front_cbs = (tl_conn_cbs){.on_handshake = front_handshake, .on_read = front_read,
                                  .on_eof = front_eof, .on_drain = front_drain,
                                  .on_close = front_close};

@@ -879,8 +879,8 @@ static bool same_restart_settings(const tl_server_config *a, const tl_server_con
            a->workers == b->workers && a->max_conns == b->max_conns &&
            a->max_handshakes == b->max_handshakes && a->handshake_rate == b->handshake_rate &&
            a->handshake_burst == b->handshake_burst && a->max_per_source == b->max_per_source &&
-           a->delegate == b->delegate &&
-           a->loop_slice_ns == b->loop_slice_ns && !strcmp(a->user ? a->user : "", b->user ? b->user : "");
+           a->delegate == b->delegate && a->loop_slice_ns == b->loop_slice_ns &&
+           !strcmp(a->user ? a->user : "", b->user ? b->user : "");
 }
 
 /* The configured level; a reload that drops log-level goes back to the default. */

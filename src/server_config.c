@@ -24,8 +24,9 @@ static int parse_uint(const char *s, uint64_t max, uint64_t *out)
     return 0;
 }
 
-/* "250ms", "10s", "5m", "2h", or a bare number of seconds. */
-static int parse_duration_ms(const char *s, uint64_t *out_ms)
+/* "100us" (only where allow_us), "250ms", "10s", "5m", "2h", or a bare number of seconds, in
+ * microseconds, at most max_us. */
+static int parse_duration_us(const char *s, bool allow_us, uint64_t max_us, uint64_t *out_us)
 {
     if (!s || !isdigit((unsigned char)*s))
         return -1;
@@ -35,25 +36,45 @@ static int parse_duration_ms(const char *s, uint64_t *out_ms)
     if (errno)
         return -1;
     uint64_t mult;
-    if (strcmp(end, "ms") == 0)
+    if (allow_us && strcmp(end, "us") == 0)
         mult = 1;
-    else if (*end == 0 || strcmp(end, "s") == 0)
+    else if (strcmp(end, "ms") == 0)
         mult = 1000;
+    else if (*end == 0 || strcmp(end, "s") == 0)
+        mult = 1000000;
     else if (strcmp(end, "m") == 0)
-        mult = 60 * 1000;
+        mult = 60000000;
     else if (strcmp(end, "h") == 0)
-        mult = 3600 * 1000;
+        mult = 3600000000ull;
     else
         return -1;
-    if (v > UINT32_MAX / mult)   /* 49 days in ms is plenty for any deadline here */
+    if (v > max_us / mult)
         return -1;
-    *out_ms = v * mult;
+    *out_us = v * mult;
+    return 0;
+}
+
+/* Deadlines, in milliseconds: 49 days (2^32 ms) is plenty for any of them. */
+static int parse_duration_ms(const char *s, uint64_t *out_ms)
+{
+    uint64_t us;
+    if (parse_duration_us(s, false, (uint64_t)UINT32_MAX * 1000, &us) != 0)
+        return -1;
+    *out_ms = us / 1000;
     return 0;
 }
 
 int tl_server_parse_duration(const char *s, uint64_t *ms)
 {
     return parse_duration_ms(s, ms);
+}
+
+int tl_server_check_duration(const char *v, char *err, size_t errlen)
+{
+    uint64_t ms;
+    if (parse_duration_ms(v, &ms) != 0 || ms == 0)
+        return tli_fmt(err, errlen, "expected a duration above 0 such as 500ms, 10s or 2m"), -1;
+    return 0;
 }
 
 int tl_server_parse_size(const char *s, uint64_t *bytes)
@@ -312,29 +333,17 @@ static int set_delegate(tl_server_config *cfg, const char *v, char *err, size_t 
     return 0;
 }
 
-/* loop-slice: "100us", "2ms", "0" or "default" (the kernel's slice). */
+/* loop-slice: a duration of at most 100 ms ("100us", "2ms"; 0 or "default": the kernel's). */
 static int set_loop_slice(tl_server_config *cfg, const char *v, char *err, size_t errlen)
 {
+    uint64_t us;
     if (v && !strcmp(v, "default")) {
         cfg->loop_slice_ns = 0;
         return 0;
     }
-    if (v && *v >= '0' && *v <= '9') {
-        char *end;
-        errno = 0;
-        unsigned long long n = strtoull(v, &end, 10);
-        if (errno == 0 && !strcmp(end, "us") && n <= 100000) {
-            cfg->loop_slice_ns = n * 1000;
-            return 0;
-        }
-        if (errno == 0 && !strcmp(end, "ms") && n <= 100) {
-            cfg->loop_slice_ns = n * 1000000;
-            return 0;
-        }
-        if (errno == 0 && !*end && n == 0) {
-            cfg->loop_slice_ns = 0;
-            return 0;
-        }
+    if (parse_duration_us(v, true, 100000, &us) == 0) {
+        cfg->loop_slice_ns = us * 1000;
+        return 0;
     }
     return tli_fmt(err, errlen, "loop-slice %s: expected a time such as 100us or 2ms (at most "
                    "100ms), or default", v ? v : "(none)"), -1;

@@ -32,11 +32,6 @@ void cmd_proxy_usage(FILE *f)
                "resolve.\n");
 }
 
-static int fail_usage(tl_server_config *cfg, const char *msg)
-{
-    return tool_server_usage_error("proxy", cfg, msg);
-}
-
 int cmd_proxy(int argc, char **argv)
 {
     tl_server_config *cfg = tl_server_config_new();
@@ -51,13 +46,13 @@ int cmd_proxy(int argc, char **argv)
     if (rc != 0)
         return rc == 1 ? EXIT_OK : rc;
     if (tl_server_config_count(cfg, "listen") == 0)
-        return fail_usage(cfg, "nothing to listen on: give --listen [ADDR:]PORT (tlsloop proxy "
-                               "--help)");
+        return tool_server_usage_error("proxy", cfg, "nothing to listen on: give --listen "
+                                       "[ADDR:]PORT (tlsloop proxy --help)");
     if (tl_server_check(cfg, err, sizeof err) != 0)
-        return fail_usage(cfg, err);
+        return tool_server_usage_error("proxy", cfg, err);
     tl_proxy *p = tl_proxy_new(cfg, err, sizeof err);
     if (!p)
-        return fail_usage(cfg, err);
+        return tool_server_usage_error("proxy", cfg, err);
     if (check) {
         printf("configuration OK\n");
         tl_proxy_free(p);

@@ -248,11 +248,6 @@ static void builtin_page(tl_httpd *h, tl_httpd_page *page, void *data)
 
 /* ---- main ------------------------------------------------------------------------------- */
 
-static int fail_usage(tl_server_config *cfg, const char *msg)
-{
-    return tool_server_usage_error("serve", cfg, msg);
-}
-
 static int set_default(tl_server_config *cfg, const char *name, const char *value)
 {
     char err[512];
@@ -296,7 +291,7 @@ int cmd_serve(int argc, char **argv)
         char dir[4096], cert[4096], key[4096];
         state_dir(cfg, dir, sizeof dir);
         if (ensure_certificate(dir, cert, key, ca, sizeof ca, err, sizeof err) != 0)
-            return fail_usage(cfg, err);
+            return tool_server_usage_error("serve", cfg, err);
         if (set_default(cfg, "cert", cert) != 0 || set_default(cfg, "key", key) != 0) {
             tl_server_config_free(cfg);
             return EXIT_USAGE;
@@ -305,10 +300,10 @@ int cmd_serve(int argc, char **argv)
 
     /* Files first, without binding anything: an unreadable one is a usage error. */
     if (tl_server_check(cfg, err, sizeof err) != 0)
-        return fail_usage(cfg, err);
+        return tool_server_usage_error("serve", cfg, err);
     tl_httpd *h = tl_httpd_new(cfg, err, sizeof err);
     if (!h)
-        return fail_usage(cfg, err);
+        return tool_server_usage_error("serve", cfg, err);
     if (check) {
         printf("configuration OK\n");
         tl_httpd_free(h);
@@ -317,7 +312,7 @@ int cmd_serve(int argc, char **argv)
     }
     if (!tl_server_config_value(cfg, "root") && tl_httpd_add_page(h, "/", builtin_page, NULL) != 0) {
         tl_httpd_free(h);
-        return fail_usage(cfg, "out of memory");
+        return tool_server_usage_error("serve", cfg, "out of memory");
     }
     tl_server *srv = tl_server_new(cfg, tl_httpd_handler(h), err, sizeof err);
     tl_server_config_free(cfg);

@@ -123,6 +123,8 @@ TL_API void tl_server_option_usage(FILE *out, const tl_server_option *opts, size
  * a size ("512", "64k", "16m", "1g"; binary multiples) in bytes. 0, or -1. */
 TL_API int tl_server_parse_duration(const char *s, uint64_t *ms);
 TL_API int tl_server_parse_size(const char *s, uint64_t *bytes);
+/* A tl_server_option check: a duration above 0 (the message names the expected forms). */
+TL_API int tl_server_check_duration(const char *value, char *err, size_t errlen);
 
 /* Check everything short of binding: listeners given and valid, certificates and keys load, the
  * CA and ticket key file read, the TLS policy accepted by OpenSSL, the user exists. */

@@ -27,7 +27,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from e2e import SLOW, rss_kib, run_selected, stop_process, summary, test  # noqa: E402
+from e2e import (SLOW, file_text, rss_kib, run_selected, stop_process, summary,  # noqa: E402
+                 test, wait_file_match)
 
 BUILD = os.environ.get("TLSLOOP_BUILD", "build")
 TLSLOOP = f"{BUILD}/tlsloop"
@@ -146,11 +147,7 @@ class Proxy:
         threading.Thread(target=lambda: self.proc.stdout.read(), daemon=True).start()
 
     def log_text(self):
-        try:
-            with open(self.log) as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return file_text(self.log)
 
     def rss_kib(self):
         return rss_kib(self.proc.pid)
@@ -182,12 +179,7 @@ def echo_roundtrip(s, data):
 
 
 def wait_log(px, pattern, timeout=10):
-    end = time.monotonic() + timeout * SLOW
-    while time.monotonic() < end:
-        if re.search(pattern, px.log_text()):
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"no log line matching {pattern!r}:\n{px.log_text()[-2000:]}")
+    return wait_file_match(px.log, pattern, timeout)
 
 
 # ---- tests ------------------------------------------------------------------------------------

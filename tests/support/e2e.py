@@ -4,9 +4,11 @@ line "N passed, N failed"; SLOW, the factor by which sanitizer builds stretch ti
 
 A script imports it with
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-    from e2e import test, summary, SLOW   (and run_selected, stop_process, rss_kib)
+    from e2e import test, summary, SLOW   (and run_selected, stop_process, rss_kib, file_text,
+                                           wait_file_match)
 """
 import os
+import re
 import subprocess
 import sys
 import time
@@ -57,6 +59,26 @@ def stop_process(proc, timeout, what="the process"):
         proc.kill()
         proc.wait()
         raise AssertionError(f"{what} did not exit after SIGTERM")
+
+
+def file_text(path):
+    """A file's text, "" while it does not exist yet (a log the process has not opened)."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def wait_file_match(path, pattern, timeout=10):
+    """Wait (timeout stretched by SLOW) until the file has a match for pattern; return it."""
+    end = time.monotonic() + timeout * SLOW
+    while time.monotonic() < end:
+        m = re.search(pattern, file_text(path))
+        if m:
+            return m
+        time.sleep(0.02)
+    raise AssertionError(f"no line of {path} matching {pattern!r}:\n{file_text(path)[-2000:]}")
 
 
 def rss_kib(pid):
