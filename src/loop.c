@@ -71,11 +71,11 @@ void tl_io_set(tl_loop *loop, tl_io *io, unsigned events)
     loop->changes = io;
 }
 
-void tl_io_stop(tl_loop *loop, tl_io *io)
+static void stop(tl_loop *loop, tl_io *io, bool closing)
 {
     unlink_change(loop, io);
     io->want = 0;
-    if (io->registered)
+    if (io->registered && !closing)
         tli_epoll_apply(loop, io);
     io->registered = 0;
     /* Events of the batch being dispatched may still point to this watcher, whose memory the
@@ -84,6 +84,9 @@ void tl_io_stop(tl_loop *loop, tl_io *io)
         if (loop->events[i].data.ptr == io)
             loop->events[i].data.ptr = NULL;
 }
+
+void tl_io_stop(tl_loop *loop, tl_io *io) { stop(loop, io, false); }
+void tl_io_stop_closing(tl_loop *loop, tl_io *io) { stop(loop, io, true); }
 
 static int apply_changes(tl_loop *loop)
 {
@@ -274,8 +277,11 @@ static int run_posts(tl_loop *loop)
 {
     int ran = 0;
     for (;;) {
-        if (!loop->ready_head)
+        if (!loop->ready_head) {
             take_posts(loop);
+            if (!loop->ready_head)
+                loop->self_posted = false;   /* ours ran too: no reason for a zero wait */
+        }
         if (!loop->ready_head || ran >= TL_LOOP_MAX_POSTS)
             return ran;
         tl_work *w = loop->ready_head;

@@ -75,6 +75,10 @@ TL_API void tl_io_init(tl_io *io, int fd, tl_io_cb cb, void *data);
 TL_API void tl_io_set(tl_loop *loop, tl_io *io, unsigned events);
 /* Stop watching now (call before closing the fd). Safe on a watcher that never watched. */
 TL_API void tl_io_stop(tl_loop *loop, tl_io *io);
+/* Stop watching because the fd is closed right after, without a system call: closing the last
+ * descriptor of a socket takes it out of epoll by itself. Only for an fd no other descriptor
+ * (dup, a forked child) refers to; otherwise the epoll entry would outlive the watcher. */
+TL_API void tl_io_stop_closing(tl_loop *loop, tl_io *io);
 
 /* ---- timers ---- */
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <tlsloop/loop.h>
@@ -205,6 +206,83 @@ TEST(io_stop_other_in_same_batch)
     close(last_ran->fds[0]);
     close(last_ran->fds[1]);
     free(last_ran);
+    tl_loop_free(l);
+}
+
+/* tl_io_stop_closing: the watcher is gone without an epoll_ctl, closing the fd takes it out of
+ * epoll, and a new fd with the same number is watched afresh (its events reach its own watcher
+ * only). */
+TEST(io_stop_closing_and_fd_reuse)
+{
+    tl_loop *l = new_loop();
+    pipe_w *a = new_pipe();
+    REQUIRE(a);
+    tl_io_set(l, &a->io, TL_READABLE);
+    CHECK(write(a->fds[1], "x", 1) == 1);
+    tl_loop_run_once(l, 1000);
+    CHECK_EQ_INT(a->calls, 1);
+    int num = a->fds[0];
+    tl_io_stop_closing(l, &a->io);
+    close(a->fds[0]);
+    pipe_w *b = new_pipe();   /* takes the lowest free numbers: a's read end's among them */
+    REQUIRE(b);
+    CHECK(b->fds[0] == num || b->fds[1] == num);
+    CHECK(write(a->fds[1], "y", 1) < 0);   /* no reader any more: EPIPE (SIGPIPE ignored) */
+    tl_io_set(l, &b->io, TL_READABLE);
+    CHECK(write(b->fds[1], "z", 1) == 1);
+    tl_loop_run_once(l, 1000);
+    CHECK_EQ_INT(b->calls, 1);
+    CHECK_EQ_INT(a->calls, 1);
+    tl_io_stop(l, &b->io);
+    close(a->fds[1]);
+    close(b->fds[0]);
+    close(b->fds[1]);
+    free(a);
+    free(b);
+    tl_loop_free(l);
+}
+
+/* A post made on the loop's own thread runs in the same iteration, and once it has run, the next
+ * iteration sleeps as asked instead of polling with a zero timeout. */
+static void on_self_post(tl_loop *l, tl_work *w)
+{
+    (void)l;
+    (*(int *)w->data)++;
+}
+
+static void on_pipe_posting(tl_loop *l, tl_io *io, unsigned ev)
+{
+    pipe_w *p = io->data;
+    tl_work *w = (tl_work *)(void *)p->victim;   /* the work item rides in victim */
+    p->victim = NULL;
+    on_pipe(l, io, ev);
+    tl_loop_post(l, w);
+}
+
+TEST(self_post_runs_now_then_sleep)
+{
+    tl_loop *l = new_loop();
+    pipe_w *p = new_pipe();
+    REQUIRE(p);
+    int ran = 0;
+    tl_work w = {.done = on_self_post, .data = &ran};
+    p->io.cb = on_pipe_posting;
+    p->victim = (pipe_w *)(void *)&w;
+    tl_io_set(l, &p->io, TL_READABLE);
+    CHECK(write(p->fds[1], "x", 1) == 1);
+    tl_loop_run_once(l, 1000);
+    CHECK_EQ_INT(p->calls, 1);
+    CHECK_EQ_INT(ran, 1);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    tl_loop_run_once(l, 200);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    CHECK(ms >= 150);   /* it waited: nothing was left to run */
+    tl_io_stop(l, &p->io);
+    close(p->fds[0]);
+    close(p->fds[1]);
+    free(p);
     tl_loop_free(l);
 }
 
@@ -516,6 +594,8 @@ int main(int argc, char **argv)
     RUN(timer_rearm_zero_does_not_spin);
     RUN(io_readable_and_interest);
     RUN(io_stop_other_in_same_batch);
+    RUN(io_stop_closing_and_fd_reuse);
+    RUN(self_post_runs_now_then_sleep);
     RUN(io_no_interest_no_hangup_spin);
     RUN(posts_from_threads);
     RUN(stop_from_another_thread);
