@@ -113,7 +113,10 @@ static void finish(tl_conn *c, tl_conn_end end)
     if (c->end == TL_END_NONE)
         c->end = end;
     tl_timer_stop(c->loop, &c->timer);
-    tl_io_stop(c->loop, &c->io);
+    if (c->fd_private)
+        tl_io_stop_closing(c->loop, &c->io);
+    else
+        tl_io_stop(c->loop, &c->io);
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -157,6 +160,11 @@ static void on_post(tl_loop *loop, tl_work *w)
         free(c->err);
         free(c);
         return;
+    }
+    if ((acts & ACT_HANDSHAKE) && c->state == ST_HANDSHAKE) {
+        do_handshake(c);
+        if (c->state != ST_DEAD)
+            update_interest(c);
     }
     if ((acts & ACT_READ) && (c->state == ST_OPEN || c->state == ST_CLOSING)) {
         do_read(c);
@@ -463,6 +471,12 @@ static void handshake_done(tl_conn *c)
         c->cbs->on_handshake(c, true);
     if (c->state != ST_OPEN)
         return;
+    if (c->engine && tl_engine_output_held(c->engine)) {
+        /* The request came with the peer's Finished: the answer takes our tickets along. */
+        do_read(c);
+        do_flush(c);   /* whatever is still held, when no answer was written */
+        return;
+    }
     do_flush(c); /* tickets, and data written during the handshake */
     do_read(c);  /* data that came with the peer's last flight is already inside */
 }
@@ -765,8 +779,10 @@ static tl_conn *conn_new(tl_loop *loop, int fd, const tl_conn_opts *o, tl_role r
         }
         c->type = &tli_conn_tls;
     }
+    c->fd_private = o->fd_private;
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* fails harmlessly off TCP */
+    if (!o->fd_nodelay)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* fails harmlessly off TCP */
     return c;
 }
 
@@ -785,6 +801,7 @@ tl_conn *tl_conn_accept(tl_loop *loop, int fd, const tl_conn_opts *opts)
     if (c->engine) {
         start_tls(c);
         tl_timer_start(loop, &c->timer, c->hs_timeout_ms);
+        schedule(c, ACT_HANDSHAKE);
     } else {
         c->state = ST_OPEN;
         arm_deadline(c); /* idle counts from the accept */
@@ -883,9 +900,8 @@ void tl_conn_close(tl_conn *c)
     end_our_side(c);
 }
 
-int tl_conn_writev_close(tl_conn *c, const struct iovec *iov, int iovcnt)
+static int writev_close(tl_conn *c, const struct iovec *iov, int iovcnt, size_t total)
 {
-    size_t total = iov_total(iov, iovcnt);
     if (c->state != ST_OPEN || queued(c) > 0 || !c->type->write_close ||
         total > TL_CONN_WRITE_BUDGET) {
         int rc = tl_conn_writev(c, iov, iovcnt);
@@ -909,6 +925,15 @@ int tl_conn_writev_close(tl_conn *c, const struct iovec *iov, int iovcnt)
         tl_buf_release(&c->wq);
     tl_conn_close(c);   /* the rest of the queue, close_notify if not yet, FIN, lingering */
     return r.status == TL_CLOSED ? -1 : 0;
+}
+
+int tl_conn_writev_close(tl_conn *c, const struct iovec *iov, int iovcnt)
+{
+    size_t total = iov_total(iov, iovcnt);
+    c->last_send = true;   /* for the sends made before this returns: shutdown comes right after */
+    int rc = writev_close(c, iov, iovcnt, total);
+    c->last_send = false;
+    return rc;
 }
 
 void tl_conn_shutdown_write(tl_conn *c)

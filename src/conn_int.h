@@ -54,6 +54,7 @@ typedef enum conn_state {
 /* Actions posted to the loop (c->post), run from there, never from inside an API call. */
 #define ACT_READ 0x1u     /* deliver data held inside (resume, fairness budget) */
 #define ACT_CLOSE 0x2u    /* call on_close and free */
+#define ACT_HANDSHAKE 0x4u /* a handshake step without waiting for an event (accept) */
 
 /* Laid out to leave no padding: an idle server holds one of these per connection. Times with the
  * suffix _ms are the loop's clock (tl_loop_now) cut to 32 bits: they are only ever subtracted
@@ -97,6 +98,9 @@ struct tl_conn {
                                      readiness event (no recv just to learn EAGAIN) */
     bool stall_armed;             /* the timer covers the send-stall deadline */
     bool hs_told;                 /* the owner heard how the handshake ended */
+    bool last_send;               /* tl_conn_writev_close: the FIN follows at once, so sends say
+                                     MSG_MORE and the kernel puts data and FIN in one segment */
+    bool fd_private;              /* opts.fd_private: close without epoll_ctl */
 
     tl_buf wq;                    /* write queue */
     size_t high, low;

@@ -39,7 +39,10 @@ ssize_t tli_conn_recv(tl_conn *c, void *buf, size_t len)
 
 ssize_t tli_conn_send(tl_conn *c, const void *buf, size_t len)
 {
-    ssize_t n = io_result(c, send(c->fd, buf, len, MSG_NOSIGNAL));
+    /* MSG_MORE before the FIN: the kernel holds the last partial segment until shutdown(SHUT_WR)
+     * pushes it with the FIN flag set, one packet (and one ACK) instead of two. */
+    int flags = MSG_NOSIGNAL | (c->last_send ? MSG_MORE : 0);
+    ssize_t n = io_result(c, send(c->fd, buf, len, flags));
     uint32_t now = (uint32_t)tl_loop_now(c->loop);
     if (n > 0)
         c->active_ms = now;

@@ -151,6 +151,17 @@ bool tli_engine_gather_flush(tl_engine *e)
     return done == n;
 }
 
+bool tli_engine_gather_adopt(tl_engine *e)
+{
+    size_t n = tl_buf_len(&e->pending);
+    if (!tli_engine_gather_room() || gather->len != 0 || n > TLI_GATHER_MAX - 16384 - 256)
+        return false;   /* room for the pending bytes and still a full record after them */
+    memcpy(gather->data, tl_buf_rptr(&e->pending), n);
+    gather->len = n;
+    tl_buf_free(&e->pending);
+    return true;
+}
+
 static int keep_pending(tl_engine *e, const char *p, size_t n)
 {
     if (tl_buf_append(&e->pending, p, n) == 0)
@@ -175,7 +186,7 @@ static int bio_write(BIO *b, const char *buf, int len)
     if (e->gathering && !tli_engine_gather_flush(e) && e->io_error)
         return -1;   /* a record that does not fit: what came before goes first */
     /* Order matters: nothing overtakes bytes already pending. */
-    if (tl_buf_len(&e->pending) == 0 && !e->st.in_task) {
+    if (tl_buf_len(&e->pending) == 0 && !e->st.in_task && !e->hold_output) {
         if (e->sink == SINK_DST) {
             size_t room = e->out_cap - e->out_pos;
             done = n < room ? n : room;
@@ -250,8 +261,10 @@ bool tli_engine_flush_pending(tl_engine *e)
             tl_buf_consume(&e->pending, (size_t)r);
             continue;
         }
-        if (r != TL_IO_AGAIN)
+        if (r != TL_IO_AGAIN) {
             e->io_error = true;
+            tl_buf_free(&e->pending);   /* nothing will ever take it */
+        }
         return false;
     }
     tl_buf_release(&e->pending); /* a full socket is rare: hold no memory meanwhile */

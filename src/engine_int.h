@@ -43,6 +43,9 @@ struct tl_engine {
     bool io_error;              /* the transport failed */
     bool gathering;             /* records go to the thread's gather buffer (tli_engine_gather) */
     bool gather_hold;           /* tl_engine_write_close: gather even a small write, keep it */
+    bool hold_output;           /* a handshake step runs: its flight stays pending, then goes */
+    bool held;                  /* the last flight waits to leave with the next write (see
+                                   tl_engine_handshake) */
     bool out_of_memory;         /* pending output could not grow */
     bool started;               /* the handshake has begun */
     bool hs_done;
@@ -70,6 +73,10 @@ struct tl_engine {
 BIO *tli_engine_bio_new(tl_engine *e);
 /* Send pending output through the transport. Returns true when nothing is left pending. */
 bool tli_engine_flush_pending(tl_engine *e);
+/* Move the pending output to the front of this thread's gather buffer (which must be empty), so
+ * that it leaves with the records gathered next. False when it does not fit or memory is short
+ * (the output stays pending). */
+bool tli_engine_gather_adopt(tl_engine *e);
 /* Several records of one write leave in one send: while gathering, the BIO appends records to a
  * per-thread buffer of TLI_GATHER_MAX bytes instead of sending each; tli_engine_gather_room says
  * whether another full record fits, tli_engine_gather_flush sends what was gathered (what the

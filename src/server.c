@@ -16,6 +16,8 @@
  */
 #include <errno.h>
 #include <grp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -985,6 +987,8 @@ static int bind_listener(const tli_listen *L, uint64_t backlog, uint16_t *port, 
     }
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        /* Inherited by every accepted socket: one setsockopt per listener, not per connection. */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
         (addr.ss_family == AF_INET6 &&
          setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
         bind(fd, (struct sockaddr *)&addr, L->addrlen) != 0 ||
@@ -1118,6 +1122,8 @@ static int init_worker(tl_server *srv, worker *w, int index, char *err, size_t e
     w->opts.cbs = srv->handler.cbs;
     w->opts.half_close = srv->handler.half_close;
     w->opts.fd_nonblocking = true;   /* accept4(SOCK_NONBLOCK), and PROXY sockets alike */
+    w->opts.fd_nodelay = true;       /* the listener's TCP_NODELAY */
+    w->opts.fd_private = true;       /* SOCK_CLOEXEC, never duplicated: close leaves epoll */
     w->opts.owner = &OWNER;
     if (srv->gen)
         set_gen(w, tli_gen_ref(srv->gen));

@@ -146,6 +146,11 @@ typedef struct tl_conn_opts {
     bool half_close;                  /* keep the connection writable after the peer's EOF */
     bool fd_nonblocking;              /* accept: the fd is non-blocking already (accept4 with
                                          SOCK_NONBLOCK): no fcntl calls */
+    bool fd_nodelay;                  /* TCP_NODELAY is on already (accepted sockets inherit
+                                         the listener's): no setsockopt */
+    bool fd_private;                  /* no other descriptor or process shares the socket
+                                         (accept4 with SOCK_CLOEXEC, no fork): closing it takes
+                                         it out of epoll, no epoll_ctl (tl_io_stop_closing) */
     const struct sockaddr *local_addr;/* connect: bind here first (a source address; port 0 is
                                          chosen at connect time); NULL: the kernel's choice */
     socklen_t local_addrlen;
@@ -156,7 +161,10 @@ typedef struct tl_conn_opts {
 } tl_conn_opts;
 
 /* Take an accepted socket (made non-blocking here unless fd_nonblocking) and start (a server's TLS handshake, or plain
- * reading). NULL when out of memory (the fd is closed then). */
+ * reading). A TLS handshake is tried in this iteration already, before any event: the client
+ * speaks first, and under load its hello is there by the time accept returns (one epoll_wait per
+ * connection saved; a recv that finds nothing costs less). NULL when out of memory (the fd is
+ * closed then). */
 TL_API tl_conn *tl_conn_accept(tl_loop *loop, int fd, const tl_conn_opts *opts);
 /* Connect to addr without blocking; then TLS when configured. NULL when the socket cannot even be
  * made (errbuf says why). */

@@ -180,7 +180,12 @@ TL_API tl_result tl_engine_write_close(tl_engine *e, const void *src, size_t len
 /* ---- both modes ---- */
 
 /* Transport mode: drive the handshake without application data (sends pending output, then one
- * handshake step). In buffer mode, wrap and unwrap with empty buffers do the same. */
+ * handshake step, whose flight leaves in one send). In buffer mode, wrap and unwrap with empty
+ * buffers do the same. When the step ends the handshake and the peer's application data is
+ * already inside (a TLS 1.3 client sends its Finished and its request together), the last flight
+ * (the session tickets) is held instead: the result is TL_OK, tl_engine_output_held says so, and
+ * the flight leaves in front of the next write's records, in the same send (or with
+ * tl_engine_flush, which the caller owes once it has read that data and written no answer). */
 TL_API tl_result tl_engine_handshake(tl_engine *e);
 
 /* Run the delegated task (after TL_NEED_TASK). Any thread, with exclusive ownership (see above).
@@ -203,6 +208,8 @@ TL_API bool tl_engine_handshake_done(const tl_engine *e);
 TL_API size_t tl_engine_pending(const tl_engine *e);
 /* Network bytes waiting to be taken (buffer mode) or sent (transport mode). */
 TL_API size_t tl_engine_pending_output(const tl_engine *e);
+/* Pending output is a held last handshake flight (tl_engine_handshake). */
+TL_API bool tl_engine_output_held(const tl_engine *e);
 /* Whether our close_notify was queued, and whether the peer's was received. */
 TL_API bool tl_engine_close_sent(const tl_engine *e);
 TL_API bool tl_engine_close_received(const tl_engine *e);

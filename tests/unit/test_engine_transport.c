@@ -260,6 +260,79 @@ static void write_close_case(int version)
 TEST(write_close_one_send_tls13) { write_close_case(TL_TLS1_3); }
 TEST(write_close_one_send_tls12) { write_close_case(TL_TLS1_2); }
 
+/* ---- the handshake's last flight ---- */
+
+/* A TLS 1.3 client's Finished and its request arrive in one read: the server's tickets are held
+ * (the handshake step sends nothing) and leave in front of the answer, in its send; with no
+ * answer, tl_engine_flush sends them. The client gets the answer and a resumable session. */
+static void held_flight_case(bool answer)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, TL_TLS1_3, TL_TLS1_3), *cctx = tp_client_ctx(0, 0);
+    side c, s;
+    sides(&c, &s, cctx, sctx, 0);
+    REQUIRE(tl_engine_handshake(c.e).status == TL_WANT_INPUT);   /* ClientHello */
+    REQUIRE(tl_engine_handshake(s.e).status == TL_WANT_INPUT);   /* the server's flight */
+    REQUIRE(tl_engine_handshake(c.e).status == TL_OK);           /* Finished */
+    REQUIRE(tl_engine_handshake_done(c.e));
+    REQUIRE(tl_engine_write(c.e, "request", 7).status == TL_OK);
+    int before = counted_sends;
+    tl_result r = tl_engine_handshake(s.e);
+    CHECK_EQ_INT(r.status, TL_OK);
+    CHECK(tl_engine_handshake_done(s.e));
+    CHECK(tl_engine_output_held(s.e));
+    CHECK(tl_engine_pending_output(s.e) > 0);   /* the ticket */
+    CHECK_EQ_INT(counted_sends, before);
+    char buf[256];
+    r = tl_engine_read(s.e, buf, sizeof buf);
+    CHECK_EQ_INT(r.produced, 7);
+    CHECK(memcmp(buf, "request", 7) == 0);
+    CHECK_EQ_INT(counted_sends, before);        /* reading does not send what is held */
+    r = answer ? tl_engine_write(s.e, "answer", 6) : tl_engine_flush(s.e);
+    CHECK_EQ_INT(r.status, TL_OK);
+    CHECK_EQ_INT(counted_sends, before + 1);    /* tickets and answer: one send */
+    CHECK(!tl_engine_output_held(s.e));
+    CHECK_EQ_INT(tl_engine_pending_output(s.e), 0);
+    size_t got = 0;
+    for (int i = 0; i < 10; i++) {
+        r = tl_engine_read(c.e, buf + got, sizeof buf - got);
+        got += r.produced;
+        REQUIRE(r.status != TL_ERROR);
+    }
+    CHECK_EQ_INT(got, answer ? 6 : 0);
+    if (answer)
+        CHECK(memcmp(buf, "answer", 6) == 0);
+    tl_session *sess = tl_engine_get_session(c.e);
+    CHECK(sess != NULL);   /* the ticket came, in front of the answer */
+    tl_session_free(sess);
+    close_sides(&c, &s);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
+TEST(held_tickets_leave_with_the_answer) { held_flight_case(true); }
+TEST(held_tickets_leave_with_a_flush) { held_flight_case(false); }
+
+/* Without the peer's data in the same read, the last flight is not held: it leaves at once. */
+TEST(last_flight_not_held_without_data)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, TL_TLS1_3, TL_TLS1_3), *cctx = tp_client_ctx(0, 0);
+    side c, s;
+    sides(&c, &s, cctx, sctx, 0);
+    REQUIRE(tl_engine_handshake(c.e).status == TL_WANT_INPUT);
+    REQUIRE(tl_engine_handshake(s.e).status == TL_WANT_INPUT);
+    REQUIRE(tl_engine_handshake(c.e).status == TL_OK);
+    int before = counted_sends;
+    tl_result r = tl_engine_handshake(s.e);
+    CHECK_EQ_INT(r.status, TL_OK);
+    CHECK(tl_engine_handshake_done(s.e));
+    CHECK(!tl_engine_output_held(s.e));
+    CHECK_EQ_INT(tl_engine_pending_output(s.e), 0);
+    CHECK_EQ_INT(counted_sends, before + 1);    /* the ticket, sent by the step */
+    close_sides(&c, &s);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
 /* ---- mock transports ---- */
 
 typedef struct mock {
@@ -405,6 +478,9 @@ int main(int argc, char **argv)
     RUN(socketpair_eof_without_close_notify);
     RUN(write_close_one_send_tls13);
     RUN(write_close_one_send_tls12);
+    RUN(held_tickets_leave_with_the_answer);
+    RUN(held_tickets_leave_with_a_flush);
+    RUN(last_flight_not_held_without_data);
     RUN(mock_one_byte_transport);
     RUN(mock_send_failure);
     RUN(task_output_stays_pending);
