@@ -22,6 +22,7 @@
 #include <tlsloop/buf.h>
 #include <tlsloop/conn.h>
 #include <tlsloop/engine.h>
+#include <tlsloop/http.h>
 #include <tlsloop/log.h>
 #include <tlsloop/proxy.h>
 #include <tlsloop/proxyproto.h>
@@ -52,6 +53,8 @@ struct tl_proxy {
     tl_tls_ctx *backend_tls;       /* backend-tls: our client configuration; NULL: plain TCP */
     _Atomic uint64_t next;         /* round-robin cursor */
     tl_log *log;
+    tl_server *srv;                /* attached */
+    int metrics_listener;          /* the listener serving GET /metrics; -1: none */
     pworker *workers;
     unsigned nworkers;
     tl_conn_cbs front_cbs, back_cbs;
@@ -65,6 +68,8 @@ typedef struct pair {
     size_t first, tries;           /* the first backend tried, and how many so far */
     tl_buf early;                  /* what the client sent before the backend was up */
     bool back_up;                  /* the backend connection is established */
+    bool metrics;                  /* a metrics page request, not a pair: `early` holds its head */
+    bool answered;
     bool front_eof, back_eof;      /* that side ended its data */
     tl_conn_end end;               /* clean, or the first other end seen on either side */
 } pair;
@@ -134,12 +139,31 @@ static const tl_server_option OPTIONS[] = {
      "each backend's HOST)", NULL, false},
     {"connect-timeout", "TIME", "a backend must accept within this, else the next is tried "
      "(default 5s)", tl_server_check_duration, false},
+    {"metrics-listen", "[ADDR:]PORT", "serve Prometheus metrics (GET /metrics) over plain HTTP "
+     "here; keep it on loopback or behind a firewall (default off)", NULL, false},
 };
 #define N_OPTIONS (sizeof OPTIONS / sizeof OPTIONS[0])
 
 int tl_proxy_config_init(tl_server_config *cfg)
 {
     return tl_server_config_extend(cfg, OPTIONS, N_OPTIONS);
+}
+
+int tl_proxy_config_finish(tl_server_config *cfg, char *err, size_t errlen)
+{
+    const char *v = tl_server_config_value(cfg, "metrics-listen");
+    if (!v)
+        return 0;
+    char listen[300];
+    if (strchr(v, ',') || strlen(v) > sizeof listen - 8)
+        return tli_fmt(err, errlen, "metrics-listen %s: expected [ADDR:]PORT, no flags", v), -1;
+    tli_fmt(listen, sizeof listen, "%s,plain", v);
+    char why[512];
+    if (tl_server_config_set(cfg, "listen", listen, why, sizeof why) != 0) {
+        const char *reason = strstr(why, ": ");   /* past "listen ADDR,plain" */
+        return tli_fmt(err, errlen, "metrics-listen %s: %s", v, reason ? reason + 2 : why), -1;
+    }
+    return 0;
 }
 
 void tl_proxy_usage(FILE *out)
@@ -382,6 +406,67 @@ static void start_backend(pair *pr)
 
 /* ---- the client's side ---------------------------------------------------------------------- */
 
+/* ---- the metrics page ------------------------------------------------------------------- */
+
+#define METRICS_HEAD_MAX 8192
+
+static void metrics_answer(pair *pr, tl_conn *c, int status, const tl_buf *body, bool head_only)
+{
+    char head[256];
+    size_t n = tl_buf_len(body);
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain; version=0.0.4; "
+                      "charset=utf-8\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                      status, tl_http_reason(status), n);
+    struct iovec iov[2] = {{head, (size_t)hl}, {(void *)tl_buf_rptr(body), n}};
+    pr->answered = true;
+    tl_conn_writev_close(c, iov, head_only || n == 0 ? 1 : 2);
+}
+
+/* One request per connection: GET (or HEAD) /metrics gets the server's and the proxy's counters;
+ * anything else a short error. */
+static void metrics_read(pair *pr, tl_conn *c, const uint8_t *d, size_t n)
+{
+    if (pr->answered)
+        return;   /* what follows the request is read and dropped while the connection closes */
+    size_t from = tl_buf_len(&pr->early);
+    tl_buf body = TL_BUF_INIT;
+    if (tl_buf_append(&pr->early, d, n) != 0) {
+        tl_conn_abort(c);
+        return;
+    }
+    const char *b = (const char *)tl_buf_rptr(&pr->early);
+    size_t len = tl_buf_len(&pr->early);
+    if (!tl_http_head_ended(b, len, from)) {
+        if (len > METRICS_HEAD_MAX)
+            metrics_answer(pr, c, 431, &body, false);
+        return;
+    }
+    tl_http_header fields[32];
+    tl_http_request req = {.headers = fields, .max_headers = 32};
+    int status = 200;
+    bool head_only = false;
+    if (tl_http_parse_request(b, len, &req) < 0) {
+        status = req.error_status ? req.error_status : 400;
+    } else {
+        head_only = req.method_len == 4 && !memcmp(req.method, "HEAD", 4);
+        bool path = req.target_len == 8 && !memcmp(req.target, "/metrics", 8);
+        if (!head_only && !(req.method_len == 3 && !memcmp(req.method, "GET", 3)))
+            status = 405;
+        else if (!path)
+            status = 404;
+    }
+    if (status == 200 && (tl_server_metrics_text(pr->p->srv, &body) != 0 ||
+                          tl_proxy_metrics_text(pr->p, &body) != 0))
+        status = 500;
+    if (status != 200)
+        tl_buf_free(&body);
+    metrics_answer(pr, c, status, &body, head_only);
+    tl_buf_free(&body);
+}
+
+/* ---- the client's side ------------------------------------------------------------------ */
+
 static void front_open(tl_conn *c, void *data)
 {
     tl_proxy *p = data;
@@ -397,6 +482,11 @@ static void front_open(tl_conn *c, void *data)
     pr->p = p;
     pr->w = &p->workers[wi];
     pr->front = c;
+    if (p->metrics_listener >= 0 && tl_server_conn_listener(c) == p->metrics_listener) {
+        pr->metrics = true;
+        tl_conn_set_data(c, pr);
+        return;
+    }
     bump(&pr->w->active, 1);
     tl_conn_set_data(c, pr);
     if (!tl_conn_is_tls(c))
@@ -421,6 +511,10 @@ static void front_handshake(tl_conn *c, bool ok)
 static void front_read(tl_conn *c, const uint8_t *d, size_t n)
 {
     pair *pr = tl_conn_data(c);
+    if (pr && pr->metrics) {
+        metrics_read(pr, c, d, n);
+        return;
+    }
     if (!pr || !pr->back)   /* no backend side any more: its on_close ends this side */
         return;
     if (!pr->back_up) {   /* reading is paused already; this was read before the pause */
@@ -441,6 +535,10 @@ static void front_eof(tl_conn *c, tl_conn_end how)
     pair *pr = tl_conn_data(c);
     if (!pr)
         return;
+    if (pr->metrics) {
+        tl_conn_close(c);   /* (after the answer, when there is one) */
+        return;
+    }
     pr->front_eof = true;
     note_end(pr, how);
     if (pr->back_up && pr->back)
@@ -461,6 +559,11 @@ static void front_close(tl_conn *c, tl_conn_end how)
     pair *pr = tl_conn_data(c);
     if (!pr)
         return;
+    if (pr->metrics) {
+        tl_buf_free(&pr->early);
+        free(pr);
+        return;
+    }
     pr->front = NULL;
     TL_LOG(pr->p->log, TL_LOG_DEBUG, "client connection ended: %s%s%s", tl_conn_end_name(how),
            *tl_conn_error(c) ? ": " : "", tl_conn_error(c));
@@ -568,6 +671,10 @@ tl_proxy *tl_proxy_new(const tl_server_config *cfg, char *err, size_t errlen)
         tli_fmt(err, errlen, "out of memory");
         return NULL;
     }
+    /* tl_proxy_config_finish added it as the last listener. */
+    p->metrics_listener = tl_server_config_value(cfg, "metrics-listen")
+                              ? (int)tl_server_config_count(cfg, "listen") - 1
+                              : -1;
     if (n == 0) {
         tli_fmt(err, errlen, "no backend: give at least one --backend HOST:PORT");
         free(p);
@@ -624,6 +731,7 @@ const tl_server_handler *tl_proxy_handler(tl_proxy *p) { return &p->handler; }
 
 int tl_proxy_attach(tl_proxy *p, tl_server *srv, char *err, size_t errlen)
 {
+    p->srv = srv;
     p->log = tl_server_log(srv);
     p->nworkers = tl_server_workers(srv);
     if (!(p->workers = calloc(p->nworkers, sizeof *p->workers)))
@@ -650,6 +758,40 @@ size_t tl_proxy_backends(const tl_proxy *p) { return p->nbackends; }
 const char *tl_proxy_backend_name(const tl_proxy *p, size_t i)
 {
     return i < p->nbackends ? p->backends[i].name : NULL;
+}
+
+int tl_proxy_metrics_listener(const tl_proxy *p) { return p->metrics_listener; }
+
+int tl_proxy_metrics_text(tl_proxy *p, tl_buf *out)
+{
+    tl_proxy_stats s;
+    tl_proxy_get_stats(p, &s);
+    tli_prom pw = {out, 0}, *w = &pw;
+    tli_prom_one(w, "proxy_clients_total", "counter", "Client connections given a backend leg.",
+                 (double)s.clients);
+    tli_prom_one(w, "proxy_pairs_open", "gauge", "Client and backend connection pairs open now.",
+                 (double)s.active);
+    tli_prom_one(w, "proxy_backend_connects_total", "counter", "Backend connections established.",
+                 (double)s.backend_connects);
+    tli_prom_one(w, "proxy_backend_failures_total", "counter",
+                 "Backend connections refused, timed out or not verified.",
+                 (double)s.backend_failures);
+    tli_prom_one(w, "proxy_no_backend_total", "counter",
+                 "Clients closed because no backend answered.", (double)s.no_backend);
+    tli_prom_family(w, "proxy_bytes_total", "counter", "Bytes carried, by direction.");
+    tli_prom_emit(w, "tlsloop_proxy_bytes_total{direction=\"to_backend\"} %llu\n",
+                  (unsigned long long)s.bytes_to_backend);
+    tli_prom_emit(w, "tlsloop_proxy_bytes_total{direction=\"to_client\"} %llu\n",
+                  (unsigned long long)s.bytes_to_client);
+    tli_prom_family(w, "proxy_pairs_ended_total", "counter",
+                    "Pairs ended, by how: both sides clean, a reset or failure carried across, a "
+                    "deadline, or a client that ended TLS without close_notify.");
+    const char *how[] = {"clean", "reset", "timeout", "truncated"};
+    uint64_t n[] = {s.ended_clean, s.ended_reset, s.ended_timeout, s.ended_truncated};
+    for (size_t i = 0; i < 4; i++)
+        tli_prom_emit(w, "tlsloop_proxy_pairs_ended_total{end=\"%s\"} %llu\n", how[i],
+                      (unsigned long long)n[i]);
+    return pw.rc;
 }
 
 void tl_proxy_get_stats(tl_proxy *p, tl_proxy_stats *out)

@@ -48,7 +48,8 @@ int cmd_proxy(int argc, char **argv)
     if (tl_server_config_count(cfg, "listen") == 0)
         return tool_server_usage_error("proxy", cfg, "nothing to listen on: give --listen "
                                        "[ADDR:]PORT (tlsloop proxy --help)");
-    if (tl_server_check(cfg, err, sizeof err) != 0)
+    if (tl_proxy_config_finish(cfg, err, sizeof err) != 0 ||
+        tl_server_check(cfg, err, sizeof err) != 0)
         return tool_server_usage_error("proxy", cfg, err);
     tl_proxy *p = tl_proxy_new(cfg, err, sizeof err);
     if (!p)
@@ -74,7 +75,9 @@ int cmd_proxy(int argc, char **argv)
     }
     for (size_t i = 0; i < tl_server_listeners(srv); i++)
         printf("tlsloop proxy: listening on port %u (%s)\n", tl_server_port(srv, i),
-               tl_server_listener_is_tls(srv, i) ? "TLS" : "plain");
+               (int)i == tl_proxy_metrics_listener(p) ? "metrics, plain HTTP"
+               : tl_server_listener_is_tls(srv, i)    ? "TLS"
+                                                      : "plain");
     for (size_t i = 0; i < tl_proxy_backends(p); i++)
         printf("tlsloop proxy: backend %s\n", tl_proxy_backend_name(p, i));
     fflush(stdout);

@@ -59,6 +59,9 @@ typedef struct tl_proxy tl_proxy;
 
 /* Add the proxy options to cfg (before any option is set). Returns 0 or -1. */
 TL_API int tl_proxy_config_init(tl_server_config *cfg);
+/* After every option is set, before tl_server_check: with metrics-listen, add its plain listener
+ * (last, so the proxy knows it). Returns 0, or -1 with err set (a bad address). */
+TL_API int tl_proxy_config_finish(tl_server_config *cfg, char *err, size_t errlen);
 /* Print the proxy options with their defaults, for --help. */
 TL_API void tl_proxy_usage(FILE *out);
 
@@ -92,6 +95,11 @@ typedef struct tl_proxy_stats {
 
 /* Counters over every worker, since tl_proxy_attach. Any thread. */
 TL_API void tl_proxy_get_stats(tl_proxy *p, tl_proxy_stats *out);
+/* The proxy's counters as Prometheus text (format 0.0.4), appended to out; the metrics page is
+ * tl_server_metrics_text followed by this. Returns 0, or -1 when out of memory. Any thread. */
+TL_API int tl_proxy_metrics_text(tl_proxy *p, tl_buf *out);
+/* The index of the metrics listener (tl_server_port and so on), or -1 without metrics-listen. */
+TL_API int tl_proxy_metrics_listener(const tl_proxy *p);
 
 #ifdef __cplusplus
 }

@@ -53,6 +53,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 #include <tlsloop/api.h>
+#include <tlsloop/buf.h>
 #include <tlsloop/conn.h>
 #include <tlsloop/log.h>
 #include <tlsloop/tls_ctx.h>
@@ -215,6 +216,11 @@ typedef struct tl_server_stats {
 
 /* Counters of one worker (0..workers-1), or of all (worker -1). Any thread. */
 TL_API void tl_server_get_stats(tl_server *srv, int worker, tl_server_stats *out);
+/* The server's counters (summed over workers) as Prometheus text, format 0.0.4, appended to out:
+ * connections, ends, handshakes and their failures, bytes, certificate expiry, reloads, tickets.
+ * The metrics pages of tlsloop serve and tlsloop proxy start with it. Returns 0, or -1 when out
+ * of memory. Any thread. */
+TL_API int tl_server_metrics_text(tl_server *srv, tl_buf *out);
 
 #ifdef __cplusplus
 }

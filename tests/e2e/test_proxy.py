@@ -25,6 +25,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from e2e import (SLOW, file_text, rss_kib, run_selected, stop_process, summary,  # noqa: E402
@@ -136,14 +138,15 @@ class Proxy:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
         ports = []
-        while len(ports) < 2:
+        while len(ports) < (3 if "--metrics-listen" in extra else 2):
             line = self.proc.stdout.readline()
             m = re.match(r"tlsloop proxy: listening on port (\d+)", line)
             if not line:
                 raise RuntimeError(f"proxy did not start: {self.proc.stderr.read()}")
             if m:
                 ports.append(int(m.group(1)))
-        self.tls, self.plain = ports
+        self.tls, self.plain = ports[:2]
+        self.metrics = ports[2] if len(ports) > 2 else None
         threading.Thread(target=lambda: self.proc.stdout.read(), daemon=True).start()
 
     def log_text(self):
@@ -621,6 +624,60 @@ def curl_and_s_client_through_the_proxy(cert):
         be.close()
 
 
+def metrics_text(port, path="/metrics", method="GET"):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10 * SLOW) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), ""
+
+
+def metric(text, name):
+    m = re.search(r"^" + re.escape(name) + r" (\S+)$", text, re.M)
+    assert m, (name, text[-2000:])
+    return float(m.group(1))
+
+
+@test
+def metrics_page_counts_pairs_and_ends(cert):
+    be = Backend(echo)
+    px = Proxy(cert, be.port, extra=("--metrics-listen", "127.0.0.1:0"))
+    try:
+        sent = 0
+        for i in range(3):
+            with tls_connect(px.tls, cert) as s:
+                data = f"request {i} ".encode() * 100
+                echo_roundtrip(s, data)
+                sent += len(data)
+                s.unwrap()
+        with socket.create_connection(("127.0.0.1", px.plain), timeout=10) as s:
+            echo_roundtrip(s, b"plain")
+            sent += 5
+        deadline = time.monotonic() + 10 * SLOW
+        while True:   # the pairs' ends are counted once both legs are closed
+            status, ctype, text = metrics_text(px.metrics)
+            if metric(text, "tlsloop_proxy_pairs_open") == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert status == 200 and ctype.startswith("text/plain; version=0.0.4"), (status, ctype)
+        assert metric(text, "tlsloop_proxy_clients_total") == 4, text
+        assert metric(text, "tlsloop_proxy_backend_connects_total") == 4
+        assert metric(text, "tlsloop_proxy_pairs_open") == 0
+        assert metric(text, 'tlsloop_proxy_pairs_ended_total{end="clean"}') == 4
+        assert metric(text, 'tlsloop_proxy_bytes_total{direction="to_backend"}') == sent
+        assert metric(text, 'tlsloop_proxy_bytes_total{direction="to_client"}') == sent
+        assert metric(text, 'tlsloop_handshakes_total{kind="full"}') >= 3
+        assert metric(text, "tlsloop_proxy_no_backend_total") == 0
+        assert metrics_text(px.metrics, "/other")[0] == 404
+        assert metrics_text(px.metrics, method="POST")[0] == 405
+        assert metrics_text(px.metrics, method="HEAD")[0] == 200
+        assert be.accepted == 4   # the metrics requests never reached the backend
+    finally:
+        assert px.stop() == 0
+        be.close()
+
+
 @test
 def option_errors(cert):
     cases = [
@@ -635,6 +692,10 @@ def option_errors(cert):
         (["--bogus"], "unknown option --bogus"),
         (["--listen", "0,plain", "--backend", "127.0.0.1:80", "--backend-tls", "--backend-ca",
           "/nonexistent.pem"], "backend-ca: /nonexistent.pem"),
+        (["--listen", "0,plain", "--backend", "127.0.0.1:80", "--metrics-listen", "1,tls"],
+         "metrics-listen 1,tls: expected [ADDR:]PORT, no flags"),
+        (["--listen", "0,plain", "--backend", "127.0.0.1:80", "--metrics-listen", "x:y"],
+         "metrics-listen x:y: expected"),
     ]
     for args, want in cases:
         r = subprocess.run([TLSLOOP, "proxy", *args], capture_output=True, text=True,
@@ -662,7 +723,7 @@ def main():
                  one_of_two_backends_down, backend_reset_is_carried, client_reset_is_carried,
                  proxy_protocol_v1_and_v2_to_the_backend, backend_over_tls_verified,
                  sigterm_during_a_transfer_lets_it_finish, curl_and_s_client_through_the_proxy,
-                 option_errors]
+                 metrics_page_counts_pairs_and_ends, option_errors]
         run_selected(tests, cert)
     return summary()
 

@@ -1,0 +1,94 @@
+/* server_metrics.c - the server's counters as Prometheus text (tlsloop/server.h), and the
+ * writer the metrics pages of the layers above share (tli.h).
+ *
+ * Text exposition format 0.0.4: a HELP and a TYPE line per family, then its samples. Names carry
+ * the "tlsloop_" prefix; counters end in "_total". Counters are summed over workers; per-worker
+ * figures are one tl_server_get_stats call away for those who want them.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "server_int.h"
+
+void tli_prom_emit(tli_prom *w, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof line || tl_buf_append(w->out, line, (size_t)n) != 0)
+        w->rc = -1;
+}
+
+void tli_prom_family(tli_prom *w, const char *name, const char *type, const char *help)
+{
+    tli_prom_emit(w, "# HELP tlsloop_%s %s\n# TYPE tlsloop_%s %s\n", name, help, name, type);
+}
+
+void tli_prom_one(tli_prom *w, const char *name, const char *type, const char *help, double v)
+{
+    tli_prom_family(w, name, type, help);
+    tli_prom_emit(w, "tlsloop_%s %.17g\n", name, v);
+}
+
+int tl_server_metrics_text(tl_server *srv, tl_buf *out)
+{
+    tli_prom pw = {out, 0}, *w = &pw;
+    tl_server_stats s;
+    tl_server_get_stats(srv, -1, &s);
+    tli_prom_one(w, "connections_open", "gauge", "Connections open now.", (double)s.conns_open);
+    tli_prom_one(w, "connections_total", "counter", "Connections accepted.", (double)s.conns_total);
+    tli_prom_family(w, "connections_refused_total", "counter",
+                    "Connections closed at once: the source was at its limit, or its PROXY header "
+                    "was invalid.");
+    tli_prom_emit(w, "tlsloop_connections_refused_total{reason=\"per_source\"} %llu\n",
+                  (unsigned long long)s.conns_refused_source);
+    tli_prom_emit(w, "tlsloop_connections_refused_total{reason=\"proxy_header\"} %llu\n",
+                  (unsigned long long)s.proxy_invalid);
+    tli_prom_one(w, "accept_pauses_total", "counter",
+                 "Times a worker stopped accepting at a limit (clients wait in the backlog).",
+                 (double)s.accept_pauses);
+    tli_prom_family(w, "connections_closed_total", "counter",
+                    "Closed connections by how they ended.");
+    for (int e = TL_END_CLEAN; e <= TL_END_LOCAL; e++)
+        tli_prom_emit(w, "tlsloop_connections_closed_total{end=\"%s\"} %llu\n",
+                      tl_conn_end_name((tl_conn_end)e), (unsigned long long)s.ends[e]);
+    tli_prom_one(w, "handshakes_active", "gauge", "TLS handshakes in progress.",
+                 (double)s.handshakes_active);
+    tli_prom_family(w, "handshakes_total", "counter", "Completed TLS handshakes.");
+    tli_prom_emit(w, "tlsloop_handshakes_total{kind=\"full\"} %llu\n",
+                  (unsigned long long)s.handshakes_full);
+    tli_prom_emit(w, "tlsloop_handshakes_total{kind=\"resumed\"} %llu\n",
+                  (unsigned long long)s.handshakes_resumed);
+    tli_prom_family(w, "handshake_failures_total", "counter", "Failed TLS handshakes by reason.");
+    for (int r = 0; r < TL_HS_FAIL_KINDS; r++)
+        tli_prom_emit(w, "tlsloop_handshake_failures_total{reason=\"%s\"} %llu\n",
+                      tl_hs_fail_name((tl_hs_fail)r), (unsigned long long)s.handshakes_failed[r]);
+    tli_prom_one(w, "handshake_rate", "gauge", "TLS handshakes per second over the last second.",
+                 s.handshake_rate);
+    tli_prom_one(w, "handshake_cpu_seconds_total", "counter", "CPU time spent in TLS handshakes.",
+                 (double)s.handshake_cpu_ns / 1e9);
+    tli_prom_family(w, "bytes_total", "counter", "Application bytes of closed connections.");
+    tli_prom_emit(w, "tlsloop_bytes_total{direction=\"in\"} %llu\n",
+                  (unsigned long long)s.bytes_in);
+    tli_prom_emit(w, "tlsloop_bytes_total{direction=\"out\"} %llu\n",
+                  (unsigned long long)s.bytes_out);
+    tli_prom_one(w, "certificate_expiry_days", "gauge",
+                 "Days until the first certificate expires.", (double)s.cert_expiry_days);
+    tli_prom_one(w, "reloads_total", "counter", "Configuration reloads that took effect.",
+                 (double)s.reloads);
+    tli_prom_one(w, "reload_failures_total", "counter",
+                 "Reloads refused (the old configuration stays).",
+                 (double)s.reload_failures);
+    tli_prom_family(w, "tickets_total", "counter", "Session tickets issued and accepted.");
+    tli_prom_emit(w, "tlsloop_tickets_total{event=\"issued\"} %llu\n",
+                  (unsigned long long)s.tickets.issued);
+    tli_prom_emit(w, "tlsloop_tickets_total{event=\"decrypted_current\"} %llu\n",
+                  (unsigned long long)s.tickets.decrypted_current);
+    tli_prom_emit(w, "tlsloop_tickets_total{event=\"decrypted_old\"} %llu\n",
+                  (unsigned long long)s.tickets.decrypted_old);
+    tli_prom_emit(w, "tlsloop_tickets_total{event=\"unknown_key\"} %llu\n",
+                  (unsigned long long)s.tickets.unknown_key);
+    return pw.rc;
+}
