@@ -681,9 +681,11 @@ tl_session *tl_engine_get_session(tl_engine *e)
         SSL_SESSION_up_ref(e->st.session);
         return e->st.session;
     }
-    /* A resumption that brought no new session (TLS 1.2) goes on with the one it resumed. */
+    /* A TLS 1.2 resumption brings no new session and goes on with the one it resumed; a TLS 1.3
+     * ticket is not offered twice (RFC 8446 C.4): without a new one there is none. */
     SSL_SESSION *cur = SSL_get_session(e->ssl);
-    if (SSL_session_reused(e->ssl) && cur && SSL_SESSION_is_resumable(cur))
+    if (SSL_session_reused(e->ssl) && SSL_version(e->ssl) < TLS1_3_VERSION && cur &&
+        SSL_SESSION_is_resumable(cur))
         return SSL_SESSION_dup(cur);
     return NULL;
 }

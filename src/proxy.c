@@ -40,9 +40,18 @@ typedef struct backend {
     socklen_t addrlen;
 } backend;
 
+#define SESSIONS_PER_BACKEND 8   /* TLS 1.3 tickets are used once: one per concurrent connect */
+
+/* The sessions a worker keeps per TLS backend, newest last; touched by that worker only. */
+typedef struct session_stack {
+    tl_session *s[SESSIONS_PER_BACKEND];
+    unsigned n;
+} session_stack;
+
 typedef struct pworker {
     _Atomic uint64_t clients, active, connects, failures, no_backend, to_backend, to_client,
-        clean, reset, timeout, truncated;
+        clean, reset, timeout, truncated, resumed;
+    session_stack *sessions;       /* backend-tls: one stack per backend */
 } pworker;
 
 struct tl_proxy {
@@ -66,6 +75,7 @@ typedef struct pair {
     pworker *w;
     tl_conn *front, *back;
     size_t first, tries;           /* the first backend tried, and how many so far */
+    size_t bi;                     /* the backend of `back` */
     tl_buf early;                  /* what the client sent before the backend was up */
     bool back_up;                  /* the backend connection is established */
     bool metrics;                  /* a metrics page request, not a pair: `early` holds its head */
@@ -358,6 +368,36 @@ static void back_established(pair *pr, tl_conn *back)
         tl_conn_resume_read(pr->front);   /* else it stays paused until the back drains */
 }
 
+/* ---- sessions towards TLS backends ---------------------------------------------------------- */
+
+static tl_session *take_session(pair *pr)
+{
+    session_stack *st = pr->w->sessions ? &pr->w->sessions[pr->bi] : NULL;
+    return st && st->n ? st->s[--st->n] : NULL;
+}
+
+/* Keep the newest session the backend connection received (TLS 1.2 at once, TLS 1.3 tickets
+ * once they came); with a full stack the oldest goes. */
+static void keep_session(pair *pr, tl_conn *back)
+{
+    session_stack *st = pr->w->sessions ? &pr->w->sessions[pr->bi] : NULL;
+    tl_session *sess = st && tl_conn_engine(back) ? tl_engine_get_session(tl_conn_engine(back))
+                                                  : NULL;
+    if (!sess)
+        return;
+    for (unsigned i = 0; i < st->n; i++)
+        if (st->s[i] == sess) {   /* TLS 1.2: kept at the handshake already */
+            tl_session_free(sess);
+            return;
+        }
+    if (st->n == SESSIONS_PER_BACKEND) {
+        tl_session_free(st->s[0]);
+        memmove(st->s, st->s + 1, (SESSIONS_PER_BACKEND - 1) * sizeof st->s[0]);
+        st->n--;
+    }
+    st->s[st->n++] = sess;
+}
+
 static void back_connected(tl_conn *back, bool ok)
 {
     if (ok && !tl_conn_is_tls(back))   /* else on_close follows and tries the next backend */
@@ -366,25 +406,37 @@ static void back_connected(tl_conn *back, bool ok)
 
 static void back_handshake(tl_conn *back, bool ok)
 {
-    if (ok)   /* a failed one (verification, say) ends in on_close: the next backend */
-        back_established(tl_conn_data(back), back);
+    if (!ok)   /* a failed one (verification, say) ends in on_close: the next backend */
+        return;
+    pair *pr = tl_conn_data(back);
+    tl_engine_info info;
+    tl_engine_get_info(tl_conn_engine(back), &info);
+    if (info.resumed)
+        bump(&pr->w->resumed, 1);
+    if (info.version && strcmp(info.version, "TLSv1.3") != 0)
+        keep_session(pr, back);   /* TLS 1.2: the session is there now, reusable */
+    back_established(pr, back);
 }
 
 static void connect_next(pair *pr)
 {
     tl_proxy *p = pr->p;
     while (pr->tries < p->nbackends) {
-        backend *b = &p->backends[(pr->first + pr->tries) % p->nbackends];
+        pr->bi = (pr->first + pr->tries) % p->nbackends;
+        backend *b = &p->backends[pr->bi];
         pr->tries++;
+        tl_session *sess = take_session(pr);   /* offered once: the engine keeps a copy */
         tl_conn_opts o = {.half_close = true,
                           .tls = p->backend_tls,
                           .server_name = b->verify_name,
+                          .session = sess,
                           .handshake_timeout_ms = p->connect_timeout_ms,
                           .cbs = &p->back_cbs,
                           .data = pr};
         char err[200];
         pr->back = tl_conn_connect(tl_conn_loop(pr->front), (const struct sockaddr *)&b->addr,
                                    b->addrlen, &o, err, sizeof err);
+        tl_session_free(sess);
         if (pr->back)
             return;
         backend_failed(pr, b, err);
@@ -615,12 +667,13 @@ static void back_close(tl_conn *c, tl_conn_end how)
         return;
     }
     if (!pr->back_up) {   /* refused or timed out: the next backend, if any */
-        backend_failed(pr, &pr->p->backends[(pr->first + pr->tries - 1) % pr->p->nbackends],
+        backend_failed(pr, &pr->p->backends[pr->bi],
                        how == TL_END_TIMEOUT ? "no answer within connect-timeout"
                                              : tl_conn_error(c));
         connect_next(pr);
         return;
     }
+    keep_session(pr, c);   /* TLS 1.3: the newest ticket that came meanwhile */
     if (pr->front)
         carry_end(pr->front, how);
     note_end(pr, how);
@@ -736,6 +789,9 @@ int tl_proxy_attach(tl_proxy *p, tl_server *srv, char *err, size_t errlen)
     p->nworkers = tl_server_workers(srv);
     if (!(p->workers = calloc(p->nworkers, sizeof *p->workers)))
         return tli_fmt(err, errlen, "out of memory"), -1;
+    for (unsigned i = 0; p->backend_tls && i < p->nworkers; i++)
+        if (!(p->workers[i].sessions = calloc(p->nbackends, sizeof(session_stack))))
+            return tli_fmt(err, errlen, "out of memory"), -1;
     return 0;
 }
 
@@ -746,6 +802,12 @@ void tl_proxy_free(tl_proxy *p)
     for (size_t i = 0; i < p->nbackends; i++) {
         free(p->backends[i].name);
         free(p->backends[i].verify_name);
+    }
+    for (unsigned i = 0; p->workers && i < p->nworkers; i++) {
+        for (size_t b = 0; p->workers[i].sessions && b < p->nbackends; b++)
+            for (unsigned k = 0; k < p->workers[i].sessions[b].n; k++)
+                tl_session_free(p->workers[i].sessions[b].s[k]);
+        free(p->workers[i].sessions);
     }
     tl_tls_ctx_free(p->backend_tls);
     free(p->backends);
@@ -773,6 +835,9 @@ int tl_proxy_metrics_text(tl_proxy *p, tl_buf *out)
                  (double)s.active);
     tli_prom_one(w, "proxy_backend_connects_total", "counter", "Backend connections established.",
                  (double)s.backend_connects);
+    tli_prom_one(w, "proxy_backend_resumed_total", "counter",
+                 "Backend TLS connections that resumed a session (backend-tls).",
+                 (double)s.backend_resumed);
     tli_prom_one(w, "proxy_backend_failures_total", "counter",
                  "Backend connections refused, timed out or not verified.",
                  (double)s.backend_failures);
@@ -811,6 +876,7 @@ void tl_proxy_get_stats(tl_proxy *p, tl_proxy_stats *out)
         ADD(ended_reset, reset);
         ADD(ended_timeout, timeout);
         ADD(ended_truncated, truncated);
+        ADD(backend_resumed, resumed);
 #undef ADD
     }
 }

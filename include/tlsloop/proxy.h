@@ -91,6 +91,7 @@ typedef struct tl_proxy_stats {
     uint64_t ended_reset;          /* a reset or a failure on either side, carried to the other */
     uint64_t ended_timeout;        /* a deadline on either side */
     uint64_t ended_truncated;      /* the client ended TLS without close_notify */
+    uint64_t backend_resumed;      /* backend-tls: backend connections that resumed a session */
 } tl_proxy_stats;
 
 /* Counters over every worker, since tl_proxy_attach. Any thread. */

@@ -508,13 +508,17 @@ def proxy_protocol_v1_and_v2_to_the_backend(cert):
 class TlsBackend(Backend):
     """A Backend whose connections are TLS (our test certificate), for --backend-tls."""
 
-    def __init__(self, handler, cert):
+    def __init__(self, handler, cert, version=None):
         sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         sctx.load_cert_chain(cert[0], cert[1])
+        if version:
+            sctx.minimum_version = sctx.maximum_version = version
+        self.reused = []   # per connection: whether it resumed a session
 
         def wrapped(c):
             c.settimeout(20 * SLOW)
             with sctx.wrap_socket(c, server_side=True) as t:
+                self.reused.append(t.session_reused)
                 handler(t)
         super().__init__(wrapped)
 
@@ -552,6 +556,35 @@ def backend_over_tls_verified(cert):
     finally:
         assert px.stop() == 0
         be.close()
+
+
+@test
+def backend_sessions_resumed(cert):
+    for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+        be = TlsBackend(tls_echo, cert, version)
+        px = Proxy(cert, be.port, extra=("--backend-tls", "--backend-ca", cert[0],
+                                         "--backend-name", "localhost", "--metrics-listen",
+                                         "127.0.0.1:0"))
+        try:
+            n = 8
+            for i in range(n):
+                with tls_connect(px.tls, cert) as s:
+                    echo_roundtrip(s, f"request {i}".encode())
+                    s.unwrap()
+                deadline = time.monotonic() + 10 * SLOW
+                while metric(metrics_text(px.metrics)[2], "tlsloop_proxy_pairs_open") > 0:
+                    assert time.monotonic() < deadline, "a pair stayed open"
+                    time.sleep(0.02)
+            # The first connect of each of the two workers is a full handshake; the rest resume
+            # what that worker kept (TLS 1.3: the newest ticket, each offered once).
+            assert len(be.reused) == n, be.reused
+            print(f"  {version.name}: {sum(be.reused)} of {n} backend connections resumed")
+            assert sum(be.reused) >= n - 2, (version, be.reused)
+            text = metrics_text(px.metrics)[2]
+            assert metric(text, "tlsloop_proxy_backend_resumed_total") == sum(be.reused), text
+        finally:
+            assert px.stop() == 0
+            be.close()
 
 
 @test
@@ -722,6 +755,7 @@ def main():
                  half_close_carried_tls13_and_plain, backend_down_client_gets_close_notify,
                  one_of_two_backends_down, backend_reset_is_carried, client_reset_is_carried,
                  proxy_protocol_v1_and_v2_to_the_backend, backend_over_tls_verified,
+                 backend_sessions_resumed,
                  sigterm_during_a_transfer_lets_it_finish, curl_and_s_client_through_the_proxy,
                  metrics_page_counts_pairs_and_ends, option_errors]
         run_selected(tests, cert)
