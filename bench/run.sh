@@ -13,7 +13,9 @@
 #      what one generator thread can drive (about 1.5 minutes)
 #   6. proxy_bench: tlsloop proxy against HAProxy and stunnel (handshakes/s, keep-alive requests/s,
 #      MB/s, p99, and the proxy's CPU per operation; about 4.5 minutes)
-#   7. storm: p99 of established connections during a full-handshake flood (bench/storm.sh; one
+#   7. zerocopy: MSG_ZEROCOPY against send() for 64 KiB sends over loopback TCP (CPU per MiB of
+#      sender and receiver; a few seconds)
+#   8. storm: p99 of established connections during a full-handshake flood (bench/storm.sh; one
 #      round of 5 s runs, about 35 s)
 # Knobs: BENCH_ARGS go to bench_engine (e.g. --quick); IDLE_CONNS sets the connection count;
 # NGINX_ARGS replace perf's arguments (e.g. "--quick"), NGINX=0 skips
@@ -54,6 +56,9 @@ if [ "${PROXY:-1}" != 0 ]; then
     # shellcheck disable=SC2086 # the arguments are words on purpose
     python3 bench/proxy_bench.py --build "$BUILD" --write-docs ${PROXY_ARGS:-} || rc=1
 fi
+echo
+echo "=== zerocopy"
+taskset -c 0 "$BUILD/bench/zerocopy" 1024 || rc=1
 if [ "${STORM:-1}" != 0 ]; then
     storm_args=${STORM_ARGS-"--rounds 1 --duration 5 --warmup 1"}
     echo
