@@ -54,6 +54,7 @@ static size_t queued(const tl_conn *c)
 }
 
 #define MSG_MAX 256
+#define TL_CONN_DEFER_MAX (16u * 1024u)   /* larger writes go at once: bulk gains nothing */
 
 static uint32_t now_ms(const tl_conn *c) { return (uint32_t)tl_loop_now(c->loop); }
 
@@ -163,6 +164,11 @@ static void on_post(tl_loop *loop, tl_work *w)
     }
     if ((acts & ACT_HANDSHAKE) && c->state == ST_HANDSHAKE) {
         do_handshake(c);
+        if (c->state != ST_DEAD)
+            update_interest(c);
+    }
+    if ((acts & ACT_FLUSH) && (c->state == ST_OPEN || c->state == ST_CLOSING)) {
+        do_flush(c);
         if (c->state != ST_DEAD)
             update_interest(c);
     }
@@ -409,6 +415,16 @@ int tl_conn_write(tl_conn *c, const void *data, size_t len)
     if (len == 0)
         return c->above_high ? 1 : 0;
     size_t off = 0;
+    if (c->defer_writes && c->state == ST_OPEN && len < TL_CONN_DEFER_MAX) {
+        if (tl_buf_append(&c->wq, data, len) != 0)
+            return out_of_queue_memory(c);
+        schedule(c, ACT_FLUSH);
+        if (queued(c) > c->high) {
+            c->above_high = true;
+            return 1;
+        }
+        return 0;
+    }
     /* Optimistic write: straight to the socket when nothing waits before it. */
     if (c->state == ST_OPEN && queued(c) == 0) {
         tl_result r = c->type->write(c, data, len);
@@ -935,6 +951,8 @@ int tl_conn_writev_close(tl_conn *c, const struct iovec *iov, int iovcnt)
     c->last_send = false;
     return rc;
 }
+
+void tl_conn_set_defer_writes(tl_conn *c, bool on) { c->defer_writes = on; }
 
 void tl_conn_shutdown_write(tl_conn *c)
 {

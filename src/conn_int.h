@@ -54,6 +54,7 @@ typedef enum conn_state {
 /* Actions posted to the loop (c->post), run from there, never from inside an API call. */
 #define ACT_READ 0x1u     /* deliver data held inside (resume, fairness budget) */
 #define ACT_CLOSE 0x2u    /* call on_close and free */
+#define ACT_FLUSH 0x8u    /* deferred writes: send what this iteration queued */
 #define ACT_HANDSHAKE 0x4u /* a handshake step without waiting for an event (accept) */
 
 /* Laid out to leave no padding: an idle server holds one of these per connection. Times with the
@@ -81,7 +82,7 @@ struct tl_conn {
     uint32_t close_ms;            /* tl_conn_close began */
     /* KeyUpdate rate: the engine's count when last looked at, and at the window's start. */
     uint32_t ku_limit, ku_seen, ku_base, ku_window_ms;
-    unsigned actions;             /* ACT_* posted */
+    uint8_t actions;              /* ACT_* posted */
 
     bool read_paused;
     bool eof;                     /* the peer finished sending */
@@ -101,6 +102,7 @@ struct tl_conn {
     bool last_send;               /* tl_conn_writev_close: the FIN follows at once, so sends say
                                      MSG_MORE and the kernel puts data and FIN in one segment */
     bool fd_private;              /* opts.fd_private: close without epoll_ctl */
+    bool defer_writes;            /* tl_conn_set_defer_writes */
 
     tl_buf wq;                    /* write queue */
     size_t high, low;

@@ -437,8 +437,10 @@ static void connect_next(pair *pr)
         pr->back = tl_conn_connect(tl_conn_loop(pr->front), (const struct sockaddr *)&b->addr,
                                    b->addrlen, &o, err, sizeof err);
         tl_session_free(sess);
-        if (pr->back)
+        if (pr->back) {
+            tl_conn_set_defer_writes(pr->back, true);
             return;
+        }
         backend_failed(pr, b, err);
     }
     bump(&pr->w->no_backend, 1);
@@ -541,6 +543,7 @@ static void front_open(tl_conn *c, void *data)
     }
     bump(&pr->w->active, 1);
     tl_conn_set_data(c, pr);
+    tl_conn_set_defer_writes(c, true);   /* the sends of one iteration leave together */
     if (!tl_conn_is_tls(c))
         start_backend(pr);
 }

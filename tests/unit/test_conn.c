@@ -677,6 +677,50 @@ TEST(writev_close_small_and_large)
         }
 }
 
+/* Deferred writes: small ones wait in the queue for the end of the loop iteration, large ones go
+ * at once; the peer gets everything in order. */
+static size_t dq_after_big, dq_after_small;
+static uint8_t dq_big[20000];
+static void deferred_answer(world *w, tl_conn *c, const uint8_t *d, size_t n)
+{
+    (void)w;
+    (void)d;
+    (void)n;
+    tl_conn_set_defer_writes(c, true);
+    CHECK_EQ_INT(tl_conn_write(c, dq_big, sizeof dq_big), 0);
+    dq_after_big = tl_conn_write_queued(c);
+    CHECK_EQ_INT(tl_conn_write(c, "small one ", 10), 0);
+    CHECK_EQ_INT(tl_conn_write(c, "small two ", 10), 0);
+    dq_after_small = tl_conn_write_queued(c);
+}
+
+static bool got_deferred(world *w) { return tl_buf_len(&w->c.got) >= sizeof dq_big + 20; }
+
+TEST(deferred_small_writes)
+{
+    tp_pattern(dq_big, sizeof dq_big, 6);
+    for (int tls = 0; tls < 2; tls++) {
+        tl_tls_ctx *sctx = tls ? tp_server_ctx(&tp.ecdsa, 0, 0) : NULL;
+        tl_tls_ctx *cctx = tls ? tp_client_ctx(0, 0) : NULL;
+        world *w = world_new(sctx, cctx);
+        REQUIRE(w);
+        w->on_server_read = deferred_answer;
+        tl_conn *c = world_connect(w);
+        REQUIRE(c);
+        tl_conn_write(c, "request", 7);
+        CHECK(run_until(w, got_deferred, 5000));
+        CHECK_EQ_INT(dq_after_big, 0);      /* sent at once */
+        CHECK_EQ_INT(dq_after_small, 20);   /* waiting for the end of the iteration */
+        CHECK_EQ_INT(tl_buf_len(&w->c.got), sizeof dq_big + 20);
+        const uint8_t *got = tl_buf_rptr(&w->c.got);
+        CHECK(memcmp(got, dq_big, sizeof dq_big) == 0);
+        CHECK(memcmp(got + sizeof dq_big, "small one small two ", 20) == 0);
+        world_free(w);
+        tl_tls_ctx_free(sctx);
+        tl_tls_ctx_free(cctx);
+    }
+}
+
 /* A peer that never answers our close: the lingering close ends at its deadline. */
 TEST(linger_deadline)
 {
@@ -1422,6 +1466,7 @@ int main(int argc, char **argv)
     RUN(half_close_tls13);
     RUN(close_inside_read_callback);
     RUN(writev_close_small_and_large);
+    RUN(deferred_small_writes);
     RUN(linger_deadline);
     RUN(delegated_handshakes);
     RUN(many_connections_no_growth);
