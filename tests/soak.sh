@@ -2,8 +2,8 @@
 # soak.sh - the long, heavy versions of the tests (make soak): every unit test with SOAK=1 (counts
 # multiplied by SOAK_SCALE, default 50), normal and ASan builds; the example servers holding
 # 10,000 TLS connections from a separate client process; tlsloop serve sending 1 GiB to a slow
-# reader; then every fuzz target for SOAK_FUZZ_SECONDS (default 600) each. Ends with one
-# "N passed, N failed" line.
+# reader; tlsloop proxy moving 1 GiB each way past slow readers; then every fuzz target for
+# SOAK_FUZZ_SECONDS (default 600) each. Ends with one "N passed, N failed" line.
 set -u
 cd "$(dirname "$0")/.."
 export SOAK=1 SOAK_SCALE=${SOAK_SCALE:-50}
@@ -53,6 +53,15 @@ rm -f "$log"
 echo "--- [soak] tests/e2e/test_serve.py with a 1 GiB download"
 log=$(mktemp)
 TLSLOOP_BIN=build/tlsloop timeout 1800 python3 tests/e2e/test_serve.py >"$log" 2>&1
+rc=$?
+tail -n 30 "$log"
+add "$log" "$rc"
+rm -f "$log"
+# tlsloop proxy: 1 GiB each way through it with a slow reader on either side, its memory bounded
+# (and the rest of its e2e tests).
+echo "--- [soak] tests/e2e/test_proxy.py with 1 GiB each way"
+log=$(mktemp)
+timeout 3600 python3 tests/e2e/test_proxy.py >"$log" 2>&1
 rc=$?
 tail -n 30 "$log"
 add "$log" "$rc"
