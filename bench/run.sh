@@ -12,7 +12,7 @@
 #      counts against the servers' own (tlsloop's /metrics, nginx's $ssl_session_reused), and
 #      what one generator thread can drive (about 1.5 minutes)
 #   6. proxy_bench: tlsloop proxy against HAProxy and stunnel (handshakes/s, keep-alive requests/s,
-#      MB/s, p99, and the proxy's CPU per operation; about 4.5 minutes)
+#      MB/s, p99, and the proxy's CPU per operation; about 5 minutes)
 #   7. zerocopy: MSG_ZEROCOPY against send() for 64 KiB sends over loopback TCP (CPU per MiB of
 #      sender and receiver; a few seconds)
 #   8. storm: p99 of established connections during a full-handshake flood (bench/storm.sh; one
