@@ -174,7 +174,7 @@ def main():
                             p.wait()
                     for w, v in res.items():
                         results.setdefault((w, name), []).append(v)
-                        print(f"  round {r + 1} {name:8} {w}: {v['rate']:.2f} "
+                        print(f"  round {r + 1} {name:8} {w}: {v['rate']:.3f} "
                               f"({v['us']:.1f} us of proxy CPU per op, {v['errors']} errors, "
                               f"generator {v['gen']:.0f}%)", flush=True)
         finally:
@@ -195,7 +195,7 @@ def main():
         med = {n: statistics.median(v["rate"] for v in results[(w, n)]) for n in names}
         cpu = {n: statistics.median(v["us"] for v in results[(w, n)]) for n in names}
         errs = sum(v["errors"] for n in names for v in results[(w, n)])
-        fmt = (lambda x: f"{x:.2f}") if unit == "ms" else (lambda x: f"{x:,.0f}")
+        fmt = (lambda x: f"{x:.3f}") if unit == "ms" else (lambda x: f"{x:,.0f}")
         cpus = " / ".join("-" if c != c else f"{c:.1f}" for c in cpu.values())
         lines.append(f"| {w}: {desc} | {fmt(med['tlsloop'])} | {fmt(med['haproxy'])} | "
                      f"{fmt(med['stunnel'])} | {cpus}{' (errors: %d)' % errs if errs else ''} |")

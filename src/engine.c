@@ -274,6 +274,7 @@ tl_engine *tl_engine_new(tl_tls_ctx *cfg, const tl_engine_opts *opts)
             fail(e, TL_ERR_USAGE, "the transport needs both recv and send");
     }
     e->st.delegate = opts && (opts->flags & TL_ENGINE_DELEGATE_TASKS);
+    e->hold_last_flight = opts && (opts->flags & TL_ENGINE_HOLD_LAST_FLIGHT);
     if (tl_tls_ctx_role(cfg) == TL_ROLE_CLIENT)
         SSL_set_connect_state(e->ssl);
     else
@@ -588,7 +589,8 @@ tl_result tl_engine_handshake(tl_engine *e)
         e->hold_output = true;
         st = handshake_step(e);
         e->hold_output = false;
-        if (st == TL_OK && e->hs_done && tl_buf_len(&e->pending) > 0 && SSL_has_pending(e->ssl))
+        if (st == TL_OK && e->hs_done && e->hold_last_flight && tl_buf_len(&e->pending) > 0 &&
+            SSL_has_pending(e->ssl))
             e->held = true;
         else if (!drain_pending(e) && (st == TL_OK || e->io_error))
             st = output_blocked(e);   /* a full socket keeps it pending; a failed one fails */

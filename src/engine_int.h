@@ -43,6 +43,7 @@ struct tl_engine {
     bool io_error;              /* the transport failed */
     bool gathering;             /* records go to the thread's gather buffer (tli_engine_gather) */
     bool gather_hold;           /* tl_engine_write_close: gather even a small write, keep it */
+    bool hold_last_flight;      /* TL_ENGINE_HOLD_LAST_FLIGHT */
     bool hold_output;           /* a handshake step runs: its flight stays pending, then goes */
     bool held;                  /* the last flight waits to leave with the next write (see
                                    tl_engine_handshake) */

@@ -131,6 +131,8 @@ typedef struct tl_transport {
 
 /* Engine flags. */
 #define TL_ENGINE_DELEGATE_TASKS 0x1u /* return TL_NEED_TASK before CPU-heavy handshake steps */
+#define TL_ENGINE_HOLD_LAST_FLIGHT 0x2u /* transport mode: tl_engine_handshake may hold the last
+                                           flight for the next write (see there; tl_conn does) */
 
 typedef struct tl_engine_opts {
     /* Client: the server's DNS name or IP address. It is verified against the certificate when
@@ -181,11 +183,12 @@ TL_API tl_result tl_engine_write_close(tl_engine *e, const void *src, size_t len
 
 /* Transport mode: drive the handshake without application data (sends pending output, then one
  * handshake step, whose flight leaves in one send). In buffer mode, wrap and unwrap with empty
- * buffers do the same. When the step ends the handshake and the peer's application data is
- * already inside (a TLS 1.3 client sends its Finished and its request together), the last flight
- * (the session tickets) is held instead: the result is TL_OK, tl_engine_output_held says so, and
- * the flight leaves in front of the next write's records, in the same send (or with
- * tl_engine_flush, which the caller owes once it has read that data and written no answer). */
+ * buffers do the same. With TL_ENGINE_HOLD_LAST_FLIGHT, when the step ends the handshake and the
+ * peer's application data is already inside (a TLS 1.3 client sends its Finished and its request
+ * together), the last flight (the session tickets) is held instead: the result is TL_OK,
+ * tl_engine_output_held says so, reads leave it alone, and it leaves in front of the next write's
+ * records, in the same send, or with tl_engine_flush, which the caller owes before it waits for
+ * the network without having written an answer. */
 TL_API tl_result tl_engine_handshake(tl_engine *e);
 
 /* Run the delegated task (after TL_NEED_TASK). Any thread, with exclusive ownership (see above).

@@ -55,7 +55,7 @@ static void sides(side *c, side *s, tl_tls_ctx *cctx, tl_tls_ctx *sctx, int sndb
     c->tp = (tl_transport){sock_recv, sock_send, &c->fd};
     s->tp = (tl_transport){sock_recv, sock_send, &s->fd};
     tl_engine_opts co = {.server_name = "localhost", .transport = &c->tp};
-    tl_engine_opts so = {.transport = &s->tp};
+    tl_engine_opts so = {.transport = &s->tp, .flags = TL_ENGINE_HOLD_LAST_FLIGHT};
     c->e = tl_engine_new(cctx, &co);
     s->e = tl_engine_new(sctx, &so);
     REQUIRE(c->e && s->e);
@@ -312,6 +312,31 @@ static void held_flight_case(bool answer)
 TEST(held_tickets_leave_with_the_answer) { held_flight_case(true); }
 TEST(held_tickets_leave_with_a_flush) { held_flight_case(false); }
 
+/* Without TL_ENGINE_HOLD_LAST_FLIGHT nothing is held, data or not: the step sends the tickets. */
+TEST(last_flight_not_held_without_the_flag)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, TL_TLS1_3, TL_TLS1_3), *cctx = tp_client_ctx(0, 0);
+    side c, s;
+    sides(&c, &s, cctx, sctx, 0);
+    tl_engine_free(s.e);
+    tl_engine_opts so = {.transport = &s.tp};
+    REQUIRE((s.e = tl_engine_new(sctx, &so)));
+    REQUIRE(tl_engine_handshake(c.e).status == TL_WANT_INPUT);
+    REQUIRE(tl_engine_handshake(s.e).status == TL_WANT_INPUT);
+    REQUIRE(tl_engine_handshake(c.e).status == TL_OK);
+    REQUIRE(tl_engine_write(c.e, "request", 7).status == TL_OK);
+    int before = counted_sends;
+    tl_result r = tl_engine_handshake(s.e);
+    CHECK_EQ_INT(r.status, TL_OK);
+    CHECK(tl_engine_handshake_done(s.e));
+    CHECK(!tl_engine_output_held(s.e));
+    CHECK_EQ_INT(tl_engine_pending_output(s.e), 0);
+    CHECK_EQ_INT(counted_sends, before + 1);
+    close_sides(&c, &s);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
 /* Without the peer's data in the same read, the last flight is not held: it leaves at once. */
 TEST(last_flight_not_held_without_data)
 {
@@ -481,6 +506,7 @@ int main(int argc, char **argv)
     RUN(held_tickets_leave_with_the_answer);
     RUN(held_tickets_leave_with_a_flush);
     RUN(last_flight_not_held_without_data);
+    RUN(last_flight_not_held_without_the_flag);
     RUN(mock_one_byte_transport);
     RUN(mock_send_failure);
     RUN(task_output_stays_pending);
