@@ -74,6 +74,30 @@ TEST(listen_forms)
     tl_server_config_free(cfg);
 }
 
+/* Listeners that would share connections (the same port on the same or a wildcard address) are
+ * refused by the check; distinct addresses, other families and port 0 are fine. */
+TEST(overlapping_listeners_refused)
+{
+    const char *clash[][2] = {{"127.0.0.1:8080,plain", "127.0.0.1:8080"},
+                              {"8080", "127.0.0.1:8080,plain"},
+                              {"[::1]:8443", "[::]:8443,plain"}};
+    for (size_t i = 0; i < sizeof clash / sizeof clash[0]; i++) {
+        tl_server_config *cfg = tl_server_config_new();
+        REQUIRE(set(cfg, "listen", clash[i][0]) == 0 && set(cfg, "listen", clash[i][1]) == 0);
+        CHECK(tl_server_check(cfg, err, sizeof err) == -1 && strstr(err, "overlapping"));
+        tl_server_config_free(cfg);
+    }
+    const char *fine[][2] = {{"127.0.0.1:8080,plain", "127.0.0.2:8080,plain"},
+                             {"8080,plain", "[::]:8080,plain"},
+                             {"127.0.0.1:0,plain", "127.0.0.1:0,plain"}};
+    for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
+        tl_server_config *cfg = tl_server_config_new();
+        REQUIRE(set(cfg, "listen", fine[i][0]) == 0 && set(cfg, "listen", fine[i][1]) == 0);
+        CHECK_EQ_INT(tl_server_check(cfg, err, sizeof err), 0);
+        tl_server_config_free(cfg);
+    }
+}
+
 TEST(values_and_errors)
 {
     tl_server_config *cfg = tl_server_config_new();
@@ -352,6 +376,7 @@ int main(int argc, char **argv)
     TEST_MAIN_BEGIN(argc, argv);
     RUN(defaults);
     RUN(listen_forms);
+    RUN(overlapping_listeners_refused);
     RUN(values_and_errors);
     RUN(file_format);
     RUN(args_and_replay);
