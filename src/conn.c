@@ -415,7 +415,8 @@ int tl_conn_write(tl_conn *c, const void *data, size_t len)
     if (len == 0)
         return c->above_high ? 1 : 0;
     size_t off = 0;
-    if (c->defer_writes && c->state == ST_OPEN && len < TL_CONN_DEFER_MAX) {
+    /* Not after the peer's end: a TLS 1.2 peer's close_notify must make this write fail now. */
+    if (c->defer_writes && c->state == ST_OPEN && !c->eof && len < TL_CONN_DEFER_MAX) {
         if (tl_buf_append(&c->wq, data, len) != 0)
             return out_of_queue_memory(c);
         schedule(c, ACT_FLUSH);
@@ -487,6 +488,11 @@ static void handshake_done(tl_conn *c)
         c->cbs->on_handshake(c, true);
     if (c->state != ST_OPEN)
         return;
+    if (c->close_requested) {   /* closed during the handshake with data written: send it now */
+        c->close_requested = false;
+        tl_conn_close(c);
+        return;
+    }
     if (c->engine && tl_engine_output_held(c->engine)) {
         /* The request came with the peer's Finished: the answer takes our tickets along. */
         do_read(c);
@@ -530,8 +536,8 @@ static void task_done(tl_loop *loop, tl_work *w)
             report_handshake_failure(c);
         return;
     }
-    if (c->close_requested) {
-        finish(c, TL_END_LOCAL);
+    if (c->close_requested && tl_buf_len(&c->wq) == 0) {
+        finish(c, TL_END_LOCAL);   /* nothing written to deliver: no reason to go on */
         return;
     }
     do_handshake(c);
@@ -603,6 +609,11 @@ static void connected(tl_conn *c)
         c->state = ST_OPEN;
         c->active_ms = now_ms(c);
         arm_deadline(c);
+        if (c->close_requested) {   /* closed while connecting, with data written */
+            c->close_requested = false;
+            tl_conn_close(c);
+            return;
+        }
         do_flush(c);
     }
 }
@@ -905,8 +916,12 @@ void tl_conn_close(tl_conn *c)
         return;
     case ST_CONNECTING:
     case ST_HANDSHAKE:
-        /* Nothing to flush, and no close_notify before the handshake ends. */
-        finish(c, TL_END_LOCAL);
+        if (tl_buf_len(&c->wq) > 0) {
+            /* Written before the connection was up: delivered once it is, then the close. */
+            c->close_requested = true;
+            return;
+        }
+        finish(c, TL_END_LOCAL);   /* nothing to flush, no close_notify before the handshake */
         return;
     case ST_OPEN:
         break;

@@ -91,7 +91,8 @@ struct tl_conn {
     bool notify_queued;           /* close_notify queued */
     bool fin_sent;                /* shutdown(SHUT_WR) done */
     bool above_high;              /* tl_conn_write returned 1; on_drain owed */
-    bool close_requested;         /* while a task runs */
+    bool close_requested;         /* while a task ran, or during a handshake with data queued:
+                                     close once the handshake is over */
     bool abort_requested;
     bool posted;
     bool send_blocked;            /* the last send did not take everything */

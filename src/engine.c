@@ -147,7 +147,7 @@ static tl_status map_ssl_error(tl_engine *e, int ret)
 
 tl_hs_status tl_engine_handshake_status(const tl_engine *e)
 {
-    if (tl_buf_len(&e->pending) > 0)
+    if (tl_buf_len(&e->pending) > 0 && !e->held)   /* a held flight waits for the next write */
         return TL_HS_NEED_WRAP;
     if (e->task_pending)
         return TL_HS_NEED_TASK;
@@ -472,10 +472,12 @@ static tl_status do_wrap(tl_engine *e, const uint8_t *src, size_t len, size_t *c
     e->gathering = e->sink == SINK_TRANSPORT && (len > MAX_PLAINTEXT_PER_RECORD || e->gather_hold);
     if (merge) {
         e->held = false;
-        if (tli_engine_gather_adopt(e))
+        if (tli_engine_gather_adopt(e)) {
             e->gathering = true;
-        else if (!drain_pending(e))
+        } else if (!drain_pending(e)) {
+            e->gathering = false;   /* nothing gathered yet: later output goes to pending */
             return output_blocked(e);
+        }
     }
     while (*consumed < len && tl_buf_len(&e->pending) == 0) {
         if (e->gathering && !tli_engine_gather_room() && !tli_engine_gather_flush(e))

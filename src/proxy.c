@@ -78,6 +78,7 @@ typedef struct pair {
     size_t bi;                     /* the backend of `back` */
     tl_buf early;                  /* what the client sent before the backend was up */
     bool back_up;                  /* the backend connection is established */
+    bool back_tls13;               /* the backend connection is TLS 1.3 (tickets come later) */
     bool metrics;                  /* a metrics page request, not a pair: `early` holds its head */
     bool answered;
     bool front_eof, back_eof;      /* that side ended its data */
@@ -165,7 +166,7 @@ int tl_proxy_config_finish(tl_server_config *cfg, char *err, size_t errlen)
     if (!v)
         return 0;
     char listen[300];
-    if (strchr(v, ',') || strlen(v) > sizeof listen - 8)
+    if (strchr(v, ',') || strlen(v) > 64)
         return tli_fmt(err, errlen, "metrics-listen %s: expected [ADDR:]PORT, no flags", v), -1;
     tli_fmt(listen, sizeof listen, "%s,plain", v);
     char why[512];
@@ -376,26 +377,27 @@ static tl_session *take_session(pair *pr)
     return st && st->n ? st->s[--st->n] : NULL;
 }
 
-/* Keep the newest session the backend connection received (TLS 1.2 at once, TLS 1.3 tickets
- * once they came); with a full stack the oldest goes. */
-static void keep_session(pair *pr, tl_conn *back)
+/* Push a session (ours now) on the backend's stack; with a full stack the oldest goes. */
+static void put_session(pair *pr, tl_session *sess)
 {
-    session_stack *st = pr->w->sessions ? &pr->w->sessions[pr->bi] : NULL;
-    tl_session *sess = st && tl_conn_engine(back) ? tl_engine_get_session(tl_conn_engine(back))
-                                                  : NULL;
-    if (!sess)
-        return;
-    for (unsigned i = 0; i < st->n; i++)
-        if (st->s[i] == sess) {   /* TLS 1.2: kept at the handshake already */
-            tl_session_free(sess);
-            return;
-        }
+    session_stack *st = &pr->w->sessions[pr->bi];
     if (st->n == SESSIONS_PER_BACKEND) {
         tl_session_free(st->s[0]);
         memmove(st->s, st->s + 1, (SESSIONS_PER_BACKEND - 1) * sizeof st->s[0]);
         st->n--;
     }
     st->s[st->n++] = sess;
+}
+
+/* Keep the newest session the backend connection received: TLS 1.2 at the handshake, TLS 1.3
+ * tickets at the end, once they came. */
+static void keep_session(pair *pr, tl_conn *back)
+{
+    tl_session *sess = pr->w->sessions && tl_conn_engine(back)
+                           ? tl_engine_get_session(tl_conn_engine(back))
+                           : NULL;
+    if (sess)
+        put_session(pr, sess);
 }
 
 static void back_connected(tl_conn *back, bool ok)
@@ -413,7 +415,8 @@ static void back_handshake(tl_conn *back, bool ok)
     tl_engine_get_info(tl_conn_engine(back), &info);
     if (info.resumed)
         bump(&pr->w->resumed, 1);
-    if (info.version && strcmp(info.version, "TLSv1.3") != 0)
+    pr->back_tls13 = info.version && !strcmp(info.version, "TLSv1.3");
+    if (!pr->back_tls13)
         keep_session(pr, back);   /* TLS 1.2: the session is there now, reusable */
     back_established(pr, back);
 }
@@ -436,7 +439,10 @@ static void connect_next(pair *pr)
         char err[200];
         pr->back = tl_conn_connect(tl_conn_loop(pr->front), (const struct sockaddr *)&b->addr,
                                    b->addrlen, &o, err, sizeof err);
-        tl_session_free(sess);
+        if (!pr->back && sess)
+            put_session(pr, sess);   /* never offered: still good */
+        else
+            tl_session_free(sess);
         if (pr->back) {
             tl_conn_set_defer_writes(pr->back, true);
             return;
@@ -552,8 +558,10 @@ static void front_open(tl_conn *c, void *data)
  * to finish; the server aborts what is still open at drain-timeout. */
 static void front_drain_server(tl_conn *c, void *data)
 {
-    (void)c;
     (void)data;
+    pair *pr = tl_conn_data(c);
+    if (pr && pr->metrics && !pr->answered)
+        tl_conn_close(c);   /* a scraper's idle connection: nothing to finish */
 }
 
 static void front_handshake(tl_conn *c, bool ok)
@@ -676,7 +684,8 @@ static void back_close(tl_conn *c, tl_conn_end how)
         connect_next(pr);
         return;
     }
-    keep_session(pr, c);   /* TLS 1.3: the newest ticket that came meanwhile */
+    if (pr->back_tls13)
+        keep_session(pr, c);   /* TLS 1.3: the newest ticket that came meanwhile */
     if (pr->front)
         carry_end(pr->front, how);
     note_end(pr, how);
@@ -727,10 +736,22 @@ tl_proxy *tl_proxy_new(const tl_server_config *cfg, char *err, size_t errlen)
         tli_fmt(err, errlen, "out of memory");
         return NULL;
     }
-    /* tl_proxy_config_finish added it as the last listener. */
-    p->metrics_listener = tl_server_config_value(cfg, "metrics-listen")
-                              ? (int)tl_server_config_count(cfg, "listen") - 1
-                              : -1;
+    /* tl_proxy_config_finish added it as the last listener: check, rather than serve metrics on
+     * a listener meant for clients. */
+    p->metrics_listener = -1;
+    const char *mv = tl_server_config_value(cfg, "metrics-listen");
+    if (mv) {
+        size_t last = tl_server_config_count(cfg, "listen");
+        const char *l = last ? tl_server_config_listen(cfg, last - 1) : NULL;
+        size_t ml = strlen(mv);
+        if (!l || strncmp(l, mv, ml) != 0 || strcmp(l + ml, ",plain") != 0) {
+            tli_fmt(err, errlen, "metrics-listen %s: its listener is not the last one; call "
+                    "tl_proxy_config_finish once every option is set", mv);
+            free(p);
+            return NULL;
+        }
+        p->metrics_listener = (int)last - 1;
+    }
     if (n == 0) {
         tli_fmt(err, errlen, "no backend: give at least one --backend HOST:PORT");
         free(p);

@@ -516,6 +516,11 @@ size_t tl_server_config_count(const tl_server_config *cfg, const char *name)
     return tl_server_config_values(cfg, name, NULL, 0);
 }
 
+const char *tl_server_config_listen(const tl_server_config *cfg, size_t i)
+{
+    return i < cfg->n_listens ? cfg->listens[i].text : NULL;
+}
+
 const char *tl_server_config_value(const tl_server_config *cfg, const char *name)
 {
     const char *v = NULL;

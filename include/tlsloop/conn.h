@@ -42,7 +42,9 @@
  * queue, sends close_notify (TLS), shuts the write side, and reads and discards until the peer's
  * close_notify or EOF (a lingering close: the peer never gets a reset that destroys the last
  * response), all within the close deadline; then it closes the socket and calls on_close(c, how)
- * once. tl_conn_abort ends at once. on_close is the last callback (an owner's on_close aside, see
+ * once. Before a connection is up (connecting, or in its TLS handshake) a close ends it at once,
+ * unless data was written meanwhile: that is delivered once it is up, then the close goes on as
+ * above (a failed connect or handshake still ends it). tl_conn_abort ends at once. on_close is the last callback (an owner's on_close aside, see
  * below); the connection is freed when it returns. Any callback may close or abort its own
  * connection, or another one.
  *

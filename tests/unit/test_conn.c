@@ -721,6 +721,36 @@ TEST(deferred_small_writes)
     }
 }
 
+/* A client writes and closes before it is connected (and, over TLS, before its handshake is
+ * over): the data arrives once the connection is up, then a clean close (it used to be dropped
+ * with an abort). */
+static void close_before_up_case(bool tls)
+{
+    tl_tls_ctx *sctx = tls ? tp_server_ctx(&tp.ecdsa, 0, 0) : NULL;
+    tl_tls_ctx *cctx = tls ? tp_client_ctx(0, 0) : NULL;
+    world *w = world_new(sctx, cctx);
+    REQUIRE(w);
+    tl_conn *c = world_connect(w);
+    REQUIRE(c);
+    CHECK_EQ_INT(tl_conn_write(c, "written before the handshake", 28), 0);
+    tl_conn_close(c);
+    CHECK(run_until(w, both_closed, 5000));
+    CHECK_EQ_INT(tl_buf_len(&w->s.got), 28);
+    CHECK(tl_buf_len(&w->s.got) == 28 &&
+          memcmp(tl_buf_rptr(&w->s.got), "written before the handshake", 28) == 0);
+    CHECK_EQ_INT(w->s.eof_how, TL_END_CLEAN);
+    CHECK_EQ_INT(w->c.end_how, TL_END_CLEAN);
+    world_free(w);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
+TEST(close_before_up_delivers_written_data)
+{
+    close_before_up_case(true);
+    close_before_up_case(false);
+}
+
 /* A peer that never answers our close: the lingering close ends at its deadline. */
 TEST(linger_deadline)
 {
@@ -1467,6 +1497,7 @@ int main(int argc, char **argv)
     RUN(close_inside_read_callback);
     RUN(writev_close_small_and_large);
     RUN(deferred_small_writes);
+    RUN(close_before_up_delivers_written_data);
     RUN(linger_deadline);
     RUN(delegated_handshakes);
     RUN(many_connections_no_growth);
