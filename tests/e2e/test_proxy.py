@@ -3,12 +3,13 @@
 curl, openssl s_client) and backends this script runs on ephemeral loopback ports.
 
 Covers: echo over TLS 1.3, TLS 1.2 and a plain listener; 64 MiB both ways with a slow reader on
-either side and the proxy's RSS bounded (1 GiB with SOAK=1); half-close carried both ways (TLS 1.3
-and plain); a backend that is down (the client gets close_notify, the log says why); one of two
-backends down (every client served); resets carried as resets, either way; SIGTERM during a
-transfer (it finishes); PROXY protocol v1 and v2 (with the TLS facts) to the backend; a
-backend over TLS, verified (a wrong name is refused); curl and
-s_client through the proxy to an HTTP backend; option errors.
+either side and the proxy's RSS bounded, and 64 MiB into a slow sink (1 GiB with SOAK=1);
+half-close carried both ways (TLS 1.3 and plain); a backend that is down (the client gets
+close_notify, the log says why); one of two backends down (every client served); resets carried
+as resets, either way; SIGTERM during a transfer (it finishes); PROXY protocol v1 and v2 (with
+the TLS facts) to the backend; a backend over TLS, verified (a wrong name is refused), with its
+sessions resumed (TLS 1.3 and 1.2); the metrics page; curl and s_client through the proxy to an
+HTTP backend; option errors.
 
 Runs from the repository root; TLSLOOP_BUILD names the build directory (build/ by default).
 Ends with "N passed, N failed".
@@ -95,6 +96,22 @@ def answer_after_eof(c):
         n += len(d)
     c.sendall(f"got {n}\n".encode())
     c.shutdown(socket.SHUT_WR)
+
+
+def slow_sink(total):
+    """A sink: read and drop total bytes, slowly (a millisecond per 64 KiB read), then answer
+    with the count."""
+    def handler(c):
+        n = 0
+        while n < total:
+            d = c.recv(65536)
+            if not d:
+                break
+            n += len(d)
+            time.sleep(0.001)
+        c.sendall(f"got {n}\n".encode())
+        c.shutdown(socket.SHUT_WR)
+    return handler
 
 
 def reset_after_first_read(c):
@@ -275,6 +292,38 @@ def big_both_ways_slow_readers_rss_bounded(cert):
         finally:
             assert px.stop() == 0
             be.close()
+
+
+@test
+def upload_to_a_slow_sink_rss_bounded(cert):
+    """BIG bytes one way into a sink that reads slowly: the client is held back by
+    backpressure (the proxy stops reading it), every byte arrives, the proxy's memory stays flat."""
+    be = Backend(slow_sink(BIG))
+    px = Proxy(cert, be.port)
+    try:
+        with tls_connect(px.tls, cert) as s:
+            chunk = os.urandom(1 << 16)
+            base = px.rss_kib()
+            peak = base
+            sent = 0
+            while sent < BIG:
+                n = min(len(chunk), BIG - sent)
+                s.sendall(chunk[:n])
+                sent += n
+                if sent % (4 << 20) == 0:
+                    peak = max(peak, px.rss_kib())
+            answer = b""
+            while not answer.endswith(b"\n"):
+                d = s.recv(100)
+                assert d, answer
+                answer += d
+            assert answer == f"got {BIG}\n".encode(), answer
+        print(f"  {BIG >> 20} MiB into a slow sink, proxy RSS {base} KiB -> peak {peak} KiB")
+        if os.environ.get("TLSLOOP_PHASE") != "asan":
+            assert peak - base < 24 * 1024, f"the proxy's RSS grew by {peak - base} KiB"
+    finally:
+        assert px.stop() == 0
+        be.close()
 
 
 @test
@@ -752,6 +801,7 @@ def main():
                         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-days", "2",
                         "-keyout", cert[1], "-out", cert[0]], check=True, capture_output=True)
         tests = [echo_tls13_tls12_and_plain, big_both_ways_slow_readers_rss_bounded,
+                 upload_to_a_slow_sink_rss_bounded,
                  half_close_carried_tls13_and_plain, backend_down_client_gets_close_notify,
                  one_of_two_backends_down, backend_reset_is_carried, client_reset_is_carried,
                  proxy_protocol_v1_and_v2_to_the_backend, backend_over_tls_verified,
