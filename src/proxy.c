@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <tlsloop/buf.h>
 #include <tlsloop/conn.h>
@@ -31,6 +32,7 @@
 #include "tli.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define DEFAULT_RETRY_MS 2000
 #define MAX_BACKENDS 64
 
 typedef struct backend {
@@ -38,6 +40,7 @@ typedef struct backend {
     char *verify_name;             /* backend-tls: the name verified and sent as SNI */
     struct sockaddr_storage addr;
     socklen_t addrlen;
+    _Atomic uint64_t down_until;   /* CLOCK_MONOTONIC ms: failed, tried last until then; 0: up */
 } backend;
 
 #define SESSIONS_PER_BACKEND 8   /* TLS 1.3 tickets are used once: one per concurrent connect */
@@ -58,6 +61,7 @@ struct tl_proxy {
     backend *backends;
     size_t nbackends;
     uint32_t connect_timeout_ms;   /* tl_server_parse_duration caps durations at 2^32 ms */
+    uint32_t retry_ms;             /* backend-retry: a failed backend is tried last this long */
     int proxy_protocol;            /* 0, 1 or 2: the header each backend connection starts with */
     tl_tls_ctx *backend_tls;       /* backend-tls: our client configuration; NULL: plain TCP */
     _Atomic uint64_t next;         /* round-robin cursor */
@@ -76,6 +80,8 @@ typedef struct pair {
     tl_conn *front, *back;
     size_t first, tries;           /* the first backend tried, and how many so far */
     size_t bi;                     /* the backend of `back` */
+    size_t k;                      /* connect_next's position: two passes over the backends */
+    uint64_t tried;                /* a bit per backend tried for this client */
     tl_buf early;                  /* what the client sent before the backend was up */
     bool back_up;                  /* the backend connection is established */
     bool back_tls13;               /* the backend connection is TLS 1.3 (tickets come later) */
@@ -150,6 +156,8 @@ static const tl_server_option OPTIONS[] = {
      "each backend's HOST)", NULL, false},
     {"connect-timeout", "TIME", "a backend must accept within this, else the next is tried "
      "(default 5s)", tl_server_check_duration, false},
+    {"backend-retry", "TIME", "a backend that failed is tried after the others for this long "
+     "(default 2s)", tl_server_check_duration, false},
     {"metrics-listen", "[ADDR:]PORT", "serve Prometheus metrics (GET /metrics) over plain HTTP "
      "here; keep it on loopback or behind a firewall (default off)", NULL, false},
 };
@@ -239,10 +247,21 @@ static void front_done(pair *pr)
 
 static void connect_next(pair *pr);
 
-static void backend_failed(pair *pr, const backend *b, const char *why)
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A backend refused, timed out or failed verification: counted, logged, and tried after the
+ * others until backend-retry has passed (passive health: clients stop paying for it first). */
+static void backend_failed(pair *pr, backend *b, const char *why)
 {
     bump(&pr->w->failures, 1);
-    TL_LOG(pr->p->log, TL_LOG_WARN, "backend %s: %s", b->name, why);
+    bool was_up = atomic_exchange(&b->down_until, mono_ms() + pr->p->retry_ms) == 0;
+    TL_LOG(pr->p->log, TL_LOG_WARN, "backend %s: %s%s", b->name, why,
+           was_up ? "; tried after the others for backend-retry" : "");
 }
 
 /* The CN of an RFC 2253 subject ("CN=alice,O=Example"): into out, "" without one. */
@@ -341,6 +360,10 @@ static void back_established(pair *pr, tl_conn *back)
 {
     pr->back_up = true;
     bump(&pr->w->connects, 1);
+    backend *b = &pr->p->backends[pr->bi];
+    if (atomic_load_explicit(&b->down_until, memory_order_relaxed) &&
+        atomic_exchange(&b->down_until, 0) != 0)
+        TL_LOG(pr->p->log, TL_LOG_INFO, "backend %s: answering again", b->name);
     if (!pr->front) {
         tl_conn_close(back);
         return;
@@ -421,12 +444,21 @@ static void back_handshake(tl_conn *back, bool ok)
     back_established(pr, back);
 }
 
+/* Each backend at most once per client, in round-robin order: first those that have not failed
+ * within backend-retry, then the others (so a client is served while any backend answers, and a
+ * backend that recovers is found again). */
 static void connect_next(pair *pr)
 {
     tl_proxy *p = pr->p;
-    while (pr->tries < p->nbackends) {
-        pr->bi = (pr->first + pr->tries) % p->nbackends;
-        backend *b = &p->backends[pr->bi];
+    uint64_t now = mono_ms();
+    while (pr->k < 2 * p->nbackends) {
+        size_t k = pr->k++, bi = (pr->first + k) % p->nbackends;
+        backend *b = &p->backends[bi];
+        bool down = atomic_load_explicit(&b->down_until, memory_order_relaxed) > now;
+        if ((pr->tried >> bi & 1) || down != (k >= p->nbackends))
+            continue;
+        pr->tried |= (uint64_t)1 << bi;
+        pr->bi = bi;
         pr->tries++;
         tl_session *sess = take_session(pr);   /* offered once: the engine keeps a copy */
         tl_conn_opts o = {.half_close = true,
@@ -784,6 +816,8 @@ tl_proxy *tl_proxy_new(const tl_server_config *cfg, char *err, size_t errlen)
     uint64_t ms;
     p->connect_timeout_ms =
         (uint32_t)(v && tl_server_parse_duration(v, &ms) == 0 ? ms : DEFAULT_CONNECT_TIMEOUT_MS);
+    v = tl_server_config_value(cfg, "backend-retry");
+    p->retry_ms = (uint32_t)(v && tl_server_parse_duration(v, &ms) == 0 ? ms : DEFAULT_RETRY_MS);
     v = tl_server_config_value(cfg, "backend-tls");
     if (v && !strcmp(v, "on") && setup_backend_tls(p, cfg, err, errlen) != 0) {
         tl_proxy_free(p);
@@ -867,6 +901,22 @@ int tl_proxy_metrics_text(tl_proxy *p, tl_buf *out)
                  (double)s.backend_failures);
     tli_prom_one(w, "proxy_no_backend_total", "counter",
                  "Clients closed because no backend answered.", (double)s.no_backend);
+    tli_prom_family(w, "proxy_backend_up", "gauge",
+                    "1 while the backend answers; 0 after a failure, for backend-retry (it is "
+                    "tried after the others meanwhile).");
+    uint64_t now = mono_ms();
+    for (size_t i = 0; i < p->nbackends; i++) {
+        char name[300];
+        size_t o = 0;
+        for (const char *c = p->backends[i].name; *c && o + 2 < sizeof name; c++) {
+            if (*c == '"' || *c == '\\')
+                name[o++] = '\\';   /* label values escape these two */
+            name[o++] = *c;
+        }
+        name[o] = 0;
+        tli_prom_emit(w, "tlsloop_proxy_backend_up{backend=\"%s\"} %d\n", name,
+                      atomic_load(&p->backends[i].down_until) > now ? 0 : 1);
+    }
     tli_prom_family(w, "proxy_bytes_total", "counter", "Bytes carried, by direction.");
     tli_prom_emit(w, "tlsloop_proxy_bytes_total{direction=\"to_backend\"} %llu\n",
                   (unsigned long long)s.bytes_to_backend);

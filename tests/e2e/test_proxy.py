@@ -44,9 +44,10 @@ TMP = None
 class Backend:
     """A TCP server on an ephemeral port; each connection runs handler(sock) in a thread."""
 
-    def __init__(self, handler):
+    def __init__(self, handler, port=0):
         self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
         self.handler = handler
@@ -413,16 +414,57 @@ def backend_down_client_gets_close_notify(cert):
 @test
 def one_of_two_backends_down(cert):
     be = Backend(echo)
-    px = Proxy(cert, closed_port(), be.port)
+    dead = closed_port()
+    px = Proxy(cert, dead, be.port, extra=("--backend-retry", "1h", "--metrics-listen",
+                                           "127.0.0.1:0"))
     try:
         for i in range(10):
             with tls_connect(px.tls, cert) as s:
                 echo_roundtrip(s, f"request {i}".encode())
         assert be.accepted == 10
-        wait_log(px, r"backend 127\.0\.0\.1:\d+: ")
+        wait_log(px, rf"backend 127\.0\.0\.1:{dead}: .*tried after the others")
+        # Passive health: after its failure the dead one is tried after the other, so no later
+        # client pays for it (one failure, not five).
+        text = metrics_text(px.metrics)[2]
+        assert metric(text, "tlsloop_proxy_backend_failures_total") == 1, text
+        assert metric(text, f'tlsloop_proxy_backend_up{{backend="127.0.0.1:{dead}"}}') == 0
+        assert metric(text, f'tlsloop_proxy_backend_up{{backend="127.0.0.1:{be.port}"}}') == 1
     finally:
         assert px.stop() == 0
         be.close()
+
+
+@test
+def failed_backend_found_again_after_retry(cert):
+    live = Backend(echo)
+    dead = closed_port()
+    px = Proxy(cert, dead, live.port, extra=("--backend-retry", "500ms", "--metrics-listen",
+                                             "127.0.0.1:0"))
+    back = None
+    try:
+        for i in range(2):   # round-robin: one of the two clients tries the dead one first
+            with tls_connect(px.tls, cert) as s:
+                echo_roundtrip(s, b"first")
+        back = Backend(echo, port=dead)   # it comes up, but is within backend-retry
+        t0 = time.monotonic()
+        for i in range(4):
+            with tls_connect(px.tls, cert) as s:
+                echo_roundtrip(s, b"within the retry time")
+        if time.monotonic() - t0 < 0.4:   # (a slow machine may have passed the 500 ms)
+            assert back.accepted == 0, "a backend that failed was tried first within backend-retry"
+        time.sleep(0.6)
+        for i in range(4):   # the window is over: round-robin reaches it again
+            with tls_connect(px.tls, cert) as s:
+                echo_roundtrip(s, b"after it")
+        assert back.accepted >= 1
+        wait_log(px, rf"backend 127\.0\.0\.1:{dead}: answering again")
+        text = metrics_text(px.metrics)[2]
+        assert metric(text, f'tlsloop_proxy_backend_up{{backend="127.0.0.1:{dead}"}}') == 1
+    finally:
+        assert px.stop() == 0
+        live.close()
+        if back:
+            back.close()
 
 
 @test
@@ -803,7 +845,8 @@ def main():
         tests = [echo_tls13_tls12_and_plain, big_both_ways_slow_readers_rss_bounded,
                  upload_to_a_slow_sink_rss_bounded,
                  half_close_carried_tls13_and_plain, backend_down_client_gets_close_notify,
-                 one_of_two_backends_down, backend_reset_is_carried, client_reset_is_carried,
+                 one_of_two_backends_down, failed_backend_found_again_after_retry,
+                 backend_reset_is_carried, client_reset_is_carried,
                  proxy_protocol_v1_and_v2_to_the_backend, backend_over_tls_verified,
                  backend_sessions_resumed,
                  sigterm_during_a_transfer_lets_it_finish, curl_and_s_client_through_the_proxy,
