@@ -13,9 +13,10 @@ int tl_httpd_metrics_text(tl_httpd *h, tl_buf *out)
     tli_prom_one(w, "http_requests_total", "counter", "HTTP request heads read.",
                  (double)st.requests);
     tli_prom_family(w, "http_responses_total", "counter", "HTTP answers by status class.");
-    for (int k = 1; k <= 5; k++)
-        tli_prom_emit(w, "tlsloop_http_responses_total{code=\"%dxx\"} %llu\n", k,
-                      (unsigned long long)st.status[k]);
+    for (int k = 1; k <= 5; k++) {
+        char code[4] = {(char)('0' + k), 'x', 'x', 0};   /* "2xx" */
+        tli_prom_sample(w, "http_responses_total", "code", code, st.status[k]);
+    }
     tli_prom_one(w, "http_not_modified_total", "counter", "304 answers.", (double)st.not_modified);
     tli_prom_one(w, "http_not_found_total", "counter", "404 answers.", (double)st.not_found);
     tli_prom_one(w, "http_rejected_total", "counter",
@@ -26,9 +27,7 @@ int tl_httpd_metrics_text(tl_httpd *h, tl_buf *out)
     tli_prom_one(w, "http_body_bytes_total", "counter", "Bytes of answer bodies sent.",
                  (double)st.body_bytes);
     tli_prom_family(w, "file_cache_total", "counter", "Lookups in the small-file cache.");
-    tli_prom_emit(w, "tlsloop_file_cache_total{result=\"hit\"} %llu\n",
-                  (unsigned long long)st.cache_hits);
-    tli_prom_emit(w, "tlsloop_file_cache_total{result=\"miss\"} %llu\n",
-                  (unsigned long long)st.cache_misses);
+    tli_prom_sample(w, "file_cache_total", "result", "hit", st.cache_hits);
+    tli_prom_sample(w, "file_cache_total", "result", "miss", st.cache_misses);
     return pw.rc;
 }

@@ -905,31 +905,19 @@ int tl_proxy_metrics_text(tl_proxy *p, tl_buf *out)
                     "1 while the backend answers; 0 after a failure, for backend-retry (it is "
                     "tried after the others meanwhile).");
     uint64_t now = mono_ms();
-    for (size_t i = 0; i < p->nbackends; i++) {
-        char name[300];
-        size_t o = 0;
-        for (const char *c = p->backends[i].name; *c && o + 2 < sizeof name; c++) {
-            if (*c == '"' || *c == '\\')
-                name[o++] = '\\';   /* label values escape these two */
-            name[o++] = *c;
-        }
-        name[o] = 0;
-        tli_prom_emit(w, "tlsloop_proxy_backend_up{backend=\"%s\"} %d\n", name,
-                      atomic_load(&p->backends[i].down_until) > now ? 0 : 1);
-    }
+    for (size_t i = 0; i < p->nbackends; i++)
+        tli_prom_sample(w, "proxy_backend_up", "backend", p->backends[i].name,
+                        atomic_load(&p->backends[i].down_until) > now ? 0 : 1);
     tli_prom_family(w, "proxy_bytes_total", "counter", "Bytes carried, by direction.");
-    tli_prom_emit(w, "tlsloop_proxy_bytes_total{direction=\"to_backend\"} %llu\n",
-                  (unsigned long long)s.bytes_to_backend);
-    tli_prom_emit(w, "tlsloop_proxy_bytes_total{direction=\"to_client\"} %llu\n",
-                  (unsigned long long)s.bytes_to_client);
+    tli_prom_sample(w, "proxy_bytes_total", "direction", "to_backend", s.bytes_to_backend);
+    tli_prom_sample(w, "proxy_bytes_total", "direction", "to_client", s.bytes_to_client);
     tli_prom_family(w, "proxy_pairs_ended_total", "counter",
                     "Pairs ended, by how: both sides clean, a reset or failure carried across, a "
                     "deadline, or a client that ended TLS without close_notify.");
     const char *how[] = {"clean", "reset", "timeout", "truncated"};
     uint64_t n[] = {s.ended_clean, s.ended_reset, s.ended_timeout, s.ended_truncated};
     for (size_t i = 0; i < 4; i++)
-        tli_prom_emit(w, "tlsloop_proxy_pairs_ended_total{end=\"%s\"} %llu\n", how[i],
-                      (unsigned long long)n[i]);
+        tli_prom_sample(w, "proxy_pairs_ended_total", "end", how[i], n[i]);
     return pw.rc;
 }
 

@@ -32,6 +32,20 @@ void tli_prom_one(tli_prom *w, const char *name, const char *type, const char *h
     tli_prom_emit(w, "tlsloop_%s %.17g\n", name, v);
 }
 
+void tli_prom_sample(tli_prom *w, const char *name, const char *label, const char *value,
+                     uint64_t v)
+{
+    char esc[256];
+    size_t o = 0;
+    for (const char *c = value; *c && o + 2 < sizeof esc; c++) {
+        if (*c == '"' || *c == '\\' || *c == '\n')
+            esc[o++] = '\\';
+        esc[o++] = *c == '\n' ? 'n' : *c;
+    }
+    esc[o] = 0;
+    tli_prom_emit(w, "tlsloop_%s{%s=\"%s\"} %llu\n", name, label, esc, (unsigned long long)v);
+}
+
 int tl_server_metrics_text(tl_server *srv, tl_buf *out)
 {
     tli_prom pw = {out, 0}, *w = &pw;
@@ -42,38 +56,32 @@ int tl_server_metrics_text(tl_server *srv, tl_buf *out)
     tli_prom_family(w, "connections_refused_total", "counter",
                     "Connections closed at once: the source was at its limit, or its PROXY header "
                     "was invalid.");
-    tli_prom_emit(w, "tlsloop_connections_refused_total{reason=\"per_source\"} %llu\n",
-                  (unsigned long long)s.conns_refused_source);
-    tli_prom_emit(w, "tlsloop_connections_refused_total{reason=\"proxy_header\"} %llu\n",
-                  (unsigned long long)s.proxy_invalid);
+    tli_prom_sample(w, "connections_refused_total", "reason", "per_source", s.conns_refused_source);
+    tli_prom_sample(w, "connections_refused_total", "reason", "proxy_header", s.proxy_invalid);
     tli_prom_one(w, "accept_pauses_total", "counter",
                  "Times a worker stopped accepting at a limit (clients wait in the backlog).",
                  (double)s.accept_pauses);
     tli_prom_family(w, "connections_closed_total", "counter",
                     "Closed connections by how they ended.");
     for (int e = TL_END_CLEAN; e <= TL_END_LOCAL; e++)
-        tli_prom_emit(w, "tlsloop_connections_closed_total{end=\"%s\"} %llu\n",
-                      tl_conn_end_name((tl_conn_end)e), (unsigned long long)s.ends[e]);
+        tli_prom_sample(w, "connections_closed_total", "end", tl_conn_end_name((tl_conn_end)e),
+                        s.ends[e]);
     tli_prom_one(w, "handshakes_active", "gauge", "TLS handshakes in progress.",
                  (double)s.handshakes_active);
     tli_prom_family(w, "handshakes_total", "counter", "Completed TLS handshakes.");
-    tli_prom_emit(w, "tlsloop_handshakes_total{kind=\"full\"} %llu\n",
-                  (unsigned long long)s.handshakes_full);
-    tli_prom_emit(w, "tlsloop_handshakes_total{kind=\"resumed\"} %llu\n",
-                  (unsigned long long)s.handshakes_resumed);
+    tli_prom_sample(w, "handshakes_total", "kind", "full", s.handshakes_full);
+    tli_prom_sample(w, "handshakes_total", "kind", "resumed", s.handshakes_resumed);
     tli_prom_family(w, "handshake_failures_total", "counter", "Failed TLS handshakes by reason.");
     for (int r = 0; r < TL_HS_FAIL_KINDS; r++)
-        tli_prom_emit(w, "tlsloop_handshake_failures_total{reason=\"%s\"} %llu\n",
-                      tl_hs_fail_name((tl_hs_fail)r), (unsigned long long)s.handshakes_failed[r]);
+        tli_prom_sample(w, "handshake_failures_total", "reason", tl_hs_fail_name((tl_hs_fail)r),
+                        s.handshakes_failed[r]);
     tli_prom_one(w, "handshake_rate", "gauge", "TLS handshakes per second over the last second.",
                  s.handshake_rate);
     tli_prom_one(w, "handshake_cpu_seconds_total", "counter", "CPU time spent in TLS handshakes.",
                  (double)s.handshake_cpu_ns / 1e9);
     tli_prom_family(w, "bytes_total", "counter", "Application bytes of closed connections.");
-    tli_prom_emit(w, "tlsloop_bytes_total{direction=\"in\"} %llu\n",
-                  (unsigned long long)s.bytes_in);
-    tli_prom_emit(w, "tlsloop_bytes_total{direction=\"out\"} %llu\n",
-                  (unsigned long long)s.bytes_out);
+    tli_prom_sample(w, "bytes_total", "direction", "in", s.bytes_in);
+    tli_prom_sample(w, "bytes_total", "direction", "out", s.bytes_out);
     tli_prom_one(w, "certificate_expiry_days", "gauge",
                  "Days until the first certificate expires.", (double)s.cert_expiry_days);
     tli_prom_one(w, "reloads_total", "counter", "Configuration reloads that took effect.",
@@ -82,13 +90,9 @@ int tl_server_metrics_text(tl_server *srv, tl_buf *out)
                  "Reloads refused (the old configuration stays).",
                  (double)s.reload_failures);
     tli_prom_family(w, "tickets_total", "counter", "Session tickets issued and accepted.");
-    tli_prom_emit(w, "tlsloop_tickets_total{event=\"issued\"} %llu\n",
-                  (unsigned long long)s.tickets.issued);
-    tli_prom_emit(w, "tlsloop_tickets_total{event=\"decrypted_current\"} %llu\n",
-                  (unsigned long long)s.tickets.decrypted_current);
-    tli_prom_emit(w, "tlsloop_tickets_total{event=\"decrypted_old\"} %llu\n",
-                  (unsigned long long)s.tickets.decrypted_old);
-    tli_prom_emit(w, "tlsloop_tickets_total{event=\"unknown_key\"} %llu\n",
-                  (unsigned long long)s.tickets.unknown_key);
+    tli_prom_sample(w, "tickets_total", "event", "issued", s.tickets.issued);
+    tli_prom_sample(w, "tickets_total", "event", "decrypted_current", s.tickets.decrypted_current);
+    tli_prom_sample(w, "tickets_total", "event", "decrypted_old", s.tickets.decrypted_old);
+    tli_prom_sample(w, "tickets_total", "event", "unknown_key", s.tickets.unknown_key);
     return pw.rc;
 }
