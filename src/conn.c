@@ -397,15 +397,21 @@ static int out_of_queue_memory(tl_conn *c)
     return -1;
 }
 
-/* The end of every write: interest, and the high-water verdict. */
-static int after_write(tl_conn *c)
+/* The high-water verdict of a write: 1 (and on_drain owed) above the mark, else 0. */
+static int high_water(tl_conn *c)
 {
-    update_interest(c);
     if (queued(c) > c->high) {
         c->above_high = true;
         return 1;
     }
     return 0;
+}
+
+/* The end of every write: interest, and the high-water verdict. */
+static int after_write(tl_conn *c)
+{
+    update_interest(c);
+    return high_water(c);
 }
 
 int tl_conn_write(tl_conn *c, const void *data, size_t len)
@@ -419,12 +425,8 @@ int tl_conn_write(tl_conn *c, const void *data, size_t len)
     if (c->defer_writes && c->state == ST_OPEN && !c->eof && len < TL_CONN_DEFER_MAX) {
         if (tl_buf_append(&c->wq, data, len) != 0)
             return out_of_queue_memory(c);
-        schedule(c, ACT_FLUSH);
-        if (queued(c) > c->high) {
-            c->above_high = true;
-            return 1;
-        }
-        return 0;
+        schedule(c, ACT_FLUSH);   /* interest follows the flush, later in this iteration */
+        return high_water(c);
     }
     /* Optimistic write: straight to the socket when nothing waits before it. */
     if (c->state == ST_OPEN && queued(c) == 0) {
@@ -476,6 +478,17 @@ size_t tl_conn_write_queued(const tl_conn *c) { return queued(c); }
 
 /* ---- handshake ----------------------------------------------------------------------------- */
 
+/* A close asked for before the connection was up, with data written: now that it is, the data
+ * goes and the close follows. Returns whether it closed. */
+static bool close_if_requested(tl_conn *c)
+{
+    if (!c->close_requested)
+        return false;
+    c->close_requested = false;
+    tl_conn_close(c);
+    return true;
+}
+
 static void handshake_done(tl_conn *c)
 {
     c->hs_ns = tl_loop_now_ns(c->loop) - c->hs_start_ns;
@@ -488,19 +501,13 @@ static void handshake_done(tl_conn *c)
         c->cbs->on_handshake(c, true);
     if (c->state != ST_OPEN)
         return;
-    if (c->close_requested) {   /* closed during the handshake with data written: send it now */
-        c->close_requested = false;
-        tl_conn_close(c);
+    if (close_if_requested(c))
         return;
-    }
-    if (c->engine && tl_engine_output_held(c->engine)) {
-        /* The request came with the peer's Finished: the answer takes our tickets along. */
-        do_read(c);
-        do_flush(c);   /* whatever is still held, when no answer was written */
-        return;
-    }
-    do_flush(c); /* tickets, and data written during the handshake */
-    do_read(c);  /* data that came with the peer's last flight is already inside */
+    /* Data that came with the peer's last flight is inside already: read first, so that an
+     * answer takes a held last flight (our tickets) along in its send; then whatever is still
+     * queued (the held flight when no answer came, data written during the handshake). */
+    do_read(c);
+    do_flush(c);
 }
 
 static void handshake_failed(tl_conn *c, tl_status st)
@@ -609,12 +616,8 @@ static void connected(tl_conn *c)
         c->state = ST_OPEN;
         c->active_ms = now_ms(c);
         arm_deadline(c);
-        if (c->close_requested) {   /* closed while connecting, with data written */
-            c->close_requested = false;
-            tl_conn_close(c);
-            return;
-        }
-        do_flush(c);
+        if (!close_if_requested(c))
+            do_flush(c);
     }
 }
 

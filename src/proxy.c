@@ -40,7 +40,7 @@ typedef struct backend {
     char *verify_name;             /* backend-tls: the name verified and sent as SNI */
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    _Atomic uint64_t down_until;   /* CLOCK_MONOTONIC ms: failed, tried last until then; 0: up */
+    _Atomic uint64_t down_until;   /* tl_loop_now ms: failed, tried last until then; 0: up */
 } backend;
 
 #define SESSIONS_PER_BACKEND 8   /* TLS 1.3 tickets are used once: one per concurrent connect */
@@ -78,7 +78,7 @@ typedef struct pair {
     tl_proxy *p;
     pworker *w;
     tl_conn *front, *back;
-    size_t first, tries;           /* the first backend tried, and how many so far */
+    size_t first;                  /* where this client's round-robin order starts */
     size_t bi;                     /* the backend of `back` */
     size_t k;                      /* connect_next's position: two passes over the backends */
     uint64_t tried;                /* a bit per backend tried for this client */
@@ -86,7 +86,7 @@ typedef struct pair {
     bool back_up;                  /* the backend connection is established */
     bool back_tls13;               /* the backend connection is TLS 1.3 (tickets come later) */
     bool metrics;                  /* a metrics page request, not a pair: `early` holds its head */
-    bool answered;
+    bool answered;                 /* metrics: the answer is written */
     bool front_eof, back_eof;      /* that side ended its data */
     tl_conn_end end;               /* clean, or the first other end seen on either side */
 } pair;
@@ -247,19 +247,13 @@ static void front_done(pair *pr)
 
 static void connect_next(pair *pr);
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* A backend refused, timed out or failed verification: counted, logged, and tried after the
  * others until backend-retry has passed (passive health: clients stop paying for it first). */
 static void backend_failed(pair *pr, backend *b, const char *why)
 {
     bump(&pr->w->failures, 1);
-    bool was_up = atomic_exchange(&b->down_until, mono_ms() + pr->p->retry_ms) == 0;
+    uint64_t until = tl_loop_now(tl_conn_loop(pr->front)) + pr->p->retry_ms;
+    bool was_up = atomic_exchange(&b->down_until, until) == 0;
     TL_LOG(pr->p->log, TL_LOG_WARN, "backend %s: %s%s", b->name, why,
            was_up ? "; tried after the others for backend-retry" : "");
 }
@@ -450,7 +444,7 @@ static void back_handshake(tl_conn *back, bool ok)
 static void connect_next(pair *pr)
 {
     tl_proxy *p = pr->p;
-    uint64_t now = mono_ms();
+    uint64_t now = tl_loop_now(tl_conn_loop(pr->front));
     while (pr->k < 2 * p->nbackends) {
         size_t k = pr->k++, bi = (pr->first + k) % p->nbackends;
         backend *b = &p->backends[bi];
@@ -459,7 +453,6 @@ static void connect_next(pair *pr)
             continue;
         pr->tried |= (uint64_t)1 << bi;
         pr->bi = bi;
-        pr->tries++;
         tl_session *sess = take_session(pr);   /* offered once: the engine keeps a copy */
         tl_conn_opts o = {.half_close = true,
                           .tls = p->backend_tls,
@@ -483,7 +476,7 @@ static void connect_next(pair *pr)
     }
     bump(&pr->w->no_backend, 1);
     TL_LOG(p->log, TL_LOG_WARN, "no backend answered (%zu tried): the client's connection is "
-           "closed", pr->tries);
+           "closed", (size_t)__builtin_popcountll(pr->tried));
     tl_conn_close(pr->front);
 }
 
@@ -495,8 +488,6 @@ static void start_backend(pair *pr)
     tl_conn_pause_read(pr->front);   /* until the backend is up */
     connect_next(pr);
 }
-
-/* ---- the client's side ---------------------------------------------------------------------- */
 
 /* ---- the metrics page ------------------------------------------------------------------- */
 
@@ -904,7 +895,9 @@ int tl_proxy_metrics_text(tl_proxy *p, tl_buf *out)
     tli_prom_family(w, "proxy_backend_up", "gauge",
                     "1 while the backend answers; 0 after a failure, for backend-retry (it is "
                     "tried after the others meanwhile).");
-    uint64_t now = mono_ms();
+    struct timespec ts;   /* any thread: the loops' clock (CLOCK_MONOTONIC, ms) read here */
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
     for (size_t i = 0; i < p->nbackends; i++)
         tli_prom_sample(w, "proxy_backend_up", "backend", p->backends[i].name,
                         atomic_load(&p->backends[i].down_until) > now ? 0 : 1);

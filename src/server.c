@@ -1059,7 +1059,6 @@ static bool any_tls(const tl_server_config *cfg)
     return false;
 }
 
-/* Checks that need no system resource; tl_server_check adds loading the TLS generation. */
 /* Two listeners whose addresses overlap on one port: the same address, or the family's wildcard
  * and any other. SO_REUSEPORT would let both bind and the kernel would split (or steal) their
  * connections, so it is refused. Port 0 (pick one) never overlaps. */
@@ -1079,6 +1078,7 @@ static bool listens_overlap(const tli_listen *a, const tli_listen *b)
             IN6_IS_ADDR_UNSPECIFIED(&x->sin6_addr) || IN6_IS_ADDR_UNSPECIFIED(&y->sin6_addr));
 }
 
+/* Checks that need no system resource; tl_server_check adds loading the TLS generation. */
 static int check_basic(const tl_server_config *cfg, char *err, size_t errlen)
 {
     if (!cfg->n_listens) {

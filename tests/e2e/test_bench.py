@@ -24,7 +24,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from e2e import SLOW, summary, test  # noqa: E402
+from e2e import SLOW, TcpServer, summary, test  # noqa: E402
 
 BIN = os.environ.get("TLSLOOP_BIN", "build/tlsloop")
 TMP = None
@@ -147,44 +147,30 @@ class StallingServer:
     """A plain HTTP/1.1 keep-alive server that answers at once, except for one second once."""
 
     def __init__(self, stall_after):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
         self.t0 = time.monotonic()
         self.stall_after = stall_after
         self.lock = threading.Lock()
         self.stalled = False
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+        self.server = TcpServer(self.serve)
+        self.port = self.server.port
 
     def serve(self, c):
         buf = b""
-        try:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    chunk = c.recv(4096)
-                    if not chunk:
-                        return
-                    buf += chunk
-                _, buf = buf.split(b"\r\n\r\n", 1)
-                with self.lock:   # everyone waits during the stall: the server is stuck
-                    if not self.stalled and time.monotonic() - self.t0 > self.stall_after:
-                        self.stalled = True
-                        time.sleep(1.0)
-                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        except OSError:
-            pass
+        while True:
+            while b"\r\n\r\n" not in buf:
+                chunk = c.recv(4096)
+                if not chunk:
+                    return
+                buf += chunk
+            _, buf = buf.split(b"\r\n\r\n", 1)
+            with self.lock:   # everyone waits during the stall: the server is stuck
+                if not self.stalled and time.monotonic() - self.t0 > self.stall_after:
+                    self.stalled = True
+                    time.sleep(1.0)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
     def close(self):
-        self.sock.close()
+        self.server.close()
 
 
 @test

@@ -30,8 +30,8 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from e2e import (SLOW, file_text, rss_kib, run_selected, stop_process, summary,  # noqa: E402
-                 test, wait_file_match)
+from e2e import (SLOW, TcpServer, file_text, rss_kib, run_selected, stop_process,  # noqa: E402
+                 summary, test, wait_file_match)
 
 BUILD = os.environ.get("TLSLOOP_BUILD", "build")
 TLSLOOP = f"{BUILD}/tlsloop"
@@ -41,38 +41,7 @@ TMP = None
 
 # ---- backends ---------------------------------------------------------------------------------
 
-class Backend:
-    """A TCP server on an ephemeral port; each connection runs handler(sock) in a thread."""
-
-    def __init__(self, handler, port=0):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
-        self.sock.listen(128)
-        self.port = self.sock.getsockname()[1]
-        self.handler = handler
-        self.accepted = 0
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            threading.Thread(target=self._one, args=(c,), daemon=True).start()
-
-    def _one(self, c):
-        try:
-            self.handler(c)
-        except OSError:
-            pass
-        finally:
-            c.close()
-
-    def close(self):
-        self.sock.close()
+Backend = TcpServer   # each backend connection runs a handler in its own thread
 
 
 def echo(c, slow=False):

@@ -9,8 +9,10 @@ A script imports it with
 """
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 
@@ -85,6 +87,41 @@ def rss_kib(pid):
     """Resident memory of a process, KiB."""
     with open(f"/proc/{pid}/status") as f:
         return int(next(x for x in f if x.startswith("VmRSS:")).split()[1])
+
+
+class TcpServer:
+    """A TCP server on 127.0.0.1 (an ephemeral port unless given); each connection runs
+    handler(sock) in a thread of its own and is closed after it. accepted counts connections."""
+
+    def __init__(self, handler, port=0):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.handler = handler
+        self.accepted = 0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._one, args=(c,), daemon=True).start()
+
+    def _one(self, c):
+        try:
+            self.handler(c)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.sock.close()
 
 
 def summary():

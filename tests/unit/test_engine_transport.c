@@ -262,6 +262,17 @@ TEST(write_close_one_send_tls12) { write_close_case(TL_TLS1_2); }
 
 /* ---- the handshake's last flight ---- */
 
+/* A TLS 1.3 handshake up to the client's Finished, sent with a request behind it: what the
+ * server's last handshake step then reads in one go. */
+static void finished_and_request(side *c, side *s)
+{
+    REQUIRE(tl_engine_handshake(c->e).status == TL_WANT_INPUT);   /* ClientHello */
+    REQUIRE(tl_engine_handshake(s->e).status == TL_WANT_INPUT);   /* the server's flight */
+    REQUIRE(tl_engine_handshake(c->e).status == TL_OK);           /* Finished */
+    REQUIRE(tl_engine_handshake_done(c->e));
+    REQUIRE(tl_engine_write(c->e, "request", 7).status == TL_OK);
+}
+
 /* A TLS 1.3 client's Finished and its request arrive in one read: the server's tickets are held
  * (the handshake step sends nothing) and leave in front of the answer, in its send; with no
  * answer, tl_engine_flush sends them. The client gets the answer and a resumable session. */
@@ -270,11 +281,7 @@ static void held_flight_case(bool answer)
     tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, TL_TLS1_3, TL_TLS1_3), *cctx = tp_client_ctx(0, 0);
     side c, s;
     sides(&c, &s, cctx, sctx, 0);
-    REQUIRE(tl_engine_handshake(c.e).status == TL_WANT_INPUT);   /* ClientHello */
-    REQUIRE(tl_engine_handshake(s.e).status == TL_WANT_INPUT);   /* the server's flight */
-    REQUIRE(tl_engine_handshake(c.e).status == TL_OK);           /* Finished */
-    REQUIRE(tl_engine_handshake_done(c.e));
-    REQUIRE(tl_engine_write(c.e, "request", 7).status == TL_OK);
+    finished_and_request(&c, &s);
     int before = counted_sends;
     tl_result r = tl_engine_handshake(s.e);
     CHECK_EQ_INT(r.status, TL_OK);
@@ -321,10 +328,7 @@ TEST(last_flight_not_held_without_the_flag)
     tl_engine_free(s.e);
     tl_engine_opts so = {.transport = &s.tp};
     REQUIRE((s.e = tl_engine_new(sctx, &so)));
-    REQUIRE(tl_engine_handshake(c.e).status == TL_WANT_INPUT);
-    REQUIRE(tl_engine_handshake(s.e).status == TL_WANT_INPUT);
-    REQUIRE(tl_engine_handshake(c.e).status == TL_OK);
-    REQUIRE(tl_engine_write(c.e, "request", 7).status == TL_OK);
+    finished_and_request(&c, &s);
     int before = counted_sends;
     tl_result r = tl_engine_handshake(s.e);
     CHECK_EQ_INT(r.status, TL_OK);
