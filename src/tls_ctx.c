@@ -246,7 +246,7 @@ tl_tls_ctx *tl_tls_ctx_new(tl_role role)
     atomic_init(&ctx->frozen, false);
     pthread_mutex_init(&ctx->freeze_lock, NULL);
     ERR_clear_error();
-    ctx->ssl = SSL_CTX_new_ex(NULL, NULL, TLS_method());
+    ctx->ssl = SSL_CTX_new_ex(NULL, tli_kdf_propq(), TLS_method());
     if (!ctx->ssl || apply_defaults(ctx) != 0) {
         ERR_clear_error();
         tl_tls_ctx_free(ctx);
@@ -422,7 +422,7 @@ int tl_tls_ctx_set_ciphers(tl_tls_ctx *ctx, const char *tls12_list, const char *
         return -1;
     if (tls12_list) {
         /* Try on a scratch context so a refused list leaves ours as it was. */
-        SSL_CTX *probe = SSL_CTX_new_ex(NULL, NULL, TLS_method());
+        SSL_CTX *probe = SSL_CTX_new_ex(NULL, tli_kdf_propq(), TLS_method());
         if (!probe)
             return tli_ctx_fail_ssl(ctx, TL_ERR_RESOURCE, "set_ciphers");
         if (!SSL_CTX_set_cipher_list(probe, tls12_list)) {

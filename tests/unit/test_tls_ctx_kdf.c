@@ -1,0 +1,502 @@
+/*
+ * test_tls_ctx_kdf.c - tlsloop's TLS1-PRF and TLS13-KDF (src/tls_ctx_kdf.c) against OpenSSL's
+ * default provider: the same output for thousands of random inputs (both digests, every length
+ * the code has a boundary at, seeds split over several parameters, the digests handed on), the
+ * same refusals, duplicated and reset contexts, the "size" parameter, one RFC 8448 value, and
+ * handshakes between a tlsloop server and a plain OpenSSL client, whose Finished messages and
+ * exported keys only agree when both sides derived the same secrets. Also: TLSLOOP_KDF=openssl
+ * leaves the provider unloaded.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+#include <openssl/provider.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+
+#include "support/tls_pair.h"
+#include "test.h"
+#include "tli.h"           /* tli_tls_ctx_ssl_ctx */
+#include "tls_ctx_int.h"   /* tli_kdf_propq */
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static const char *const ours = "provider=tlsloop";
+static const char *const theirs = "provider=default";
+
+static unsigned rnd(unsigned n)
+{
+    unsigned v;
+    RAND_bytes((unsigned char *)&v, sizeof v);
+    return n ? v % n : 0;
+}
+
+/* Derive with the named KDF from the provider the query picks; 1 on success. */
+static int derive(const char *kdf_name, const char *props, const OSSL_PARAM *params,
+                  unsigned char *out, size_t outlen)
+{
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, kdf_name, props);
+    REQUIRE(kdf);
+    EVP_KDF_CTX *kc = EVP_KDF_CTX_new(kdf);
+    REQUIRE(kc);
+    int ok = EVP_KDF_derive(kc, out, outlen, params) > 0;
+    EVP_KDF_CTX_free(kc);
+    EVP_KDF_free(kdf);
+    ERR_clear_error();
+    return ok;
+}
+
+/* Both providers give the same verdict, and the same bytes when they succeed. */
+static int same_derivation(const char *kdf_name, const OSSL_PARAM *params, size_t outlen)
+{
+    unsigned char a[1024], b[1024];
+    REQUIRE(outlen <= sizeof a);
+    memset(a, 0xAA, sizeof a);
+    memset(b, 0x55, sizeof b);
+    int ok_ours = derive(kdf_name, ours, params, a, outlen);
+    int ok_theirs = derive(kdf_name, theirs, params, b, outlen);
+    if (ok_ours != ok_theirs) {
+        fprintf(stderr, "  %s, %zu bytes: tlsloop %s, OpenSSL %s\n", kdf_name, outlen,
+                ok_ours ? "derived" : "refused", ok_theirs ? "derived" : "refused");
+        return 0;
+    }
+    if (ok_ours && memcmp(a, b, outlen) != 0) {
+        fprintf(stderr, "  %s, %zu bytes: outputs differ\n", kdf_name, outlen);
+        return 0;
+    }
+    return 1;
+}
+
+static void setup(void)
+{
+    tl_tls_ctx *ctx = tl_tls_ctx_new(TL_ROLE_SERVER);   /* loads the provider */
+    REQUIRE(ctx);
+    REQUIRE(tli_kdf_propq());
+    tl_tls_ctx_free(ctx);
+}
+
+static const char *const digests[] = {"SHA2-256", "SHA256", "sha-384", "SHA2-384"};
+/* Not computed by tlsloop: handed to the default provider. */
+static const char *const other_digests[] = {"SHA2-512", "SHA1", "SHA2-224"};
+
+/* ---- TLS1-PRF ----------------------------------------------------------------------------- */
+
+TEST(provider_serves_both_kdfs)
+{
+    setup();
+    const char *names[] = {OSSL_KDF_NAME_TLS1_PRF, OSSL_KDF_NAME_TLS1_3_KDF};
+    for (int i = 0; i < 2; i++) {
+        EVP_KDF *k = EVP_KDF_fetch(NULL, names[i], tli_kdf_propq());
+        REQUIRE(k);
+        CHECK_STR(OSSL_PROVIDER_get0_name(EVP_KDF_get0_provider(k)), "tlsloop");
+        EVP_KDF_free(k);
+    }
+    /* Only a preference: what we do not offer still comes from the default provider. */
+    EVP_MD *md = EVP_MD_fetch(NULL, "SHA2-256", tli_kdf_propq());
+    REQUIRE(md);
+    CHECK_STR(OSSL_PROVIDER_get0_name(EVP_MD_get0_provider(md)), "default");
+    EVP_MD_free(md);
+}
+
+TEST(prf_matches_openssl)
+{
+    setup();
+    unsigned char secret[300], seeds[5][200];
+    RAND_bytes(secret, sizeof secret);
+    RAND_bytes(&seeds[0][0], sizeof seeds);
+    /* Lengths around the hash sizes (32, 48) and blocks (64, 128), and random ones. */
+    static const size_t lens[] = {1, 12, 31, 32, 33, 40, 47, 48, 49, 63, 64, 65, 96, 104, 127, 128,
+                                  129, 200};
+    int bad = 0;
+    for (int iter = 0; iter < 3000 && bad < 5; iter++) {
+        bool other = iter % 10 == 9;
+        char *digest = (char *)(other ? other_digests[rnd(3)] : digests[rnd(4)]);
+        size_t slen = iter % 3 == 0 ? lens[rnd(18)] : rnd(300);
+        size_t olen = iter % 2 ? lens[rnd(18)] : 1 + rnd(400);
+        OSSL_PARAM params[8], *p = params;
+        *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
+        *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET, secret, slen);
+        unsigned nseeds = 1 + rnd(5);
+        for (unsigned s = 0; s < nseeds; s++) {
+            /* Empty and NULL seeds are skipped, as libssl passes them for unused slots. */
+            size_t n = rnd(4) == 0 ? 0 : rnd(200);
+            *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED,
+                                                     rnd(8) == 0 ? NULL : seeds[s], n);
+        }
+        *p = OSSL_PARAM_construct_end();
+        if (!same_derivation(OSSL_KDF_NAME_TLS1_PRF, params, olen)) {
+            fprintf(stderr, "  (digest %s, secret %zu, %u seeds)\n", digest, slen, nseeds);
+            bad++;
+        }
+    }
+    CHECK_EQ_INT(bad, 0);
+}
+
+TEST(prf_refusals_match_openssl)
+{
+    setup();
+    unsigned char secret[48] = {1}, seed[64] = {2};
+    char sha256[] = "SHA2-256";
+    /* No digest; no secret; no seed; an empty seed only. */
+    OSSL_PARAM no_digest[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET, secret, sizeof secret),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, seed, sizeof seed),
+        OSSL_PARAM_construct_end()};
+    OSSL_PARAM no_secret[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, sha256, 0),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, seed, sizeof seed),
+        OSSL_PARAM_construct_end()};
+    OSSL_PARAM no_seed[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, sha256, 0),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET, secret, sizeof secret),
+        OSSL_PARAM_construct_end()};
+    OSSL_PARAM empty_seed[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, sha256, 0),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET, secret, sizeof secret),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, seed, 0),
+        OSSL_PARAM_construct_end()};
+    unsigned char out[32];
+    CHECK(!derive(OSSL_KDF_NAME_TLS1_PRF, ours, no_digest, out, sizeof out));
+    CHECK(!derive(OSSL_KDF_NAME_TLS1_PRF, ours, no_secret, out, sizeof out));
+    CHECK(!derive(OSSL_KDF_NAME_TLS1_PRF, ours, no_seed, out, sizeof out));
+    CHECK(!derive(OSSL_KDF_NAME_TLS1_PRF, ours, empty_seed, out, sizeof out));
+    CHECK(same_derivation(OSSL_KDF_NAME_TLS1_PRF, no_digest, sizeof out));
+    CHECK(same_derivation(OSSL_KDF_NAME_TLS1_PRF, no_secret, sizeof out));
+    CHECK(same_derivation(OSSL_KDF_NAME_TLS1_PRF, no_seed, sizeof out));
+    CHECK(same_derivation(OSSL_KDF_NAME_TLS1_PRF, empty_seed, sizeof out));
+    /* Zero bytes out. */
+    OSSL_PARAM complete[] = {no_secret[0], no_seed[1], no_secret[1], OSSL_PARAM_construct_end()};
+    CHECK(derive(OSSL_KDF_NAME_TLS1_PRF, ours, complete, out, sizeof out));
+    CHECK(!derive(OSSL_KDF_NAME_TLS1_PRF, ours, complete, out, 0));
+    CHECK(same_derivation(OSSL_KDF_NAME_TLS1_PRF, complete, 0));
+}
+
+/* Parameters set in steps, a duplicated context and a reset one behave as OpenSSL's do. */
+TEST(prf_context_lifecycle)
+{
+    setup();
+    unsigned char secret[48], s1[13] = "key expansion", s2[64], want[104], got[104];
+    RAND_bytes(secret, sizeof secret);
+    RAND_bytes(s2, sizeof s2);
+    char digest[] = "SHA2-384";
+    OSSL_PARAM first[] = {OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
+                          OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET, secret, 48),
+                          OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, s1, 13),
+                          OSSL_PARAM_construct_end()};
+    OSSL_PARAM second[] = {OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, s2, 64),
+                           OSSL_PARAM_construct_end()};
+    OSSL_PARAM all[] = {first[0], first[1], first[2], second[0], OSSL_PARAM_construct_end()};
+    REQUIRE(derive(OSSL_KDF_NAME_TLS1_PRF, theirs, all, want, sizeof want));
+
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_TLS1_PRF, ours);
+    REQUIRE(kdf);
+    EVP_KDF_CTX *kc = EVP_KDF_CTX_new(kdf);
+    REQUIRE(kc && EVP_KDF_CTX_set_params(kc, first) > 0 && EVP_KDF_CTX_set_params(kc, second) > 0);
+    EVP_KDF_CTX *dup = EVP_KDF_CTX_dup(kc);
+    REQUIRE(dup);
+    CHECK(EVP_KDF_derive(kc, got, sizeof got, NULL) > 0 && memcmp(got, want, sizeof got) == 0);
+    memset(got, 0, sizeof got);
+    CHECK(EVP_KDF_derive(dup, got, sizeof got, NULL) > 0 && memcmp(got, want, sizeof got) == 0);
+    CHECK_EQ_INT(EVP_KDF_CTX_get_kdf_size(kc), (long long)SIZE_MAX);
+    EVP_KDF_CTX_reset(kc);
+    CHECK(EVP_KDF_derive(kc, got, sizeof got, NULL) <= 0);    /* no digest, secret or seed */
+    ERR_clear_error();
+    EVP_KDF_CTX_free(dup);
+    EVP_KDF_CTX_free(kc);
+    EVP_KDF_free(kdf);
+}
+
+/* ---- TLS13-KDF ---------------------------------------------------------------------------- */
+
+TEST(tls13_expand_matches_openssl)
+{
+    setup();
+    unsigned char key[200], label[300], data[300];
+    RAND_bytes(key, sizeof key);
+    RAND_bytes(label, sizeof label);
+    RAND_bytes(data, sizeof data);
+    unsigned char prefix[] = "tls13 ";
+    int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
+    int bad = 0;
+    for (int iter = 0; iter < 3000 && bad < 5; iter++) {
+        bool other = iter % 10 == 9;
+        char *digest = (char *)(other ? other_digests[rnd(3)] : digests[rnd(4)]);
+        size_t klen = rnd(3) ? (rnd(2) ? 32 : 48) : 1 + rnd(200);
+        /* Labels and data up to past the 255 bytes the HkdfLabel can carry. */
+        size_t llen = rnd(10) == 0 ? 240 + rnd(30) : rnd(40);
+        size_t dlen = rnd(10) == 0 ? 250 + rnd(10) : rnd(3) ? rnd(49) : 0;
+        size_t olen = rnd(3) ? 1 + rnd(64) : 1 + rnd(1000);
+        OSSL_PARAM params[8], *p = params;
+        *p++ = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
+        *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
+        *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, key, klen);
+        *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PREFIX, prefix, 6);
+        *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_LABEL, label, llen);
+        if (dlen || rnd(2))
+            *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_DATA, data, dlen);
+        *p = OSSL_PARAM_construct_end();
+        if (!same_derivation(OSSL_KDF_NAME_TLS1_3_KDF, params, olen)) {
+            fprintf(stderr, "  (digest %s, key %zu, label %zu, data %zu)\n", digest, klen, llen,
+                    dlen);
+            bad++;
+        }
+    }
+    CHECK_EQ_INT(bad, 0);
+}
+
+TEST(tls13_extract_matches_openssl)
+{
+    setup();
+    unsigned char key[100], salt[48];
+    RAND_bytes(key, sizeof key);
+    RAND_bytes(salt, sizeof salt);
+    unsigned char prefix[] = "tls13 ", label[] = "derived";
+    char mode_name[] = "EXTRACT_ONLY";
+    int mode = EVP_KDF_HKDF_MODE_EXTRACT_ONLY;
+    int bad = 0;
+    for (int iter = 0; iter < 600 && bad < 5; iter++) {
+        bool other = iter % 10 == 9;
+        char *digest = (char *)(other ? other_digests[rnd(3)] : digests[rnd(4)]);
+        size_t n = strstr(digest, "384") ? 48 : strstr(digest, "512") ? 64 : 32;
+        size_t olen = rnd(8) == 0 ? n - 1 + rnd(3) : n;   /* sometimes not one hash length */
+        OSSL_PARAM params[8], *p = params;
+        if (rnd(2))
+            *p++ = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
+        else
+            *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_MODE, mode_name, 0);
+        *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
+        if (rnd(3))    /* no key: zeros, as for TLS 1.3's master secret */
+            *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, key, rnd(2) ? n : 1 + rnd(100));
+        if (rnd(3))    /* no salt: the early secret */
+            *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, salt, rnd(4) ? n : 0);
+        *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PREFIX, prefix, 6);
+        *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_LABEL, label, 7);
+        *p = OSSL_PARAM_construct_end();
+        if (!same_derivation(OSSL_KDF_NAME_TLS1_3_KDF, params, olen)) {
+            fprintf(stderr, "  (digest %s, out %zu)\n", digest, olen);
+            bad++;
+        }
+    }
+    CHECK_EQ_INT(bad, 0);
+}
+
+/* RFC 8448 section 3: the early secret of a handshake without a PSK. */
+TEST(tls13_early_secret_rfc8448)
+{
+    setup();
+    static const unsigned char want[32] = {
+        0x33, 0xad, 0x0a, 0x1c, 0x60, 0x7e, 0xc0, 0x3b, 0x09, 0xe6, 0xcd, 0x98, 0x93, 0x68, 0x0c, 0xe2,
+        0x10, 0xad, 0xf3, 0x00, 0xaa, 0x1f, 0x26, 0x60, 0xe1, 0xb2, 0x2e, 0x10, 0xf1, 0x70, 0xf9, 0x2a};
+    int mode = EVP_KDF_HKDF_MODE_EXTRACT_ONLY;
+    char digest[] = "SHA2-256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
+                           OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
+                           OSSL_PARAM_construct_end()};
+    unsigned char got[32];
+    REQUIRE(derive(OSSL_KDF_NAME_TLS1_3_KDF, ours, params, got, sizeof got));
+    CHECK(memcmp(got, want, sizeof want) == 0);
+}
+
+TEST(tls13_refusals_and_size)
+{
+    setup();
+    unsigned char key[32] = {7}, label[] = "key", prefix[] = "tls13 ";
+    char digest[] = "SHA2-256";
+    int modes[] = {EVP_KDF_HKDF_MODE_EXTRACT_AND_EXPAND, EVP_KDF_HKDF_MODE_EXPAND_ONLY};
+    for (int m = 0; m < 2; m++) {
+        OSSL_PARAM params[] = {OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &modes[m]),
+                               OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
+                               OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, key, 32),
+                               OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PREFIX, prefix, 6),
+                               OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_LABEL, label, 3),
+                               OSSL_PARAM_construct_end()};
+        unsigned char out[16];
+        /* Extract-and-expand is refused; expand works; more than 255 hash lengths is refused. */
+        CHECK_EQ_INT(derive(OSSL_KDF_NAME_TLS1_3_KDF, ours, params, out, sizeof out), m);
+        CHECK(same_derivation(OSSL_KDF_NAME_TLS1_3_KDF, params, sizeof out));
+    }
+    char bad_mode[] = "EXPAND_SOMETIMES";
+    OSSL_PARAM bad[] = {OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_MODE, bad_mode, 0),
+                        OSSL_PARAM_construct_end()};
+    unsigned char out[32];
+    CHECK(!derive(OSSL_KDF_NAME_TLS1_3_KDF, ours, bad, out, sizeof out));
+    CHECK(same_derivation(OSSL_KDF_NAME_TLS1_3_KDF, bad, sizeof out));
+
+    /* "size": one hash length when extracting, unlimited when expanding, like OpenSSL's. */
+    const char *const names[] = {"SHA2-256", "SHA2-384", "SHA2-512"};
+    for (int i = 0; i < 3; i++) {
+        for (int mode = EVP_KDF_HKDF_MODE_EXTRACT_ONLY; mode <= EVP_KDF_HKDF_MODE_EXPAND_ONLY; mode++) {
+            size_t sizes[2];
+            const char *props[2] = {ours, theirs};
+            for (int k = 0; k < 2; k++) {
+                EVP_KDF *kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_TLS1_3_KDF, props[k]);
+                EVP_KDF_CTX *kc = EVP_KDF_CTX_new(kdf);
+                OSSL_PARAM ps[] = {OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
+                                   OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
+                                                                    (char *)names[i], 0),
+                                   OSSL_PARAM_construct_end()};
+                REQUIRE(kc && EVP_KDF_CTX_set_params(kc, ps) > 0);
+                sizes[k] = EVP_KDF_CTX_get_kdf_size(kc);
+                EVP_KDF_CTX_free(kc);
+                EVP_KDF_free(kdf);
+            }
+            CHECK_EQ_INT(sizes[0], sizes[1]);
+        }
+    }
+}
+
+/* ---- handshakes against a plain OpenSSL peer ------------------------------------------------ */
+
+/* Move what each side wrote to the other until neither makes progress. */
+static int pump(SSL *c, SSL *s, BIO *c_net, BIO *s_net)
+{
+    for (int round = 0; round < 50; round++) {
+        int rc = SSL_do_handshake(c), rs = SSL_do_handshake(s);
+        if (rc == 1 && rs == 1)
+            return 0;
+        char buf[16384];
+        int moved = 0, n;
+        while ((n = BIO_read(c_net, buf, sizeof buf)) > 0) {
+            REQUIRE(BIO_write(s_net, buf, n) == n);
+            moved = 1;
+        }
+        while ((n = BIO_read(s_net, buf, sizeof buf)) > 0) {
+            REQUIRE(BIO_write(c_net, buf, n) == n);
+            moved = 1;
+        }
+        if (!moved && (SSL_get_error(c, rc) != SSL_ERROR_WANT_READ ||
+                       SSL_get_error(s, rs) != SSL_ERROR_WANT_READ))
+            return -1;
+    }
+    return -1;
+}
+
+/* One handshake: server from a tlsloop configuration, client plain OpenSSL (default KDFs). Then
+ * data both ways and exported keys compared. *sess: offered if set, replaced by the new one. */
+static int interop(tl_tls_ctx *sctx, SSL_CTX *cctx, SSL_SESSION **sess, bool *resumed)
+{
+    SSL *s = SSL_new(tli_tls_ctx_ssl_ctx(sctx)), *c = SSL_new(cctx);
+    REQUIRE(s && c);
+    BIO *s_io, *s_net, *c_io, *c_net;
+    REQUIRE(BIO_new_bio_pair(&s_io, 0, &s_net, 0) && BIO_new_bio_pair(&c_io, 0, &c_net, 0));
+    SSL_set_bio(s, s_io, s_io);
+    SSL_set_bio(c, c_io, c_io);
+    SSL_set_accept_state(s);
+    SSL_set_connect_state(c);
+    if (*sess)
+        SSL_set_session(c, *sess);
+    int ok = pump(c, s, c_net, s_net) == 0;
+    if (ok) {
+        unsigned char m[] = "ping", got[8];
+        /* TLS 1.3 tickets arrive with the server's data; reading it takes them in. */
+        ok = SSL_write(s, m, 4) == 4;
+        char buf[4096];
+        int n;
+        while ((n = BIO_read(s_net, buf, sizeof buf)) > 0)
+            BIO_write(c_net, buf, n);
+        ok = ok && SSL_read(c, got, sizeof got) == 4 && memcmp(got, m, 4) == 0;
+        unsigned char ek_c[40], ek_s[40];
+        const char label[] = "EXPORTER-tlsloop-test";
+        ok = ok && SSL_export_keying_material(c, ek_c, sizeof ek_c, label, strlen(label),
+                                              (const unsigned char *)"ctx", 3, 1) == 1 &&
+             SSL_export_keying_material(s, ek_s, sizeof ek_s, label, strlen(label),
+                                        (const unsigned char *)"ctx", 3, 1) == 1 &&
+             memcmp(ek_c, ek_s, sizeof ek_c) == 0;
+        *resumed = SSL_session_reused(c);
+        SSL_SESSION_free(*sess);
+        *sess = SSL_get1_session(c);
+    }
+    /* Closed as done (no close_notify needed here): a session of a connection freed in the
+     * middle would be dropped from the cache and marked not resumable. */
+    SSL_set_shutdown(c, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_set_shutdown(s, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_free(c);
+    SSL_free(s);
+    BIO_free(c_net);
+    BIO_free(s_net);
+    ERR_clear_error();
+    return ok;
+}
+
+TEST(handshakes_with_plain_openssl)
+{
+    setup();
+    tp_init();
+    struct {
+        int version;
+        const char *suite;      /* TLS 1.3 suite or TLS 1.2 cipher */
+        bool tickets;
+    } cases[] = {
+        {TLS1_3_VERSION, "TLS_AES_128_GCM_SHA256", true},
+        {TLS1_3_VERSION, "TLS_AES_256_GCM_SHA384", true},
+        {TLS1_3_VERSION, "TLS_CHACHA20_POLY1305_SHA256", true},
+        {TLS1_2_VERSION, "ECDHE-ECDSA-AES128-GCM-SHA256", true},
+        {TLS1_2_VERSION, "ECDHE-ECDSA-AES256-GCM-SHA384", true},
+        {TLS1_2_VERSION, "ECDHE-ECDSA-AES256-GCM-SHA384", false},   /* session ID */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, 0, 0);
+        REQUIRE(sctx);
+        /* A first engine freezes the configuration as a server does. */
+        tl_engine *anchor = tl_engine_new(sctx, NULL);
+        REQUIRE(anchor);
+        SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());   /* no property query: default KDFs */
+        REQUIRE(cctx);
+        SSL_CTX_set_min_proto_version(cctx, cases[i].version);
+        SSL_CTX_set_max_proto_version(cctx, cases[i].version);
+        SSL_CTX_set_session_cache_mode(cctx, SSL_SESS_CACHE_CLIENT);
+        if (cases[i].version == TLS1_3_VERSION)
+            REQUIRE(SSL_CTX_set_ciphersuites(cctx, cases[i].suite));
+        else
+            REQUIRE(SSL_CTX_set_cipher_list(cctx, cases[i].suite));
+        if (!cases[i].tickets)
+            SSL_CTX_set_options(cctx, SSL_OP_NO_TICKET);
+        SSL_SESSION *sess = NULL;
+        bool resumed = true;
+        CHECK(interop(sctx, cctx, &sess, &resumed));
+        CHECK(!resumed);
+        REQUIRE(sess);
+        CHECK(interop(sctx, cctx, &sess, &resumed));
+        if (!resumed)
+            fprintf(stderr, "  %s: not resumed\n", cases[i].suite);
+        CHECK(resumed);
+        SSL_SESSION_free(sess);
+        SSL_CTX_free(cctx);
+        tl_engine_free(anchor);
+        tl_tls_ctx_free(sctx);
+    }
+}
+
+TEST(env_turns_it_off)
+{
+    setenv("TLSLOOP_KDF", "openssl", 1);
+    tl_tls_ctx *ctx = tl_tls_ctx_new(TL_ROLE_SERVER);
+    REQUIRE(ctx);
+    CHECK(tli_kdf_propq() == NULL);
+    CHECK(!OSSL_PROVIDER_available(NULL, "tlsloop"));
+    tl_tls_ctx_free(ctx);
+}
+
+int main(int argc, char **argv)
+{
+    TEST_MAIN_BEGIN(argc, argv);
+    RUN(provider_serves_both_kdfs);
+    RUN(prf_matches_openssl);
+    RUN(prf_refusals_match_openssl);
+    RUN(prf_context_lifecycle);
+    RUN(tls13_expand_matches_openssl);
+    RUN(tls13_extract_matches_openssl);
+    RUN(tls13_early_secret_rfc8448);
+    RUN(tls13_refusals_and_size);
+    RUN(handshakes_with_plain_openssl);
+    RUN(env_turns_it_off);
+    TEST_MAIN_END();
+}
