@@ -212,9 +212,10 @@ typedef struct {
 
 static void octets_clear(octets *o)
 {
-    if (o->p && o->p != o->small)
+    if (o->p == o->small)
+        OPENSSL_cleanse(o->small, o->len);
+    else if (o->p)
         OPENSSL_clear_free(o->p, o->len);
-    OPENSSL_cleanse(o->small, sizeof o->small);
     o->p = NULL;
     o->len = 0;
     o->set = false;
@@ -231,6 +232,7 @@ static int octets_append(octets *o, const void *v, size_t n)
         if (!(p = OPENSSL_malloc(len)))
             return 0;
         memcpy(p, o->small, o->len);
+        OPENSSL_cleanse(o->small, o->len);
     } else if (len > sizeof o->small) {
         if (!(p = OPENSSL_clear_realloc(o->p, o->len, len)))
             return 0;
