@@ -646,6 +646,13 @@ static int provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static const char *propq;        /* PROPQ once loaded; NULL when not used */
+static OSSL_PROVIDER *provider;  /* our reference, dropped in OpenSSL's own cleanup */
+
+static void unload(void)
+{
+    OSSL_PROVIDER_unload(provider);
+    provider = NULL;
+}
 
 static void load(void)
 {
@@ -655,8 +662,12 @@ static void load(void)
     /* try_load with fallbacks kept: OpenSSL still activates the default provider when nothing
      * else was loaded explicitly, as it would have without us. */
     if (OSSL_PROVIDER_add_builtin(NULL, PROVIDER_NAME, provider_init) &&
-        OSSL_PROVIDER_try_load(NULL, PROVIDER_NAME, 1))
-        propq = PROPQ;
+        (provider = OSSL_PROVIDER_try_load(NULL, PROVIDER_NAME, 1))) {
+        if (OPENSSL_atexit(unload))
+            propq = PROPQ;
+        else
+            unload();
+    }
     ERR_clear_error();
 }
 

@@ -255,7 +255,7 @@ TEST(tls13_expand_matches_openssl)
 TEST(tls13_extract_matches_openssl)
 {
     setup();
-    unsigned char key[100], salt[48];
+    unsigned char key[100], salt[64];
     RAND_bytes(key, sizeof key);
     RAND_bytes(salt, sizeof salt);
     unsigned char prefix[] = "tls13 ", label[] = "derived";
