@@ -188,6 +188,8 @@ typedef struct reply {
     size_t body_len;
 } reply;
 
+/* A header line for the rare answers (Location, Content-Range): formatted, kept whole or not at
+ * all. */
 static void add_header(reply *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void add_header(reply *r, const char *fmt, ...)
 {
@@ -197,6 +199,55 @@ static void add_header(reply *r, const char *fmt, ...)
     va_end(ap);
     if (n > 0 && (size_t)n < sizeof r->extra - r->extra_len)
         r->extra_len += (size_t)n;
+}
+
+/* "name: value\r\n", kept whole or not at all; the common answers' fields go this way, without
+ * printf's parsing (a keep-alive request's answer spent 3% of its CPU there). */
+static void add_field(reply *r, const char *name, const char *value)
+{
+    size_t nl = strlen(name), vl = strlen(value);
+    if (nl + vl + 4 > sizeof r->extra - r->extra_len)
+        return;
+    char *p = r->extra + r->extra_len;
+    memcpy(p, name, nl);
+    p += nl;
+    *p++ = ':';
+    *p++ = ' ';
+    memcpy(p, value, vl);
+    p += vl;
+    *p++ = '\r';
+    *p++ = '\n';
+    r->extra_len = (size_t)(p - r->extra);
+}
+
+/* An answer's head, written into a fixed buffer (its parts are bounded: 3 + 16 + 1024 + the
+ * type's and reason's few bytes). */
+typedef struct headbuf {
+    char b[2048];
+    size_t n;
+} headbuf;
+
+static void hb_put(headbuf *h, const char *s, size_t n)
+{
+    if (n > sizeof h->b - h->n)
+        n = sizeof h->b - h->n;   /* cannot happen, see above */
+    memcpy(h->b + h->n, s, n);
+    h->n += n;
+}
+
+static void hb_str(headbuf *h, const char *s)
+{
+    hb_put(h, s, strlen(s));
+}
+
+static void hb_u64(headbuf *h, uint64_t v)
+{
+    char t[20];
+    size_t i = sizeof t;
+    do
+        t[--i] = (char)('0' + v % 10);
+    while (v /= 10);
+    hb_put(h, t + i, sizeof t - i);
 }
 
 /* The request facts an answer and its log line need. */
@@ -275,20 +326,28 @@ static int send_reply(hconn *hc, const reqview *rv, reply *r, bool streams)
     hworker *w = hc->w;
     if (r->close || !hc->keep_alive || hc->draining || hc->eof)
         r->close = true;
-    char head[2048];
-    int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nServer: " HTTPD_SERVER "\r\n"
-                     "Date: %s\r\n", r->status, tl_http_reason(r->status), tli_httpd_date(w));
-    if (r->type)
-        n += snprintf(head + n, sizeof head - (size_t)n, "Content-Type: %s\r\n", r->type);
-    if (!r->no_length)
-        n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %llu\r\n",
-                      (unsigned long long)r->length);
-    n += snprintf(head + n, sizeof head - (size_t)n, "%.*s%s\r\n", (int)r->extra_len, r->extra,
-                  r->close ? "Connection: close\r\n"
-                  : rv->minor == 0 ? "Connection: keep-alive\r\n" : "");
-    if ((size_t)n >= sizeof head)
-        n = (int)sizeof head - 1;   /* cannot happen: the parts are bounded */
-    struct iovec iov[2] = {{head, (size_t)n}, {(void *)r->body, rv->head ? 0 : r->body_len}};
+    headbuf h = {.n = 0};
+    hb_str(&h, "HTTP/1.1 ");
+    hb_u64(&h, (uint64_t)r->status);
+    hb_str(&h, " ");
+    hb_str(&h, tl_http_reason(r->status));
+    hb_str(&h, "\r\nServer: " HTTPD_SERVER "\r\nDate: ");
+    hb_put(&h, tli_httpd_date(w), TL_HTTP_DATE_LEN);
+    hb_str(&h, "\r\n");
+    if (r->type) {
+        hb_str(&h, "Content-Type: ");
+        hb_str(&h, r->type);
+        hb_str(&h, "\r\n");
+    }
+    if (!r->no_length) {
+        hb_str(&h, "Content-Length: ");
+        hb_u64(&h, r->length);
+        hb_str(&h, "\r\n");
+    }
+    hb_put(&h, r->extra, r->extra_len);
+    hb_str(&h, r->close ? "Connection: close\r\n\r\n"
+               : rv->minor == 0 ? "Connection: keep-alive\r\n\r\n" : "\r\n");
+    struct iovec iov[2] = {{h.b, h.n}, {(void *)r->body, rv->head ? 0 : r->body_len}};
     int niov = iov[1].iov_len ? 2 : 1;
     /* An answer that ends the connection takes close_notify along in the same send. */
     int rc = r->close && !streams ? tl_conn_writev_close(hc->c, iov, niov)
@@ -343,7 +402,7 @@ static void error_reply(hconn *hc, const reqview *rv, int status, bool close)
 {
     reply r = {.status = status, .close = close};
     if (status == 405)
-        add_header(&r, "Allow: GET, HEAD\r\n");
+        add_field(&r, "Allow", "GET, HEAD");
     simple_reply(hc, rv, &r);
 }
 
@@ -437,7 +496,7 @@ static void serve_page(hconn *hc, const reqview *rv, const hpage *pg, const char
                .body = tl_buf_rptr(&page.body), .body_len = tl_buf_len(&page.body),
                .length = tl_buf_len(&page.body)};
     if (!page.cacheable)
-        add_header(&r, "Cache-Control: no-store\r\n");
+        add_field(&r, "Cache-Control", "no-store");
     int rc = send_reply(hc, rv, &r, false);
     tl_buf_free(&page.body);
     sent(hc, rc, r.close);
@@ -493,10 +552,9 @@ static void serve_file(hconn *hc, const reqview *rv, const char *path, size_t pl
         error_reply(hc, rv, st, false);
         return;
     }
-    char lm[TL_HTTP_DATE_LEN + 1];
-    tl_http_format_date(f.mtime.tv_sec, lm);
     reply r = {.status = 200, .type = f.type};
-    add_header(&r, "Last-Modified: %s\r\nETag: %s\r\n", lm, f.etag);
+    add_field(&r, "Last-Modified", f.last_modified);
+    add_field(&r, "ETag", f.etag);
 
     const tl_http_header *inm = field(rv, "if-none-match"), *ims = field(rv, "if-modified-since");
     time_t since;
@@ -511,7 +569,7 @@ static void serve_file(hconn *hc, const reqview *rv, const char *path, size_t pl
         return;
     }
 
-    add_header(&r, "Accept-Ranges: bytes\r\n");
+    add_field(&r, "Accept-Ranges", "bytes");
     uint64_t first = 0, last = f.size ? f.size - 1 : 0;
     const tl_http_header *range = rv->head ? NULL : field(rv, "range");
     if (range && if_range_holds(field(rv, "if-range"), &f)) {

@@ -145,6 +145,7 @@ static void describe(hfile *f, const struct stat *st, const char *name, size_t l
     uint64_t ns = (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec;
     snprintf(f->etag, sizeof f->etag, "\"%llx-%llx\"", (unsigned long long)f->size,
              (unsigned long long)ns);
+    tl_http_format_date(st->st_mtim.tv_sec, f->last_modified);
     f->type = tl_http_mime_type(name, len);
 }
 

@@ -55,6 +55,7 @@ typedef struct hfile {
     uint64_t size;
     struct timespec mtime;
     char etag[48];                 /* "\"<size>-<mtime ns>\"" in hex */
+    char last_modified[TL_HTTP_DATE_LEN + 1];   /* mtime as an IMF-fixdate */
     const char *type;              /* media type */
 } hfile;
 
