@@ -15,12 +15,15 @@
  * (tli_kdf_propq): a preference, so every other algorithm libssl fetches comes from where it did
  * before. The two digests TLS 1.2 and 1.3 suites use, SHA-256 and SHA-384, are computed here; any
  * other digest is handed, with the same parameters, to the implementation that would have served
- * it otherwise ("provider!=tlsloop"). The parameters and their meaning are the default provider's
- * (EVP_KDF-TLS1_PRF(7), EVP_KDF-TLS13_KDF(7)); tests/unit/test_tls_ctx_kdf.c compares every
- * output and every refusal with it.
+ * it otherwise ("provider!=tlsloop"), and so is a digest that comes with properties. The
+ * parameters, their meaning and what is refused are the default provider's (EVP_KDF-TLS1_PRF(7),
+ * EVP_KDF-TLS13_KDF(7), and OpenSSL 3.0's code where the pages are silent: the PRF's 1024-byte
+ * seed limit, TLS13-KDF clearing its data on every call with parameters);
+ * tests/unit/test_tls_ctx_kdf.c compares outputs and verdicts with it.
  *
- * Not used when the FIPS provider is loaded (its KDFs are the approved ones), or when the
- * environment has TLSLOOP_KDF=openssl (for comparisons).
+ * Not used when the FIPS provider is loaded at the first tl_tls_ctx_new (its KDFs are the approved
+ * ones), or when the environment has TLSLOOP_KDF=openssl (for comparisons, or an application that
+ * loads FIPS later).
  *
  * The low-level SHA256_* and SHA384_* functions are deprecated in OpenSSL 3.0 in favour of EVP_MD,
  * whose context copies allocate; they are the same code the default provider's digests run.
@@ -113,6 +116,7 @@ static void hmac_key_init(hmac_key *h, md_kind k, const unsigned char *key, size
         md_init(&s, k);
         md_update(&s, key, len);
         md_final(&s, hashed);
+        OPENSSL_cleanse(&s, sizeof s);
         key = hashed;
         len = md_size(k);
     }
@@ -245,25 +249,50 @@ static int octets_append(octets *o, const void *v, size_t n)
     return 1;
 }
 
+/* Refusals say why in OpenSSL's error queue, as the default provider's do. */
+static int refuse(const char *why)
+{
+    ERR_raise_data(ERR_LIB_PROV, ERR_R_PASSED_INVALID_ARGUMENT, "tlsloop KDF: %s", why);
+    return 0;
+}
+
+/* An octet parameter read as OSSL_PARAM_get_octet_string reads it: an octet string whose data
+ * is there, even when it is empty. */
 static int octets_set_param(octets *o, const OSSL_PARAM *p)
 {
-    const void *v = NULL;
-    size_t n = 0;
-    if (!OSSL_PARAM_get_octet_string_ptr(p, &v, &n))
-        return 0;
+    if (p->data_type != OSSL_PARAM_OCTET_STRING || !p->data)
+        return refuse("an octet parameter without data");
     octets_clear(o);
-    return octets_append(o, v, n);
+    return octets_append(o, p->data, p->data_size);
 }
+
+/* A UTF-8 parameter kept with its NUL; data NULL is "not given". */
+static int string_set_param(octets *o, const OSSL_PARAM *p)
+{
+    if (p->data_type != OSSL_PARAM_UTF8_STRING)
+        return refuse("a string parameter of another type");
+    octets_clear(o);
+    if (!p->data)
+        return 1;
+    size_t n = strnlen(p->data, p->data_size);
+    return octets_append(o, p->data, n) && octets_append(o, "", 1);
+}
+
+#define TLS1_PRF_SEED_MAX 1024   /* the default provider's limit on the seeds together */
 
 typedef struct {
     bool tls13;                  /* TLS13-KDF; else TLS1-PRF */
     md_kind md;
     int mode;                    /* TLS13-KDF: EVP_KDF_HKDF_MODE_* */
-    char digest[64];             /* as given, for the delegate */
-    char props[128];
+    /* The digest's name and the properties that came with it (NUL-terminated), for the
+     * delegate. */
+    octets digest, props;
     /* TLS1-PRF uses key (its "secret") and seed; TLS13-KDF the others. */
     octets key, salt, prefix, label, data, seed;
 } kdf_ctx;
+
+#define KDF_OCTETS(c) {&(c)->digest, &(c)->props, &(c)->key, &(c)->salt, &(c)->prefix, \
+                       &(c)->label, &(c)->data, &(c)->seed}
 
 static void *kdf_new(bool tls13)
 {
@@ -289,7 +318,7 @@ static void kdf_reset(void *vc)
 {
     kdf_ctx *c = vc;
     bool tls13 = c->tls13;
-    octets *all[] = {&c->key, &c->salt, &c->prefix, &c->label, &c->data, &c->seed};
+    octets *all[] = KDF_OCTETS(c);
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         octets_clear(all[i]);
     memset(c, 0, sizeof *c);
@@ -304,29 +333,20 @@ static void kdf_freectx(void *vc)
     OPENSSL_free(vc);
 }
 
-static int copy_octets(octets *dst, const octets *src)
-{
-    memset(dst, 0, sizeof *dst);
-    if (!src->set)
-        return 1;
-    return octets_append(dst, src->p, src->len);
-}
-
 static void *kdf_dupctx(void *vsrc)
 {
-    const kdf_ctx *s = vsrc;
+    kdf_ctx *s = vsrc;
     kdf_ctx *d = kdf_new(s->tls13);
     if (!d)
         return NULL;
     d->md = s->md;
     d->mode = s->mode;
-    memcpy(d->digest, s->digest, sizeof d->digest);
-    memcpy(d->props, s->props, sizeof d->props);
-    if (!copy_octets(&d->key, &s->key) || !copy_octets(&d->salt, &s->salt) ||
-        !copy_octets(&d->prefix, &s->prefix) || !copy_octets(&d->label, &s->label) ||
-        !copy_octets(&d->data, &s->data) || !copy_octets(&d->seed, &s->seed)) {
-        kdf_freectx(d);
-        return NULL;
+    octets *from[] = KDF_OCTETS(s), *to[] = KDF_OCTETS(d);
+    for (size_t i = 0; i < sizeof from / sizeof from[0]; i++) {
+        if (from[i]->set && !octets_append(to[i], from[i]->p, from[i]->len)) {
+            kdf_freectx(d);
+            return NULL;
+        }
     }
     return d;
 }
@@ -345,79 +365,114 @@ static md_kind md_by_name(const char *name)
     return MD_OTHER;
 }
 
-static int set_utf8(char *dst, size_t cap, const OSSL_PARAM *p)
+static const char *props_of(const kdf_ctx *c)
 {
-    const char *s = NULL;
-    if (!OSSL_PARAM_get_utf8_string_ptr(p, &s) || strlen(s) >= cap)
+    return c->props.set ? (const char *)c->props.p : NULL;
+}
+
+/* The digest, and the properties that come with it in the same call (the default provider reads
+ * them only there). SHA-256 and SHA-384 without properties are ours; anything else must be a
+ * digest OpenSSL can fetch, now, as the default provider checks. */
+static int set_digest(kdf_ctx *c, const OSSL_PARAM *params, const OSSL_PARAM *p)
+{
+    if (p->data_type != OSSL_PARAM_UTF8_STRING || !p->data)
+        return refuse("digest is not a name");
+    const OSSL_PARAM *q = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_PROPERTIES);
+    if (!string_set_param(&c->digest, p) || (q && !string_set_param(&c->props, q)))
         return 0;
-    strcpy(dst, s);
-    return 1;
+    if (!q)
+        octets_clear(&c->props);
+    c->md = md_by_name((const char *)c->digest.p);
+    if (c->md != MD_OTHER && !c->props.set)
+        return 1;
+    c->md = MD_OTHER;
+    EVP_MD *md = EVP_MD_fetch(NULL, (const char *)c->digest.p, props_of(c));
+    EVP_MD_free(md);
+    if (!md) {
+        c->md = MD_UNSET;
+        return refuse("no such digest");
+    }
+    return 1;       /* what else it refuses, the delegate says when deriving */
 }
 
 static int set_mode(kdf_ctx *c, const OSSL_PARAM *p)
 {
     if (p->data_type == OSSL_PARAM_UTF8_STRING) {
         static const char *const names[] = {"EXTRACT_AND_EXPAND", "EXTRACT_ONLY", "EXPAND_ONLY"};
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; p->data && i < 3; i++) {
             if (strcasecmp(p->data, names[i]) == 0) {
                 c->mode = i;
                 return 1;
             }
         }
-        return 0;
+        return refuse("unknown mode");
     }
     int mode;
     if (!OSSL_PARAM_get_int(p, &mode) || mode < EVP_KDF_HKDF_MODE_EXTRACT_AND_EXPAND ||
         mode > EVP_KDF_HKDF_MODE_EXPAND_ONLY)
-        return 0;
+        return refuse("unknown mode");
     c->mode = mode;
+    return 1;
+}
+
+static int prf_set_params(kdf_ctx *c, const OSSL_PARAM params[])
+{
+    const OSSL_PARAM *p;
+    if ((p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_SECRET)) &&
+        !octets_set_param(&c->key, p))
+        return 0;
+    /* Seeds concatenate, within one call and across calls, until a reset; empty ones are
+     * skipped (libssl passes them for its unused slots). */
+    for (p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_SEED); p;
+         p = OSSL_PARAM_locate_const(p + 1, OSSL_KDF_PARAM_SEED)) {
+        if (p->data_size == 0 || !p->data)
+            continue;
+        if (p->data_type != OSSL_PARAM_OCTET_STRING)
+            return refuse("seed is not an octet string");
+        if (p->data_size > TLS1_PRF_SEED_MAX - c->seed.len)
+            return refuse("seeds longer than 1024 bytes");
+        if (!octets_append(&c->seed, p->data, p->data_size))
+            return 0;
+    }
+    return 1;
+}
+
+/* As OpenSSL's TLS13-KDF: any parameters clear the data; a context must be in one of the two
+ * modes (there is no extract-and-expand) before anything else is taken. */
+static int tls13_set_params(kdf_ctx *c, const OSSL_PARAM params[])
+{
+    const OSSL_PARAM *p;
+    octets_clear(&c->data);
+    struct {
+        const char *name;
+        octets *o;
+    } keys[] = {{OSSL_KDF_PARAM_KEY, &c->key}, {OSSL_KDF_PARAM_SALT, &c->salt}},
+      rest[] = {{OSSL_KDF_PARAM_PREFIX, &c->prefix}, {OSSL_KDF_PARAM_LABEL, &c->label},
+                {OSSL_KDF_PARAM_DATA, &c->data}};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        if ((p = OSSL_PARAM_locate_const(params, keys[i].name)) && !octets_set_param(keys[i].o, p))
+            return 0;
+    }
+    if (c->mode == EVP_KDF_HKDF_MODE_EXTRACT_AND_EXPAND)
+        return refuse("TLS13-KDF has no extract-and-expand mode");
+    for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) {
+        if ((p = OSSL_PARAM_locate_const(params, rest[i].name)) && !octets_set_param(rest[i].o, p))
+            return 0;
+    }
     return 1;
 }
 
 static int kdf_set_ctx_params(void *vc, const OSSL_PARAM params[])
 {
     kdf_ctx *c = vc;
-    if (!params)
+    if (!params || !params[0].key)
         return 1;
     const OSSL_PARAM *p;
-    if ((p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_PROPERTIES)) &&
-        !set_utf8(c->props, sizeof c->props, p))
+    if (c->tls13 && (p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_MODE)) && !set_mode(c, p))
         return 0;
-    if ((p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_DIGEST))) {
-        if (!set_utf8(c->digest, sizeof c->digest, p))
-            return 0;
-        c->md = md_by_name(c->digest);
-    }
-    if (!c->tls13) {
-        if ((p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_SECRET)) &&
-            !octets_set_param(&c->key, p))
-            return 0;
-        /* Seeds concatenate, within one call and across calls, until a reset. */
-        for (p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_SEED); p;
-             p = OSSL_PARAM_locate_const(p + 1, OSSL_KDF_PARAM_SEED)) {
-            const void *v = NULL;
-            size_t n = 0;
-            if (p->data_size == 0 || !p->data)
-                continue;
-            if (!OSSL_PARAM_get_octet_string_ptr(p, &v, &n) || !octets_append(&c->seed, v, n))
-                return 0;
-        }
-        return 1;
-    }
-    if ((p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_MODE)) && !set_mode(c, p))
+    if ((p = OSSL_PARAM_locate_const(params, OSSL_KDF_PARAM_DIGEST)) && !set_digest(c, params, p))
         return 0;
-    struct {
-        const char *name;
-        octets *o;
-    } fields[] = {{OSSL_KDF_PARAM_KEY, &c->key}, {OSSL_KDF_PARAM_SALT, &c->salt},
-                  {OSSL_KDF_PARAM_PREFIX, &c->prefix}, {OSSL_KDF_PARAM_LABEL, &c->label},
-                  {OSSL_KDF_PARAM_DATA, &c->data}};
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-        if ((p = OSSL_PARAM_locate_const(params, fields[i].name)) &&
-            !octets_set_param(fields[i].o, p))
-            return 0;
-    }
-    return 1;
+    return c->tls13 ? tls13_set_params(c, params) : prf_set_params(c, params);
 }
 
 /* Anything but SHA-256 and SHA-384: the same derivation by the provider that would have done it
@@ -430,10 +485,11 @@ static int delegate(kdf_ctx *c, unsigned char *out, size_t outlen)
     EVP_KDF_free(kdf);
     if (!kc)
         return 0;
-    OSSL_PARAM params[9], *p = params;
-    *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, c->digest, 0);
-    if (c->props[0])
-        *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_PROPERTIES, c->props, 0);
+    /* digest, properties, six octet strings, mode, end */
+    OSSL_PARAM params[10], *p = params;
+    *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)c->digest.p, 0);
+    if (c->props.set)
+        *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_PROPERTIES, (char *)c->props.p, 0);
     struct {
         const char *name;
         octets *o;
@@ -449,6 +505,15 @@ static int delegate(kdf_ctx *c, unsigned char *out, size_t outlen)
     if (c->tls13)
         *p++ = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &c->mode);
     *p = OSSL_PARAM_construct_end();
+    /* The mode first: the delegate refuses other parameters in its initial mode. */
+    if (c->tls13) {
+        OSSL_PARAM mode[] = {OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &c->mode),
+                             OSSL_PARAM_construct_end()};
+        if (EVP_KDF_CTX_set_params(kc, mode) <= 0) {
+            EVP_KDF_CTX_free(kc);
+            return 0;
+        }
+    }
     int ok = EVP_KDF_derive(kc, out, outlen, params);
     EVP_KDF_CTX_free(kc);
     return ok;
@@ -456,8 +521,12 @@ static int delegate(kdf_ctx *c, unsigned char *out, size_t outlen)
 
 static int prf_derive(kdf_ctx *c, unsigned char *out, size_t outlen)
 {
-    if (!c->key.set || c->seed.len == 0 || outlen == 0)
-        return 0;
+    if (!c->key.set)
+        return refuse("no secret");
+    if (c->seed.len == 0)
+        return refuse("no seed");
+    if (outlen == 0)
+        return refuse("nothing to derive");
     p_hash(c->md, c->key.p, c->key.len, c->seed.p, c->seed.len, out, outlen);
     return 1;
 }
@@ -471,7 +540,7 @@ static int tls13_expand(md_kind md, const octets *secret, const octets *prefix,
     unsigned char info[2 + 1 + 255 + 1 + 255];
     size_t labellen = prefix->len + label->len;
     if (labellen > 255 || data->len > 255 || outlen > 255 * md_size(md))
-        return 0;
+        return refuse("label, context or output too long for HKDF-Expand-Label");
     size_t n = 0;
     info[n++] = (unsigned char)(outlen >> 8);
     info[n++] = (unsigned char)outlen;
@@ -497,7 +566,7 @@ static int tls13_extract(kdf_ctx *c, unsigned char *out, size_t outlen)
     static const unsigned char zeros[MD_MAX];
     size_t n = md_size(c->md);
     if (outlen != n)
-        return 0;
+        return refuse("an extracted secret is one hash long");
     const unsigned char *ikm = c->key.set ? c->key.p : zeros;
     size_t ikmlen = c->key.set ? c->key.len : n;
     if (!c->salt.set) {
@@ -519,8 +588,10 @@ static int tls13_extract(kdf_ctx *c, unsigned char *out, size_t outlen)
 static int kdf_derive(void *vc, unsigned char *out, size_t outlen, const OSSL_PARAM params[])
 {
     kdf_ctx *c = vc;
-    if (!kdf_set_ctx_params(c, params) || c->md == MD_UNSET)
+    if (!kdf_set_ctx_params(c, params))
         return 0;
+    if (c->md == MD_UNSET)
+        return refuse("no digest");
     if (c->md == MD_OTHER)
         return delegate(c, out, outlen);
     if (!c->tls13)
@@ -529,11 +600,11 @@ static int kdf_derive(void *vc, unsigned char *out, size_t outlen, const OSSL_PA
     case EVP_KDF_HKDF_MODE_EXTRACT_ONLY:
         return tls13_extract(c, out, outlen);
     case EVP_KDF_HKDF_MODE_EXPAND_ONLY:
-        if (!c->key.set || outlen == 0)
-            return 0;
+        if (!c->key.set)
+            return refuse("no key");
         return tls13_expand(c->md, &c->key, &c->prefix, &c->label, &c->data, out, outlen);
-    default:                     /* TLS13-KDF has no extract-and-expand */
-        return 0;
+    default:
+        return refuse("TLS13-KDF has no extract-and-expand mode");
     }
 }
 
@@ -583,7 +654,8 @@ static int kdf_get_ctx_params(void *vc, OSSL_PARAM params[])
     size_t size = SIZE_MAX;
     if (c->tls13 && c->mode == EVP_KDF_HKDF_MODE_EXTRACT_ONLY) {
         if (c->md != MD_SHA256 && c->md != MD_SHA384) {
-            EVP_MD *md = c->md == MD_OTHER ? EVP_MD_fetch(NULL, c->digest, NULL) : NULL;
+            EVP_MD *md = c->md == MD_OTHER ? EVP_MD_fetch(NULL, (const char *)c->digest.p,
+                                                          props_of(c)) : NULL;
             int n = md ? EVP_MD_get_size(md) : 0;
             EVP_MD_free(md);
             if (n <= 0)

@@ -52,9 +52,10 @@
  * "tlsloop", that offers TLS1-PRF and TLS13-KDF over SHA-256 and SHA-384 without them, and every
  * configuration's SSL_CTX prefers it (property query "?provider=tlsloop"; everything else libssl
  * fetches is unchanged, and other digests are handed to the provider that had them). Its outputs
- * are those of OpenSSL's own (tests/unit/test_tls_ctx_kdf.c). It is not used when the FIPS provider
- * is loaded, or with TLSLOOP_KDF=openssl in the environment (read once, at the first
- * tl_tls_ctx_new).
+ * and refusals are those of OpenSSL's own (tests/unit/test_tls_ctx_kdf.c). It is not used when the
+ * FIPS provider is loaded before the first tl_tls_ctx_new, or with TLSLOOP_KDF=openssl in the
+ * environment (both looked at once, then); an application that loads FIPS later and wants only
+ * approved KDFs sets TLSLOOP_KDF=openssl.
  *
  * Thread-safety: setters belong to one thread before the configuration is used. Once frozen, a
  * configuration may be used by engines on any number of threads at once. Reference counting is

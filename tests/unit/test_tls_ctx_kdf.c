@@ -353,6 +353,180 @@ TEST(tls13_refusals_and_size)
     }
 }
 
+/* ---- edge cases: both providers given the same calls ------------------------------------ */
+
+/* One case: calls on a fresh context; returns the verdict (1/0) and fills out. */
+typedef int (*edge_fn)(EVP_KDF_CTX *kc, unsigned char *out, size_t n);
+
+static unsigned char e_key[64] = {1, 2, 3}, e_seed[1100] = {4, 5};
+static char e_sha256[] = "SHA2-256";
+static int e_expand = EVP_KDF_HKDF_MODE_EXPAND_ONLY, e_extract = EVP_KDF_HKDF_MODE_EXTRACT_ONLY;
+static unsigned char e_prefix[] = "tls13 ", e_label[] = "derived";
+
+#define PRF_WITH(secret_param, seed_len, props)                                                  \
+    OSSL_PARAM p[] = {OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, e_sha256, 0),       \
+                      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_PROPERTIES, props, 0),      \
+                      secret_param,                                                               \
+                      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, e_seed, seed_len),   \
+                      OSSL_PARAM_construct_end()};                                                \
+    if (!props)                                                                                   \
+        p[1] = p[0];                                                                              \
+    return EVP_KDF_derive(kc, out, n, p) > 0
+
+#define SECRET(data, len) OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET, data, len)
+
+static int prf_seed_1024(EVP_KDF_CTX *kc, unsigned char *out, size_t n) { PRF_WITH(SECRET(e_key, 48), 1024, NULL); }
+static int prf_seed_1025(EVP_KDF_CTX *kc, unsigned char *out, size_t n) { PRF_WITH(SECRET(e_key, 48), 1025, NULL); }
+static int prf_secret_null(EVP_KDF_CTX *kc, unsigned char *out, size_t n) { PRF_WITH(SECRET(NULL, 48), 32, NULL); }
+static int prf_secret_null_empty(EVP_KDF_CTX *kc, unsigned char *out, size_t n) { PRF_WITH(SECRET(NULL, 0), 32, NULL); }
+static int prf_props_nosuch(EVP_KDF_CTX *kc, unsigned char *out, size_t n) { PRF_WITH(SECRET(e_key, 48), 32, "provider=nosuch"); }
+static int prf_props_fips(EVP_KDF_CTX *kc, unsigned char *out, size_t n) { PRF_WITH(SECRET(e_key, 48), 32, "fips=yes"); }
+static int prf_props_default(EVP_KDF_CTX *kc, unsigned char *out, size_t n)
+{
+    PRF_WITH(SECRET(e_key, 48), 32,
+             "provider=default,-fips,-fips,-fips,-fips,-fips,-fips,-fips,-fips,-fips,-fips,-fips,"
+             "?provider=default,?provider=default,?provider=default,?provider=default");
+}
+static int prf_secret_ptr(EVP_KDF_CTX *kc, unsigned char *out, size_t n)
+{
+    static void *kp = e_key;
+    PRF_WITH(OSSL_PARAM_construct_octet_ptr(OSSL_KDF_PARAM_SECRET, &kp, 48), 32, NULL);
+}
+
+static int set_digest_only(EVP_KDF_CTX *kc, const char *name)
+{
+    OSSL_PARAM p[] = {OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)name, 0),
+                      OSSL_PARAM_construct_end()};
+    return EVP_KDF_CTX_set_params(kc, p) > 0;
+}
+static int set_nosuch_digest(EVP_KDF_CTX *kc, unsigned char *out, size_t n)
+{
+    (void)out, (void)n;
+    return set_digest_only(kc, "NOSUCH");
+}
+static int set_shake(EVP_KDF_CTX *kc, unsigned char *out, size_t n)
+{
+    (void)out, (void)n;
+    return set_digest_only(kc, "SHAKE-256");
+}
+static int prf_shake(EVP_KDF_CTX *kc, unsigned char *out, size_t n)
+{
+    OSSL_PARAM p[] = {OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET, e_key, 48),
+                      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, e_seed, 32),
+                      OSSL_PARAM_construct_end()};
+    return set_digest_only(kc, "SHAKE-256") && EVP_KDF_derive(kc, out, n, p) > 0;
+}
+
+/* TLS13-KDF expand with the key and label given (NULL: a label without data). */
+static int t13_expand_with(EVP_KDF_CTX *kc, unsigned char *out, size_t n, const void *key,
+                           size_t key_len, const void *label, const char *props)
+{
+    OSSL_PARAM p[] = {OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &e_expand),
+                      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, e_sha256, 0),
+                      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_PROPERTIES, (char *)props, 0),
+                      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)key, key_len),
+                      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PREFIX, e_prefix, 6),
+                      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_LABEL, (void *)label,
+                                                        label ? 7 : 0),
+                      OSSL_PARAM_construct_end()};
+    return EVP_KDF_derive(kc, out, n, p) > 0;
+}
+static int t13_expand_zero(EVP_KDF_CTX *kc, unsigned char *out, size_t n) { (void)n; return t13_expand_with(kc, out, 0, e_key, 32, e_label, NULL); }
+static int t13_label_null(EVP_KDF_CTX *kc, unsigned char *out, size_t n) { return t13_expand_with(kc, out, n, e_key, 32, NULL, NULL); }
+static int t13_key_null(EVP_KDF_CTX *kc, unsigned char *out, size_t n) { return t13_expand_with(kc, out, n, NULL, 32, e_label, NULL); }
+static int t13_key_null_empty(EVP_KDF_CTX *kc, unsigned char *out, size_t n) { return t13_expand_with(kc, out, n, NULL, 0, e_label, NULL); }
+static int t13_props_null(EVP_KDF_CTX *kc, unsigned char *out, size_t n) { return t13_expand_with(kc, out, n, e_key, 32, e_label, NULL); }
+static int t13_props_nosuch(EVP_KDF_CTX *kc, unsigned char *out, size_t n) { return t13_expand_with(kc, out, n, e_key, 32, e_label, "provider=nosuch"); }
+static int t13_salt_null(EVP_KDF_CTX *kc, unsigned char *out, size_t n)
+{
+    OSSL_PARAM p[] = {OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &e_extract),
+                      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, e_sha256, 0),
+                      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, e_key, 32),
+                      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, NULL, 0),
+                      OSSL_PARAM_construct_end()};
+    return EVP_KDF_derive(kc, out, n, p) > 0;
+}
+/* Data given to set_params, then a derive with other parameters: the data is gone. */
+static int t13_data_cleared(EVP_KDF_CTX *kc, unsigned char *out, size_t n)
+{
+    OSSL_PARAM a[] = {OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &e_expand),
+                      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, e_sha256, 0),
+                      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, e_key, 32),
+                      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_LABEL, e_label, 7),
+                      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_DATA, e_seed, 32),
+                      OSSL_PARAM_construct_end()};
+    OSSL_PARAM b[] = {OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &e_expand),
+                      OSSL_PARAM_construct_end()};
+    return EVP_KDF_CTX_set_params(kc, a) > 0 && EVP_KDF_derive(kc, out, n, b) > 0;
+}
+/* Data given to set_params, then a derive without parameters: the data stays. */
+static int t13_data_kept(EVP_KDF_CTX *kc, unsigned char *out, size_t n)
+{
+    OSSL_PARAM a[] = {OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &e_expand),
+                      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, e_sha256, 0),
+                      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, e_key, 32),
+                      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_DATA, e_seed, 32),
+                      OSSL_PARAM_construct_end()};
+    return EVP_KDF_CTX_set_params(kc, a) > 0 && EVP_KDF_derive(kc, out, n, NULL) > 0;
+}
+static int t13_set_in_initial_mode(EVP_KDF_CTX *kc, unsigned char *out, size_t n)
+{
+    (void)out, (void)n;
+    return set_digest_only(kc, e_sha256);
+}
+
+TEST(edge_cases_match_openssl)
+{
+    setup();
+    struct {
+        const char *what, *kdf;
+        edge_fn fn;
+    } cases[] = {
+        {"PRF, seeds of 1024 bytes", OSSL_KDF_NAME_TLS1_PRF, prf_seed_1024},
+        {"PRF, seeds of 1025 bytes", OSSL_KDF_NAME_TLS1_PRF, prf_seed_1025},
+        {"PRF, secret without data", OSSL_KDF_NAME_TLS1_PRF, prf_secret_null},
+        {"PRF, empty secret without data", OSSL_KDF_NAME_TLS1_PRF, prf_secret_null_empty},
+        {"PRF, secret as an octet pointer", OSSL_KDF_NAME_TLS1_PRF, prf_secret_ptr},
+        {"PRF, properties no provider has", OSSL_KDF_NAME_TLS1_PRF, prf_props_nosuch},
+        {"PRF, properties fips=yes", OSSL_KDF_NAME_TLS1_PRF, prf_props_fips},
+        {"PRF, long properties the default has", OSSL_KDF_NAME_TLS1_PRF, prf_props_default},
+        {"PRF, set an unknown digest", OSSL_KDF_NAME_TLS1_PRF, set_nosuch_digest},
+        {"PRF, set an XOF digest", OSSL_KDF_NAME_TLS1_PRF, set_shake},
+        {"PRF, derive with an XOF digest", OSSL_KDF_NAME_TLS1_PRF, prf_shake},
+        {"TLS13, set an unknown digest", OSSL_KDF_NAME_TLS1_3_KDF, set_nosuch_digest},
+        {"TLS13, set anything in the initial mode", OSSL_KDF_NAME_TLS1_3_KDF, t13_set_in_initial_mode},
+        {"TLS13, expand to 0 bytes", OSSL_KDF_NAME_TLS1_3_KDF, t13_expand_zero},
+        {"TLS13, label without data", OSSL_KDF_NAME_TLS1_3_KDF, t13_label_null},
+        {"TLS13, key without data", OSSL_KDF_NAME_TLS1_3_KDF, t13_key_null},
+        {"TLS13, empty key without data", OSSL_KDF_NAME_TLS1_3_KDF, t13_key_null_empty},
+        {"TLS13, properties without data", OSSL_KDF_NAME_TLS1_3_KDF, t13_props_null},
+        {"TLS13, properties no provider has", OSSL_KDF_NAME_TLS1_3_KDF, t13_props_nosuch},
+        {"TLS13, salt without data", OSSL_KDF_NAME_TLS1_3_KDF, t13_salt_null},
+        {"TLS13, data cleared by the next parameters", OSSL_KDF_NAME_TLS1_3_KDF, t13_data_cleared},
+        {"TLS13, data kept by a derive without any", OSSL_KDF_NAME_TLS1_3_KDF, t13_data_kept},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int verdict[2];
+        unsigned char out[2][32];
+        const char *props[2] = {ours, theirs};
+        for (int k = 0; k < 2; k++) {
+            EVP_KDF *kdf = EVP_KDF_fetch(NULL, cases[i].kdf, props[k]);
+            EVP_KDF_CTX *kc = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+            REQUIRE(kc);
+            memset(out[k], 0, sizeof out[k]);
+            verdict[k] = cases[i].fn(kc, out[k], sizeof out[k]);
+            EVP_KDF_CTX_free(kc);
+            EVP_KDF_free(kdf);
+            ERR_clear_error();
+        }
+        if (verdict[0] != verdict[1] || memcmp(out[0], out[1], sizeof out[0]) != 0) {
+            fprintf(stderr, "  %s: tlsloop %d, OpenSSL %d%s\n", cases[i].what, verdict[0],
+                    verdict[1], verdict[0] == verdict[1] ? " (outputs differ)" : "");
+            test_failures_++;
+        }
+    }
+}
+
 /* ---- handshakes against a plain OpenSSL peer ------------------------------------------------ */
 
 /* Move what each side wrote to the other until neither makes progress. */
@@ -410,6 +584,30 @@ static int interop(tl_tls_ctx *sctx, SSL_CTX *cctx, SSL_SESSION **sess, bool *re
              SSL_export_keying_material(s, ek_s, sizeof ek_s, label, strlen(label),
                                         (const unsigned char *)"ctx", 3, 1) == 1 &&
              memcmp(ek_c, ek_s, sizeof ek_c) == 0;
+        /* Exporter calls at the edges (a context past the PRF's 1024-byte seed limit, no
+         * output, no label): both sides give the same verdict, and the same bytes. */
+        static unsigned char big[1100];
+        struct {
+            size_t olen;
+            const char *label;
+            const unsigned char *context;
+            size_t context_len;
+        } edges[] = {{32, "EXPORTER-x", big, sizeof big}, {0, "EXPORTER-x", NULL, 0},
+                     {32, NULL, NULL, 0}, {500, "EXPORTER-long", big, 200}};
+        for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+            unsigned char a[500], b[500];
+            size_t ll = edges[i].label ? strlen(edges[i].label) : 0;
+            int va = SSL_export_keying_material(c, a, edges[i].olen, edges[i].label, ll,
+                                                edges[i].context, edges[i].context_len,
+                                                edges[i].context != NULL);
+            int vb = SSL_export_keying_material(s, b, edges[i].olen, edges[i].label, ll,
+                                                edges[i].context, edges[i].context_len,
+                                                edges[i].context != NULL);
+            if (va != vb || (va == 1 && memcmp(a, b, edges[i].olen) != 0)) {
+                fprintf(stderr, "  exporter edge %zu: client %d, server %d\n", i, va, vb);
+                ok = 0;
+            }
+        }
         *resumed = SSL_session_reused(c);
         SSL_SESSION_free(*sess);
         *sess = SSL_get1_session(c);
@@ -496,6 +694,7 @@ int main(int argc, char **argv)
     RUN(tls13_extract_matches_openssl);
     RUN(tls13_early_secret_rfc8448);
     RUN(tls13_refusals_and_size);
+    RUN(edge_cases_match_openssl);
     RUN(handshakes_with_plain_openssl);
     RUN(env_turns_it_off);
     TEST_MAIN_END();
