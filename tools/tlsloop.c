@@ -37,7 +37,10 @@ static void usage(FILE *f)
                "commands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(f, "  %-8s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
-    fprintf(f, "\n`tlsloop help COMMAND` (or COMMAND --help) lists a command's options.\n");
+    fprintf(f, "\n`tlsloop help COMMAND` (or COMMAND --help) lists a command's options.\n\n"
+               "environment:\n"
+               "  TLSLOOP_KDF=openssl  derive TLS keys with OpenSSL's own TLS1-PRF and TLS13-KDF\n"
+               "                       instead of tlsloop's (docs/design.md, decision 10)\n");
 }
 
 static const command *find(const char *name)
