@@ -283,6 +283,8 @@ static void do_read(tl_conn *c)
         if (key_updates != c->ku_seen && !key_updates_ok(c, key_updates))
             return; /* dropped: what this read produced goes nowhere */
         budget -= r.produced < budget ? r.produced : budget;
+        if (r.produced > 0 && !deliver)
+            c->no_linger = false;   /* the peer goes on sending after all: let it finish */
         if (r.produced > 0 && deliver) {
             c->bytes_in += r.produced;
             if (c->cbs && c->cbs->on_read)
@@ -362,6 +364,13 @@ static void send_shutdown(tl_conn *c)
             return; /* close_notify waits for writability */
     }
     if (!c->fin_sent) {
+        /* Nothing unread and nothing more coming (tl_conn_set_linger): close() sends the FIN,
+         * and no lingering drain waits for the peer's close_notify. */
+        if (c->state == ST_CLOSING && c->no_linger && !c->eof && c->rx_dry &&
+            !c->type->input_buffered(c)) {
+            finish(c, TL_END_LOCAL);
+            return;
+        }
         shutdown(c->fd, SHUT_WR);
         c->fin_sent = true;
     }
@@ -972,6 +981,7 @@ int tl_conn_writev_close(tl_conn *c, const struct iovec *iov, int iovcnt)
 }
 
 void tl_conn_set_defer_writes(tl_conn *c, bool on) { c->defer_writes = on; }
+void tl_conn_set_linger(tl_conn *c, bool on) { c->no_linger = !on; }
 
 void tl_conn_shutdown_write(tl_conn *c)
 {

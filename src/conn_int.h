@@ -37,6 +37,8 @@ typedef struct tli_conn_type {
     void (*destroy)(tl_conn *c);
     /* KeyUpdates the peer sent so far (TLS 1.3; TCP: 0). */
     uint32_t (*key_updates)(const tl_conn *c);
+    /* Input held inside the type that no read has consumed (TLS records read ahead). */
+    bool (*input_buffered)(const tl_conn *c);
 } tli_conn_type;
 
 extern const tli_conn_type tli_conn_tcp;
@@ -104,6 +106,7 @@ struct tl_conn {
                                      MSG_MORE and the kernel puts data and FIN in one segment */
     bool fd_private;              /* opts.fd_private: close without epoll_ctl */
     bool defer_writes;            /* tl_conn_set_defer_writes */
+    bool no_linger;               /* tl_conn_set_linger(false), and the peer sent nothing since */
 
     tl_buf wq;                    /* write queue */
     size_t high, low;

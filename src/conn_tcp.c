@@ -29,12 +29,14 @@ ssize_t tli_conn_recv(tl_conn *c, void *buf, size_t len)
      * read otherwise ends with a recv that fails). */
     if (c->rx_dry)
         return TL_IO_AGAIN;
-    ssize_t n = io_result(c, recv(c->fd, buf, len, 0));
-    if (n > 0) {
+    ssize_t r = recv(c->fd, buf, len, 0);
+    if (r > 0) {
         c->active_ms = (uint32_t)tl_loop_now(c->loop);
-        c->rx_dry = (size_t)n < len;
+        c->rx_dry = (size_t)r < len;
+    } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        c->rx_dry = true;
     }
-    return n;
+    return io_result(c, r);
 }
 
 ssize_t tli_conn_send(tl_conn *c, const void *buf, size_t len)
@@ -106,6 +108,12 @@ static uint32_t tcp_key_updates(const tl_conn *c)
     return 0;
 }
 
+static bool tcp_input_buffered(const tl_conn *c)
+{
+    (void)c;
+    return false;
+}
+
 static void tcp_release(tl_conn *c) { (void)c; }
 static void tcp_destroy(tl_conn *c) { (void)c; }
 
@@ -120,4 +128,5 @@ const tli_conn_type tli_conn_tcp = {
     .release = tcp_release,
     .destroy = tcp_destroy,
     .key_updates = tcp_key_updates,
+    .input_buffered = tcp_input_buffered,
 };

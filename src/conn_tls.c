@@ -54,6 +54,11 @@ static uint32_t tls_key_updates(const tl_conn *c)
     return tl_engine_key_updates_received(c->engine);
 }
 
+static bool tls_input_buffered(const tl_conn *c)
+{
+    return tl_engine_input_buffered(c->engine);
+}
+
 const tli_conn_type tli_conn_tls = {
     .name = "tls",
     .handshake = tls_handshake,
@@ -66,4 +71,5 @@ const tli_conn_type tli_conn_tls = {
     .release = tls_release,
     .destroy = tls_destroy,
     .key_updates = tls_key_updates,
+    .input_buffered = tls_input_buffered,
 };

@@ -668,6 +668,7 @@ bool tl_engine_release_buffers(tl_engine *e)
 
 bool tl_engine_handshake_done(const tl_engine *e) { return e->hs_done; }
 size_t tl_engine_pending(const tl_engine *e) { return (size_t)SSL_pending(e->ssl); }
+bool tl_engine_input_buffered(const tl_engine *e) { return SSL_has_pending(e->ssl) == 1; }
 size_t tl_engine_pending_output(const tl_engine *e) { return tl_buf_len(&e->pending); }
 bool tl_engine_output_held(const tl_engine *e) { return e->held; }
 bool tl_engine_close_sent(const tl_engine *e) { return e->close_sent; }

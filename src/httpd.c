@@ -635,6 +635,10 @@ static void respond(hconn *hc, const tl_http_request *req, const tl_http_message
     tl_httpd *h = of_conn(hc);
     hc->keep_alive = msg->keep_alive;
     hc->first = false;
+    /* Its last request, read whole (a body has been read before this): once the answer and
+     * close_notify are out, nothing is left to wait for. */
+    if (!msg->keep_alive)
+        tl_conn_set_linger(hc->c, false);
     bool get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
     bool head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
     /* The request line for the log: from the method to the version. */

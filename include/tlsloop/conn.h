@@ -42,7 +42,12 @@
  * queue, sends close_notify (TLS), shuts the write side, and reads and discards until the peer's
  * close_notify or EOF (a lingering close: the peer never gets a reset that destroys the last
  * response), all within the close deadline; then it closes the socket and calls on_close(c, how)
- * once. Before a connection is up (connecting, or in its TLS handshake) a close ends it at once,
+ * once. An application whose protocol says the peer sends nothing more (an HTTP client that
+ * asked for Connection: close, its request read whole) may call tl_conn_set_linger(c, false):
+ * the close then ends with close_notify and FIN, without the drain, when nothing unread is
+ * waiting (the last read found the socket empty and TLS holds no input), and on_close says
+ * TL_END_LOCAL; a peer that writes after that gets a reset, as nginx's peers do. Input found
+ * meanwhile makes it linger after all. Before a connection is up (connecting, or in its TLS handshake) a close ends it at once,
  * unless data was written meanwhile: that is delivered once it is up, then the close goes on as
  * above (a failed connect or handshake still ends it). tl_conn_abort ends at once. on_close is the last callback (an owner's on_close aside, see
  * below); the connection is freed when it returns. Any callback may close or abort its own
@@ -197,6 +202,10 @@ TL_API void tl_conn_close(tl_conn *c);
  * when the socket takes them (a short-lived connection saves a system call and a packet).
  * Returns 0, or -1 when the connection no longer took data (it closes all the same). */
 TL_API int tl_conn_writev_close(tl_conn *c, const struct iovec *iov, int iovcnt);
+/* Whether tl_conn_close drains the peer's input before closing (default true; see "Closing is a
+ * protocol" above for when false applies). Saves one recv, one shutdown and one wake-up per
+ * short-lived connection, and leaves no TIME_WAIT socket on our side. */
+TL_API void tl_conn_set_linger(tl_conn *c, bool on);
 /* Send our end of the stream (TLS close_notify, then FIN) but keep reading. */
 TL_API void tl_conn_shutdown_write(tl_conn *c);
 /* End now: nothing more is sent or read; on_close(TL_END_LOCAL) follows. */

@@ -209,6 +209,9 @@ TL_API tl_hs_status tl_engine_handshake_status(const tl_engine *e);
 TL_API bool tl_engine_handshake_done(const tl_engine *e);
 /* Plaintext bytes ready to be read without new input. */
 TL_API size_t tl_engine_pending(const tl_engine *e);
+/* Whether input is held inside that no read has consumed yet: plaintext, or records read ahead
+ * from the network and not yet decrypted (more than tl_engine_pending counts). */
+TL_API bool tl_engine_input_buffered(const tl_engine *e);
 /* Network bytes waiting to be taken (buffer mode) or sent (transport mode). */
 TL_API size_t tl_engine_pending_output(const tl_engine *e);
 /* Pending output is a held last handshake flight (tl_engine_handshake). */

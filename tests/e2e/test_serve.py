@@ -315,7 +315,7 @@ def openssl_s_client_and_gnutls_cli(root):
 
 @test
 def close_notify_before_eof_on_connection_close(root):
-    srv = Serve("--root", root)
+    srv = Serve("--root", root, "--metrics", "/metrics")
     try:
         for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
             with tls_sock(srv.https, version) as s:
@@ -327,6 +327,12 @@ def close_notify_before_eof_on_connection_close(root):
                         break
                     data += chunk
                 assert data.endswith(b"hello tlsloop\n") and b"Connection: close" in data
+        # The clients asked for the end, so the server closed without waiting for their
+        # close_notify (no lingering drain): both connections ended "local", yet every byte and
+        # a close_notify arrived above.
+        _, _, body, _ = get(srv.http, "/metrics", tls=False)
+        m = re.search(r'^tlsloop_connections_closed_total\{end="local"\} (\d+)', body.decode(), re.M)
+        assert m and int(m.group(1)) == 2, body.decode()
     finally:
         assert srv.stop() == 0
 

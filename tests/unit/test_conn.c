@@ -773,6 +773,77 @@ TEST(linger_deadline)
     tl_tls_ctx_free(cctx);
 }
 
+/* tl_conn_set_linger(false): the peer said it sends nothing more. The answer, close_notify and FIN
+ * go, and the socket closes at once, without waiting for the peer's close_notify; the peer still
+ * gets everything, and a clean end. */
+static void answer_no_linger(world *w, tl_conn *c, const uint8_t *d, size_t n)
+{
+    (void)w;
+    (void)d;
+    (void)n;
+    tl_conn_set_linger(c, false);
+    struct iovec iov = {"the answer", 10};
+    CHECK_EQ_INT(tl_conn_writev_close(c, &iov, 1), 0);
+}
+
+static bool client_closed(world *w);
+
+TEST(linger_off_closes_at_once)
+{
+    for (int tls = 0; tls < 2; tls++) {
+        tl_tls_ctx *sctx = tls ? tp_server_ctx(&tp.ecdsa, 0, 0) : NULL;
+        tl_tls_ctx *cctx = tls ? tp_client_ctx(0, 0) : NULL;
+        world *w = world_new(sctx, cctx);
+        w->sopts.close_timeout_ms = 3000;
+        w->on_server_read = answer_no_linger;
+        tl_conn *c = world_connect(w);
+        REQUIRE(c && run_until(w, tls ? handshaken : client_open, 5000));
+        tl_conn_pause_read(c);   /* the client will not answer our close: nothing to wait for */
+        tl_conn_write(c, "last request", 12);
+        tl_loop_update_time(w->loop);
+        uint64_t t0 = tl_loop_now(w->loop);
+        CHECK(run_until(w, server_closed, 5000));
+        CHECK(tl_loop_now(w->loop) - t0 < 1000);   /* not the close deadline */
+        CHECK_EQ_INT(w->s.end_how, TL_END_LOCAL);
+        CHECK_STR(w->s.error, "");
+        tl_conn_resume_read(c);
+        CHECK(run_until(w, client_closed, 5000));
+        CHECK(tl_buf_len(&w->c.got) == 10 && memcmp(tl_buf_rptr(&w->c.got), "the answer", 10) == 0);
+        CHECK_EQ_INT(w->c.eofs, 1);
+        CHECK_EQ_INT(w->c.eof_how, TL_END_CLEAN);
+        world_free(w);
+        tl_tls_ctx_free(sctx);
+        tl_tls_ctx_free(cctx);
+    }
+}
+
+/* Input not read yet when the close comes (more than the first read took: over TLS a record read
+ * ahead, over TCP bytes left in the socket): the close lingers after all, and ends when the peer
+ * answers. */
+TEST(linger_off_lingers_for_unread_input)
+{
+    for (int tls = 0; tls < 2; tls++) {
+        tl_tls_ctx *sctx = tls ? tp_server_ctx(&tp.ecdsa, 0, 0) : NULL;
+        tl_tls_ctx *cctx = tls ? tp_client_ctx(0, 0) : NULL;
+        world *w = world_new(sctx, cctx);
+        w->sopts.close_timeout_ms = 3000;
+        w->sopts.read_chunk = 4;   /* "last" now, " request" unread */
+        w->on_server_read = answer_no_linger;
+        tl_conn *c = world_connect(w);
+        REQUIRE(c && run_until(w, tls ? handshaken : client_open, 5000));
+        tl_conn_write(c, "last", 4);          /* TLS: two records, read ahead together */
+        tl_conn_write(c, " request", 8);
+        CHECK(run_until(w, both_closed, 5000));
+        CHECK_EQ_INT(w->s.end_how, TL_END_CLEAN);   /* the peer's close_notify or FIN came */
+        CHECK_STR(w->s.error, "");
+        CHECK(tl_buf_len(&w->c.got) == 10 && memcmp(tl_buf_rptr(&w->c.got), "the answer", 10) == 0);
+        CHECK_EQ_INT(w->c.eof_how, TL_END_CLEAN);
+        world_free(w);
+        tl_tls_ctx_free(sctx);
+        tl_tls_ctx_free(cctx);
+    }
+}
+
 /* Handshakes through the task pool. */
 TEST(delegated_handshakes)
 {
@@ -1499,6 +1570,8 @@ int main(int argc, char **argv)
     RUN(deferred_small_writes);
     RUN(close_before_up_delivers_written_data);
     RUN(linger_deadline);
+    RUN(linger_off_closes_at_once);
+    RUN(linger_off_lingers_for_unread_input);
     RUN(delegated_handshakes);
     RUN(many_connections_no_growth);
     RUN(idle_connection_is_small);
