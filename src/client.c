@@ -559,6 +559,7 @@ tl_client *tl_client_new(const tl_client_config *cfg, char *err, size_t errlen)
         ((cfg->ciphers || cfg->ciphersuites) &&
          tl_tls_ctx_set_ciphers(t, cfg->ciphers, cfg->ciphersuites) != 0) ||
         (cfg->alpn && tl_tls_ctx_set_alpn(t, cfg->alpn) != 0) ||
+        (cfg->no_tickets && tl_tls_ctx_set_tickets(t, false) != 0) ||
         tl_tls_ctx_freeze(t) != 0) {
         tli_fmt(err, errlen, "%s", tl_tls_ctx_error(t));
         goto fail;

@@ -518,7 +518,7 @@ int tl_tls_ctx_set_num_tickets(tl_tls_ctx *ctx, unsigned n)
 
 int tl_tls_ctx_set_tickets(tl_tls_ctx *ctx, bool on)
 {
-    if (tli_ctx_mutable(ctx, "set_tickets") != 0 || server_only(ctx, "set_tickets") != 0)
+    if (tli_ctx_mutable(ctx, "set_tickets") != 0)
         return -1;
     if (on)
         SSL_CTX_clear_options(ctx->ssl, SSL_OP_NO_TICKET);

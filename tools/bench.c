@@ -657,6 +657,8 @@ void cmd_bench_usage(FILE *f)
             "      --rate R           open loop: R operations per second in total, latency from\n"
             "                         each one's intended send time (no coordinated omission)\n"
             "      --tlsv1.2, --tlsv1.3  only this TLS version\n"
+            "      --no-tickets       TLS 1.2: ask for no session ticket, so --resume resumes\n"
+            "                         by session ID from the server's cache\n"
             "      --cipher LIST      TLS 1.3 suites (TLS_...) or a TLS 1.2 cipher list\n"
             "      --alpn LIST        protocols offered (default http/1.1)\n"
             "      --cacert FILE      trust these CA certificates\n"
@@ -781,6 +783,8 @@ int cmd_bench(int argc, char **argv)
             cc.tls_min = cc.tls_max = TL_TLS1_2;
         } else if (!strcmp(a, "--tlsv1.3")) {
             cc.tls_min = cc.tls_max = TL_TLS1_3;
+        } else if (!strcmp(a, "--no-tickets")) {
+            cc.no_tickets = true;
         } else if (!strcmp(a, "--cipher")) {
             if (!(v = VALUE()))
                 return usage_error("--cipher needs a list");

@@ -68,6 +68,8 @@ typedef struct tl_client_config {
     uint32_t handshake_timeout_ms;    /* 0: 10000 */
     uint32_t close_timeout_ms;        /* waiting for the peer's close_notify; 0: 5000 */
     unsigned resolver_threads;        /* 0: 2 */
+    bool no_tickets;                  /* TLS 1.2: ask for no session ticket, resume by session ID
+                                         (tl_tls_ctx_set_tickets) */
 } tl_client_config;
 
 /* A client. The configuration is copied. NULL with err set (a CA file that does not load, a

@@ -150,8 +150,10 @@ TL_API int tl_tls_ctx_set_alpn(tl_tls_ctx *ctx, const char *protocols);
  * tickets off). */
 TL_API int tl_tls_ctx_set_num_tickets(tl_tls_ctx *ctx, unsigned n);
 
-/* Server: turn session tickets (TLS 1.2 and 1.3) on or off (default on). With tickets off, TLS 1.2
- * resumes from the session cache and TLS 1.3 resumes from stateful tickets in the same cache. */
+/* Turn session tickets on or off (default on). Server: TLS 1.2 and 1.3; with tickets off, TLS 1.2
+ * resumes from the session cache and TLS 1.3 resumes from stateful tickets in the same cache.
+ * Client: off asks for no TLS 1.2 ticket, so its sessions resume by session ID from the server's
+ * cache (TLS 1.3 resumption is by ticket either way). */
 TL_API int tl_tls_ctx_set_tickets(tl_tls_ctx *ctx, bool on);
 
 /* Server: session cache size in sessions (0 turns the cache off; default 20480) and the lifetime

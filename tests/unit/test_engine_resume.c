@@ -68,11 +68,17 @@ static tl_session *connect_once(tl_tls_ctx *cctx, tl_tls_ctx *sctx, tl_session *
     return s;
 }
 
-static void resume_case(int version, bool tickets)
+/* Tickets on or off at the server, or off at the client only (TLS 1.2: it asks for none, and its
+ * sessions resume by ID from the server's cache). */
+static void resume_case(int version, bool tickets, bool client_tickets)
 {
     tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, version, version), *cctx = tp_client_ctx(0, 0);
     if (!tickets)
         REQUIRE(tl_tls_ctx_set_tickets(sctx, false) == 0);
+    if (!client_tickets) {
+        REQUIRE(tl_tls_ctx_set_tickets(cctx, false) == 0);
+        tickets = false;   /* none issued, none decrypted */
+    }
     bool resumed;
     tl_session *s = connect_once(cctx, sctx, NULL, END_CLOSE, &resumed);
     REQUIRE(s != NULL);
@@ -95,10 +101,11 @@ static void resume_case(int version, bool tickets)
     tl_tls_ctx_free(cctx);
 }
 
-TEST(resume_tls13_tickets) { resume_case(TL_TLS1_3, true); }
-TEST(resume_tls12_tickets) { resume_case(TL_TLS1_2, true); }
-TEST(resume_tls12_session_cache) { resume_case(TL_TLS1_2, false); }
-TEST(resume_tls13_stateful) { resume_case(TL_TLS1_3, false); }
+TEST(resume_tls13_tickets) { resume_case(TL_TLS1_3, true, true); }
+TEST(resume_tls12_tickets) { resume_case(TL_TLS1_2, true, true); }
+TEST(resume_tls12_session_cache) { resume_case(TL_TLS1_2, false, true); }
+TEST(resume_tls12_client_without_tickets) { resume_case(TL_TLS1_2, true, false); }
+TEST(resume_tls13_stateful) { resume_case(TL_TLS1_3, false, true); }
 
 /* Rotation: a ticket from the previous key still resumes (and is renewed under the new key); once
  * its key has left the ring, a full handshake follows. */
@@ -240,6 +247,7 @@ int main(int argc, char **argv)
     RUN(resume_tls13_tickets);
     RUN(resume_tls12_tickets);
     RUN(resume_tls12_session_cache);
+    RUN(resume_tls12_client_without_tickets);
     RUN(resume_tls13_stateful);
     RUN(resume_across_rotation);
     RUN(resume_shared_ring);
