@@ -28,11 +28,19 @@ run, divided by the operations completed).
                     OpenSSL 3.0 alone (TLSLOOP_KDF=openssl: its own key derivation, not
                     tlsloop's, src/tls_ctx_kdf.c)
 
+With --also h2o,haproxy the same rounds include h2o 2.2.5 and HAProxy 2.6 (one thread each, same
+certificates, session cache and tickets on, no access log), and a second table compares tlsloop
+with all three. nginx stays the reference of the musts and aims. HAProxy serves the small file
+from memory (`http-request return`) and cannot serve the 16 MiB one (W4: "-"); h2o 2.2.5 resumes
+only every second TLS 1.3 ticket a client offers, which its W2-tls13 cell shows.
+
 usage: bench/perf.py [--rounds N] [--duration S] [--quick] [--workloads W1-ecdsa,...]
-                     [--build DIR] [--write-docs]
+                     [--also h2o,haproxy] [--build DIR] [--write-docs]
   --quick       1 round of 5 s per workload (about 4 minutes)
+  --also        more servers to compare with (each adds about 5 minutes)
   --write-docs  replace the results block in docs/benchmarks.md and draw docs/perf.png
-Needs nginx, wrk, taskset, prlimit (scripts/deps.sh --bench; gnuplot for the chart).
+Needs nginx, wrk, taskset, prlimit (scripts/deps.sh --bench; gnuplot for the chart; h2o and
+haproxy for --also).
 """
 import argparse
 import importlib.util
@@ -75,6 +83,72 @@ LIMIT_KEYS = {"W1-rsa": "hs_full_rsa", "W1-ecdsa": "hs_full_ecdsa", "W2-tls13": 
               "W2-tls12": "hs_resumed_tls12", "W4-aes": "tp_s2c"}
 
 
+ALSO = {"h2o": "h2o", "haproxy": "HAProxy"}
+
+
+def h2o_cmd(tmp, kind, https, http, www):
+    """h2o with one thread, the same certificate and files; sessions cached and tickets on (its
+    defaults), no access log, no OCSP fetching. Its key process (neverbleed) is a child: the
+    CPU of the process tree counts."""
+    conf = f"{tmp}/h2o-{kind}.conf"
+    with open(conf, "w") as f:
+        f.write(f"""num-threads: 1
+max-connections: 15000
+http1-request-timeout: 60
+error-log: {tmp}/h2o-{kind}.error.log
+listen:
+  host: 127.0.0.1
+  port: {https}
+  ssl:
+    certificate-file: {tmp}/{kind}.pem
+    key-file: {tmp}/{kind}.key
+    minimum-version: TLSv1.2
+    ocsp-update-interval: 0
+listen:
+  host: 127.0.0.1
+  port: {http}
+hosts:
+  default:
+    paths:
+      /:
+        file.dir: {www}
+""")
+    return ["h2o", "-c", conf]
+
+
+def haproxy_cmd(tmp, kind, https, http, www):
+    """HAProxy with one thread answering /hello.txt from memory (it serves no files from disk),
+    the same certificate; its session cache and tickets are on by default."""
+    crt = f"{tmp}/haproxy-{kind}.crt"
+    with open(crt, "w") as f:
+        f.write(open(f"{tmp}/{kind}.pem").read() + open(f"{tmp}/{kind}.key").read())
+    conf = f"{tmp}/haproxy-{kind}.cfg"
+    with open(conf, "w") as f:
+        f.write(f"""global
+    nbthread 1
+    maxconn 9000
+    ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+    mode http
+    option http-keep-alive
+    timeout client 60s
+    timeout server 60s
+    timeout connect 5s
+    timeout http-keep-alive 60s
+frontend www
+    bind 127.0.0.1:{https} ssl crt {crt} alpn http/1.1
+    bind 127.0.0.1:{http}
+    http-request return status 200 content-type text/plain file {www}/hello.txt if {{ path /hello.txt }}
+    http-request return status 404
+""")
+    return ["haproxy", "-f", conf, "-db"]
+
+
+def serves(name, w):
+    """Whether a server can run a workload (HAProxy has no file to stream for W4)."""
+    return not (name == "haproxy" and w.startswith("W4"))
+
+
 def tl_bench(binary, *args, timeout=180):
     r = subprocess.run(["taskset", "-c", "1", binary, "bench", "--json", "--insecure", *args],
                        capture_output=True, text=True, timeout=timeout)
@@ -113,9 +187,11 @@ def handshake_run(w, srv, binary, tmp, duration):
                                        h["resumed"] >= 0.98 * (h["full"] + h["resumed"]))
     if w == "W2-tls12" and tk0 is not None and tk1 != tk0:
         ok = False   # resumed by ticket, not by session ID
+    total = h["full"] + h["resumed"]
     return {"value": (cpu1 - cpu0) / ops * 1e6 if ops else float("nan"), "ok": ok,
             "rate": rep["requests_per_s"], "gen_cpu": rep["generator_cpu_percent"],
-            "p99": rep["latency_ms"]["p99"], "resumed": h["resumed"], "full": h["full"]}
+            "p99": rep["latency_ms"]["p99"], "errors": rep["errors_total"],
+            "resumed_pct": 100.0 * h["resumed"] / total if total else 0.0}
 
 
 def wrk_run(w, srv, tmp, duration):
@@ -215,6 +291,29 @@ def fmt(v, unit):
     return f"{v:.2f}" if unit in ("ms", "KiB/conn") else f"{v:.1f}" if v < 100 else f"{v:.0f}"
 
 
+def ratio_to(results, w, name):
+    """tlsloop's median over another server's, or None where that server did not run."""
+    other = [x["value"] for x in results.get((w, name), [])]
+    if not other:
+        return None
+    t = statistics.median([x["value"] for x in results[(w, "tlsloop")]])
+    n = statistics.median(other)
+    return t / n if n else None
+
+
+def cell(results, w, name, unit):
+    """A server's median, with its resumption rate when it did not resume (nearly) all."""
+    runs = results.get((w, name), [])
+    if not runs:
+        return "-"
+    text = fmt(statistics.median([x["value"] for x in runs]), unit)
+    if w.startswith("W2"):
+        pct = statistics.median([x["resumed_pct"] for x in runs])
+        if pct < 98:
+            text += f" ({pct:.0f}% resumed)"
+    return text
+
+
 def cpu_model():
     try:
         with open("/proc/cpuinfo") as f:
@@ -239,28 +338,33 @@ def pair(results, w, key, spec):
     return " / ".join(out)
 
 
-def draw_chart(rows, path):
+def draw_chart(rows, path, also=()):
     gp = shutil.which("gnuplot")
     if not gp:
         print("perf: gnuplot is not installed: no chart (scripts/deps.sh --bench)", file=sys.stderr)
         return False
     data = path + ".dat"
+    refs = ["nginx"] + [ALSO[s] for s in also]
     with open(data, "w") as f:
-        for w, ratio, must in rows:
-            f.write(f"\"{w}\" {ratio:.3f} {must if must else 'NaN'}\n")
+        for w, ratios, must in rows:
+            f.write(f"\"{w}\" {must if must else 'NaN'} "
+                    + " ".join("NaN" if r is None else f"{r:.3f}" for r in ratios) + "\n")
+    colors = ["#2f6fb0", "#6aa84f", "#e69138"]
+    bars = ", ".join(f"\"{data}\" using {3 + i}:xtic(1) title \"tlsloop / {ref}\" "
+                     f"lc rgb \"{colors[i % len(colors)]}\"" for i, ref in enumerate(refs))
     script = f"""set terminal pngcairo size 900,420 font "DejaVu Sans,10"
 set output "{path}"
-set title "tlsloop serve / nginx: server CPU per operation (W5: memory, W6: p99), lower is better"
+set title "tlsloop serve / {' / '.join(refs)}: server CPU per operation (W5: memory, W6: p99), lower is better"
 set style data histogram
+set style histogram clustered gap 1
 set style fill solid 0.8 border -1
-set boxwidth 0.7
 set yrange [0:1.4]
 set grid ytics
-set ylabel "ratio to nginx"
+set ylabel "tlsloop / the other server"
 set xtics rotate by -30
-plot "{data}" using 2:xtic(1) title "tlsloop / nginx" lc rgb "#2f6fb0", \\
-     "" using 0:3 with points pt 7 ps 1.2 lc rgb "#c0392b" title "must", \\
-     1 with lines lc rgb "#555555" dt 2 title "nginx"
+plot {bars}, \\
+     "{data}" using 0:2 with points pt 7 ps 1.2 lc rgb "#c0392b" title "must (against nginx)", \\
+     1 with lines lc rgb "#555555" dt 2 title "as fast as the other"
 """
     r = subprocess.run([gp], input=script, text=True, capture_output=True)
     os.unlink(data)
@@ -276,9 +380,15 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--also", default="", help="h2o,haproxy")
     ap.add_argument("--build", default=os.environ.get("BUILD", "build"))
     ap.add_argument("--write-docs", action="store_true")
     a = ap.parse_args()
+    also = [s for s in a.also.split(",") if s]
+    for s in also:
+        if s not in ALSO:
+            ap.error(f"unknown server {s} for --also (known: {', '.join(ALSO)})")
+    names = ["tlsloop", "nginx"] + also
     if a.quick:
         a.rounds, a.duration = 1, 5
     workloads = a.workloads.split(",")
@@ -286,7 +396,7 @@ def main():
         if w not in WORKLOADS:
             ap.error(f"unknown workload {w} (known: {', '.join(WORKLOADS)})")
     binary = os.path.abspath(f"{a.build}/tlsloop")
-    missing = [t for t in ("nginx", "wrk", "taskset", "prlimit") if not shutil.which(t)]
+    missing = [t for t in ("nginx", "wrk", "taskset", "prlimit", *also) if not shutil.which(t)]
     if missing:
         print(f"perf: missing {', '.join(missing)} (scripts/deps.sh --bench)", file=sys.stderr)
         return 2
@@ -314,13 +424,21 @@ def main():
                 "worker_connections 8192;", "worker_connections 16384;"))
             servers[("nginx", kind)] = svn.Server(f"nginx-{kind}", ["prlimit", "--nofile=20000"]
                                                   + ncmd, p, tmp)
+            for name in also:
+                p = (svn.free_port(), svn.free_port())
+                cmd = (h2o_cmd if name == "h2o" else haproxy_cmd)(tmp, kind, *p, www)
+                servers[(name, kind)] = svn.Server(f"{name}-{kind}", ["prlimit", "--nofile=20000"]
+                                                   + cmd, p, tmp)
         for w in workloads:
             kind = "rsa" if w in ("W1-rsa", "W6") else "ecdsa"
             # W5 is a count, not a rate; W6's p99 is the noisiest figure (the VM's millisecond
             # hiccups land in it), so it gets two rounds more for its median.
             rounds = 1 if w == "W5" else a.rounds + 2 if w == "W6" else a.rounds
             for r in range(rounds):
-                for name in (("tlsloop", "nginx") if r % 2 == 0 else ("nginx", "tlsloop")):
+                # Each round starts with the next server: A B C, B C A, ...
+                for name in names[r % len(names):] + names[:r % len(names)]:
+                    if not serves(name, w):
+                        continue
                     srv = servers[(name, kind)]
                     if w.startswith("W1") or w.startswith("W2"):
                         res = handshake_run(w, srv, binary, tmp, a.duration)
@@ -330,6 +448,10 @@ def main():
                         res = storm_run(srv, binary, a.duration)
                     else:
                         res = wrk_run(w, srv, tmp, a.duration)
+                    if name in also and w.startswith("W2"):
+                        # Their resumption rate is theirs (h2o 2.2.5: every second TLS 1.3
+                        # ticket); it is shown, not held against the run.
+                        res["ok"] = res["errors"] == 0
                     ok &= res["ok"]
                     results.setdefault((w, name), []).append(res)
                     extra = (f", idle p99 {res['idle_p99']:.2f} ms, flood {res['flood_hs']:.0f} hs/s"
@@ -365,10 +487,24 @@ def main():
                      f"**{ratio:.2f}**{verdict} | {must or '-'} | {aim or '-'} | "
                      f"{fmt(lim.get(w), unit)} | {pair(results, w, 'rate', '.0f')} | "
                      f"{pair(results, w, 'p99', '.2f')} | {pair(results, w, 'gen_cpu', '.0f')} |")
-        chart.append((w, ratio, must))
+        chart.append((w, [ratio] + [ratio_to(results, w, s) for s in also], must))
+    if also:
+        lines += ["", "Against all three (medians; ratio: tlsloop's figure over the other's):", "",
+                  "| workload | unit | tlsloop | nginx | " + " | ".join(ALSO[s] for s in also)
+                  + " | tlsloop/nginx | " + " | ".join(f"tlsloop/{ALSO[s]}" for s in also) + " |",
+                  "|---|---|---|---|" + "---|" * (2 * len(also) + 1)]
+        for w in workloads:
+            unit = TARGETS[w][1]
+            cells = [cell(results, w, s, unit) for s in ["tlsloop", "nginx"] + also]
+            ratios = [ratio_to(results, w, s) for s in ["nginx"] + also]
+            lines.append(f"| {w} | {unit} | " + " | ".join(cells) + " | "
+                         + " | ".join("-" if r is None else f"**{r:.2f}**" for r in ratios) + " |")
     facts = (f"{cpu_model()}, {os.cpu_count()} CPUs, Linux "
              f"{platform.release()}, {subprocess.run(['openssl', 'version'], capture_output=True, text=True).stdout.strip()}, "
              f"{subprocess.run(['nginx', '-v'], capture_output=True, text=True).stderr.strip()}")
+    for s in also:
+        v = subprocess.run([s, "-v"], capture_output=True, text=True)
+        facts += ", " + (v.stdout or v.stderr).splitlines()[0].strip()
     head = (f"`python3 bench/perf.py{' --quick' if a.quick else ''}` ({a.rounds} round"
             f"{'s' if a.rounds > 1 else ''} of {a.duration} s per workload and server), "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {elapsed:.1f} min; {facts}")
@@ -377,11 +513,11 @@ def main():
     print("\n".join(lines))
     if a.write_docs:
         png = os.path.join(HERE, "..", "docs", "perf.png")
-        drew = draw_chart(chart, png)
+        drew = draw_chart(chart, png, also)
         doc = os.path.join(HERE, "..", "docs", "benchmarks.md")
         text = open(doc).read()
         block = (f"<!-- perf:begin (written by bench/perf.py --write-docs) -->\n{head}\n\n"
-                 + "\n".join(lines) + ("\n\n![tlsloop / nginx per workload](perf.png)\n"
+                 + "\n".join(lines) + (f"\n\n![tlsloop / {' / '.join(['nginx'] + [ALSO[s] for s in also])} per workload](perf.png)\n"
                                        if drew else "\n") + "<!-- perf:end -->")
         if "<!-- perf:begin" in text:
             text = re.sub(r"<!-- perf:begin.*?<!-- perf:end -->", lambda m: block, text, flags=re.S)

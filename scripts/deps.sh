@@ -30,6 +30,7 @@ BENCH_PACKAGES=(
     gnuplot-nox         # the chart of bench/perf.py (docs/perf.png)
     haproxy             # bench/proxy_bench.py: tlsloop proxy against HAProxy in TCP mode
     stunnel4            # and against stunnel
+    h2o                 # bench/perf.py --also h2o: the third server of the performance issue
 )
 if [[ ${1:-} == --bench ]]; then
     PACKAGES=("${BENCH_PACKAGES[@]}")
@@ -101,7 +102,7 @@ if [[ ${1:-} == --bench ]]; then
         read -r -a missing <<<"${missing[*]}"
     fi
     [[ ${#missing[@]} -eq 0 ]] || install_pkgs "${missing[@]}"
-    echo "deps: ok for benchmarks (nginx, wrk, taskset, gnuplot)"
+    echo "deps: ok for benchmarks (nginx, wrk, taskset, gnuplot, haproxy, stunnel, h2o)"
     exit 0
 fi
 
