@@ -902,6 +902,9 @@ static void end_our_side(tl_conn *c)
 void tl_conn_pause_read(tl_conn *c)
 {
     c->read_paused = true;
+    /* No readiness events while paused: whether the socket is empty is unknown from now on
+     * (a close without linger must not trust an old short read). */
+    c->rx_dry = false;
     if (c->state != ST_DEAD)
         update_interest(c);
 }

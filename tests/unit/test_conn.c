@@ -787,6 +787,7 @@ static void answer_no_linger(world *w, tl_conn *c, const uint8_t *d, size_t n)
 }
 
 static bool client_closed(world *w);
+static bool server_paused(world *w) { return w->user != NULL; }
 
 TEST(linger_off_closes_at_once)
 {
@@ -836,6 +837,41 @@ TEST(linger_off_lingers_for_unread_input)
         CHECK(run_until(w, both_closed, 5000));
         CHECK_EQ_INT(w->s.end_how, TL_END_CLEAN);   /* the peer's close_notify or FIN came */
         CHECK_STR(w->s.error, "");
+        CHECK(tl_buf_len(&w->c.got) == 10 && memcmp(tl_buf_rptr(&w->c.got), "the answer", 10) == 0);
+        CHECK_EQ_INT(w->c.eof_how, TL_END_CLEAN);
+        world_free(w);
+        tl_tls_ctx_free(sctx);
+        tl_tls_ctx_free(cctx);
+    }
+}
+
+/* The same after a pause: what arrived meanwhile was never announced, so the close lingers. */
+static void answer_no_linger_later(world *w, tl_conn *c, const uint8_t *d, size_t n)
+{
+    (void)d;
+    (void)n;
+    tl_conn_pause_read(c);
+    w->user = c;   /* answered once the client's extra bytes are in the socket */
+}
+
+TEST(linger_off_lingers_after_a_pause)
+{
+    for (int tls = 0; tls < 2; tls++) {
+        tl_tls_ctx *sctx = tls ? tp_server_ctx(&tp.ecdsa, 0, 0) : NULL;
+        tl_tls_ctx *cctx = tls ? tp_client_ctx(0, 0) : NULL;
+        world *w = world_new(sctx, cctx);
+        w->sopts.close_timeout_ms = 3000;
+        w->on_server_read = answer_no_linger_later;
+        tl_conn *c = world_connect(w);
+        REQUIRE(c && run_until(w, tls ? handshaken : client_open, 5000));
+        tl_conn_write(c, "request", 7);
+        CHECK(run_until(w, server_paused, 5000));
+        tl_conn_write(c, "more", 4);   /* lands while the server does not read */
+        for (int i = 0; i < 5; i++)
+            tl_loop_run_once(w->loop, 5);
+        answer_no_linger(w, w->user, NULL, 0);
+        CHECK(run_until(w, both_closed, 5000));
+        CHECK_EQ_INT(w->s.end_how, TL_END_CLEAN);   /* lingered until the peer's end */
         CHECK(tl_buf_len(&w->c.got) == 10 && memcmp(tl_buf_rptr(&w->c.got), "the answer", 10) == 0);
         CHECK_EQ_INT(w->c.eof_how, TL_END_CLEAN);
         world_free(w);
@@ -1572,6 +1608,7 @@ int main(int argc, char **argv)
     RUN(linger_deadline);
     RUN(linger_off_closes_at_once);
     RUN(linger_off_lingers_for_unread_input);
+    RUN(linger_off_lingers_after_a_pause);
     RUN(delegated_handshakes);
     RUN(many_connections_no_growth);
     RUN(idle_connection_is_small);
