@@ -24,6 +24,8 @@ run, divided by the operations completed).
   W6                p99 of 200 requests/s on 20 established connections (open loop, from the
                     intended send time) while 128 connections flood full RSA handshakes; the
                     ratio is the p99s', beside each server's idle p99 and flood handshakes/s
+  noise             build/bench/hiccups before and after the rounds: how often this machine
+                    takes a spinning thread off its CPU for over 1 ms, the floor of any p99 here
   L                 the limit: bench_engine's in-process server CPU per handshake and per MiB,
                     OpenSSL 3.0 alone (TLSLOOP_KDF=openssl: its own key derivation, not
                     tlsloop's, src/tls_ctx_kdf.c)
@@ -291,6 +293,18 @@ def fmt(v, unit):
     return f"{v:.2f}" if unit in ("ms", "KiB/conn") else f"{v:.1f}" if v < 100 else f"{v:.0f}"
 
 
+def hiccups(build):
+    """The machine's latency noise while idle (bench/hiccups.c: a spinning thread on each CPU,
+    3 s): gaps over 1 ms per second and the longest, or None without the program."""
+    try:
+        r = subprocess.run([f"{build}/bench/hiccups", "--seconds", "3", "--json", "0", "1"],
+                           capture_output=True, text=True, timeout=30)
+        cpus = json.loads(r.stdout)["cpus"]
+    except (OSError, ValueError, KeyError, subprocess.TimeoutExpired):
+        return None
+    return (sum(c["over_1ms_per_s"] for c in cpus), max(c["max_us"] for c in cpus) / 1e3)
+
+
 def ratio_to(results, w, name):
     """tlsloop's median over another server's, or None where that server did not run."""
     other = [x["value"] for x in results.get((w, name), [])]
@@ -406,6 +420,7 @@ def main():
     os.chmod(tmp, 0o755)
     www = svn.make_files(tmp)
     t_start = time.monotonic()
+    noise = [hiccups(a.build)]
     servers = {}
     results = {}
     ok = True
@@ -462,6 +477,7 @@ def main():
     finally:
         for s in servers.values():
             s.stop()
+    noise.append(hiccups(a.build))
     lim = limits(a.build) if any(w in LIMIT_KEYS for w in workloads) else {}
     elapsed = (time.monotonic() - t_start) / 60
     shutil.rmtree(tmp, ignore_errors=True)
@@ -505,6 +521,10 @@ def main():
     for s in also:
         v = subprocess.run([s, "-v"], capture_output=True, text=True)
         facts += ", " + (v.stdout or v.stderr).splitlines()[0].strip()
+    if all(noise):
+        facts += ("; the machine's own latency noise (build/bench/hiccups, idle, before and after): "
+                  + " and ".join(f"{n:.1f} gaps over 1 ms per second, the longest {m:.1f} ms"
+                                 for n, m in noise))
     head = (f"`python3 bench/perf.py{' --quick' if a.quick else ''}` ({a.rounds} round"
             f"{'s' if a.rounds > 1 else ''} of {a.duration} s per workload and server), "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {elapsed:.1f} min; {facts}")
