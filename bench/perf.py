@@ -366,11 +366,12 @@ def draw_chart(rows, path, also=()):
     colors = ["#2f6fb0", "#6aa84f", "#e69138"]
     bars = ", ".join(f"\"{data}\" using {3 + i}:xtic(1) title \"tlsloop / {ref}\" "
                      f"lc rgb \"{colors[i % len(colors)]}\"" for i, ref in enumerate(refs))
-    script = f"""set terminal pngcairo size 900,420 font "DejaVu Sans,10"
+    script = f"""set terminal pngcairo size 1000,440 font "DejaVu Sans,10"
 set output "{path}"
 set title "tlsloop serve / {' / '.join(refs)}: server CPU per operation (W5: memory, W6: p99), lower is better"
 set style data histogram
-set style histogram clustered gap 1
+set style histogram clustered gap 2
+set key top left
 set style fill solid 0.8 border -1
 set yrange [0:1.4]
 set grid ytics
