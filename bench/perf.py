@@ -53,6 +53,7 @@ import os
 import platform
 import re
 import resource
+import shlex
 import shutil
 import socket
 import ssl
@@ -537,7 +538,8 @@ def main():
         facts += ("; the machine's own latency noise (build/bench/hiccups, idle, before and after): "
                   + " and ".join(f"{n:.1f} gaps over 1 ms per second, the longest {m:.1f} ms"
                                  for n, m in noise))
-    head = (f"`python3 bench/perf.py{' --quick' if a.quick else ''}` ({a.rounds} round"
+    command = " ".join(["python3 bench/perf.py"] + [shlex.quote(x) for x in sys.argv[1:]])
+    head = (f"`{command}` ({a.rounds} round"
             f"{'s' if a.rounds > 1 else ''} of {a.duration} s per workload and server), "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {elapsed:.1f} min; {facts}")
     print()
