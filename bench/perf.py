@@ -6,7 +6,7 @@ serve against nginx and the limit").
 Servers: one worker each, pinned to CPU 0 (tlsloop's task thread too); load generators pinned to
 CPU 1; the same generated certificates (ECDSA P-256, and RSA-2048 for W1-rsa and W6) and files;
 TLS 1.2 and 1.3, session cache and tickets on, access logs off, open files cached. Each workload
-runs on both servers in turn, round after round (tlsloop first in odd rounds), and the table
+runs on both servers in turn, round after round (each round starts with the next server), and the table
 gives medians. The primary figure is server CPU per operation (utime+stime from /proc over the
 run, divided by the operations completed).
 
@@ -37,6 +37,9 @@ certificates, session cache and tickets on, no access log), and a second table c
 with all three. nginx stays the reference of the musts and aims. HAProxy serves the small file
 from memory (`http-request return`) and cannot serve the 16 MiB one (W4: "-"); h2o 2.2.5 resumes
 only every second TLS 1.3 ticket a client offers, which its W2-tls13 cell shows.
+
+Default: 5 rounds of 6 s per workload and server: many short turns, so that a minute in which the
+machine slowed down spoils one round of each server rather than the median.
 
 usage: bench/perf.py [--rounds N] [--duration S] [--quick] [--workloads W1-ecdsa,...]
                      [--also h2o,haproxy] [--build DIR] [--write-docs]
@@ -400,8 +403,8 @@ plot {bars}, \\
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--duration", type=int, default=6)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--also", default="", help="h2o,haproxy")

@@ -7,7 +7,7 @@
 #      W2 resumed handshakes, W3/W7 keep-alive over TLS and plain HTTP, W4 bulk, W5 memory per
 #      idle connection, W6 p99 under a handshake flood) and the in-process limit, one worker each
 #      on CPU 0, load on CPU 1; the table and docs/perf.png go into docs/benchmarks.md; about 13
-#      minutes with the default 3 rounds of 10 s (scripts/deps.sh --bench installs nginx, wrk);
+#      minutes with the default 5 rounds of 6 s (scripts/deps.sh --bench installs nginx, wrk);
 #      NGINX_ARGS="--also h2o,haproxy" adds h2o and HAProxy to the same rounds (about 25 minutes)
 #   5. bench_validate: tlsloop bench against wrk (keep-alive requests/s within 10%), its handshake
 #      counts against the servers' own (tlsloop's /metrics, nginx's $ssl_session_reused), and
