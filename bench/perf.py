@@ -6,8 +6,8 @@ serve against nginx and the limit").
 Servers: one worker each, pinned to CPU 0 (tlsloop's task thread too); load generators pinned to
 CPU 1; the same generated certificates (ECDSA P-256, and RSA-2048 for W1-rsa and W6) and files;
 TLS 1.2 and 1.3, session cache and tickets on, access logs off, open files cached. Each workload
-runs on both servers in turn, round after round (each round starts with the next server), and the table
-gives medians. The primary figure is server CPU per operation (utime+stime from /proc over the
+runs on both servers in turn, round after round (each round starts with the next server), and the
+table gives medians. The primary figure is server CPU per operation (utime+stime from /proc over the
 run, divided by the operations completed).
 
   W1-ecdsa, W1-rsa  full TLS 1.3 handshake + GET + close: `tlsloop bench --new-conn` (checked: 0
