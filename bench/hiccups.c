@@ -80,6 +80,10 @@ int main(int argc, char **argv)
                 return usage("--seconds needs a number from 0 to 600");
         } else if (!strcmp(argv[i], "--json")) {
             json = true;
+        } else if (!strcmp(argv[i], "--help")) {
+            printf("usage: hiccups [--seconds S] [--json] CPU...   (default: 3 s on CPUs 0 and 1)\n"
+                   "A spinning thread per CPU counts how often, and for how long, it lost its CPU.\n");
+            return 0;
         } else {
             long cpu = strtol(argv[i], &end, 10);
             if (*end || cpu < 0 || cpu >= CPU_SETSIZE || n == MAX_CPUS)
