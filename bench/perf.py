@@ -539,7 +539,8 @@ def main():
         facts += ", " + (v.stdout or v.stderr).splitlines()[0].strip()
     if all(noise):
         facts += ("; the machine's own latency noise (build/bench/hiccups, idle, before and after): "
-                  + " and ".join(f"{n:.1f} gaps over 1 ms per second, the longest {m:.1f} ms"
+                  + " and ".join(f"{n:.1f} gaps over 1 ms per second on the two CPUs, the "
+                                 f"longest {m:.1f} ms"
                                  for n, m in noise))
     command = " ".join(["python3 bench/perf.py"] + [shlex.quote(x) for x in sys.argv[1:]])
     head = (f"`{command}` ({a.rounds} round"
