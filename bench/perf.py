@@ -402,14 +402,24 @@ plot {bars}, \\
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--duration", type=int, default=6)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--workloads", default=",".join(WORKLOADS))
-    ap.add_argument("--also", default="", help="h2o,haproxy")
-    ap.add_argument("--build", default=os.environ.get("BUILD", "build"))
-    ap.add_argument("--write-docs", action="store_true")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Workloads: " + ", ".join(WORKLOADS) + ". Needs nginx, wrk, taskset, prlimit "
+               "(scripts/deps.sh --bench); gnuplot for the chart; h2o and haproxy for --also.")
+    ap.add_argument("--rounds", type=int, default=5, metavar="N",
+                    help="rounds per workload and server, interleaved (default 5; W6 has 2 more)")
+    ap.add_argument("--duration", type=int, default=6, metavar="S",
+                    help="seconds per round (default 6)")
+    ap.add_argument("--quick", action="store_true",
+                    help="1 round of 5 s per workload (about 4 minutes)")
+    ap.add_argument("--workloads", default=",".join(WORKLOADS), metavar="W,...",
+                    help="comma-separated subset, e.g. W1-ecdsa,W6 (default: all)")
+    ap.add_argument("--also", default="", metavar="SERVERS",
+                    help="more servers in the same rounds: h2o,haproxy (each adds about 5 min)")
+    ap.add_argument("--build", default=os.environ.get("BUILD", "build"), metavar="DIR",
+                    help="build directory whose tlsloop to measure (default $BUILD or build)")
+    ap.add_argument("--write-docs", action="store_true",
+                    help="replace the results block in docs/benchmarks.md, draw docs/perf.png")
     a = ap.parse_args()
     also = [s for s in a.also.split(",") if s]
     for s in also:
@@ -423,6 +433,11 @@ def main():
         if w not in WORKLOADS:
             ap.error(f"unknown workload {w} (known: {', '.join(WORKLOADS)})")
     binary = os.path.abspath(f"{a.build}/tlsloop")
+    for need in (binary, os.path.abspath(f"{a.build}/bench/hiccups")):
+        if not os.access(need, os.X_OK):
+            print(f"perf: no {need}: build it first (make bench-build, or --build DIR)",
+                  file=sys.stderr)
+            return 2
     missing = [t for t in ("nginx", "wrk", "taskset", "prlimit", *also) if not shutil.which(t)]
     if missing:
         print(f"perf: missing {', '.join(missing)} (scripts/deps.sh --bench)", file=sys.stderr)
