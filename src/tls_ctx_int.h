@@ -71,9 +71,12 @@ int tli_ctx_sni_freeze(tl_tls_ctx *dflt);
 /* Drop the references to the named configurations. */
 void tli_ctx_sni_free(tl_tls_ctx *dflt);
 
-/* Key derivation (tls_ctx_kdf.c): the property query that makes libssl prefer tlsloop's TLS1-PRF
- * and TLS13-KDF, loading their provider on the first call; NULL when they are not used (the FIPS
- * provider is loaded, TLSLOOP_KDF=openssl, or the provider could not be loaded). */
+/* Key derivation (tls_ctx_kdf.c): the property query that makes libssl prefer tlsloop's
+ * TLS1-PRF, TLS13-KDF and HMAC, loading their provider on the first call; NULL when they are not
+ * used (the FIPS provider is loaded, TLSLOOP_KDF=openssl, or the provider could not be
+ * loaded). */
 const char *tli_kdf_propq(void);
+/* HMAC contexts the provider has made (tests: libssl's MACs do come to it). */
+size_t tli_kdf_hmacs_made(void);
 
 #endif /* TLSLOOP_TLS_CTX_INT_H */

@@ -46,16 +46,17 @@
  *   - Freezing the default freezes its named configurations; a named one that cannot freeze fails
  *     the default's freeze, with the name in the message.
  *
- * Key derivation: OpenSSL 3.0 derives TLS secrets through EVP_KDF, and its default provider
- * spends most of each call building and freeing EVP contexts (about a third of a resumed TLS 1.2
- * handshake, a tenth of a full TLS 1.3 one). The first tl_tls_ctx_new loads a built-in provider,
- * "tlsloop", that offers TLS1-PRF and TLS13-KDF over SHA-256 and SHA-384 without them, and every
+ * Key derivation: OpenSSL 3.0 derives TLS secrets through EVP_KDF and MACs TLS 1.3's Finished
+ * messages, binders and tickets through EVP_MAC, and its default provider spends most of each
+ * call building and freeing EVP contexts (about a third of a resumed TLS 1.2 handshake, a tenth
+ * of a full TLS 1.3 one). The first tl_tls_ctx_new loads a built-in provider, "tlsloop", that
+ * offers TLS1-PRF, TLS13-KDF and HMAC over SHA-256 and SHA-384 without them, and every
  * configuration's SSL_CTX prefers it (property query "?provider=tlsloop"; everything else libssl
  * fetches is unchanged, and other digests are handed to the provider that had them). Its outputs
  * and refusals are those of OpenSSL's own (tests/unit/test_tls_ctx_kdf.c). It is not used when the
  * FIPS provider is loaded before the first tl_tls_ctx_new, or with TLSLOOP_KDF=openssl in the
  * environment (both looked at once, then); an application that loads FIPS later and wants only
- * approved KDFs sets TLSLOOP_KDF=openssl.
+ * approved KDFs and HMAC sets TLSLOOP_KDF=openssl.
  *
  * Thread-safety: setters belong to one thread before the configuration is used. Once frozen, a
  * configuration may be used by engines on any number of threads at once. Reference counting is
