@@ -827,8 +827,11 @@ static int mac_hand_over(mac_ctx *c)
     if (c->md != MD_UNSET)
         digest[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
                                                      (char *)md_name(c->md), 0);
-    if (!EVP_MAC_CTX_set_params(c->other, keyed) || !EVP_MAC_CTX_set_params(c->other, digest))
+    if (!EVP_MAC_CTX_set_params(c->other, keyed) || !EVP_MAC_CTX_set_params(c->other, digest)) {
+        EVP_MAC_CTX_free(c->other);   /* ours as it was */
+        c->other = NULL;
         return 0;
+    }
     octets_clear(&c->key);
     OPENSSL_cleanse(&c->pads, sizeof c->pads);
     OPENSSL_cleanse(&c->run, sizeof c->run);
