@@ -24,8 +24,8 @@
  * seed limit, TLS13-KDF clearing its data on every call with parameters);
  * tests/unit/test_tls_ctx_kdf.c compares outputs and verdicts with it.
  *
- * Not used when the FIPS provider is loaded at the first tl_tls_ctx_new (its KDFs are the approved
- * ones), or when the environment has TLSLOOP_KDF=openssl (for comparisons, or an application that
+ * Not used when the FIPS provider is loaded at the first tl_tls_ctx_new (its KDFs and HMAC are
+ * the approved ones), or when the environment has TLSLOOP_KDF=openssl (for comparisons, or an application that
  * loads FIPS later).
  *
  * The low-level SHA256_* and SHA384_* functions are deprecated in OpenSSL 3.0 in favour of EVP_MD,

@@ -39,8 +39,9 @@ static void usage(FILE *f)
         fprintf(f, "  %-8s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
     fprintf(f, "\n`tlsloop help COMMAND` (or COMMAND --help) lists a command's options.\n\n"
                "environment:\n"
-               "  TLSLOOP_KDF=openssl  derive TLS keys with OpenSSL's own TLS1-PRF and TLS13-KDF\n"
-               "                       instead of tlsloop's (docs/design.md, decision 10)\n");
+               "  TLSLOOP_KDF=openssl  derive TLS keys and HMACs with OpenSSL's own TLS1-PRF,\n"
+               "                       TLS13-KDF and HMAC instead of tlsloop's (docs/design.md,\n"
+               "                       decision 10)\n");
 }
 
 static const command *find(const char *name)

@@ -1,6 +1,6 @@
 /*
- * test_tls_ctx_kdf.c - tlsloop's TLS1-PRF and TLS13-KDF (src/tls_ctx_kdf.c) against OpenSSL's
- * default provider: the same output for thousands of random inputs (both digests, every length
+ * test_tls_ctx_kdf.c - tlsloop's TLS1-PRF, TLS13-KDF and HMAC (src/tls_ctx_kdf.c) against
+ * OpenSSL's default provider: the same output for thousands of random inputs (both digests, every length
  * the code has a boundary at, seeds split over several parameters, the digests handed on), the
  * same refusals, duplicated and reset contexts, the "size" parameter, one RFC 8448 value, and
  * handshakes between a tlsloop server and a plain OpenSSL client, whose Finished messages and
