@@ -433,11 +433,10 @@ def main():
         if w not in WORKLOADS:
             ap.error(f"unknown workload {w} (known: {', '.join(WORKLOADS)})")
     binary = os.path.abspath(f"{a.build}/tlsloop")
-    for need in (binary, os.path.abspath(f"{a.build}/bench/hiccups")):
-        if not os.access(need, os.X_OK):
-            print(f"perf: no {need}: build it first (make bench-build, or --build DIR)",
-                  file=sys.stderr)
-            return 2
+    if not os.access(binary, os.X_OK):
+        print(f"perf: no {binary}: build it first (make bench-build, or --build DIR)",
+              file=sys.stderr)
+        return 2
     missing = [t for t in ("nginx", "wrk", "taskset", "prlimit", *also) if not shutil.which(t)]
     if missing:
         print(f"perf: missing {', '.join(missing)} (scripts/deps.sh --bench)", file=sys.stderr)

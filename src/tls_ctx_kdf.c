@@ -253,10 +253,15 @@ static int octets_append(octets *o, const void *v, size_t n)
 }
 
 /* Refusals say why in OpenSSL's error queue, as the default provider's do. */
+static int refuse_as(const char *what, const char *why)
+{
+    ERR_raise_data(ERR_LIB_PROV, ERR_R_PASSED_INVALID_ARGUMENT, "tlsloop %s: %s", what, why);
+    return 0;
+}
+
 static int refuse(const char *why)
 {
-    ERR_raise_data(ERR_LIB_PROV, ERR_R_PASSED_INVALID_ARGUMENT, "tlsloop KDF: %s", why);
-    return 0;
+    return refuse_as("KDF", why);
 }
 
 /* An octet parameter read as OSSL_PARAM_get_octet_string reads it: an octet string whose data
@@ -709,7 +714,10 @@ static const OSSL_ALGORITHM kdfs[] = {
  * ours) are computed here. Anything else goes to a delegate: the HMAC that would have served
  * without us ("provider!=tlsloop"), given the digest and the key so far and then every call.
  * That covers other digests, digest properties, the digest flags, and "tls-data-size", the
- * constant-time MAC check of TLS 1.2 CBC records (set on a keyed context before its record).
+ * constant-time MAC check of TLS 1.2 CBC records (set on a keyed context before its record:
+ * libssl copies the keyed context for every record it reads, so those suites pay a hand-over,
+ * a context of OpenSSL's keyed again, per record; tl_tls_ctx_set_ciphers refuses CBC suites,
+ * only an application that sets them on the SSL itself meets it).
  * Parameters are read in the default provider's order (digest, then key), a key set by
  * parameter starts a message as its HMAC_Init_ex does, and a message uses the digest its key
  * was set with; the outputs and verdicts are compared with it in tests/unit/test_tls_ctx_kdf.c.
@@ -729,8 +737,7 @@ typedef struct {
 
 static int mac_refuse(const char *why)
 {
-    ERR_raise_data(ERR_LIB_PROV, ERR_R_PASSED_INVALID_ARGUMENT, "tlsloop HMAC: %s", why);
-    return 0;
+    return refuse_as("HMAC", why);
 }
 
 static size_t hmacs_made;       /* contexts, for tests: libssl does come here */

@@ -47,9 +47,10 @@
  * the close then ends with close_notify and FIN, without the drain, when nothing unread is
  * waiting (the last read found the socket empty and TLS holds no input), and on_close says
  * TL_END_LOCAL; a peer that writes after that gets a reset, as nginx's peers do. Input found
- * meanwhile makes it linger after all. Before a connection is up (connecting, or in its TLS handshake) a close ends it at once,
- * unless data was written meanwhile: that is delivered once it is up, then the close goes on as
- * above (a failed connect or handshake still ends it). tl_conn_abort ends at once. on_close is the last callback (an owner's on_close aside, see
+ * meanwhile makes it linger after all. Before a connection is up (connecting, or in its TLS
+ * handshake) a close ends it at once, unless data was written meanwhile: that is delivered once
+ * it is up, then the close goes on as above (a failed connect or handshake still ends it).
+ * tl_conn_abort ends at once. on_close is the last callback (an owner's on_close aside, see
  * below); the connection is freed when it returns. Any callback may close or abort its own
  * connection, or another one.
  *
