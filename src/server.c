@@ -51,7 +51,7 @@ static inline void bump(counter *c, uint64_t n)
 }
 
 typedef struct wstats {
-    counter conns_total, conns_closed, refused_source, proxy_invalid, accept_pauses;
+    counter conns_total, conns_closed, refused_source, proxy_invalid, proxy_untrusted, accept_pauses;
     counter hs_started, hs_ended, hs_full, hs_resumed, hs_failed[TL_HS_FAIL_KINDS], hs_cpu_ns;
     counter ends[TL_END_LOCAL + 1], bytes_in, bytes_out;
 } wstats;
@@ -600,6 +600,21 @@ static void start_pending(worker *w, int li, int fd, const struct sockaddr *peer
     tl_timer_start(w->loop, &p->timer, timeout);
 }
 
+/* A proxy listener's peer that is not a balancer we trust: its header would be a forged client
+ * address, so the connection goes before anything is read from it. */
+static void refuse_untrusted(worker *w, int li, int fd, const struct sockaddr *peer)
+{
+    tl_server *srv = w->srv;
+    bump(&w->st.proxy_untrusted, 1);
+    if (tl_log_enabled(srv->log, TL_LOG_WARN)) {   /* log-rate bounds a flood of these */
+        char addr[64];
+        tli_addr_text(peer, addr, sizeof addr);
+        LOG(srv, WARN, "closed %s on %s: not a trusted PROXY header source (proxy-from, from=)",
+            addr, srv->cfg->listens[li].text);
+    }
+    drop_fd(w, fd, srv->cfg->listens[li].tls);
+}
+
 /* ---- accepting -------------------------------------------------------------------------- */
 
 static void on_listen(tl_loop *loop, tl_io *io, unsigned events)
@@ -642,7 +657,9 @@ static void on_listen(tl_loop *loop, tl_io *io, unsigned events)
             return;
         }
         bump(&w->st.conns_total, 1);
-        if (L->proxy)
+        if (L->proxy && !tli_proxy_trusted(srv->cfg, L, (struct sockaddr *)&peer))
+            refuse_untrusted(w, wl->index, fd, (struct sockaddr *)&peer);
+        else if (L->proxy)
             start_pending(w, wl->index, fd, (struct sockaddr *)&peer, len);
         else
             start_conn(w, wl->index, fd, (struct sockaddr *)&peer, len, NULL, 0);
@@ -862,12 +879,15 @@ static void publish(tl_server *srv, tli_gen *g)
 
 static bool same_listens(const tl_server_config *a, const tl_server_config *b)
 {
-    if (a->n_listens != b->n_listens)
+    if (a->n_listens != b->n_listens || a->n_proxy_from != b->n_proxy_from ||
+        (a->n_proxy_from &&
+         memcmp(a->proxy_from, b->proxy_from, a->n_proxy_from * sizeof a->proxy_from[0])))
         return false;
     for (size_t i = 0; i < a->n_listens; i++) {
         const tli_listen *x = &a->listens[i], *y = &b->listens[i];
         if (x->addrlen != y->addrlen || memcmp(&x->addr, &y->addr, x->addrlen) ||
-            x->tls != y->tls || x->proxy != y->proxy)
+            x->tls != y->tls || x->proxy != y->proxy || x->n_from != y->n_from ||
+            memcmp(x->from, y->from, x->n_from * sizeof x->from[0]))
             return false;
     }
     return true;
@@ -1009,6 +1029,36 @@ static int bind_listener(const tli_listen *L, uint64_t backlog, uint16_t *port, 
     return fd;
 }
 
+/* Every worker's socket for every listener, after a probe of each address without SO_REUSEPORT
+ * (server_trust.c) found nobody else on it. The probes stay bound until the workers' sockets
+ * are: a port 0 listener's port is the probe's, and it stays ours meanwhile. */
+static int bind_all(tl_server *srv, char *err, size_t errlen)
+{
+    const tl_server_config *cfg = srv->cfg;
+    int *probes = malloc(srv->nlisten * sizeof *probes);
+    if (!probes) {
+        tli_fmt(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = 0;
+    size_t np = 0;
+    for (; np < srv->nlisten && rc == 0; np++)
+        rc = tli_probe_listen(&cfg->listens[np], &probes[np], &srv->ports[np], err, errlen);
+    for (unsigned wi = 0; wi < srv->nworkers && rc == 0; wi++)
+        for (size_t li = 0; li < srv->nlisten && rc == 0; li++) {
+            int fd = bind_listener(&cfg->listens[li], cfg->backlog, &srv->ports[li], err, errlen);
+            if (fd < 0)
+                rc = -1;
+            else
+                srv->fds[(size_t)wi * srv->nlisten + li] = fd;
+        }
+    for (size_t i = 0; i < np; i++)
+        if (probes[i] >= 0)
+            close(probes[i]);
+    free(probes);
+    return rc ? -1 : 0;
+}
+
 static int drop_privileges(const char *user, char *err, size_t errlen)
 {
     struct passwd *pw = getpwnam(user);
@@ -1085,6 +1135,8 @@ static int check_basic(const tl_server_config *cfg, char *err, size_t errlen)
         tli_fmt(err, errlen, "nothing to listen on: give listen [ADDR:]PORT");
         return -1;
     }
+    if (tli_check_proxy_trust(cfg, err, errlen) != 0)
+        return -1;
     for (size_t i = 0; i < cfg->n_listens; i++)
         for (size_t j = i + 1; j < cfg->n_listens; j++)
             if (listens_overlap(&cfg->listens[i], &cfg->listens[j])) {
@@ -1224,13 +1276,8 @@ tl_server *tl_server_new(const tl_server_config *cfg_in, const tl_server_handler
     }
     for (size_t i = 0; i < nfds; i++)
         srv->fds[i] = -1;
-    for (unsigned wi = 0; wi < srv->nworkers; wi++)
-        for (size_t li = 0; li < srv->nlisten; li++) {
-            int fd = bind_listener(&cfg->listens[li], cfg->backlog, &srv->ports[li], err, errlen);
-            if (fd < 0)
-                goto fail;
-            srv->fds[(size_t)wi * srv->nlisten + li] = fd;
-        }
+    if (bind_all(srv, err, errlen) != 0)
+        goto fail;
     if (!(srv->control = tl_loop_new(err, errlen)))
         goto fail;
     for (unsigned wi = 0; wi < srv->nworkers; wi++)
@@ -1432,6 +1479,7 @@ static void add_worker_stats(const worker *w, tl_server_stats *o)
     o->conns_total += total;
     o->conns_refused_source += get(&s->refused_source);
     o->proxy_invalid += get(&s->proxy_invalid);
+    o->proxy_untrusted += get(&s->proxy_untrusted);
     o->accept_pauses += get(&s->accept_pauses);
     o->handshakes_full += get(&s->hs_full);
     o->handshakes_resumed += get(&s->hs_resumed);

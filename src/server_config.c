@@ -133,8 +133,8 @@ void tli_addr_text(const struct sockaddr *sa, char *buf, size_t len)
     }
 }
 
-/* "[ADDR:]PORT[,plain|,tls][,proxy]": ADDR is IPv4, [IPv6] or *; no ADDR means every IPv4
- * address. */
+/* "[ADDR:]PORT[,plain|,tls][,proxy[,from=CIDR...]]": ADDR is IPv4, [IPv6] or *; no ADDR means
+ * every IPv4 address; each from= is a range trusted to send the PROXY header. */
 static int parse_listen(const char *s, tli_listen *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
@@ -157,11 +157,28 @@ static int parse_listen(const char *s, tli_listen *out, char *err, size_t errlen
             out->tls = true;
         else if (!strcmp(f, "proxy"))
             out->proxy = true;
-        else {
-            tli_fmt(err, errlen, "listen %s: unknown flag '%s' (plain, tls or proxy)", s, f);
+        else if (!strncmp(f, "from=", 5)) {
+            char msg[200];
+            if (out->n_from == TLI_LISTEN_FROM_MAX) {
+                tli_fmt(err, errlen, "listen %s: at most %d from= (give longer lists with "
+                        "proxy-from)", s, TLI_LISTEN_FROM_MAX);
+                return -1;
+            }
+            if (tli_cidr_parse(f + 5, &out->from[out->n_from], msg, sizeof msg) != 0) {
+                tli_fmt(err, errlen, "listen %s: from=%s: %s", s, f + 5, msg);
+                return -1;
+            }
+            out->n_from++;
+        } else {
+            tli_fmt(err, errlen, "listen %s: unknown flag '%s' (plain, tls, proxy or from=CIDR)",
+                    s, f);
             return -1;
         }
         f = next;
+    }
+    if (out->n_from && !out->proxy) {
+        tli_fmt(err, errlen, "listen %s: from= says who may send a PROXY header: add ,proxy", s);
+        return -1;
     }
     char *host = NULL, *port = buf;
     if (buf[0] == '[') {
@@ -199,7 +216,7 @@ static int parse_listen(const char *s, tli_listen *out, char *err, size_t errlen
     }
     return 0;
 bad:
-    tli_fmt(err, errlen, "listen %s: expected [ADDR:]PORT[,plain][,proxy] with ADDR an IPv4 "
+    tli_fmt(err, errlen, "listen %s: expected [ADDR:]PORT[,plain][,proxy,from=CIDR] with ADDR an IPv4 "
                          "address, [IPv6] or *, and PORT 0-65535", s);
     return -1;
 }
@@ -239,6 +256,14 @@ static int set_listen(tl_server_config *cfg, const char *v, char *err, size_t er
     if (append((void **)&cfg->listens, &cfg->n_listens, sizeof l) != 0)
         return tli_fmt(err, errlen, "out of memory"), -1;
     cfg->listens[cfg->n_listens - 1] = l;
+    return 0;
+}
+
+static int set_proxy_from(tl_server_config *cfg, const char *v, char *err, size_t errlen)
+{
+    char msg[300];
+    if (tli_cidr_list_add(&cfg->proxy_from, &cfg->n_proxy_from, v, msg, sizeof msg) != 0)
+        return tli_fmt(err, errlen, "proxy-from %s: %s", v, msg), -1;
     return 0;
 }
 
@@ -350,9 +375,12 @@ static int set_loop_slice(tl_server_config *cfg, const char *v, char *err, size_
 }
 
 static const option OPTIONS[] = {
-    {"listen", T_CUSTOM, "[ADDR:]PORT[,plain][,proxy]",
-     "listen here (repeat for more); TLS unless plain; proxy: expect a PROXY v1/v2 header", 0, 0,
-     set_listen},
+    {"listen", T_CUSTOM, "[ADDR:]PORT[,plain][,proxy[,from=CIDR]...]",
+     "listen here (repeat for more); TLS unless plain; proxy: expect a PROXY v1/v2 header, "
+     "only from the from= ranges (else proxy-from)", 0, 0, set_listen},
+    {"proxy-from", T_CUSTOM, "CIDR[,CIDR...]", "who may send PROXY headers to proxy listeners "
+     "without from= (repeat to add; required for proxy; others are closed and counted)", 0, 0,
+     set_proxy_from},
     {"cert", T_CUSTOM, "FILE", "certificate chain, PEM, leaf first (repeat; the first is the "
      "default, SNI picks by the certificate's names)", 0, 0, set_cert},
     {"key", T_CUSTOM, "FILE", "private key of the cert before it, PEM", 0, 0, set_key},
@@ -683,6 +711,7 @@ static void free_strings(tl_server_config *cfg)
     }
     free(cfg->certs);
     free(cfg->listens);
+    free(cfg->proxy_from);
     for (size_t i = 0; i < cfg->n_history; i++) {
         free(cfg->history[i].name);
         free(cfg->history[i].value);

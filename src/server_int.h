@@ -16,12 +16,23 @@
 
 /* ---- configuration (server_config.c) ---- */
 
+/* An address range (proxy-from, a listener's from=): the network with its host bits zero. */
+typedef struct tli_cidr {
+    uint8_t family;                /* AF_INET or AF_INET6 */
+    uint8_t bits;                  /* prefix length: 0-32 or 0-128 */
+    uint8_t addr[16];              /* 4 bytes for IPv4 */
+} tli_cidr;
+
+#define TLI_LISTEN_FROM_MAX 8      /* from= per listener; longer lists go in proxy-from */
+
 typedef struct tli_listen {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     bool tls;
     bool proxy;
-    char text[80];                 /* as given, for messages */
+    tli_cidr from[TLI_LISTEN_FROM_MAX];   /* who may send its PROXY header (else proxy-from) */
+    unsigned n_from;
+    char text[256];                /* as given, for messages */
 } tli_listen;
 
 typedef struct tli_certpair {
@@ -66,6 +77,8 @@ struct tl_server_config {
     char *log_path;
     char *log_level;
     uint64_t log_rate;
+    tli_cidr *proxy_from;          /* who may send PROXY headers to listeners without from= */
+    size_t n_proxy_from;
     struct { const tl_server_option *opts; size_t n; } ext[TLI_EXT_TABLES];
     size_t n_ext;                  /* tables of the layers above (tl_server_config_extend) */
     struct { const char *name; char *value; } *ext_values;   /* in the order given */
@@ -81,6 +94,26 @@ struct tl_server_config {
 tl_server_config *tli_server_config_replay(const tl_server_config *cfg, char *err, size_t errlen);
 /* Format an address as "1.2.3.4:5" or "[::1]:5". */
 void tli_addr_text(const struct sockaddr *sa, char *buf, size_t len);
+
+/* ---- trust and binding (server_trust.c) ---- */
+
+/* Parse one range: "10.0.0.0/8", "2001:db8::/32", or a plain address (/32, /128). Host bits must
+ * be zero. 0, or -1 with the reason in err (without the option's name). */
+int tli_cidr_parse(const char *s, tli_cidr *out, char *err, size_t errlen);
+/* Parse "CIDR[,CIDR...]" and append to *list. 0, or -1 with err set. */
+int tli_cidr_list_add(tli_cidr **list, size_t *n, const char *s, char *err, size_t errlen);
+/* Whether the address is in one of the ranges (an IPv4-mapped IPv6 address counts as IPv4). */
+bool tli_cidr_match(const tli_cidr *list, size_t n, const struct sockaddr *sa);
+/* Whether this peer may send the PROXY header of listener L: its from= list, else proxy-from. */
+bool tli_proxy_trusted(const tl_server_config *cfg, const tli_listen *L, const struct sockaddr *sa);
+/* Every proxy listener has someone to trust (a configuration error otherwise). 0, or -1. */
+int tli_check_proxy_trust(const tl_server_config *cfg, char *err, size_t errlen);
+/* Probe-bind L's address without SO_REUSEPORT, so that an address another process listens on is
+ * found before the workers' SO_REUSEPORT sockets would silently join it. On success *fd is the
+ * probe (bound, not listening, SO_REUSEADDR: the workers' sockets can bind beside it; hold it
+ * until they have, so the port stays ours) and *port its port (the kernel's pick for port 0).
+ * Returns 0, 1 when the address is in use (err names it), or -1 (err says why). */
+int tli_probe_listen(const tli_listen *L, int *fd, uint16_t *port, char *err, size_t errlen);
 
 /* ---- TLS generations (server_tls.c) ---- */
 

@@ -54,10 +54,12 @@ int tl_server_metrics_text(tl_server *srv, tl_buf *out)
     tli_prom_one(w, "connections_open", "gauge", "Connections open now.", (double)s.conns_open);
     tli_prom_one(w, "connections_total", "counter", "Connections accepted.", (double)s.conns_total);
     tli_prom_family(w, "connections_refused_total", "counter",
-                    "Connections closed at once: the source was at its limit, or its PROXY header "
-                    "was invalid.");
+                    "Connections closed at once: the source was at its limit, its PROXY header "
+                    "was invalid, or it may not send one (proxy-from).");
     tli_prom_sample(w, "connections_refused_total", "reason", "per_source", s.conns_refused_source);
     tli_prom_sample(w, "connections_refused_total", "reason", "proxy_header", s.proxy_invalid);
+    tli_prom_sample(w, "connections_refused_total", "reason", "proxy_untrusted",
+                    s.proxy_untrusted);
     tli_prom_one(w, "accept_pauses_total", "counter",
                  "Times a worker stopped accepting at a limit (clients wait in the backlog).",
                  (double)s.accept_pauses);

@@ -27,9 +27,9 @@ void cmd_proxy_usage(FILE *f)
     tl_proxy_usage(f);
     fprintf(f, "\nServer (listeners, TLS, limits, deadlines, logs):\n");
     tl_server_config_usage(f);
-    fprintf(f, "\nExit status: 0 after a drain, 1 when the proxy failed while running (a port in "
-               "use),\n2 for a bad option, an unreadable file or a backend name that does not "
-               "resolve.\n");
+    fprintf(f, "\nExit status: 0 after a drain, 1 when the proxy failed while running, 2 for a "
+               "bad option,\nan unreadable file or a backend name that does not resolve, 98 when "
+               "another process\nlistens on a listen address.\n");
 }
 
 int cmd_proxy(int argc, char **argv)
@@ -61,12 +61,16 @@ int cmd_proxy(int argc, char **argv)
         return EXIT_OK;
     }
     tl_server *srv = tl_server_new(cfg, tl_proxy_handler(p), err, sizeof err);
-    tl_server_config_free(cfg);
     if (!srv) {
+        /* An address someone else listens on gets its own exit code (probed again to tell). */
+        char why[256];
+        bool in_use = tl_server_probe(cfg, why, sizeof why) == 1;
         fprintf(stderr, "tlsloop proxy: %s\n", err);
+        tl_server_config_free(cfg);
         tl_proxy_free(p);
-        return EXIT_FAILURE_RUN;
+        return in_use ? EXIT_ADDR_IN_USE : EXIT_FAILURE_RUN;
     }
+    tl_server_config_free(cfg);
     if (tl_proxy_attach(p, srv, err, sizeof err) != 0) {
         fprintf(stderr, "tlsloop proxy: %s\n", err);
         tl_server_free(srv);

@@ -48,8 +48,9 @@ void cmd_serve_usage(FILE *f)
     tl_server_option_usage(f, SERVE_OPTIONS, sizeof SERVE_OPTIONS / sizeof SERVE_OPTIONS[0]);
     fprintf(f, "\nServer (listeners, TLS, limits, deadlines, logs):\n");
     tl_server_config_usage(f);
-    fprintf(f, "\nExit status: 0 after a drain, 1 when the server failed while running (a port in "
-               "use),\n2 for a bad option or an unreadable file.\n");
+    fprintf(f, "\nExit status: 0 after a drain, 1 when the server failed while running, 2 for a "
+               "bad option\nor an unreadable file, 98 when another process listens on a listen "
+               "address.\n");
 }
 
 /* ---- the state directory and the generated certificate ---------------------------------- */
@@ -315,12 +316,16 @@ int cmd_serve(int argc, char **argv)
         return tool_server_usage_error("serve", cfg, "out of memory");
     }
     tl_server *srv = tl_server_new(cfg, tl_httpd_handler(h), err, sizeof err);
-    tl_server_config_free(cfg);
     if (!srv) {
+        /* An address someone else listens on gets its own exit code (probed again to tell). */
+        char why[256];
+        bool in_use = tl_server_probe(cfg, why, sizeof why) == 1;
         fprintf(stderr, "tlsloop serve: %s\n", err);
+        tl_server_config_free(cfg);
         tl_httpd_free(h);
-        return EXIT_FAILURE_RUN;
+        return in_use ? EXIT_ADDR_IN_USE : EXIT_FAILURE_RUN;
     }
+    tl_server_config_free(cfg);
     if (tl_httpd_attach(h, srv, err, sizeof err) != 0) {
         fprintf(stderr, "tlsloop serve: %s\n", err);
         tl_server_free(srv);

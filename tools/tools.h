@@ -15,6 +15,8 @@ enum {
     EXIT_OK = 0,
     EXIT_FAILURE_RUN = 1, /* the command ran and failed (TLS error, I/O error) */
     EXIT_USAGE = 2,       /* bad command line */
+    EXIT_ADDR_IN_USE = 98, /* serve, proxy: another process listens on an address (98 is
+                              Linux's EADDRINUSE) */
 };
 
 /* An http:// or https:// URL (url.c). */

@@ -12,8 +12,11 @@
  *
  * Listeners and workers. Each listener is an address:port (IPv4 or IPv6), TLS or plain, and may
  * expect a PROXY protocol v1/v2 header first (tlsloop/proxyproto.h) that says who the client
- * really is. Each worker thread runs its own loop with its own SO_REUSEPORT socket per listener:
- * the kernel spreads connections, there is no accept lock and no hand-off. All TLS listeners share
+ * really is; only from the address ranges trusted for it (proxy-from, or the listener's from=):
+ * anyone else's connection is closed before it is read. Each worker thread runs its own loop
+ * with its own SO_REUSEPORT socket per listener: the kernel spreads connections, there is no
+ * accept lock and no hand-off. An address another process listens on is refused (see
+ * tl_server_probe), never shared. All TLS listeners share
  * one TLS configuration (one SSL_CTX per certificate set, with its session cache and ticket key
  * ring), never one per connection.
  *
@@ -133,6 +136,14 @@ TL_API int tl_server_check_duration(const char *value, char *err, size_t errlen)
  * CA and ticket key file read, the TLS policy accepted by OpenSSL, the user exists. */
 TL_API int tl_server_check(const tl_server_config *cfg, char *err, size_t errlen);
 
+/* Whether another process listens on one of the configured addresses. Workers bind with
+ * SO_REUSEPORT, which would let a second server join a port silently and take part of its
+ * connections; so tl_server_new first binds each address once without it (as this does) and
+ * fails on one in use. Returns 0, 1 when an address is in use ("listen ADDR: address already in
+ * use ..." in err: tools exit with their own code for it), or -1 on another failure. A caller
+ * whose tl_server_new failed can call it to tell the two apart. */
+TL_API int tl_server_probe(const tl_server_config *cfg, char *err, size_t errlen);
+
 /* ---- the server ------------------------------------------------------------------------- */
 
 typedef struct tl_server_handler {
@@ -203,6 +214,7 @@ typedef struct tl_server_stats {
     uint64_t conns_total;           /* accepted since start */
     uint64_t conns_refused_source;  /* closed at once: the source was at its limit */
     uint64_t proxy_invalid;         /* closed: malformed or missing PROXY header */
+    uint64_t proxy_untrusted;       /* closed at once: a proxy listener's peer outside proxy-from */
     uint64_t accept_pauses;         /* times a worker stopped accepting at a limit */
     uint64_t handshakes_active;     /* now */
     uint64_t handshakes_full, handshakes_resumed;

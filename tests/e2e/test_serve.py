@@ -10,7 +10,8 @@ discarded (chunked too, 413 above the limit, 100-continue); every rejection (smu
 bare CR, NUL, traversal with .., %2e%2e, %00 and symbolic links, 100 KiB of headers, a slowloris
 head) with the server still serving others; a 64 MiB file to a slow reader with the server's
 memory bounded (1 GiB under SOAK=1); 1,000 concurrent keep-alive clients; drain on SIGTERM during
-a download; redirect to HTTPS; metrics; the access log and its reopen; option errors and --check.
+a download; redirect to HTTPS; metrics; the access log and its reopen; option errors and --check;
+a second server on a port in use (exit 98, the first keeps every connection).
 
 Runs from the repository root; TLSLOOP_BIN is the tlsloop program (build/tlsloop by default).
 Ends with "N passed, N failed".
@@ -804,6 +805,31 @@ def options_errors_check_and_config_file(root):
         assert srv.stop() == 0
 
 
+@test
+def a_second_server_on_a_port_in_use_exits_98(root):
+    """SO_REUSEPORT would let a second process join the port and take part of its connections;
+    it must fail instead (exit 98, the address named), and the first keep every connection."""
+    srv = Serve("--root", root, "--workers", "2")
+    try:
+        for listen in (f"127.0.0.1:{srv.https}", f"127.0.0.1:{srv.http},plain", f"*:{srv.http}"):
+            try:
+                r = subprocess.run([BIN, "serve", "--state-dir", STATE, "--root", root,
+                                    "--listen", listen, "--log", f"{TMP}/second.log"],
+                                   capture_output=True, text=True, timeout=10 * SLOW)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"a second server on {listen} ran (it shares the port)")
+            port = listen.split(":")[1].split(",")[0]
+            assert r.returncode == 98, (listen, r.returncode, r.stderr)
+            assert re.search(rf"listen {re.escape(listen)}: address already in use: another "
+                             rf"process listens on [\d.]+:{port}", r.stderr), r.stderr
+        for _ in range(20):   # the first one still has every connection of both ports
+            still_serves(srv)
+            st, _, body, _ = get(srv.http, "/index.html", tls=False)
+            assert st == 200 and body == b"hello tlsloop\n", (st, body)
+    finally:
+        assert srv.stop() == 0
+
+
 def main():
     global TMP
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -819,7 +845,7 @@ def main():
                  bodies_read_and_discarded, slowloris_head_gets_408_and_others_are_served,
                  big_file_to_a_slow_reader_with_memory_bounded, a_thousand_keep_alive_clients,
                  sigterm_lets_a_download_finish, redirect_metrics_and_access_log,
-                 options_errors_check_and_config_file]
+                 options_errors_check_and_config_file, a_second_server_on_a_port_in_use_exits_98]
         only = sys.argv[1:]
         for t in tests:
             if not only or t.__name__ in only or t is tests[0]:
