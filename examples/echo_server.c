@@ -44,13 +44,14 @@ static void answer_stats(tl_conn *c)
     char buf[1024];
     int n = snprintf(buf, sizeof buf,
                      "conns_open=%llu conns_total=%llu refused_source=%llu proxy_invalid=%llu "
-                     "accept_pauses=%llu handshakes_active=%llu full=%llu resumed=%llu "
+                     "proxy_untrusted=%llu accept_pauses=%llu handshakes_active=%llu full=%llu resumed=%llu "
                      "failed_timeout=%llu failed_closed=%llu failed_protocol=%llu "
                      "failed_alert=%llu failed_verify=%llu reloads=%llu reload_failures=%llu "
                      "cert_days=%lld\n",
                      (unsigned long long)st.conns_open, (unsigned long long)st.conns_total,
                      (unsigned long long)st.conns_refused_source,
-                     (unsigned long long)st.proxy_invalid, (unsigned long long)st.accept_pauses,
+                     (unsigned long long)st.proxy_invalid,
+                     (unsigned long long)st.proxy_untrusted, (unsigned long long)st.accept_pauses,
                      (unsigned long long)st.handshakes_active,
                      (unsigned long long)st.handshakes_full,
                      (unsigned long long)st.handshakes_resumed,

@@ -4,8 +4,8 @@ clients nobody here wrote: python's ssl module, openssl s_client, gnutls-cli whe
 
 Covers: SNI and RSA/ECDSA certificate choice, mTLS, TLS 1.2/1.3 resumption, tickets shared by two
 processes through a key file, SIGHUP reload during a transfer, SIGTERM drain, the connection
-limit, the handshake cap, the per-source limit, PROXY v1/v2, the handshake and send-stall
-deadlines, renegotiation refused, the check mode and the configuration file, the error log.
+limit, the handshake cap, the per-source limit, PROXY v1/v2 (only from proxy-from), the
+handshake and send-stall deadlines, renegotiation refused, the check mode and the configuration file, the error log.
 
 Runs from the repository root; TLSLOOP_BUILD names the build directory (build/ by default).
 Ends with "N passed, N failed".
@@ -514,8 +514,10 @@ def proxy_v2(src, sport, dst, dport):
 
 @test
 def proxy_protocol_gives_the_client_address(c):
-    srv = Server("--listen", "127.0.0.1:0,proxy", "--cert", c["localhost"][0], "--key",
-                 c["localhost"][1], "--listen", "127.0.0.1:0,plain,proxy", listens=2)
+    # The TLS listener trusts its own from= list, the plain one the global proxy-from.
+    srv = Server("--listen", "127.0.0.1:0,proxy,from=127.0.0.1,from=10.0.0.0/8", "--cert",
+                 c["localhost"][0], "--key", c["localhost"][1],
+                 "--listen", "127.0.0.1:0,plain,proxy", "--proxy-from", "127.0.0.0/30", listens=2)
     try:
         ctx = client_ctx(c["ca"][0])
         headers = [b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 443\r\n",
@@ -553,6 +555,48 @@ def proxy_protocol_gives_the_client_address(c):
         assert st["proxy_invalid"] >= 1, st
     finally:
         assert srv.stop() == 0
+
+
+@test
+def proxy_header_only_from_trusted_sources(c):
+    """A PROXY header says who the client is: from a peer outside proxy-from (or the listener's
+    from=) it would be a forged address. Such a peer is closed before it is read, counted and
+    logged; trusted peers are served as before; a proxy listener without a list cannot start."""
+    srv = Server("--listen", "127.0.0.1:0,proxy,from=127.0.0.1/32", "--cert", c["localhost"][0],
+                 "--key", c["localhost"][1], "--listen", "127.0.0.1:0,plain,proxy",
+                 "--proxy-from", "::1,127.0.0.3", "--max-per-source", "100", listens=2)
+    try:
+        ctx = client_ctx(c["ca"][0])
+        hdr = b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 443\r\n"
+        for port, source in ((srv.ports[0], "127.0.0.2"), (srv.ports[1], "127.0.0.1")):
+            raw = socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW,
+                                           source_address=(source, 0))
+            try:
+                raw.sendall(hdr + b"!peer")
+                got = raw.recv(100)
+            except ConnectionResetError:
+                got = b""   # closed with our bytes unread: the kernel resets
+            raw.close()
+            assert got == b"", (port, source, got)
+            srv.wait_log(rf"closed {re.escape(source)}:\d+ on 127\.0\.0\.1:0,.*proxy.*: not a "
+                         r"trusted PROXY header source")
+        # Trusted: the listener's own from= list, and the global list for the other.
+        with connect_proxied(srv.ports[0], ctx, hdr) as s:
+            s.sendall(b"!peer")
+            assert read_line(s).strip() == "203.0.113.9:40000"
+        raw = socket.create_connection(("127.0.0.1", srv.ports[1]), timeout=10 * SLOW,
+                                       source_address=("127.0.0.3", 0))
+        raw.sendall(hdr + b"!peer")
+        assert read_line(raw).strip() == "203.0.113.9:40000"
+        raw.close()
+        st = stats_via_proxy(srv, ctx)
+        assert st["proxy_untrusted"] == 2 and st["proxy_invalid"] == 0, st
+    finally:
+        assert srv.stop() == 0
+    # Without a trusted list, a proxy listener is a configuration error that says what to do.
+    r = subprocess.run([ECHO, "--listen", "127.0.0.1:0,plain,proxy"], capture_output=True,
+                       text=True, timeout=10 * SLOW)
+    assert r.returncode != 0 and "proxy-from CIDR" in r.stderr and "from=" in r.stderr, r
 
 
 def connect_proxied(port, ctx, hdr):
@@ -848,6 +892,7 @@ def main():
                  ticket_key_file_shared_by_two_processes, sighup_new_certificate_during_transfer,
                  sigterm_drains, connection_limit_makes_clients_wait,
                  handshake_cap_and_per_source_limit, proxy_protocol_gives_the_client_address,
+                 proxy_header_only_from_trusted_sources,
                  handshake_deadline_drops_partial_client_hello,
                  send_stall_deadline_drops_a_peer_that_stops_reading, renegotiation_refused,
                  gnutls_cli_interoperates, check_mode_and_config_file, sigusr1_reopens_the_log,

@@ -371,6 +371,77 @@ TEST(usage_lists_every_option)
     free(buf);
 }
 
+static struct sockaddr_storage addr_of(const char *ip)
+{
+    struct sockaddr_storage ss = {0};
+    if (strchr(ip, ':')) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        inet_pton(AF_INET6, ip, &a->sin6_addr);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        inet_pton(AF_INET, ip, &a->sin_addr);
+    }
+    return ss;
+}
+
+/* proxy-from and from=: who may send a PROXY header. A proxy listener without either is refused
+ * by the check, with the way out in the message; from= overrides proxy-from for its listener. */
+TEST(proxy_trust_lists)
+{
+    tl_server_config *cfg = tl_server_config_new();
+    CHECK_EQ_INT(set(cfg, "listen", "127.0.0.1:0,plain,proxy"), 0);
+    CHECK(tl_server_check(cfg, err, sizeof err) == -1);
+    CHECK(strstr(err, "listen 127.0.0.1:0,plain,proxy") && strstr(err, "proxy-from CIDR") &&
+          strstr(err, "from="));
+    CHECK_EQ_INT(set(cfg, "proxy-from", "10.0.0.0/8,192.168.1.7"), 0);
+    CHECK_EQ_INT(set(cfg, "proxy-from", "2001:db8::/32"), 0);
+    CHECK_EQ_INT(tl_server_check(cfg, err, sizeof err), 0);
+    CHECK_EQ_INT(cfg->n_proxy_from, 3);
+    CHECK_EQ_INT(set(cfg, "listen", "[::1]:0,plain,proxy,from=::1,from=172.16.0.0/12"), 0);
+    REQUIRE(cfg->n_listens == 2);
+    const tli_listen *g = &cfg->listens[0], *own = &cfg->listens[1];
+    CHECK_EQ_INT(own->n_from, 2);
+    const struct { const char *ip; bool global, own; } cases[] = {
+        {"10.255.0.1", true, false},     {"11.0.0.1", false, false},
+        {"192.168.1.7", true, false},    {"192.168.1.8", false, false},
+        {"2001:db8:ffff::1", true, false}, {"2001:db9::1", false, false},
+        {"::1", false, true},            {"172.31.255.255", false, true},
+        {"172.32.0.0", false, false},    {"::ffff:10.1.2.3", true, false},   /* v4-mapped */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct sockaddr_storage ss = addr_of(cases[i].ip);
+        CHECK(tli_proxy_trusted(cfg, g, (struct sockaddr *)&ss) == cases[i].global);
+        CHECK(tli_proxy_trusted(cfg, own, (struct sockaddr *)&ss) == cases[i].own);
+    }
+    /* /0 is everyone of the family (an explicit choice, never a default). */
+    tli_cidr *all = NULL;
+    size_t n = 0;
+    CHECK_EQ_INT(tli_cidr_list_add(&all, &n, "0.0.0.0/0", err, sizeof err), 0);
+    struct sockaddr_storage any = addr_of("203.0.113.1"), v6 = addr_of("2001:db8::1");
+    CHECK(tli_cidr_match(all, n, (struct sockaddr *)&any));
+    CHECK(!tli_cidr_match(all, n, (struct sockaddr *)&v6));
+    free(all);
+    const char *bad[] = {"", "10.0.0.0/33", "10.1.2.3/8", "::1/129", "host.example", "10.0.0.0/",
+                         "10.0.0.0/08", "10.0.0.0/8,", "1.2.3.4,,5.6.7.8", "fe80::1%lo"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(set(cfg, "proxy-from", bad[i]) == -1);
+        CHECK(strstr(err, "proxy-from") != NULL);
+    }
+    CHECK_EQ_INT(cfg->n_proxy_from, 3);   /* bad values add nothing */
+    CHECK(set(cfg, "proxy-from", "10.1.2.3/8") == -1);
+    CHECK(strstr(err, "10.0.0.0/8") != NULL);   /* the message names the range meant */
+    const char *bad_listen[] = {"0,plain,from=10.0.0.0/8", "0,proxy,from=nope",
+                                "0,proxy,from=1.1.1.1,from=1.1.1.2,from=1.1.1.3,from=1.1.1.4,"
+                                "from=1.1.1.5,from=1.1.1.6,from=1.1.1.7,from=1.1.1.8,from=1.1.1.9"};
+    for (size_t i = 0; i < sizeof bad_listen / sizeof bad_listen[0]; i++) {
+        CHECK(set(cfg, "listen", bad_listen[i]) == -1);
+        CHECK(strstr(err, "listen") != NULL && strstr(err, "from") != NULL);
+    }
+    tl_server_config_free(cfg);
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
@@ -384,5 +455,6 @@ int main(int argc, char **argv)
     RUN(extension_options);
     RUN(size_and_duration_parsers);
     RUN(usage_lists_every_option);
+    RUN(proxy_trust_lists);
     TEST_MAIN_END();
 }
