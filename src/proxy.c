@@ -29,6 +29,8 @@
 #include <tlsloop/proxyproto.h>
 #include <tlsloop/tls_ctx.h>
 
+#include "proxy_int.h"
+
 #include "tli.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
@@ -258,32 +260,11 @@ static void backend_failed(pair *pr, backend *b, const char *why)
            was_up ? "; tried after the others for backend-retry" : "");
 }
 
-/* The CN of an RFC 2253 subject ("CN=alice,O=Example"): into out, "" without one. */
-static void subject_cn(const char *subject, char *out, size_t cap)
-{
-    out[0] = 0;
-    for (const char *p = subject; p && *p;) {
-        if (!strncmp(p, "CN=", 3)) {
-            size_t n = 0;
-            for (p += 3; *p && *p != ',' && n + 1 < cap; p++) {
-                if (*p == '\\' && p[1])
-                    p++;   /* an escaped character: keep it, drop the backslash */
-                out[n++] = *p;
-            }
-            out[n] = 0;
-            return;
-        }
-        const char *comma = strchr(p, ',');
-        while (comma && comma > subject && comma[-1] == '\\')
-            comma = strchr(comma + 1, ',');
-        p = comma ? comma + 1 : NULL;
-    }
-}
-
 /* The PROXY header for the backend: the client's address (what the server knows: a PROXY
  * header of a balancer in front, else the socket's peer), the address it connected to, and for
- * v2 over TLS the TLS facts (PP2_TYPE_ALPN, AUTHORITY = SNI, SSL with VERSION, CIPHER, and CN of
- * a client certificate). Returns the length, or -1 when it could not be made. */
+ * v2 over TLS the TLS facts (PP2_TYPE_ALPN, AUTHORITY = SNI, and SSL: client flags, verify,
+ * VERSION, CIPHER and a client certificate's CN; proxy_pp2.c). Returns the length, or -1 when it
+ * could not be made. */
 static ssize_t pp_header(pair *pr, uint8_t *buf, size_t cap)
 {
     socklen_t plen = 0;
@@ -297,9 +278,8 @@ static ssize_t pp_header(pair *pr, uint8_t *buf, size_t cap)
         return tl_proxy_write_v1((char *)buf, cap, src, (struct sockaddr *)&dst);
     tl_proxy_tlv_out tlvs[3];
     size_t n = 0;
-    uint8_t ssl[512];
+    uint8_t ssl[1400];
     tl_engine_info info;
-    char cn[256];
     if (tl_conn_is_tls(pr->front)) {
         tl_engine_get_info(tl_conn_engine(pr->front), &info);
         if (info.alpn[0])
@@ -307,28 +287,9 @@ static ssize_t pp_header(pair *pr, uint8_t *buf, size_t cap)
         if (info.server_name)
             tlvs[n++] = (tl_proxy_tlv_out){TL_PP2_AUTHORITY, info.server_name,
                                            strlen(info.server_name)};
-        /* PP2_TYPE_SSL: client flags, the verify result (0: the certificate, if any, passed),
-         * then sub-TLVs. */
-        size_t len = 0;
-        ssl[len++] = 0x01 | (info.has_peer_cert ? 0x02 : 0);   /* PP2_CLIENT_SSL, CERT_CONN */
-        uint32_t verify = info.has_peer_cert && info.verify_result != 0 ? 1 : 0;
-        for (int i = 3; i >= 0; i--)
-            ssl[len++] = (uint8_t)(verify >> (8 * i));
-        subject_cn(info.has_peer_cert ? info.peer_subject : "", cn, sizeof cn);
-        const struct { uint8_t type; const char *v; } sub[] = {
-            {TL_PP2_SSL_VERSION, info.version}, {TL_PP2_SSL_CIPHER, info.cipher},
-            {TL_PP2_SSL_CN, cn[0] ? cn : NULL}};
-        for (size_t i = 0; i < sizeof sub / sizeof sub[0]; i++) {
-            size_t vl = sub[i].v ? strlen(sub[i].v) : 0;
-            if (!vl || len + 3 + vl > sizeof ssl)
-                continue;
-            ssl[len++] = sub[i].type;
-            ssl[len++] = (uint8_t)(vl >> 8);
-            ssl[len++] = (uint8_t)vl;
-            memcpy(ssl + len, sub[i].v, vl);
-            len += vl;
-        }
-        tlvs[n++] = (tl_proxy_tlv_out){TL_PP2_SSL, ssl, len};
+        size_t len = tli_pp2_ssl_value(tl_engine_ssl(tl_conn_engine(pr->front)), ssl, sizeof ssl);
+        if (len)
+            tlvs[n++] = (tl_proxy_tlv_out){TL_PP2_SSL, ssl, len};
     }
     return tl_proxy_write_v2(buf, cap, src, (struct sockaddr *)&dst, tlvs, n, false);
 }
@@ -364,7 +325,7 @@ static void back_established(pair *pr, tl_conn *back)
     }
     int rc = 0;
     if (pr->p->proxy_protocol) {
-        uint8_t hdr[1024];
+        uint8_t hdr[2048];   /* ALPN and SNI up to 255 bytes each, the SSL TLV up to 1400 */
         ssize_t n = pp_header(pr, hdr, sizeof hdr);
         if (n <= 0 || tl_conn_write(back, hdr, (size_t)n) < 0) {
             TL_LOG(pr->p->log, TL_LOG_ERROR, "proxy-protocol: the header could not be made");

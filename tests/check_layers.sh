@@ -20,7 +20,7 @@ declare -A allowed=(
     [server]="api status buf tls_ctx engine loop conn limits proxyproto log server tli.h server_int.h"
     [http]="api http"
     [client]="api status buf tls_ctx engine loop conn http client tli.h client_int.h"
-    [proxy]="api status buf tls_ctx engine loop conn limits proxyproto log server http proxy tli.h"
+    [proxy]="api status buf tls_ctx engine loop conn limits proxyproto log server http proxy tli.h proxy_int.h"
     [httpd]="api status buf tls_ctx engine loop conn limits proxyproto log server http httpd tli.h httpd_int.h"
 )
 

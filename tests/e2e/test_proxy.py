@@ -7,7 +7,8 @@ either side and the proxy's RSS bounded, and 64 MiB into a slow sink (1 GiB with
 half-close carried both ways (TLS 1.3 and plain); a backend that is down (the client gets
 close_notify, the log says why); one of two backends down (every client served); resets carried
 as resets, either way; SIGTERM during a transfer (it finishes); PROXY protocol v1 and v2 (with
-the TLS facts) to the backend; a backend over TLS, verified (a wrong name is refused), with its
+the TLS facts: the client certificate's exact UTF-8 CN, flags and verify, full and resumed) to the
+backend; a backend over TLS, verified (a wrong name is refused), with its
 sessions resumed (TLS 1.3 and 1.2); the metrics page; curl and s_client through the proxy to an
 HTTP backend; option errors.
 
@@ -544,6 +545,7 @@ def proxy_protocol_v1_and_v2_to_the_backend(cert):
                 assert tlvs.get(0x01) == b"http/1.1", tlvs             # ALPN
                 assert tlvs.get(0x02) == b"localhost", tlvs            # AUTHORITY (SNI)
                 assert flags == 0x01, flags                            # TLS, no client cert
+                assert pp2_verify(tlvs) != 0, tlvs                     # nothing verified
                 assert sub.get(0x21) == b"TLSv1.3", sub                # version
                 assert sub.get(0x23) == cipher.encode(), sub            # cipher
                 assert 0x22 not in sub, sub                            # no client CN
@@ -559,10 +561,77 @@ def proxy_protocol_v1_and_v2_to_the_backend(cert):
                 while not seen and time.monotonic() < deadline:
                     time.sleep(0.01)
                 flags, sub = seen[0][6], seen[0][5]
-                assert flags == 0x03 and sub.get(0x22) == b"client one", (flags, sub)
+                assert flags == 0x07 and sub.get(0x22) == b"client one", (flags, sub)
         finally:
             assert px.stop() == 0
             be.close()
+
+
+def pp2_verify(tlvs):
+    """The verify field of a PP2_TYPE_SSL TLV: 0 only for a client certificate verified."""
+    return struct.unpack("!I", tlvs[0x20][1:5])[0]
+
+
+@test
+def pp2_client_identity_exact_and_resumed(cert):
+    """PP2's CN is the certificate's own, as UTF-8: a CN "é" and a CN "C3A9" arrive distinct
+    (a printed, escaped subject made both "C3A9"). The flags say whether the certificate came
+    on this connection (CERT_CONN) or with the session (CERT_SESS, also when resumed), and
+    verify is 0 for a verified one, non-zero without one: full and resumed, TLS 1.3 and 1.2."""
+    clients = {}
+    for tag, cn in (("e-acute", "é"), ("hex", "C3A9")):
+        pem, key = f"{TMP}/pp2-{tag}.pem", f"{TMP}/pp2-{tag}.key"
+        subprocess.run(["openssl", "req", "-x509", "-utf8", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-subj", f"/CN={cn}/O=Test",
+                        "-days", "2", "-keyout", key, "-out", pem], check=True,
+                       capture_output=True)
+        clients[cn] = (pem, key)
+    cas = f"{TMP}/pp2-cas.pem"
+    with open(cas, "w") as f:
+        f.write("".join(open(c[0]).read() for c in clients.values()))
+    seen = []
+    cv = threading.Condition()
+
+    def v2(c):
+        got = parse_pp2(c)
+        with cv:
+            seen.append(got)
+            cv.notify_all()
+        echo(c)
+
+    def one(ctx, session=None):
+        """A connection through the proxy: (PP2 tlvs, sub-TLVs, flags, session, reused)."""
+        n = len(seen)
+        raw = socket.create_connection(("127.0.0.1", px.tls), timeout=20 * SLOW)
+        with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+            echo_roundtrip(s, b"who am I")   # TLS 1.3 tickets have arrived after a round trip
+            sess, reused = s.session, s.session_reused
+        with cv:
+            assert cv.wait_for(lambda: len(seen) > n, 10 * SLOW), "no PROXY header came"
+            _, _, _, _, tlvs, sub, flags = seen[n]
+        return tlvs, sub, flags, sess, reused
+
+    be = Backend(v2)
+    px = Proxy(cert, be.port, extra=("--proxy-protocol", "v2", "--client-ca", cas,
+                                      "--client-cert", "optional"))
+    try:
+        for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+            for cn, pair in clients.items():
+                ctx = ctx_for(cert, version)
+                ctx.load_cert_chain(*pair)
+                tlvs, sub, flags, sess, reused = one(ctx)
+                assert not reused
+                assert sub.get(0x22) == cn.encode("utf-8"), (version, cn, sub)
+                assert flags == 0x07 and pp2_verify(tlvs) == 0, (version, cn, flags, tlvs)
+                tlvs, sub, flags, _, reused = one(ctx, sess)   # resumed: no certificate sent
+                assert reused, (version, cn, "not resumed")
+                assert sub.get(0x22) == cn.encode("utf-8"), (version, cn, sub)
+                assert flags == 0x05 and pp2_verify(tlvs) == 0, (version, cn, flags, tlvs)
+            tlvs, sub, flags, _, _ = one(ctx_for(cert, version))   # no certificate at all
+            assert flags == 0x01 and pp2_verify(tlvs) != 0 and 0x22 not in sub, (flags, tlvs)
+    finally:
+        assert px.stop() == 0
+        be.close()
 
 
 class TlsBackend(Backend):
@@ -816,7 +885,8 @@ def main():
                  half_close_carried_tls13_and_plain, backend_down_client_gets_close_notify,
                  one_of_two_backends_down, failed_backend_found_again_after_retry,
                  backend_reset_is_carried, client_reset_is_carried,
-                 proxy_protocol_v1_and_v2_to_the_backend, backend_over_tls_verified,
+                 proxy_protocol_v1_and_v2_to_the_backend, pp2_client_identity_exact_and_resumed,
+                 backend_over_tls_verified,
                  backend_sessions_resumed,
                  sigterm_during_a_transfer_lets_it_finish, curl_and_s_client_through_the_proxy,
                  metrics_page_counts_pairs_and_ends, option_errors]

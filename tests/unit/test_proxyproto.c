@@ -1,13 +1,17 @@
 /*
  * test_proxyproto.c - PROXY protocol v1/v2: the spec's examples, every prefix incomplete, strict
- * rejection of ambiguous or malformed headers, TLVs, CRC32C, and writing then parsing back.
+ * rejection of ambiguous or malformed headers, TLVs, CRC32C, and writing then parsing back; the
+ * client certificate CN that PP2_SUBTYPE_SSL_CN carries (exact UTF-8, or nothing).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
 
+#include <openssl/x509.h>
+
 #include <tlsloop/proxyproto.h>
 
+#include "proxy_int.h"
 #include "test.h"
 
 static void check_in(const struct sockaddr_storage *ss, const char *ip, unsigned port)
@@ -202,6 +206,66 @@ TEST(v1_write_and_parse_back)
     CHECK_EQ_INT(tl_proxy_write_v1(buf, sizeof buf, NULL, NULL), 15);
 }
 
+struct cn_entry {
+    int type;          /* V_ASN1_UTF8STRING, ... */
+    const char *v;
+    int len;
+};
+
+/* A certificate whose subject has these CN entries. */
+static X509 *cert_with_cns(const struct cn_entry *e, size_t n)
+{
+    X509 *x = X509_new();
+    X509_NAME *name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"Test", -1, -1, 0);
+    for (size_t i = 0; i < n; i++) {
+        ASN1_STRING *str = ASN1_STRING_type_new(e[i].type);
+        ASN1_STRING_set(str, e[i].v, e[i].len);
+        X509_NAME_ENTRY *ent = X509_NAME_ENTRY_create_by_NID(NULL, NID_commonName, e[i].type,
+                                                             str->data, str->length);
+        X509_NAME_add_entry(name, ent, -1, 0);
+        X509_NAME_ENTRY_free(ent);
+        ASN1_STRING_free(str);
+    }
+    return x;
+}
+
+TEST(cert_cn_is_exact_utf8_or_nothing)
+{
+    char out[64];
+    const struct {
+        struct cn_entry e[2];
+        size_t n;
+        int want;              /* length, 0 none, -1 refused */
+        const char *text;
+    } cases[] = {
+        {{{V_ASN1_UTF8STRING, "\xC3\xA9", 2}}, 1, 2, "\xC3\xA9"},          /* é */
+        {{{V_ASN1_UTF8STRING, "C3A9", 4}}, 1, 4, "C3A9"},                  /* not the same */
+        {{{V_ASN1_BMPSTRING, "\x00\xE9", 2}}, 1, 2, "\xC3\xA9"},           /* é as UCS-2 */
+        {{{V_ASN1_PRINTABLESTRING, "alice", 5}}, 1, 5, "alice"},
+        {{{V_ASN1_UTF8STRING, "first", 5}, {V_ASN1_UTF8STRING, "last", 4}}, 2, 4, "last"},
+        {{{V_ASN1_UTF8STRING, "a\0b", 3}}, 1, -1, ""},                     /* NUL */
+        {{{V_ASN1_UTF8STRING, "\xC3", 1}}, 1, -1, ""},                     /* cut short */
+        {{{V_ASN1_UTF8STRING, "\xC0\xAF", 2}}, 1, -1, ""},                 /* overlong '/' */
+        {{{V_ASN1_UTF8STRING, "\xED\xA0\x80", 3}}, 1, -1, ""},             /* a surrogate */
+        {{{V_ASN1_BMPSTRING, "\xD8\x00", 2}}, 1, -1, ""},                 /* a lone surrogate */
+        {{{V_ASN1_UTF8STRING, "0123456789012345678901234567890123456789012345678901234567890123456789",
+           70}}, 1, -1, ""},                                               /* longer than out */
+        {{{0, NULL, 0}}, 0, 0, ""},                                        /* no CN */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        X509 *x = cert_with_cns(cases[i].e, cases[i].n);
+        int got = tli_cert_cn_utf8(x, out, sizeof out);
+        if (got != cases[i].want || strcmp(out, cases[i].text) != 0) {
+            fprintf(stderr, "  case %zu: got %d '%s', want %d '%s'\n", i, got, out,
+                    cases[i].want, cases[i].text);
+            test_failures_++;
+        }
+        X509_free(x);
+    }
+    CHECK_EQ_INT(tli_cert_cn_utf8(NULL, out, sizeof out), 0);
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
@@ -211,5 +275,6 @@ int main(int argc, char **argv)
     RUN(v2_roundtrip_with_tlvs_and_crc);
     RUN(v2_ipv6_local_and_malformed);
     RUN(v1_write_and_parse_back);
+    RUN(cert_cn_is_exact_utf8_or_nothing);
     TEST_MAIN_END();
 }
