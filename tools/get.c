@@ -285,7 +285,9 @@ static void close_facts(run *r, tl_client_http *x, tl_conn_end how)
          tls ? "the server's close_notify: " : "the server's side: ",
          tls ? peer_close_text(theirs) : theirs == TL_END_CLEAN ? "closed" : tl_conn_end_name(theirs),
          (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out);
-    if (tls && r->complete && theirs != TL_END_CLEAN && !r->exit_code && !r->warned) {
+    /* For the response written out (not a redirect's, not one --fail refuses). */
+    if (tls && r->complete && !r->skip_body && theirs != TL_END_CLEAN && !r->exit_code &&
+        !r->warned) {
         r->warned = true;
         fprintf(stderr, "tlsloop get: warning: the response was complete by its framing, but "
                         "the connection then ended without the server's close_notify (%s)\n",
