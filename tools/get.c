@@ -198,10 +198,11 @@ static void on_head(tl_client_http *x, const tl_http_response *resp, void *data)
         if (print)
             fprintf(hf, "%s%.*s: %.*s\r\n", r->head_only ? "" : "< ", (int)h->name_len, h->name,
                     (int)h->value_len, h->value);
-        if (h->name_len == 8 && !strncasecmp(h->name, "location", 8) &&
-            h->value_len < sizeof r->location) {
-            memcpy(r->location, h->value, h->value_len);
-            r->location[h->value_len] = 0;
+        if (h->name_len == 8 && !strncasecmp(h->name, "location", 8)) {
+            /* One too long to keep is kept as a mark: following it fails with a reason. */
+            size_t n = h->value_len < sizeof r->location ? h->value_len : 1;
+            memcpy(r->location, h->value_len < sizeof r->location ? h->value : "\x01", n);
+            r->location[n] = 0;
         }
     }
     if (print)
@@ -323,6 +324,12 @@ static void on_close(tl_client_http *x, tl_conn_end how, void *data)
         /* The Location resolved against this request's URL (RFC 3986 section 5.2). */
         char err[400];
         url next;
+        if (!strcmp(r->location, "\x01")) {
+            finish(r, GET_TRUNCATED, "a redirect whose Location is longer than %zu bytes",
+                   sizeof r->location - 1);
+            tl_loop_stop(r->loop);
+            return;
+        }
         if (resolve_url(&r->u, r->location, &next, err, sizeof err) != 0) {
             finish(r, GET_TRUNCATED, "a redirect to %s", err);
             tl_loop_stop(r->loop);

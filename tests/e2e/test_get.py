@@ -522,6 +522,8 @@ def redirect_methods_and_count(srv):
             return redirect(int(t[2:]), "/after")
         if t == "/loop":
             return redirect(302, "/loop")
+        if t == "/long":
+            return redirect(302, "/" + "x" * 5000)
         return ok(req["method"].encode())
     a = Recorder(answer)
     try:
@@ -536,6 +538,8 @@ def redirect_methods_and_count(srv):
         r = get("-L", "--max-redirs", "3", f"http://127.0.0.1:{a.port}/loop")
         expect(r, 10, r"more than 3 redirects \(--max-redirs\)")
         assert len(a.reqs) - n == 4, a.reqs[n:]   # the first request and 3 redirects
+        r = get("-L", f"http://127.0.0.1:{a.port}/long")   # not cut to a wrong URL, not ignored
+        expect(r, 9, "a redirect whose Location is longer than 4095 bytes")
     finally:
         a.stop()
 
