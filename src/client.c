@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/ssl.h>
 
@@ -57,6 +58,8 @@ struct tl_client_dial {
     bool tls;
     const tl_conn_cbs *cbs;
     size_t write_high;
+    uint64_t deadline_ms;          /* the target's timeout_ms as a point of mono_ms(); 0: none */
+    uint32_t timeout_ms;
     struct sockaddr_storage local;  /* the source address (local_len 0: any) */
     socklen_t local_len;
     tl_client_connect_cb cb;
@@ -243,6 +246,27 @@ cconn *tli_client_conn(const tl_conn *c)
     return tl_conn_get_owner(c) == &OWNER ? tl_conn_owner_data(c) : NULL;
 }
 
+/* The monotonic clock now (the loop's clock may be a loop iteration old, or not running yet
+ * when tl_client_connect is called). */
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* What is left of the attempt's deadline, in ms: UINT32_MAX without one, 0 once it passed. */
+static uint32_t time_left(const tl_client_dial *d)
+{
+    if (!d->deadline_ms)
+        return UINT32_MAX;
+    uint64_t now = mono_ms();
+    if (now >= d->deadline_ms)
+        return 0;
+    uint64_t left = d->deadline_ms - now;
+    return left < UINT32_MAX ? (uint32_t)left : UINT32_MAX - 1;
+}
+
 static void free_dial(tl_client_dial *d)
 {
     tl_timer_stop(d->loop, &d->timer);
@@ -360,6 +384,14 @@ static void try_next(tl_client_dial *d)
 {
     tl_client *cl = d->cl;
     while (d->next < d->naddrs && !d->cancelled) {
+        uint32_t left = time_left(d);
+        if (left == 0) {
+            if (d->last_err != TL_CLIENT_TIMEOUT)   /* else: "connect to ... timed out" */
+                tli_fmt(d->msg, sizeof d->msg, "no connection to %s within %u ms", d->host,
+                        d->timeout_ms);
+            report(d, NULL, TL_CLIENT_TIMEOUT);
+            return;
+        }
         int i = d->next++;
         d->tcp_up = d->timed_out = false;
         cconn *cc = calloc(1, sizeof *cc);
@@ -377,7 +409,9 @@ static void try_next(tl_client_dial *d)
             .tls = d->tls ? cl->tls : NULL,
             .server_name = d->host,
             .session = offer,
-            .handshake_timeout_ms = cl->connect_timeout_ms + cl->handshake_timeout_ms,
+            .handshake_timeout_ms = cl->connect_timeout_ms + cl->handshake_timeout_ms < left
+                                        ? cl->connect_timeout_ms + cl->handshake_timeout_ms
+                                        : left,
             .close_timeout_ms = cl->close_timeout_ms,
             .write_high = d->write_high,
             .local_addr = d->local_len ? (struct sockaddr *)&d->local : NULL,
@@ -393,7 +427,8 @@ static void try_next(tl_client_dial *d)
                                sizeof err);
         tl_session_free(offer);   /* the engine offers its own copy */
         if (d->c) {
-            tl_timer_start(d->loop, &d->timer, cl->connect_timeout_ms);
+            tl_timer_start(d->loop, &d->timer,
+                           cl->connect_timeout_ms < left ? cl->connect_timeout_ms : left);
             return;   /* its outcome comes to r_connect / o_close */
         }
         free(cc->key);
@@ -437,6 +472,12 @@ static void start(tl_loop *loop, tl_work *w)
     if (d->cancelled) {
         tli_fmt(d->msg, sizeof d->msg, "cancelled");
         report(d, NULL, TL_CLIENT_CANCELLED);
+        return;
+    }
+    if (time_left(d) == 0) {
+        tli_fmt(d->msg, sizeof d->msg, "resolving %s took longer than %u ms", d->host,
+                d->timeout_ms);
+        report(d, NULL, TL_CLIENT_TIMEOUT);
         return;
     }
     if (d->naddrs == 0) {
@@ -503,6 +544,10 @@ tl_client_dial *tl_client_connect(tl_client *cl, tl_loop *loop, const tl_client_
     d->tls = t->tls;
     d->cbs = t->cbs;
     d->write_high = t->write_high;
+    if (t->timeout_ms) {
+        d->timeout_ms = t->timeout_ms;
+        d->deadline_ms = mono_ms() + t->timeout_ms;
+    }
     if (t->local_addr && t->local_addrlen <= sizeof d->local) {
         memcpy(&d->local, t->local_addr, t->local_addrlen);
         d->local_len = t->local_addrlen;

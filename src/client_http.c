@@ -30,6 +30,7 @@ struct tl_client_http {
     uint64_t got;                  /* body bytes delivered */
     tl_http_chunked chunk;
     uint8_t state;
+    tl_conn_end peer_end;          /* how the peer ended before we closed (TL_END_NONE: it had not) */
     bool head_request, reusable, closing;
 };
 
@@ -171,6 +172,8 @@ static void x_eof(tl_conn *c, tl_conn_end how)
 {
     tl_client_http *x = tl_conn_data(c);
     x->reusable = false;
+    if (!x->closing)
+        x->peer_end = how;
     if (x->state == X_BODY && x->body.until_close) {
         if (how == TL_END_CLEAN)
             done(x, TL_HTTP_DONE, "");
@@ -213,7 +216,21 @@ static void x_timer(tl_loop *loop, tl_timer *t)
 {
     (void)loop;
     tl_client_http *x = t->data;
-    fail(x, TL_HTTP_TIMED_OUT, "no complete response in time");
+    /* What was being waited for, in words a user can act on. */
+    char why[200];
+    if (x->state == X_WAIT && !tl_buf_len(&x->in))
+        snprintf(why, sizeof why, "waiting for the response (the request was sent, nothing came "
+                 "back)");
+    else if (x->state == X_WAIT)
+        snprintf(why, sizeof why, "waiting for the rest of the response head (%zu bytes came)",
+                 tl_buf_len(&x->in));
+    else if (x->body.chunked || x->body.until_close)
+        snprintf(why, sizeof why, "waiting for the rest of the body (%llu bytes came%s)",
+                 (unsigned long long)x->got, x->body.chunked ? ", chunked" : "");
+    else
+        snprintf(why, sizeof why, "waiting for the rest of the body (%llu of %lld bytes came)",
+                 (unsigned long long)x->got, (long long)x->body.content_length);
+    fail(x, TL_HTTP_TIMED_OUT, why);
 }
 
 static const tl_conn_cbs HTTP_CBS = {.on_read = x_read, .on_eof = x_eof, .on_close = x_close};
@@ -268,6 +285,11 @@ void tl_client_http_close(tl_client_http *x)
     done(x, TL_HTTP_CLOSED, "closed while the response was arriving");
     x->closing = true;
     tl_conn_close(x->c);
+}
+
+tl_conn_end tl_client_http_peer_end(const tl_client_http *x)
+{
+    return x->peer_end;
 }
 
 tl_conn *tl_client_http_conn(tl_client_http *x)

@@ -5,13 +5,14 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <tlsloop/client.h>
 #include <tlsloop/server.h>
 
 #include "tools.h"
 
-/* Exit codes (tlsloop get --help lists them). */
+/* Exit codes (tlsloop get --help and docs/client.md list them). */
 enum {
     GET_OK = 0,
     GET_FAILED = 1,        /* anything else: writing the output failed, out of memory */
@@ -21,10 +22,18 @@ enum {
     GET_VERIFY = 5,
     GET_TLS = 6,
     GET_HTTP = 7,          /* an HTTP error status, with --fail */
-    GET_TIMEOUT = 8,
+    /* 8 was the timeout's code until it became curl's 28; no longer used. */
     GET_TRUNCATED = 9,     /* the response is incomplete or malformed */
     GET_REDIRECTS = 10,    /* more redirects than --max-redirs */
+    GET_DOWNGRADE = 11,    /* a redirect from https to http, without --allow-downgrade-redirect */
+    GET_TIMEOUT = 28,      /* --timeout passed (curl's "operation timed out") */
 };
+
+/* After a complete response, the server (asked for Connection: close) closes first; we wait this
+ * long for it before closing ourselves. Our close_notify's answer is awaited as long. */
+#define SERVER_CLOSE_WAIT_MS 1000
+/* Once --timeout has passed, closing gracefully may take this much more; then we abort. */
+#define CLOSE_MARGIN_MS 500
 
 void cmd_get_usage(FILE *f)
 {
@@ -39,21 +48,31 @@ void cmd_get_usage(FILE *f)
             "  -H, --header 'N: V'    send this header too (repeat)\n"
             "  -X, --request METHOD   another method than GET\n"
             "  -f, --fail             exit 7 for an HTTP status of 400 or above (no body written)\n"
-            "  -L, --location         follow redirects (at most --max-redirs, default 10)\n"
-            "      --max-redirs N     redirects followed with -L\n"
+            "  -L, --location         follow redirects (at most --max-redirs); at another origin\n"
+            "                         (scheme, host, port) the -H headers are not sent\n"
+            "      --max-redirs N     redirects followed with -L (default 10)\n"
+            "      --location-trusted send the -H headers (Authorization, Cookie, ...) to every\n"
+            "                         host -L goes to\n"
+            "      --allow-downgrade-redirect  follow a redirect from https:// to http://\n"
+            "                         (refused by default: exit 11)\n"
             "      --cacert FILE      trust the CA certificates in FILE (PEM) instead of the system\n"
             "  -k, --insecure         DO NOT VERIFY the server's certificate or name (for tests)\n"
             "      --resolve H:P:ADDR connect to ADDR for host H and port P (repeat)\n"
-            "      --timeout TIME     for connecting, the handshake, and each response (default "
-            "30s)\n"
+            "      --timeout TIME     for the whole fetch, redirects included: resolving,\n"
+            "                         connecting, TLS, the response (default 30s; each --repeat\n"
+            "                         fetch has its own)\n"
             "      --repeat N         fetch N times, each on a new connection offering the last\n"
             "                         session; prints how many were resumed (body written once)\n"
             "      --tlsv1.2, --tlsv1.3  use only this TLS version\n"
             "      --help             this text\n\n"
+            "A response complete by its framing whose TLS connection then ends without the\n"
+            "server's close_notify is kept (exit 0) with a warning on stderr; -v tells how the\n"
+            "connection ended.\n\n"
             "Exit status: 0 success, 1 other failure (writing the output), 2 usage, 3 name not\n"
             "resolved, 4 connection refused or unreachable, 5 certificate verification failed,\n"
-            "6 other TLS failure, 7 HTTP error status (with --fail), 8 timeout, 9 response\n"
-            "truncated or malformed, 10 too many redirects.\n");
+            "6 other TLS failure, 7 HTTP error status (with --fail), 9 response truncated or\n"
+            "malformed, 10 too many redirects, 11 redirect from https to http refused,\n"
+            "28 timeout (--timeout).\n");
 }
 
 /* ---- one run ---------------------------------------------------------------------------- */
@@ -61,11 +80,21 @@ void cmd_get_usage(FILE *f)
 typedef struct run {
     tl_client *cl;
     tl_loop *loop;
-    url u;
-    const char *method;
-    char headers[8192];
+    url u;                        /* this request's */
+    url start;                    /* the command line's: where each fetch starts, and the origin
+                                     the -H headers belong to */
+    const char *method, *start_method;
+    char headers[8192];           /* the -H headers */
     bool head_only, verbose, fail_on_http, follow, insecure;
+    bool location_trusted, allow_downgrade;
+    bool send_headers;            /* the -H headers go with this request */
     unsigned max_redirs, redirects;
+    uint64_t deadline_ms;         /* this fetch's end (mono_ms) */
+    tl_timer close_timer;         /* waiting for the server to close, then for our close */
+    tl_timer guard;               /* the deadline and its closing margin passed: abort */
+    tl_client_http *x;            /* the exchange under way, or NULL */
+    bool complete;                /* its response was complete by its framing */
+    bool warned;
     unsigned repeat, done_fetches, resumed;
     uint32_t timeout_ms;
     FILE *out;
@@ -101,7 +130,37 @@ static void finish(run *r, int code, const char *fmt, ...)
     }
 }
 
-static void start_fetch(run *r);
+static void start_fetch(run *r, bool redirect);
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* What is left of this fetch's --timeout, in ms (0: it passed). */
+static uint32_t time_left(const run *r)
+{
+    uint64_t now = mono_ms();
+    return now >= r->deadline_ms ? 0 : (uint32_t)(r->deadline_ms - now);
+}
+
+static void on_close_timer(tl_loop *loop, tl_timer *t)
+{
+    (void)loop;
+    run *r = t->data;
+    if (r->x)
+        tl_client_http_close(r->x);   /* the server did not close: we do, and wait as long */
+}
+
+static void on_guard(tl_loop *loop, tl_timer *t)
+{
+    (void)loop;
+    run *r = t->data;
+    if (r->x)
+        tl_conn_abort(tl_client_http_conn(r->x));   /* on_close follows */
+}
 
 static void tls_facts(run *r, tl_conn *c)
 {
@@ -139,10 +198,11 @@ static void on_head(tl_client_http *x, const tl_http_response *resp, void *data)
         if (print)
             fprintf(hf, "%s%.*s: %.*s\r\n", r->head_only ? "" : "< ", (int)h->name_len, h->name,
                     (int)h->value_len, h->value);
-        if (h->name_len == 8 && !strncasecmp(h->name, "location", 8) &&
-            h->value_len < sizeof r->location) {
-            memcpy(r->location, h->value, h->value_len);
-            r->location[h->value_len] = 0;
+        if (h->name_len == 8 && !strncasecmp(h->name, "location", 8)) {
+            /* One too long to keep is kept as a mark: following it fails with a reason. */
+            size_t n = h->value_len < sizeof r->location ? h->value_len : 1;
+            memcpy(r->location, h->value_len < sizeof r->location ? h->value : "\x01", n);
+            r->location[n] = 0;
         }
     }
     if (print)
@@ -171,9 +231,19 @@ static void on_done(tl_client_http *x, tl_http_result res, const char *why, void
     run *r = data;
     switch (res) {
     case TL_HTTP_DONE:
+        r->complete = true;
+        if (tl_client_http_peer_end(x) == TL_END_NONE && !r->exit_code) {
+            /* We asked for Connection: close: the server closes now (RFC 9112 section 9.6),
+             * and how it does tells whether it meant to end here (close_notify). */
+            uint32_t left = time_left(r);
+            tl_timer_start(r->loop, &r->close_timer,
+                           left < SERVER_CLOSE_WAIT_MS ? left : SERVER_CLOSE_WAIT_MS);
+            return;
+        }
         break;
     case TL_HTTP_TIMED_OUT:
-        finish(r, GET_TIMEOUT, "no complete response within %u ms", r->timeout_ms);
+        finish(r, GET_TIMEOUT, "timed out after %u ms (--timeout) %s from %s port %u",
+               r->timeout_ms, why, r->u.host, r->u.port);
         break;
     case TL_HTTP_CLOSED:
         break;   /* we closed it (an error is already set) */
@@ -184,11 +254,57 @@ static void on_done(tl_client_http *x, tl_http_result res, const char *why, void
     tl_client_http_close(x);   /* close_notify, and the peer's awaited: on_close goes on */
 }
 
+/* How the server's side ended: its close_notify or not, in words. */
+static const char *peer_close_text(tl_conn_end how)
+{
+    switch (how) {
+    case TL_END_CLEAN:
+        return "received";
+    case TL_END_TRUNCATED:
+        return "not received (the connection just ended)";
+    case TL_END_RESET:
+        return "not received (the connection was reset)";
+    case TL_END_TLS_ERROR:
+        return "not received (a TLS error)";
+    default:
+        return "not received in time (we ended the connection)";
+    }
+}
+
+/* -v: the facts of the close; and the warning for a complete response without close_notify. */
+static void close_facts(run *r, tl_client_http *x, tl_conn_end how)
+{
+    tl_conn *c = tl_client_http_conn(x);
+    tl_conn_end peer = tl_client_http_peer_end(x);
+    bool tls = tl_conn_is_tls(c);
+    tl_conn_end theirs = peer != TL_END_NONE ? peer : how;   /* how the server's side ended */
+    tl_conn_stats st;
+    tl_conn_get_stats(c, &st);
+    vsay(r, "* close: %s; %s%s; %llu bytes received, %llu sent\n",
+         peer != TL_END_NONE ? "the server closed first"
+                             : tls ? "we closed first (close_notify sent)" : "we closed first",
+         tls ? "the server's close_notify: " : "the server's side: ",
+         tls ? peer_close_text(theirs) : theirs == TL_END_CLEAN ? "closed" : tl_conn_end_name(theirs),
+         (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out);
+    /* For the response written out (not a redirect's, not one --fail refuses). */
+    if (tls && r->complete && !r->skip_body && theirs != TL_END_CLEAN && !r->exit_code &&
+        !r->warned) {
+        r->warned = true;
+        fprintf(stderr, "tlsloop get: warning: the response was complete by its framing, but "
+                        "the connection then ended without the server's close_notify (%s)\n",
+                tl_conn_end_name(theirs));
+    }
+}
+
 static void on_close(tl_client_http *x, tl_conn_end how, void *data)
 {
     run *r = data;
     vsay(r, "* connection closed: %s%s%s\n", tl_conn_end_name(how),
          *tl_conn_error(tl_client_http_conn(x)) ? ": " : "", tl_conn_error(tl_client_http_conn(x)));
+    close_facts(r, x, how);
+    r->x = NULL;
+    tl_timer_stop(r->loop, &r->close_timer);
+    tl_timer_stop(r->loop, &r->guard);
     if (r->exit_code) {
         tl_loop_stop(r->loop);
         return;
@@ -200,28 +316,52 @@ static void on_close(tl_client_http *x, tl_conn_end how, void *data)
     }
     if (r->skip_body && r->follow && r->location[0]) {
         if (++r->redirects > r->max_redirs) {
-            finish(r, GET_REDIRECTS, "more than %u redirects", r->max_redirs);
+            finish(r, GET_REDIRECTS, "more than %u redirects (--max-redirs); the next one went "
+                   "to %.200s", r->max_redirs, r->location);
             tl_loop_stop(r->loop);
             return;
         }
-        /* An absolute URL, or a path on the same origin. */
+        /* The Location resolved against this request's URL (RFC 3986 section 5.2). */
         char err[400];
         url next;
-        if (r->location[0] == '/') {
-            next = r->u;
-            snprintf(next.target, sizeof next.target, "%s", r->location);
-        } else if (parse_url(r->location, &next, err, sizeof err) != 0) {
+        if (!strcmp(r->location, "\x01")) {
+            finish(r, GET_TRUNCATED, "a redirect whose Location is longer than %zu bytes",
+                   sizeof r->location - 1);
+            tl_loop_stop(r->loop);
+            return;
+        }
+        if (resolve_url(&r->u, r->location, &next, err, sizeof err) != 0) {
             finish(r, GET_TRUNCATED, "a redirect to %s", err);
             tl_loop_stop(r->loop);
             return;
         }
-        vsay(r, "* following the redirect to %s\n", r->location);
+        if (r->u.tls && !next.tls && !r->allow_downgrade) {
+            finish(r, GET_DOWNGRADE, "refusing to follow a redirect from https://%s to "
+                   "http://%s%s: it would leave TLS (--allow-downgrade-redirect follows it)",
+                   r->u.authority, next.authority, next.target);
+            tl_loop_stop(r->loop);
+            return;
+        }
+        /* 303 asks for a GET (HEAD stays HEAD); 301 and 302 turn a POST into a GET, as curl and
+         * browsers do; 307 and 308 keep the method. No request body is ever sent. */
+        if ((r->status == 303 && strcmp(r->method, "HEAD") != 0) ||
+            ((r->status == 301 || r->status == 302) && !strcmp(r->method, "POST")))
+            r->method = "GET";
+        /* The -H headers (credentials, cookies) belong to the origin the command line named. */
+        bool send = r->location_trusted || same_origin(&r->start, &next);
+        if (!send && r->headers[0])
+            vsay(r, "* %s://%s is not the origin of %s://%s: the -H headers are not sent there "
+                 "(--location-trusted sends them)\n", next.tls ? "https" : "http", next.authority,
+                 r->start.tls ? "https" : "http", r->start.authority);
+        r->send_headers = send;
+        vsay(r, "* following the redirect to %s://%s%s\n", next.tls ? "https" : "http",
+             next.authority, next.target);
         r->u = next;
-        start_fetch(r);
+        start_fetch(r, true);
         return;
     }
     if (++r->done_fetches < r->repeat) {
-        start_fetch(r);
+        start_fetch(r, false);
         return;
     }
     tl_loop_stop(r->loop);
@@ -241,41 +381,70 @@ static void on_connect(tl_conn *c, tl_client_error err, const char *msg, void *d
             [TL_CLIENT_TIMEOUT] = GET_TIMEOUT, [TL_CLIENT_VERIFY] = GET_VERIFY,
             [TL_CLIENT_TLS] = GET_TLS,       [TL_CLIENT_CLOSED] = GET_TLS,
             [TL_CLIENT_CANCELLED] = GET_FAILED, [TL_CLIENT_RESOURCE] = GET_FAILED};
-        finish(r, codes[err], "%s", msg);
+        if (err == TL_CLIENT_TIMEOUT)
+            finish(r, GET_TIMEOUT, "timed out after %u ms (--timeout): %s", r->timeout_ms, msg);
+        else
+            finish(r, codes[err], "%s", msg);
         tl_loop_stop(r->loop);
         return;
     }
     vsay(r, "* connected to %s port %u\n", r->u.host, r->u.port);
     tls_facts(r, c);
-    tl_client_http *x = tl_client_http_new(c, &HTTP_CBS, r);
+    tl_client_http *x = r->x = tl_client_http_new(c, &HTTP_CBS, r);
     if (!x) {
         finish(r, GET_FAILED, "out of memory");
         tl_loop_stop(r->loop);
         return;
     }
+    /* Whatever happens from here, the connection is gone soon after the deadline. */
+    tl_timer_start(r->loop, &r->guard, (uint64_t)time_left(r) + CLOSE_MARGIN_MS);
+    char headers[sizeof r->headers + 100];
+    snprintf(headers, sizeof headers, "%s%s", r->send_headers ? r->headers : "",
+             "User-Agent: tlsloop/" TL_VERSION_STRING "\r\nAccept: */*\r\n");
     vsay(r, "> %s %s HTTP/1.1\n> Host: %s\n", r->method, r->u.target, r->u.authority);
     if (r->verbose)
-        for (const char *p = r->headers; *p;) {
+        for (const char *p = headers; *p;) {
             const char *e = strstr(p, "\r\n");
             fprintf(stderr, "> %.*s\n", (int)(e - p), p);
             p = e + 2;
         }
     vsay(r, "> Connection: close\n>\n");
-    if (tl_client_http_request(x, r->method, r->u.target, r->u.authority, r->headers, false,
-                               r->timeout_ms) != 0) {
+    uint32_t left = time_left(r);
+    if (left == 0) {
+        finish(r, GET_TIMEOUT, "timed out after %u ms (--timeout) connecting to %s port %u",
+               r->timeout_ms, r->u.host, r->u.port);
+        tl_client_http_close(x);
+    } else if (tl_client_http_request(x, r->method, r->u.target, r->u.authority, headers, false,
+                                      left) != 0) {
         finish(r, GET_FAILED, "the request could not be sent (too long?)");
         tl_client_http_close(x);
     }
 }
 
-static void start_fetch(run *r)
+/* A fetch (its redirects included) from the command line's URL, or a redirect's request. */
+static void start_fetch(run *r, bool redirect)
 {
     char err[300];
+    if (!redirect) {
+        r->u = r->start;
+        r->method = r->start_method;
+        r->redirects = 0;
+        r->send_headers = true;
+        r->deadline_ms = mono_ms() + r->timeout_ms;
+    }
     r->write_body = r->done_fetches == 0;
     r->skip_body = false;
+    r->complete = false;
     r->status = 0;
+    uint32_t left = time_left(r);
+    if (left == 0) {
+        finish(r, GET_TIMEOUT, "timed out after %u ms (--timeout) before the redirect to %s "
+               "port %u", r->timeout_ms, r->u.host, r->u.port);
+        tl_loop_stop(r->loop);
+        return;
+    }
     tl_client_target t = {.host = r->u.host, .port = r->u.port, .tls = r->u.tls,
-                          .cbs = &CONN_CBS};
+                          .cbs = &CONN_CBS, .timeout_ms = left};
     if (!tl_client_connect(r->cl, r->loop, &t, on_connect, r, err, sizeof err)) {
         finish(r, GET_USAGE, "%s", err);
         tl_loop_stop(r->loop);
@@ -320,6 +489,10 @@ int cmd_get(int argc, char **argv)
             r.fail_on_http = true;
         } else if (!strcmp(a, "-L") || !strcmp(a, "--location")) {
             r.follow = true;
+        } else if (!strcmp(a, "--location-trusted")) {
+            r.follow = r.location_trusted = true;
+        } else if (!strcmp(a, "--allow-downgrade-redirect")) {
+            r.allow_downgrade = true;
         } else if (!strcmp(a, "-k") || !strcmp(a, "--insecure")) {
             cc.insecure = r.insecure = true;
         } else if (!strcmp(a, "--tlsv1.2")) {
@@ -364,16 +537,15 @@ int cmd_get(int argc, char **argv)
     if (!url_arg)
         return usage_error("no URL");
     char err[512];
-    if (parse_url(url_arg, &r.u, err, sizeof err) != 0)
+    if (parse_url(url_arg, &r.start, err, sizeof err) != 0)
         return usage_error("%s", err);
-    int n = snprintf(r.headers + hl, sizeof r.headers - hl,
-                     "User-Agent: tlsloop/" TL_VERSION_STRING "\r\nAccept: */*\r\n");
-    if (n < 0 || (size_t)n >= sizeof r.headers - hl)
-        return usage_error("too many headers");
+    r.start_method = r.method;
     if (cc.insecure)
         fprintf(stderr, "tlsloop get: WARNING: --insecure: the server's certificate and name are "
                         "NOT verified; anyone in the path can read and change this exchange\n");
+    /* --timeout is one deadline for the whole fetch (start_fetch); closing has its own bound. */
     cc.connect_timeout_ms = cc.handshake_timeout_ms = r.timeout_ms;
+    cc.close_timeout_ms = SERVER_CLOSE_WAIT_MS;
     if (!(r.cl = tl_client_new(&cc, err, sizeof err))) {
         fprintf(stderr, "tlsloop get: %s%s\n", cc.ca_file ? "--cacert: " : "", err);
         return cc.ca_file ? GET_USAGE : GET_FAILED;
@@ -405,8 +577,12 @@ int cmd_get(int argc, char **argv)
         tl_client_free(r.cl);
         return GET_FAILED;
     }
-    start_fetch(&r);
+    tl_timer_init(&r.close_timer, on_close_timer, &r);
+    tl_timer_init(&r.guard, on_guard, &r);
+    start_fetch(&r, false);
     tl_loop_run(r.loop);
+    tl_timer_stop(r.loop, &r.close_timer);
+    tl_timer_stop(r.loop, &r.guard);
     tl_loop_free(r.loop);
     tl_client_free(r.cl);
     if (r.out != stdout && fclose(r.out) != 0 && !r.exit_code)

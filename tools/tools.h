@@ -29,6 +29,15 @@ typedef struct url {
 } url;
 /* Parse s into u. 0, or -1 with a one-line reason in err. */
 int parse_url(const char *s, url *u, char *err, size_t errlen);
+/* Resolve a reference (a Location header's value) against base, as RFC 3986 section 5.2 says:
+ * an absolute http(s) URL, "//host/path" (the base's scheme), "/path", "path" (merged with the
+ * base's directory), "?query", "" (the base itself); "." and ".." segments removed, the fragment
+ * dropped. 0, or -1 with a one-line reason in err. */
+int resolve_url(const url *base, const char *ref, url *out, char *err, size_t errlen);
+/* RFC 3986 section 5.2.4 on a path, in place. */
+void remove_dot_segments(char *path);
+/* The same scheme, host (any case) and port. */
+bool same_origin(const url *a, const url *b);
 /* "tlsloop TOOL: <message> (tlsloop TOOL --help lists the options)" on stderr; EXIT_USAGE. */
 int tool_usage_error(const char *tool, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Append "Name: value" and CRLF to buf (a -H option). 0, or -1 when h is not a header line or

@@ -91,6 +91,138 @@ int parse_url(const char *s, url *u, char *err, size_t errlen)
 }
 
 
+/* RFC 3986 section 5.2.4: remove "." and ".." segments from the path p (in place). */
+void remove_dot_segments(char *p)
+{
+    char *in = p, *out = p;   /* out never passes in */
+    while (*in) {
+        if (!strncmp(in, "../", 3)) {
+            in += 3;                                   /* A */
+        } else if (!strncmp(in, "./", 2)) {
+            in += 2;
+        } else if (!strncmp(in, "/./", 3)) {
+            in += 2;                                   /* B: "/./" becomes "/" */
+        } else if (!strcmp(in, "/.")) {
+            in[1] = 0;                                 /* "/." becomes "/" */
+        } else if (!strncmp(in, "/../", 4) || !strcmp(in, "/..")) {
+            /* C: "/../" becomes "/", and the last segment of the output goes. */
+            if (in[3] == '/')
+                in += 3;
+            else {
+                in += 2;
+                *in = '/';   /* "/.." at the end: in now points at a "/" of its own */
+            }
+            while (out > p && *--out != '/')
+                ;
+        } else if (!strcmp(in, ".") || !strcmp(in, "..")) {
+            in += strlen(in);                          /* D */
+        } else {
+            /* E: the first segment, with its leading "/", moves to the output. */
+            do
+                *out++ = *in++;
+            while (*in && *in != '/');
+        }
+    }
+    *out = 0;
+}
+
+/* A reference's scheme ("http:" in "http://..."): its length without the colon, or 0. */
+static size_t scheme_len(const char *s)
+{
+    if (!isalpha((unsigned char)s[0]))
+        return 0;
+    size_t i = 1;
+    while (isalnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.')
+        i++;
+    return s[i] == ':' ? i : 0;
+}
+
+/* Set u's target from a path (dots removed here) and a query (with its '?', or ""). */
+static int set_target(url *u, char *path, const char *query, const char *ref, char *err,
+                      size_t errlen)
+{
+    remove_dot_segments(path);
+    int n = snprintf(u->target, sizeof u->target, "%s%s%s", path[0] == '/' ? "" : "/", path,
+                     query);
+    if (n < 0 || (size_t)n >= sizeof u->target) {
+        snprintf(err, errlen, "%.100s...: the URL is too long", ref);
+        return -1;
+    }
+    for (const char *q = u->target; *q; q++)
+        if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f) {
+            snprintf(err, errlen, "%.300s: spaces and control characters must be %%-encoded",
+                     ref);
+            return -1;
+        }
+    return 0;
+}
+
+int resolve_url(const url *base, const char *ref, url *out, char *err, size_t errlen)
+{
+    char path[sizeof out->target + 2];
+    size_t sl = scheme_len(ref);
+    if (sl || !strncmp(ref, "//", 2)) {
+        /* An absolute URL, or a network-path reference ("//host/path": the base's scheme). */
+        char abs[sizeof out->target + 600];
+        int n = sl ? snprintf(abs, sizeof abs, "%s", ref)
+                   : snprintf(abs, sizeof abs, "%s:%s", base->tls ? "https" : "http", ref);
+        if (n < 0 || (size_t)n >= sizeof abs) {
+            snprintf(err, errlen, "%.100s...: the URL is too long", ref);
+            return -1;
+        }
+        if (parse_url(abs, out, err, errlen) != 0)
+            return -1;
+        size_t pl = strcspn(out->target, "?");
+        char query[sizeof out->target];
+        snprintf(query, sizeof query, "%s", out->target + pl);
+        memcpy(path, out->target, pl);
+        path[pl] = 0;
+        return set_target(out, path, query, ref, err, errlen);
+    }
+    /* The same authority: only the path and the query change (section 5.2.2). */
+    *out = *base;
+    size_t rl = strcspn(ref, "#");               /* the fragment is never sent */
+    char r[sizeof out->target];
+    if (rl >= sizeof r) {
+        snprintf(err, errlen, "%.100s...: the URL is too long", ref);
+        return -1;
+    }
+    memcpy(r, ref, rl);
+    r[rl] = 0;
+    size_t bpl = strcspn(base->target, "?");      /* the base's path */
+    size_t rpl = strcspn(r, "?");                 /* the reference's path */
+    const char *rquery = r + rpl;
+    if (rpl == 0) {
+        /* "" or "?q": the base's path; the reference's query, or the base's when it has none. */
+        memcpy(path, base->target, bpl);
+        path[bpl] = 0;
+        return set_target(out, path, *rquery ? rquery : base->target + bpl, ref, err, errlen);
+    }
+    if (r[0] == '/') {
+        memcpy(path, r, rpl);                     /* an absolute path */
+        path[rpl] = 0;
+    } else {
+        /* A relative path: merged with the base's path up to its last "/" (section 5.2.3). */
+        size_t dir = bpl;
+        while (dir > 0 && base->target[dir - 1] != '/')
+            dir--;
+        if (dir + rpl >= sizeof path) {
+            snprintf(err, errlen, "%.100s...: the URL is too long", ref);
+            return -1;
+        }
+        memcpy(path, base->target, dir);
+        memcpy(path + dir, r, rpl);
+        path[dir + rpl] = 0;
+    }
+    return set_target(out, path, rquery, ref, err, errlen);
+}
+
+bool same_origin(const url *a, const url *b)
+{
+    return a->tls == b->tls && a->port == b->port && !strcasecmp(a->host, b->host);
+}
+
+
 int tool_usage_error(const char *tool, const char *fmt, ...)
 {
     va_list ap;

@@ -10,7 +10,9 @@
  * Connecting. tl_client_connect resolves the host on the task pool (getaddrinfo never runs on a
  * loop; an IP address or an override needs no resolution), then tries every address in the order
  * the resolver gives (IPv6 and IPv4 alike), each within connect_timeout_ms, until one accepts.
- * With TLS the handshake follows, within handshake_timeout_ms: it verifies the chain against the
+ * With TLS the handshake follows, within handshake_timeout_ms. A target's timeout_ms bounds all
+ * of it at once (a resolution that hangs inside getaddrinfo is seen only when it returns). The
+ * handshake verifies the chain against the
  * system store (or ca_file) and the host name (a DNS name, or an IP address against the
  * certificate's IP entries), and sends SNI for names. Only `insecure` turns verification off.
  * The outcome comes once, on the loop, to on_connect: a connection whose handshake is done (its
@@ -114,6 +116,10 @@ typedef struct tl_client_target {
                                          (a load generator keeps one per connection slot) */
     const struct sockaddr *local_addr;/* the source address to connect from; NULL: any */
     socklen_t local_addrlen;
+    uint32_t timeout_ms;              /* one deadline for the whole attempt, from this call: the
+                                         resolution, every address, the TLS handshake (each phase
+                                         also keeps its own limit from tl_client_config);
+                                         TL_CLIENT_TIMEOUT when it passes. 0: none */
 } tl_client_target;
 
 /* Start connecting; on_connect(c or NULL, ...) comes later on `loop` (never inside this call).
@@ -170,6 +176,11 @@ TL_API int tl_client_http_request(tl_client_http *x, const char *method, const c
 TL_API bool tl_client_http_reusable(const tl_client_http *x);
 /* End the connection gracefully now (see above). */
 TL_API void tl_client_http_close(tl_client_http *x);
+/* How the peer ended its side before tl_client_http_close was called: TL_END_CLEAN (TLS
+ * close_notify; a FIN on plain TCP), TL_END_TRUNCATED (TLS: the transport ended without
+ * close_notify), or TL_END_NONE (it had not: we closed first, and on_close's `how` tells how the
+ * peer answered). For reports such as tlsloop get -v. */
+TL_API tl_conn_end tl_client_http_peer_end(const tl_client_http *x);
 TL_API tl_conn *tl_client_http_conn(tl_client_http *x);
 
 #ifdef __cplusplus

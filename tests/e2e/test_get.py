@@ -11,9 +11,20 @@ a server that closes without close_notify, and one that sends less than its Cont
 (truncated, exit 9); a closed port (4) and a port that accepts but never answers (8, in time);
 DNS failure (3); --fail (7); -L and its bound (10); usage errors (2).
 
+Redirects against small python servers that record what they got: the -H headers (Authorization,
+Cookie, any other) are not sent to another origin (another port), unless --location-trusted; an
+https server redirecting to http is refused (11) unless --allow-downgrade-redirect; relative
+Location forms (path, ./.., //host, ?query) resolved as RFC 3986 says; POST after 303/302 becomes
+GET, after 307 stays POST; --max-redirs counted. --timeout is one deadline (28): a server that
+accepts and never answers, over TLS and plain, and a redirect chain whose first hop is slow, all
+end within the timeout and a small margin. A complete response whose TLS connection ends without
+close_notify: exit 0, one warning; with -v the facts of the close; the same with close_notify
+(python's ssl unwrap): no warning.
+
 Runs from the repository root; TLSLOOP_BIN is the tlsloop program (build/tlsloop by default).
 Ends with "N passed, N failed".
 """
+import concurrent.futures
 import os
 import re
 import socket
@@ -235,7 +246,7 @@ def shutdown_with_a_read_pending_against_s_server(srv):
         t0 = time.monotonic()
         r = get("-v", "--timeout", "1s", "--cacert", f"{TMP}/ca.pem", f"https://localhost:{s.port}/")
         took = time.monotonic() - t0
-        expect(r, 8, "no complete response within 1000 ms")
+        expect(r, 28, "timed out after 1000 ms .--timeout. waiting for the response")
         assert took < 5 * SLOW, took
         assert b"connection closed: clean" in r.stderr, r.stderr
     finally:
@@ -316,7 +327,7 @@ def closed_port_silent_port_and_dns(srv):
         t0 = time.monotonic()
         r = get("--timeout", "1s", f"https://127.0.0.1:{silent.getsockname()[1]}/")
         took = time.monotonic() - t0
-        expect(r, 8, "timed out")
+        expect(r, 28, "timed out")
         assert 0.8 < took < 4 * SLOW, took
     finally:
         silent.close()
@@ -353,6 +364,245 @@ def fail_redirects_and_usage(srv):
     assert b"Exit status:" in r.stdout and b"--insecure" in r.stdout
 
 
+# ---- small servers that record what they got ------------------------------------------------
+
+class Recorder:
+    """A loopback HTTP/1.1 server (TLS with the test's leaf certificate when tls) on a port of its
+    own: each connection's request is recorded (method, target, headers with lower-case names)
+    and answered by answer(req) -> (bytes, how), how being "unwrap" (close_notify, then close),
+    "raw" (close the TCP connection under TLS: no close_notify), "close" or "hold" (never
+    answer; kept open until stop). Threads end at stop or after 20 s."""
+
+    def __init__(self, answer, tls=False):
+        self.answer, self.tls, self.reqs, self.held = answer, tls, [], []
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.lsock.settimeout(0.2)
+        self.port = self.lsock.getsockname()[1]
+        self.ctx = None
+        if tls:
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ctx.load_cert_chain(f"{TMP}/leaf.pem", f"{TMP}/leaf.key")
+        self.stopping = False
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def origin(self):
+        return f"{'https' if self.tls else 'http'}://localhost:{self.port}"
+
+    def loop(self):
+        end = time.monotonic() + 20 * SLOW
+        while not self.stopping and time.monotonic() < end:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self.one, args=(c,), daemon=True).start()
+
+    def one(self, c):
+        try:
+            c.settimeout(10 * SLOW)
+            s = self.ctx.wrap_socket(c, server_side=True) if self.ctx else c
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                got = s.recv(4096)
+                if not got:
+                    return
+                buf += got
+            lines = buf.split(b"\r\n\r\n")[0].decode().split("\r\n")
+            method, target, _ = lines[0].split(" ")
+            headers = {}
+            for l in lines[1:]:
+                k, v = l.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+            req = {"method": method, "target": target, "headers": headers}
+            self.reqs.append(req)
+            data, how = self.answer(req)
+            if how == "hold":
+                self.held.append(s)
+                return
+            s.sendall(data)
+            if how == "unwrap":
+                s.unwrap().close()
+            elif how == "raw" and self.ctx:
+                socket.socket(fileno=s.detach()).close()
+            else:
+                s.close()
+        except (OSError, ValueError):
+            pass
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(5)
+        self.lsock.close()
+        for s in self.held:
+            s.close()
+
+
+def ok(body=b"ok\n", how="close"):
+    return (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+            + body, how)
+
+
+def redirect(status, location, how="close"):
+    return (f"HTTP/1.1 {status} Moved\r\nLocation: {location}\r\nContent-Length: 0\r\n"
+            "Connection: close\r\n\r\n".encode(), how)
+
+
+SECRETS = ["-H", "Authorization: Bearer s3cret", "-H", "Cookie: session=abc", "-H",
+           "X-Api-Key: k3y"]
+
+
+@test
+def redirect_to_another_origin_drops_the_headers(srv):
+    b = Recorder(lambda req: ok(b"at b\n"))
+    # Another port is another origin; "//host:port/path" takes the scheme of the request.
+    a = Recorder(lambda req: redirect(302, f"//127.0.0.1:{b.port}/landing")
+                 if req["target"] == "/start" else ok())
+    try:
+        r = get("-v", "-L", *SECRETS, f"http://127.0.0.1:{a.port}/start")
+        expect(r, 0)
+        assert r.stdout == b"at b\n"
+        got = b.reqs[-1]
+        assert got["target"] == "/landing", got
+        for h in ("authorization", "cookie", "x-api-key"):
+            assert h not in got["headers"], got
+        assert "user-agent" in got["headers"], got           # ours still go
+        assert a.reqs[0]["headers"]["authorization"] == "Bearer s3cret", a.reqs
+        assert b"the -H headers are not sent there" in r.stderr, r.stderr
+        # --location-trusted: the user says the other host may have them.
+        r = get("--location-trusted", *SECRETS, f"http://127.0.0.1:{a.port}/start")
+        expect(r, 0)
+        got = b.reqs[-1]
+        assert got["headers"].get("authorization") == "Bearer s3cret", got
+        assert got["headers"].get("cookie") == "session=abc", got
+        # The same origin (relative forms): they go, and the forms resolve as RFC 3986 says.
+        hops = {"/d/start": "next?x=1", "/d/next?x=1": "../e/./f", "/e/f": "?page=2",
+                "/e/f?page=2": "/g"}
+        c = Recorder(lambda req: redirect(301, hops[req["target"]]) if req["target"] in hops
+                     else ok(b"at g\n"))
+        try:
+            r = get("-L", *SECRETS, f"http://127.0.0.1:{c.port}/d/start")
+            expect(r, 0)
+            assert r.stdout == b"at g\n"
+            assert [q["target"] for q in c.reqs] == ["/d/start", "/d/next?x=1", "/e/f",
+                                                    "/e/f?page=2", "/g"], c.reqs
+            assert all(q["headers"].get("authorization") == "Bearer s3cret" for q in c.reqs)
+        finally:
+            c.stop()
+    finally:
+        a.stop()
+        b.stop()
+
+
+@test
+def https_to_http_redirect_is_refused(srv):
+    plain = Recorder(lambda req: ok(b"plain\n"))
+    tls = Recorder(lambda req: redirect(302, f"http://localhost:{plain.port}/"), tls=True)
+    try:
+        args = ["--cacert", f"{TMP}/ca.pem", "-L", f"{tls.origin()}/"]
+        r = get(*args)
+        expect(r, 11, r"refusing to follow a redirect from https://localhost:\d+ to "
+                      r"http://localhost:\d+/.*--allow-downgrade-redirect")
+        assert plain.reqs == [] and r.stdout == b""
+        r = get("--allow-downgrade-redirect", *args)
+        expect(r, 0)
+        assert r.stdout == b"plain\n" and len(plain.reqs) == 1
+    finally:
+        tls.stop()
+        plain.stop()
+
+
+@test
+def redirect_methods_and_count(srv):
+    def answer(req):
+        t = req["target"]
+        if t.startswith("/s"):
+            return redirect(int(t[2:]), "/after")
+        if t == "/loop":
+            return redirect(302, "/loop")
+        if t == "/long":
+            return redirect(302, "/" + "x" * 5000)
+        return ok(req["method"].encode())
+    a = Recorder(answer)
+    try:
+        for status, want in ((303, b"GET"), (302, b"GET"), (301, b"GET"), (307, b"POST"),
+                             (308, b"POST")):
+            r = get("-L", "-X", "POST", f"http://127.0.0.1:{a.port}/s{status}")
+            expect(r, 0)
+            assert r.stdout == want, (status, r.stdout)
+        r = get("-L", "-X", "PUT", f"http://127.0.0.1:{a.port}/s301")   # only POST changes
+        assert r.stdout == b"PUT", r.stdout
+        n = len(a.reqs)
+        r = get("-L", "--max-redirs", "3", f"http://127.0.0.1:{a.port}/loop")
+        expect(r, 10, r"more than 3 redirects \(--max-redirs\)")
+        assert len(a.reqs) - n == 4, a.reqs[n:]   # the first request and 3 redirects
+        r = get("-L", f"http://127.0.0.1:{a.port}/long")   # not cut to a wrong URL, not ignored
+        expect(r, 9, "a redirect whose Location is longer than 4095 bytes")
+    finally:
+        a.stop()
+
+
+@test
+def timeout_is_one_deadline(srv):
+    silent = Recorder(lambda req: (b"", "hold"))                # answers nothing, ever
+    # A TCP listener whose TLS handshake never starts: accepted by the kernel, never read.
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(8)
+
+    def slow(req):
+        time.sleep(1.2)
+        return redirect(302, f"http://127.0.0.1:{silent.port}/")
+    first = Recorder(slow)
+    def timed(url):
+        t0 = time.monotonic()
+        r = get("--cacert", f"{TMP}/ca.pem", "-L", "--timeout", "2", url)
+        return r, time.monotonic() - t0
+    cases = ((f"https://127.0.0.1:{mute.getsockname()[1]}/", "TLS handshake"),
+             (f"http://127.0.0.1:{silent.port}/", "waiting for the response"),
+             (f"http://127.0.0.1:{first.port}/", "waiting for the response"))
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(cases)) as pool:   # 2 s, not 6
+            results = list(pool.map(timed, [url for url, _ in cases]))
+        for (url, what), (r, took) in zip(cases, results):
+            expect(r, 28, f"timed out after 2000 ms .--timeout.*{what}")
+            assert 1.8 < took < 3 * SLOW, (url, took)
+    finally:
+        first.stop()
+        silent.stop()
+        mute.close()
+
+
+@test
+def complete_response_without_close_notify_warns(srv):
+    body = b"complete\n"
+    raw = Recorder(lambda req: ok(body, "raw"), tls=True)
+    clean = Recorder(lambda req: ok(body, "unwrap"), tls=True)
+    try:
+        r = get("--cacert", f"{TMP}/ca.pem", f"{raw.origin()}/")
+        expect(r, 0)
+        assert r.stdout == body
+        warn = [l for l in r.stderr.decode().splitlines() if l.startswith("tlsloop get:")]
+        assert len(warn) == 1 and "without the server's close_notify" in warn[0], r.stderr
+        r = get("-v", "--cacert", f"{TMP}/ca.pem", f"{raw.origin()}/")
+        expect(r, 0)
+        err = r.stderr.decode()
+        assert re.search(r"\* close: .*the server's close_notify: not received.*"
+                         r"\d+ bytes received, \d+ sent", err), err
+        # With close_notify: no warning, and -v says the server closed first, cleanly.
+        r = get("-v", "--cacert", f"{TMP}/ca.pem", f"{clean.origin()}/")
+        expect(r, 0)
+        err = r.stderr.decode()
+        assert r.stdout == body and "warning" not in err, err
+        assert re.search(r"\* close: the server closed first; the server's close_notify: "
+                         r"received; \d+ bytes received", err), err
+    finally:
+        raw.stop()
+        clean.stop()
+
+
 def main():
     global TMP
     with tempfile.TemporaryDirectory() as tmp:
@@ -370,7 +620,10 @@ def main():
             tests = [verified_fetch_verbose_head_and_output, verification_failures,
                      repeat_resumes_four_of_five, s_server_www_body_until_close,
                      shutdown_with_a_read_pending_against_s_server, truncations_are_errors,
-                     closed_port_silent_port_and_dns, fail_redirects_and_usage]
+                     closed_port_silent_port_and_dns, fail_redirects_and_usage,
+                     redirect_to_another_origin_drops_the_headers,
+                     https_to_http_redirect_is_refused, redirect_methods_and_count,
+                     timeout_is_one_deadline, complete_response_without_close_notify_warns]
             only = sys.argv[1:]
             for t in tests:
                 if not only or t.__name__ in only:

@@ -361,6 +361,39 @@ TEST(cancel_in_the_middle_of_a_handshake)
     tl_loop_free(loop);
 }
 
+TEST(target_timeout_bounds_the_whole_attempt)
+{
+    /* Connect and handshake may take 2 s each (4 s for a server that accepts and never answers);
+     * the target's timeout_ms is one deadline for both. */
+    tl_loop *loop = new_loop();
+    server_start(loop, NULL);   /* accepts, never answers the ClientHello */
+    tl_client *cl = new_client(0, false);
+    fetch f = {.loop = loop};
+    tl_client_target t = {.host = "127.0.0.1", .port = S.port, .tls = true, .cbs = &NO_CBS,
+                          .timeout_ms = 300};
+    char err[200];
+    tl_loop_update_time(loop);
+    uint64_t t0 = tl_loop_now(loop);
+    REQUIRE(tl_client_connect(cl, loop, &t, f_connect, &f, err, sizeof err));
+    CHECK(run_until_closed(loop, &f, 5000));
+    uint64_t took = tl_loop_now(loop) - t0;
+    CHECK_EQ_INT(f.err, TL_CLIENT_TIMEOUT);
+    CHECK_HAS(f.msg, "TLS handshake with 127.0.0.1");
+    CHECK(took >= 250 && took < 1000);
+    /* A port nobody listens on still fails at once, as refused, not as a timeout. */
+    uint16_t closed = S.port;
+    tl_client_free(cl);
+    server_stop();
+    cl = new_client(0, false);
+    f = (fetch){.loop = loop};
+    t.port = closed;
+    REQUIRE(tl_client_connect(cl, loop, &t, f_connect, &f, err, sizeof err));
+    CHECK(run_until_closed(loop, &f, 5000));
+    CHECK_EQ_INT(f.err, TL_CLIENT_CONNECT);
+    tl_client_free(cl);
+    tl_loop_free(loop);
+}
+
 TEST(responses_that_end_early_or_cleanly)
 {
     tl_loop *loop = new_loop();
@@ -469,6 +502,7 @@ int main(int argc, char **argv)
     RUN(wrong_name_and_unknown_ca);
     RUN(every_address_in_turn_and_dns);
     RUN(cancel_in_the_middle_of_a_handshake);
+    RUN(target_timeout_bounds_the_whole_attempt);
     RUN(responses_that_end_early_or_cleanly);
     RUN(close_with_writes_queued);
     unlink(ca_path);
