@@ -299,7 +299,7 @@ def read_reply(sock, deadline):
             while len(buf) < 5:
                 more()
             ctype, rver, n = struct.unpack_from("!BHH", buf)
-            if ctype not in (20, 21, 22, 23) or rver >> 8 != 3:
+            if ctype not in (20, 21, 22, 23) or rver >> 8 not in (2, 3):
                 r.kind = "junk"
                 return r
             while len(buf) < 5 + n:
