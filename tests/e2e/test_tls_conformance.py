@@ -305,13 +305,13 @@ def build_cases():
              else want, ref=ref, half_close=want == DECODE)
         if n not in ("key_share",):
             case(f"duplicate_ext_{n}",
-                 hs(client_hello(extensions=b"".join(exts) + e)), (ILLEGAL, DECODE))
+                 hs(client_hello(extensions=b"".join(exts) + e)), ILLEGAL)
     case("duplicate_ext_unknown_type",
          hs(client_hello(extra=[ext(0x4242, b"a"), ext(0x4242, b"b")])), "hello:1.3")
     case("duplicate_ext_padding",
-         hs(client_hello(extra=[t.ext_padding(10), t.ext_padding(10)])), (ILLEGAL, DECODE))
+         hs(client_hello(extra=[t.ext_padding(10), t.ext_padding(10)])), ILLEGAL)
     case("duplicate_ext_key_share",
-         hs(client_hello(extra=[t.ext_key_share([(X25519, None)])])), (ILLEGAL, DECODE))
+         hs(client_hello(extra=[t.ext_key_share([(X25519, None)])])), ILLEGAL)
     case("ext_ec_point_formats_inner_length_overflow_tls12",
          hs(client_hello(tls13=False, extensions=t.ext_groups([X25519]) + t.ext_sig_algs() +
                          ext(11, b"\x02\x00"))), DECODE)
@@ -515,11 +515,12 @@ def build_cases():
          "alert:record_overflow")
     case("record_length_ffff_header", record(HANDSHAKE, b"\x00" * 10, length=0xFFFF),
          "alert:record_overflow")
+    # RFC 8446 5.1 forbids sending them; OpenSSL 3.0 takes them
     case("record_zero_length_handshake_first", record(HANDSHAKE, b"") + record(HANDSHAKE, m),
-         ("alert:unexpected_message", "alert:decode_error", "hello:1.3"))
+         "hello:1.3", half_close=False)
     case("record_zero_length_handshake_between",
          record(HANDSHAKE, m[:50]) + record(HANDSHAKE, b"") + record(HANDSHAKE, m[50:]),
-         ("alert:unexpected_message", "alert:decode_error", "hello:1.3"))
+         "hello:1.3", half_close=False)
     case("record_zero_length_app_data_first", record(t.APPLICATION_DATA, b""),
          "alert:unexpected_message")
     case("record_interleaved_alert_in_hello",
@@ -547,8 +548,8 @@ def build_cases():
          hs(client_hello(tls13=False, extra=[t.ext_renegotiation_info(b"\x01" * 12)])),
          "alert:handshake_failure")
     case("reneg_info_not_empty_tls13",
-         hs(client_hello(extra=[t.ext_renegotiation_info(b"\x01" * 12)])),
-         ("alert:handshake_failure", "hello:1.3"))
+         hs(client_hello(extra=[t.ext_renegotiation_info(b"\x01" * 12)])), "hello:1.3",
+         half_close=False)   # TLS 1.3 has no renegotiation_info: OpenSSL ignores it
     case("reneg_scsv_and_info_tls12",
          hs(client_hello(tls13=False, suites=t.TLS12_SUITES + [0x00FF],
                          extra=[t.ext_renegotiation_info()])), "hello:1.2")
@@ -677,10 +678,9 @@ def tool_cases(port, ca):
         # R asks for a renegotiation; a refusal is a no_renegotiation warning or the end.
         r = s_client("-tls1_2", stdin=b"R\n")
         out = r.stdout + r.stderr
+        print(f"  s_client R: {'refused' if b'no renegotiation' in out else 'no answer seen'}")
         check_tool("s_client_renegotiation_refused",
-                   b"RENEGOTIATING" in out and (b"no renegotiation" in out or
-                                                b"Secure Renegotiation IS NOT" not in out),
-                   out[-400:])
+                   b"RENEGOTIATING" in out and out.count(b"verify return:1") <= 2, out[-400:])
     if wanted("s_client_tls12_sigalgs_sha1_only"):
         r = s_client("-tls1_2", "-sigalgs", "RSA+SHA1:ECDSA+SHA1")
         check_tool("s_client_tls12_sigalgs_sha1_only", r.returncode != 0, r.stderr[-300:])
