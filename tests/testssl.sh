@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/testssl.sh - testssl.sh (an independent TLS scanner, Debian package testssl.sh) against
 # `tlsloop serve` on an ephemeral loopback port. Fails on any finding of severity HIGH or
-# CRITICAL; prints the findings of MEDIUM and above. Opt-in from tests/soak.sh (TESTSSL=1), never
+# CRITICAL but the three a local CA and the client's suite order give (EXPECTED below); prints the findings of MEDIUM and above. Opt-in from tests/soak.sh (TESTSSL=1), never
 # in `make test` (a scan takes minutes). Install the scanner with `bash scripts/deps.sh --soak`.
 # Ends with "N passed, N failed".
 set -u
@@ -36,11 +36,15 @@ timeout 1200 "$SCANNER" --quiet --warnings off --nodns min --color 0 --severity 
 python3 - "$tmp/scan.json" <<'PY'
 import json, sys
 found = json.load(open(sys.argv[1]))
-bad = [f for f in found if f.get("severity") in ("HIGH", "CRITICAL")]
+# Expected of a loopback server with the generated local CA: testssl.sh does not trust that CA
+# and it has no CRL or OCSP; and every default suite is AEAD with forward secrecy, so tlsloop
+# leaves the order to the client (as Mozilla's intermediate profile does).
+EXPECTED = {"cert_chain_of_trust", "cert_revocation", "cipher_order"}
+bad = [f for f in found if f.get("severity") in ("HIGH", "CRITICAL") and f["id"] not in EXPECTED]
 for f in found:
     if f.get("severity") in ("MEDIUM", "HIGH", "CRITICAL"):
         print(f"  {f['severity']:8} {f['id']}: {f.get('finding', '')}")
-print(f"  {len(found)} findings of MEDIUM or above, {len(bad)} HIGH or CRITICAL")
+print(f"  {len(found)} findings of MEDIUM or above, {len(bad)} HIGH or CRITICAL not expected")
 sys.exit(1 if bad else 0)
 PY
 rc=$?
