@@ -32,8 +32,14 @@ BENCH_PACKAGES=(
     stunnel4            # and against stunnel
     h2o                 # bench/perf.py --also h2o: the third server of the performance issue
 )
+# `deps.sh --soak`: what `make soak`'s opt-in runs need (tests/soak.sh, TESTSSL=1).
+SOAK_PACKAGES=(
+    testssl.sh          # an independent TLS scanner run against tlsloop serve
+)
 if [[ ${1:-} == --bench ]]; then
     PACKAGES=("${BENCH_PACKAGES[@]}")
+elif [[ ${1:-} == --soak ]]; then
+    PACKAGES=("${SOAK_PACKAGES[@]}")
 fi
 
 if [[ ${TLSLOOP_SKIP_DEPS:-0} == 1 ]]; then
@@ -103,6 +109,12 @@ if [[ ${1:-} == --bench ]]; then
     fi
     [[ ${#missing[@]} -eq 0 ]] || install_pkgs "${missing[@]}"
     echo "deps: ok for benchmarks (nginx, wrk, taskset, gnuplot, haproxy, stunnel, h2o)"
+    exit 0
+fi
+
+if [[ ${1:-} == --soak ]]; then
+    [[ ${#missing[@]} -eq 0 ]] || install_pkgs "${missing[@]}"
+    echo "deps: ok for soak's opt-in runs (testssl.sh)"
     exit 0
 fi
 

@@ -366,6 +366,19 @@ static void owner_handshake(tl_conn *c, bool ok, void *data)
     establish(w, s);
 }
 
+/* A listener's address with the port it is bound to (the configured one may be 0). */
+static void bound_text(const tl_server *srv, size_t li, char *out, size_t outlen)
+{
+    const tli_listen *L = &srv->cfg->listens[li];
+    struct sockaddr_storage ss;
+    memcpy(&ss, &L->addr, L->addrlen);
+    if (ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&ss)->sin_port = htons(srv->ports[li]);
+    else
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(srv->ports[li]);
+    tli_addr_text((struct sockaddr *)&ss, out, outlen);
+}
+
 static void owner_close(tl_conn *c, tl_conn_end how, void *data)
 {
     sconn *s = data;
@@ -377,11 +390,12 @@ static void owner_close(tl_conn *c, tl_conn_end how, void *data)
         tl_hs_fail why = classify(c, how);
         bump(&w->st.hs_failed[why], 1);
         if (tl_log_enabled(srv->log, TL_LOG_INFO)) {
-            char addr[64];
+            char addr[64], on[64];
             tli_addr_text((struct sockaddr *)&s->peer, addr, sizeof addr);
+            bound_text(srv, s->listener, on, sizeof on);
             const char *msg = tl_conn_error(c);
-            LOG(srv, INFO, "handshake failed from %s on %s: %s (%s)", addr,
-                srv->cfg->listens[s->listener].text, *msg ? msg : tl_conn_end_name(how),
+            LOG(srv, INFO, "handshake failed from %s on %s: %s (%s)", addr, on,
+                *msg ? msg : tl_conn_end_name(how),
                 tl_hs_fail_name(why));
         }
     }
@@ -1334,13 +1348,7 @@ int tl_server_run(tl_server *srv, char *err, size_t errlen)
     for (size_t i = 0, off = 0; i < srv->nlisten && off < sizeof addrs; i++) {
         const tli_listen *L = &srv->cfg->listens[i];
         char a[64];
-        struct sockaddr_storage ss;
-        memcpy(&ss, &L->addr, L->addrlen);
-        if (ss.ss_family == AF_INET)
-            ((struct sockaddr_in *)&ss)->sin_port = htons(srv->ports[i]);
-        else
-            ((struct sockaddr_in6 *)&ss)->sin6_port = htons(srv->ports[i]);
-        tli_addr_text((struct sockaddr *)&ss, a, sizeof a);
+        bound_text(srv, i, a, sizeof a);
         off += (size_t)snprintf(addrs + off, sizeof addrs - off, "%s%s (%s%s)", i ? ", " : "", a,
                                 L->tls ? "tls" : "plain", L->proxy ? ", proxy" : "");
     }

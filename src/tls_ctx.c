@@ -115,7 +115,7 @@ static int server_only(tl_tls_ctx *ctx, const char *what)
  * the named configuration's, which has no names: the selection happens once. */
 static int client_hello_cb(SSL *ssl, int *alert, void *arg)
 {
-    if (tli_ctx_sni_switch(ssl, arg, alert) != 0)
+    if (tli_ctx_hello_check(ssl, alert) != 0 || tli_ctx_sni_switch(ssl, arg, alert) != 0)
         return SSL_CLIENT_HELLO_ERROR;
     tli_ssl_state *st = SSL_get_app_data(ssl);
     if (st && st->delegate && !st->in_task) {
@@ -155,7 +155,9 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
 }
 
 /* OpenSSL calls this with the current SSL_CTX's arg: after an SNI switch, the named
- * configuration's own list. */
+ * configuration's own list. A client that offers ALPN but none of our protocols gets a fatal
+ * no_application_protocol alert (RFC 7301 section 3.2 says SHALL); one that offers no ALPN goes
+ * on without. */
 static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                           const unsigned char *in, unsigned int inlen, void *arg)
 {
@@ -167,7 +169,7 @@ static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *ou
         return SSL_TLSEXT_ERR_NOACK;
     if (SSL_select_next_proto(&sel, &sel_len, ctx->alpn_wire, (unsigned)ctx->alpn_len, in,
                               inlen) != OPENSSL_NPN_NEGOTIATED)
-        return SSL_TLSEXT_ERR_NOACK; /* nothing in common: go on without ALPN */
+        return SSL_TLSEXT_ERR_ALERT_FATAL; /* OpenSSL sends no_application_protocol */
     *out = sel;
     *outlen = sel_len;
     return SSL_TLSEXT_ERR_OK;

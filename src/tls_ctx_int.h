@@ -62,6 +62,10 @@ int tli_ctx_fail_ssl(tl_tls_ctx *ctx, tl_error_kind kind, const char *what);
 int tli_ctx_failf(tl_tls_ctx *ctx, tl_error_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* ClientHello rules beyond OpenSSL's (tls_ctx_hello.c), from the ClientHello callback: 0, or -1
+ * with the alert to send and the reason queued in OpenSSL's error queue. */
+int tli_ctx_hello_check(SSL *ssl, int *alert);
+
 /* SNI (tls_ctx_sni.c). From the ClientHello callback: switch the connection to the named
  * configuration its server_name selects. Returns 0 (also when nothing changes), or -1 with the
  * alert to send. */

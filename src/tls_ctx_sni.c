@@ -233,8 +233,8 @@ static int apply_named(SSL *ssl, const tl_tls_ctx *dflt, tl_tls_ctx *named)
 
 int tli_ctx_sni_switch(SSL *ssl, tl_tls_ctx *dflt, int *alert)
 {
-    if (dflt->n_names == 0)
-        return 0;
+    /* Checked with or without names: one rule for every configuration (OpenSSL alone takes an
+     * empty name, which RFC 6066's HostName<1..2^16-1> does not allow). */
     const unsigned char *sni = NULL;
     size_t len;
     if (client_hello_sni(ssl, &sni, &len) != 0) {
@@ -242,6 +242,8 @@ int tli_ctx_sni_switch(SSL *ssl, tl_tls_ctx *dflt, int *alert)
         *alert = SSL_AD_DECODE_ERROR;
         return -1;
     }
+    if (dflt->n_names == 0)
+        return 0;
     tl_tls_ctx *named = find(dflt, sni, len);
     if (!named || SSL_get_SSL_CTX(ssl) == named->ssl)
         return 0; /* the default, or already switched */

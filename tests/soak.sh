@@ -3,7 +3,8 @@
 # multiplied by SOAK_SCALE, default 50), normal and ASan builds; the example servers holding
 # 10,000 TLS connections from a separate client process; tlsloop serve sending 1 GiB to a slow
 # reader; tlsloop proxy moving 1 GiB each way past slow readers; then every fuzz target for
-# SOAK_FUZZ_SECONDS (default 600) each. Ends with one "N passed, N failed" line.
+# SOAK_FUZZ_SECONDS (default 600) each; with TESTSSL=1, testssl.sh against tlsloop serve. Ends
+# with one "N passed, N failed" line.
 set -u
 cd "$(dirname "$0")/.."
 export SOAK=1 SOAK_SCALE=${SOAK_SCALE:-50}
@@ -66,6 +67,16 @@ rc=$?
 tail -n 30 "$log"
 add "$log" "$rc"
 rm -f "$log"
+# Opt-in (TESTSSL=1): testssl.sh, an independent scanner, against tlsloop serve; it fails on
+# any finding of severity HIGH or CRITICAL. `bash scripts/deps.sh --soak` installs it.
+if [ "${TESTSSL:-0}" = 1 ]; then
+    echo "--- [soak] testssl.sh against tlsloop serve"
+    if bash tests/testssl.sh; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+    fi
+fi
 if ls fuzz/fuzz_*.c >/dev/null 2>&1; then
     echo "--- [soak] fuzz, ${SOAK_FUZZ_SECONDS:-600} s per target"
     if make -s fuzz FUZZ_SECONDS="${SOAK_FUZZ_SECONDS:-600}"; then

@@ -143,8 +143,9 @@ TL_API int tl_tls_ctx_set_ciphers(tl_tls_ctx *ctx, const char *tls12_list, const
 TL_API int tl_tls_ctx_set_groups(tl_tls_ctx *ctx, const char *groups);
 
 /* ALPN protocols in order of preference, comma-separated (e.g. "h2,http/1.1"). A server picks its
- * most preferred protocol the client offers, and goes on without ALPN when there is none in
- * common; a client offers the list. */
+ * most preferred protocol the client offers; a client that offers ALPN but none of the server's
+ * protocols fails the handshake with a no_application_protocol alert (RFC 7301), one that offers
+ * no ALPN is served without. A client offers the list. */
 TL_API int tl_tls_ctx_set_alpn(tl_tls_ctx *ctx, const char *protocols);
 
 /* Server: number of TLS 1.3 tickets sent after a full handshake (default 2; 0 turns TLS 1.3

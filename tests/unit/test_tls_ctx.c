@@ -758,9 +758,28 @@ TEST(alpn_negotiation)
     alpn_case("h2,http/1.1", "h2,http/1.1", "h2");
     alpn_case("h2,http/1.1", "http/1.1,h2", "h2");        /* the server's preference wins */
     alpn_case("http/1.1,h2", "h2,http/1.1", "http/1.1");
-    alpn_case("h2,http/1.1", "spdy/3,imap", "");          /* no overlap: on without ALPN */
     alpn_case(NULL, "h2", "");                            /* server without ALPN */
     alpn_case("h2", NULL, "");                            /* client without ALPN */
+}
+
+/* No protocol in common: the handshake fails with no_application_protocol (RFC 7301), in both
+ * versions. */
+TEST(alpn_no_overlap_is_fatal)
+{
+    for (int v = 0; v < 2; v++) {
+        tl_tls_ctx *s = tp_server_ctx(&tp.ecdsa, v ? TL_TLS1_2 : TL_TLS1_3, v ? TL_TLS1_2 : TL_TLS1_3);
+        tl_tls_ctx *c = tp_client_ctx(0, 0);
+        CHECK_OK(s, tl_tls_ctx_set_alpn(s, "h2,http/1.1"));
+        CHECK_OK(c, tl_tls_ctx_set_alpn(c, "spdy/3,imap"));
+        tp_pair p;
+        pair_init(&p, c, s, "localhost");
+        CHECK(shake(&p) != 0);
+        CHECK(!tl_engine_handshake_done(p.s.e));
+        CHECK_EQ_INT(tl_engine_error_kind(p.c.e), TL_ERR_ALERT);
+        CHECK_HAS(tl_engine_error(p.c.e), "application protocol");
+        tp_pair_free(&p);
+        free_ctxs(s, c);
+    }
 }
 
 TEST(alpn_invalid)
@@ -1224,6 +1243,7 @@ int main(int argc, char **argv)
     RUN(cipher_tls13_suite);
     RUN(groups);
     RUN(alpn_negotiation);
+    RUN(alpn_no_overlap_is_fatal);
     RUN(alpn_invalid);
     RUN(verify_wrong_ca);
     RUN(verify_names);

@@ -1,0 +1,123 @@
+/*
+ * tls_ctx_hello.c - the rules a server holds a ClientHello to beyond OpenSSL 3.0's own, checked in
+ * the ClientHello callback (before OpenSSL picks a version, a cipher or a key share), each with
+ * the alert its RFC names. tests/e2e/test_tls_conformance.py has a case for each, and
+ * docs/server.md ("TLS conformance") lists them beside what OpenSSL decides alone.
+ *
+ * OpenSSL has already checked the message's framing (lengths of the session ID, suites,
+ * compression methods and the extensions block, each extension's header, duplicates of the
+ * extensions it knows) when the callback runs; what is left is the content it accepts or judges
+ * later with another alert:
+ *   - an SSL 2.0-compatible hello (RFC 8446 appendix D.5: NOT RECOMMENDED): protocol_version;
+ *   - an empty cipher_suites list (<2..2^16-2>): decode_error, not illegal_parameter;
+ *   - no supported_versions and a legacy_version below TLS 1.0 (RFC 8446 appendix D.2):
+ *     protocol_version, not handshake_failure;
+ *   - supported_versions that is no whole <2..254> list: decode_error, not protocol_version;
+ *   - TLS 1.3 with legacy_compression_methods other than exactly [null] (RFC 8446 section 4.1.2):
+ *     illegal_parameter (OpenSSL says decode_error when null is missing);
+ *   - two key shares for one group (section 4.2.8: "MAY ... abort"): illegal_parameter;
+ *   - padding (RFC 7685) that is not all zeros, or longer than TLI_MAX_PADDING: illegal_parameter;
+ *   - TLS 1.2 ec_point_formats without "uncompressed" (RFC 8422 section 5.1.2): illegal_parameter.
+ * The server_name rules are tls_ctx_sni.c's (they hold with or without names attached).
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "tls_ctx_int.h"
+
+/* Padding exists to lift a ClientHello past 512 bytes (RFC 7685 section 4); 4 KiB of zeros is far
+ * more than any client needs, and the rest of a ClientHello is bounded by OpenSSL (128 KiB). */
+#define TLI_MAX_PADDING 4096
+
+#define TYPE_PADDING 21           /* RFC 7685 */
+#define TYPE_EC_POINT_FORMATS 11  /* RFC 8422 */
+
+static unsigned get16(const unsigned char *p) { return (unsigned)p[0] << 8 | p[1]; }
+
+static int refuse(int *alert, int what, const char *why)
+{
+    ERR_raise_data(ERR_LIB_SSL, SSL_R_BAD_EXTENSION, "%s", why);
+    *alert = what;
+    return -1;
+}
+
+/* Whether the versions list offers TLS 1.3; -1 when the list is malformed. */
+static int versions_offer_tls13(const unsigned char *p, size_t n)
+{
+    if (n < 3 || p[0] != n - 1 || (p[0] & 1))
+        return -1;
+    for (size_t i = 1; i + 1 < n; i += 2)
+        if (get16(p + i) == TLS1_3_VERSION)
+            return 1;
+    return 0;
+}
+
+/* 1 when two entries of the key_share list name the same group, 0 when not, -1 when it is
+ * malformed (OpenSSL's own parser then refuses it with decode_error: leave that to it). */
+static int key_share_duplicate(const unsigned char *p, size_t n)
+{
+    if (n < 2 || get16(p) != n - 2)
+        return -1;
+    uint64_t seen[65536 / 64];
+    memset(seen, 0, sizeof seen);
+    for (size_t i = 2; i < n;) {
+        if (n - i < 4 || n - i - 4 < get16(p + i + 2))
+            return -1;
+        unsigned g = get16(p + i);
+        if (seen[g / 64] >> (g % 64) & 1)
+            return 1;
+        seen[g / 64] |= (uint64_t)1 << (g % 64);
+        i += 4 + get16(p + i + 2);
+    }
+    return 0;
+}
+
+int tli_ctx_hello_check(SSL *ssl, int *alert)
+{
+    if (SSL_client_hello_isv2(ssl))
+        return refuse(alert, SSL_AD_PROTOCOL_VERSION,
+                      "SSL 2.0-compatible ClientHello (RFC 8446 appendix D.5)");
+    const unsigned char *p;
+    size_t n;
+    if (SSL_client_hello_get0_ciphers(ssl, &p) == 0)
+        return refuse(alert, SSL_AD_DECODE_ERROR, "empty cipher_suites list");
+
+    int tls13 = 0;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_supported_versions, &p, &n)) {
+        tls13 = versions_offer_tls13(p, n);
+        if (tls13 < 0)
+            return refuse(alert, SSL_AD_DECODE_ERROR, "malformed supported_versions extension");
+        int max = SSL_get_max_proto_version(ssl);
+        tls13 = tls13 && (max == 0 || max >= TLS1_3_VERSION);
+    } else if (SSL_client_hello_get0_legacy_version(ssl) < TLS1_VERSION) {
+        return refuse(alert, SSL_AD_PROTOCOL_VERSION, "ClientHello version below TLS 1.0");
+    }
+
+    n = SSL_client_hello_get0_compression_methods(ssl, &p);
+    if (tls13 && n > 0 && (n != 1 || p[0] != 0)) /* empty: OpenSSL's decode_error */
+        return refuse(alert, SSL_AD_ILLEGAL_PARAMETER,
+                      "TLS 1.3 ClientHello with compression methods other than just null");
+
+    if (tls13 && SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_key_share, &p, &n) &&
+        key_share_duplicate(p, n) == 1)
+        return refuse(alert, SSL_AD_ILLEGAL_PARAMETER, "two key shares for one group");
+
+    if (SSL_client_hello_get0_ext(ssl, TYPE_PADDING, &p, &n)) {
+        if (n > TLI_MAX_PADDING)
+            return refuse(alert, SSL_AD_ILLEGAL_PARAMETER, "padding extension over 4096 bytes");
+        for (size_t i = 0; i < n; i++)
+            if (p[i] != 0)
+                return refuse(alert, SSL_AD_ILLEGAL_PARAMETER,
+                              "padding extension with non-zero bytes (RFC 7685)");
+    }
+
+    if (!tls13 && SSL_client_hello_get0_ext(ssl, TYPE_EC_POINT_FORMATS, &p, &n) && n >= 2 &&
+        p[0] == n - 1 && !memchr(p + 1, 0, n - 1))
+        return refuse(alert, SSL_AD_ILLEGAL_PARAMETER,
+                      "ec_point_formats without uncompressed (RFC 8422)");
+    return 0;
+}
