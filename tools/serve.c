@@ -24,8 +24,11 @@
 
 #define DEFAULT_HTTPS "127.0.0.1:8443"
 #define DEFAULT_HTTP "127.0.0.1:8080,plain"
-/* The generated leaf is renewed when it has less than this left (it is issued for a year). */
-#define RENEW_SECONDS (30L * 86400)
+/* The local CA is made again when it has less than this left (it is issued for ten years). */
+#define CA_RENEW_SECONDS (30L * 86400)
+/* The leaf lives TL_CERTGEN_LOCAL_LEAF_DAYS and is renewed on start once less than a third of its
+ * life is left (or when an older tlsloop issued it for longer). */
+#define LEAF_SECONDS ((long)TL_CERTGEN_LOCAL_LEAF_DAYS * 86400)
 
 static const tl_server_option SERVE_OPTIONS[] = {
     {"state-dir", "DIR", "where the generated CA and certificate live (default "
@@ -82,22 +85,34 @@ static void state_dir(const tl_server_config *cfg, char *out, size_t len)
         snprintf(out, len, "%s/.local/state/tlsloop", home && *home ? home : "/tmp");
 }
 
-/* Seconds the certificate in this file has left; LONG_MIN when it cannot be read. */
-static long seconds_left(const char *path)
+/* What matters about a generated certificate for keeping or renewing it. */
+typedef struct certfacts {
+    bool ok;                       /* the file holds a certificate */
+    long left;                     /* seconds it has left (negative: expired) */
+    long life;                     /* seconds from notBefore to notAfter */
+    bool constrained;              /* it has a nameConstraints extension */
+} certfacts;
+
+static certfacts cert_facts(const char *path)
 {
+    certfacts cf = {.ok = false};
     FILE *f = fopen(path, "r");
-    if (!f)
-        return -2147483647L;
-    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
-    fclose(f);
+    X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
     if (!x)
-        return -2147483647L;
+        return cf;
     int days = 0, secs = 0;
-    long left = -2147483647L;
-    if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x)))
-        left = (long)days * 86400 + secs;
+    if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x))) {
+        cf.left = (long)days * 86400 + secs;
+        if (ASN1_TIME_diff(&days, &secs, X509_get0_notBefore(x), X509_get0_notAfter(x))) {
+            cf.life = (long)days * 86400 + secs;
+            cf.ok = true;
+        }
+    }
+    cf.constrained = X509_get_ext_by_NID(x, NID_name_constraints, -1) >= 0;
     X509_free(x);
-    return left;
+    return cf;
 }
 
 static int read_file(const char *path, char **out)
@@ -145,27 +160,37 @@ static int ensure_certificate(const char *dir, char *cert, char *key, char *ca, 
         return -1;
     }
     tl_certgen_pair capair = {0}, leaf = {0};
-    bool new_ca = seconds_left(ca) < RENEW_SECONDS || access(ca_key, R_OK) != 0;
+    /* A CA from before name constraints could vouch for any name: it is replaced. */
+    certfacts cf = cert_facts(ca);
+    const char *why_ca = !cf.ok ? NULL
+                         : !cf.constrained ? "it was not limited to localhost and loopback"
+                         : cf.left < CA_RENEW_SECONDS ? "it expires soon"
+                         : access(ca_key, R_OK) != 0 ? "its key is missing" : "";
+    bool new_ca = !why_ca || *why_ca;
     if (new_ca) {
-        tl_certgen_spec spec = {.key = TL_KEY_ECDSA_P256, .common_name = "tlsloop local CA",
-                                .is_ca = true, .not_before = -3600, .not_after = 10L * 365 * 86400};
+        tl_certgen_spec spec = tl_certgen_local_ca_spec();
         if (tl_certgen_issue(&spec, NULL, &capair, err, errlen) != 0 ||
             tl_certgen_write(&capair, ca, ca_key, err, errlen) != 0)
             goto fail;
+        if (why_ca)
+            printf("tlsloop serve: made a new local CA (%s): %s; trust it again\n", why_ca, ca);
     } else if (read_file(ca, &capair.cert_pem) != 0 || read_file(ca_key, &capair.key_pem) != 0) {
         snprintf(err, errlen, "state-dir %.900s: cannot read the CA: %s", dir, strerror(errno));
         goto fail;
     }
-    if (new_ca || seconds_left(cert) < RENEW_SECONDS || access(key, R_OK) != 0) {
+    certfacts lf = cert_facts(cert);
+    if (new_ca || !lf.ok || lf.left < lf.life / 3 || lf.life > LEAF_SECONDS + 86400 ||
+        access(key, R_OK) != 0) {
         static const char *const dns[] = {"localhost"};
         static const char *const ips[] = {"127.0.0.1", "::1"};
         tl_certgen_spec spec = {.key = TL_KEY_ECDSA_P256, .common_name = "localhost",
                                 .dns_names = dns, .n_dns = 1, .ip_addrs = ips, .n_ip = 2,
-                                .not_before = -3600, .not_after = 365L * 86400};
+                                .not_before = -3600, .not_after = LEAF_SECONDS - 3600};
         if (tl_certgen_issue(&spec, &capair, &leaf, err, errlen) != 0 ||
             tl_certgen_write(&leaf, cert, key, err, errlen) != 0)
             goto fail;
-        printf("tlsloop serve: made a certificate for localhost, 127.0.0.1 and ::1: %s\n", cert);
+        printf("tlsloop serve: %s a certificate for localhost, 127.0.0.1 and ::1 (valid %d "
+               "days): %s\n", lf.ok ? "renewed" : "made", TL_CERTGEN_LOCAL_LEAF_DAYS, cert);
     }
     tl_certgen_pair_free(&capair);
     tl_certgen_pair_free(&leaf);

@@ -249,6 +249,73 @@ def embedded_default_makes_its_ca_and_serves_the_builtin_page(root):
         assert srv.stop() == 0
 
 
+def cert_text(path):
+    return subprocess.run(["openssl", "x509", "-in", path, "-noout", "-text"], capture_output=True,
+                          text=True, timeout=30, check=True).stdout
+
+
+def leaf_days(path):
+    r = subprocess.run(["openssl", "x509", "-in", path, "-noout", "-startdate", "-enddate"],
+                       capture_output=True, text=True, timeout=30, check=True).stdout
+    import email.utils
+    t = [email.utils.parsedate_to_datetime(l.split("=", 1)[1].replace("GMT", "+0000"))
+         for l in r.split("\n") if "=" in l]
+    return (t[1] - t[0]).total_seconds() / 86400
+
+
+def openssl_leaf(state, days, ca="ca.pem", ca_key="ca.key"):
+    """A localhost leaf issued by the CA in state, valid days (negative: already expired)."""
+    sh = lambda *a: subprocess.run(a, capture_output=True, timeout=30, check=True, cwd=state)
+    sh("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-keyout", "localhost.key", "-out", "leaf.csr", "-subj", "/CN=localhost")
+    sh("openssl", "x509", "-req", "-in", "leaf.csr", "-CA", ca, "-CAkey", ca_key,
+       "-days", str(days), "-out", "localhost.pem")
+
+
+@test
+def generated_ca_is_name_constrained_and_old_ones_are_replaced(root):
+    """The local CA vouches for localhost and loopback only (critical nameConstraints), its leaf
+    lives 90 days at most; a CA from before (no constraints, a leaf of a year) is replaced on
+    start, and an expired leaf is renewed under the CA kept."""
+    state = f"{TMP}/old-state"
+    os.makedirs(state)
+    sh = lambda *a: subprocess.run(a, capture_output=True, timeout=30, check=True, cwd=state)
+    sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-keyout", "ca.key", "-out", "ca.pem", "-days", "3650", "-subj", "/CN=tlsloop local CA",
+       "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    openssl_leaf(state, 365)
+    old_ca = open(f"{state}/ca.pem").read()
+
+    def check():
+        r = subprocess.run([BIN, "serve", "--check", "--state-dir", state, "--listen",
+                            "127.0.0.1:0"], capture_output=True, text=True, timeout=30 * SLOW)
+        assert r.returncode == 0 and "configuration OK" in r.stdout, r.stdout + r.stderr
+        return r.stdout
+    out = check()
+    assert "made a new local CA (it was not limited to localhost and loopback)" in out, out
+    assert open(f"{state}/ca.pem").read() != old_ca
+    text = cert_text(f"{state}/ca.pem")
+    assert re.search(r"X509v3 Name Constraints: critical\s+Permitted:\s+DNS:localhost\s+"
+                     r"IP:127\.0\.0\.0/255\.0\.0\.0\s+IP:0:0:0:0:0:0:0:1/FFFF:FFFF", text), text
+    assert "renewed a certificate for localhost" in out, out
+    assert leaf_days(f"{state}/localhost.pem") <= 90
+    # The leaf verifies under the new CA (it was issued again, not kept).
+    v = subprocess.run(["openssl", "verify", "-CAfile", f"{state}/ca.pem", f"{state}/localhost.pem"],
+                       capture_output=True, text=True, timeout=30)
+    assert v.returncode == 0, v.stdout + v.stderr
+    # Kept as it is on the next start.
+    new_ca, leaf = open(f"{state}/ca.pem").read(), open(f"{state}/localhost.pem").read()
+    out = check()
+    assert "made" not in out and "renewed" not in out, out
+    assert open(f"{state}/localhost.pem").read() == leaf
+    # An expired leaf is renewed; the CA stays.
+    openssl_leaf(state, -1)
+    out = check()
+    assert "renewed a certificate" in out and "local CA" not in out, out
+    assert open(f"{state}/ca.pem").read() == new_ca
+    assert leaf_days(f"{state}/localhost.pem") <= 90
+
+
 @test
 def no_options_at_all_listens_on_8443_and_8080(root):
     for port in (8443, 8080):
@@ -812,6 +879,7 @@ def main():
         TMP = tmp
         root = make_root()
         tests = [embedded_default_makes_its_ca_and_serves_the_builtin_page,
+                 generated_ca_is_name_constrained_and_old_ones_are_replaced,
                  no_options_at_all_listens_on_8443_and_8080, curl_tls12_and_tls13_verified,
                  openssl_s_client_and_gnutls_cli, close_notify_before_eof_on_connection_close,
                  keep_alive_pipelining_and_http10, head_ranges_and_conditionals,
