@@ -60,9 +60,25 @@ static int check_index(const char *v, char *err, size_t errlen)
     return 0;
 }
 
+/* allow-dotfiles: names such as .htaccess or .config, comma-separated. */
+static int check_dotfiles(const char *v, char *err, size_t errlen)
+{
+    for (const char *p = v;;) {
+        size_t n = strcspn(p, ",");
+        if (n < 2 || p[0] != '.' || memchr(p, '/', n) || (n == 2 && p[1] == '.') || n > 255)
+            return tli_fmt(err, errlen, "expected names that start with a dot, comma-separated, "
+                           "such as .well-known or .config"), -1;
+        if (!p[n])
+            return 0;
+        p += n + 1;
+    }
+}
+
 static const tl_server_option OPTIONS[] = {
     {"root", "DIR", "serve the files below DIR (default: none, only built-in pages)", NULL, false},
     {"index", "NAME", "file served for a directory (default index.html)", check_index, false},
+    {"allow-dotfiles", "NAME[,NAME...]", "serve files and directories with these names that "
+     "start with a dot (default: none but .well-known; others get 404)", check_dotfiles, false},
     {"access-log", "FILE", "access log, - for stdout (default: none)", NULL, false},
     {"metrics", "PATH", "serve Prometheus metrics at PATH, e.g. /metrics (default: off)",
      check_page_path, false},
@@ -630,6 +646,30 @@ static void serve_file(hconn *hc, const reqview *rv, const char *path, size_t pl
         pump(hc);   /* else on_drain starts it */
 }
 
+/* Is a segment of this normalised path a dotfile or dot-directory not allowed (.git, .env)? They
+ * hold what a site's files never mean to publish: a repository, secrets, editor state. */
+static bool dot_refused(const tl_httpd *h, const char *path, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (path[i] != '/' || i + 1 >= len || path[i + 1] != '.')
+            continue;
+        const char *seg = path + i + 1;
+        const char *end = memchr(seg, '/', len - i - 1);
+        size_t n = end ? (size_t)(end - seg) : len - i - 1;
+        if (n == 11 && !memcmp(seg, ".well-known", 11))
+            continue;   /* RFC 8615: meant to be published */
+        bool allowed = false;
+        for (const char *a = h->dot_allow; a && *a && !allowed;) {
+            size_t an = strcspn(a, ",");
+            allowed = an == n && !memcmp(a, seg, n);
+            a += an + (a[an] == ',');
+        }
+        if (!allowed)
+            return true;
+    }
+    return false;
+}
+
 static void respond(hconn *hc, const tl_http_request *req, const tl_http_message *msg)
 {
     tl_httpd *h = of_conn(hc);
@@ -683,7 +723,7 @@ static void respond(hconn *hc, const tl_http_request *req, const tl_http_message
         error_reply(hc, &rv, 405, false);
         return;
     }
-    if (h->root_fd < 0) {
+    if (h->root_fd < 0 || dot_refused(h, path, (size_t)plen)) {
         error_reply(hc, &rv, 404, false);
         return;
     }
@@ -1100,6 +1140,9 @@ tl_httpd *tl_httpd_new(const tl_server_config *cfg, char *err, size_t errlen)
     h->cache_max_file = opt_size(cfg, "file-cache-max", 64u << 10);
     const char *v = tl_server_config_value(cfg, "redirect-https");
     h->redirect_https = v && !strcmp(v, "on");
+    const char *dots = tl_server_config_value(cfg, "allow-dotfiles");
+    if (dots && !(h->dot_allow = strdup(dots)))
+        goto oom;
     const char *index = tl_server_config_value(cfg, "index");
     if (!(h->index = strdup(index ? index : "index.html")))
         goto oom;
@@ -1198,6 +1241,7 @@ void tl_httpd_free(tl_httpd *h)
         close(h->root_fd);
     free(h->root_real);
     free(h->index);
+    free(h->dot_allow);
     tli_halog_free(h->alog);
     free(h);
 }

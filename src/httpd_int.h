@@ -122,6 +122,7 @@ struct tl_httpd {
     int root_fd;                   /* the root directory (O_PATH), -1 without one */
     char *root_real;               /* its canonical path (the fallback check without openat2) */
     char *index;                   /* file name served for a directory */
+    char *dot_allow;               /* allow-dotfiles: comma-separated names, or NULL */
     char *metrics_path;
     bool redirect_https;
     uint16_t https_port;

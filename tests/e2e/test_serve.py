@@ -216,6 +216,11 @@ def make_root():
     os.symlink(f"{TMP}/secret.txt", f"{root}/abs-link")
     os.symlink("../secret.txt", f"{root}/rel-link")
     os.symlink("index.html", f"{root}/inside-link")
+    for name in (".git/config", ".env", "a/.hidden/x", ".well-known/security.txt",
+                 ".config/app.json", "sub/.htaccess"):
+        os.makedirs(os.path.dirname(f"{root}/{name}"), exist_ok=True)
+        with open(f"{root}/{name}", "w") as f:
+            f.write(f"contents of {name}\n")
     return root
 
 
@@ -541,6 +546,38 @@ def paths_and_the_root(root):
         still_serves(srv)
     finally:
         assert srv.stop() == 0
+
+
+@test
+def dotfiles_are_not_served(root):
+    """A repository, secrets and editor state are refused (404) however the dot is written;
+    /.well-known/ is served, and allow-dotfiles names the others a site means to publish."""
+    refused = ["/.git/config", "/.git/", "/.git", "/.env", "/a/.hidden/x", "/%2egit/config",
+               "/%2Eenv", "/sub/%2ehtaccess", "/a/%2Ehidden/x", "/sub/../.env", "//.env",
+               "/.config/app.json", "http://localhost/.env"]
+    srv = Serve("--root", root)
+    try:
+        for path in refused:
+            st, _, b, _ = get(srv.https, path)
+            assert st == 404 and b"contents of" not in b, (path, st, b[:80])
+        st, _, b, _ = get(srv.https, "/.well-known/security.txt")
+        assert st == 200 and b"contents of .well-known" in b, (st, b)
+        still_serves(srv)
+    finally:
+        assert srv.stop() == 0
+    srv = Serve("--root", root, "--allow-dotfiles", ".config,.htaccess")
+    try:
+        for path, want in [("/.config/app.json", 200), ("/%2econfig/app.json", 200),
+                           ("/sub/.htaccess", 200), ("/.env", 404), ("/.git/config", 404),
+                           ("/.well-known/security.txt", 200)]:
+            st, _, b, _ = get(srv.https, path)
+            assert st == want, (path, st, b[:80])
+    finally:
+        assert srv.stop() == 0
+    r = subprocess.run([BIN, "serve", "--allow-dotfiles", "git"], capture_output=True, text=True,
+                       timeout=30 * SLOW)
+    assert r.returncode == 2 and "allow-dotfiles git: expected names that start with a dot" \
+        in r.stderr, r.stderr
 
 
 @test
@@ -883,7 +920,7 @@ def main():
                  no_options_at_all_listens_on_8443_and_8080, curl_tls12_and_tls13_verified,
                  openssl_s_client_and_gnutls_cli, close_notify_before_eof_on_connection_close,
                  keep_alive_pipelining_and_http10, head_ranges_and_conditionals,
-                 paths_and_the_root, rejections_close_only_that_connection,
+                 paths_and_the_root, dotfiles_are_not_served, rejections_close_only_that_connection,
                  bodies_read_and_discarded, slowloris_head_gets_408_and_others_are_served,
                  big_file_to_a_slow_reader_with_memory_bounded, a_thousand_keep_alive_clients,
                  sigterm_lets_a_download_finish, redirect_metrics_and_access_log,
