@@ -16,6 +16,9 @@
 
 /* ---- configuration (server_config.c) ---- */
 
+/* ticket-rotate's bound, and the default rotation's (session-lifetime/4) cap: a day. */
+#define TL_SERVER_TICKET_ROTATE_MAX_MS (24ull * 3600 * 1000)
+
 typedef struct tli_listen {
     struct sockaddr_storage addr;
     socklen_t addrlen;
