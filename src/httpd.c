@@ -80,8 +80,11 @@ static const tl_server_option OPTIONS[] = {
     {"allow-dotfiles", "NAME[,NAME...]", "serve files and directories with these names that "
      "start with a dot (default: none but .well-known; others get 404)", check_dotfiles, false},
     {"access-log", "FILE", "access log, - for stdout (default: none)", NULL, false},
-    {"metrics", "PATH", "serve Prometheus metrics at PATH, e.g. /metrics (default: off)",
-     check_page_path, false},
+    {"metrics-listen", "[ADDR:]PORT", "serve Prometheus metrics over plain HTTP on this "
+     "listener of their own, and nowhere else; keep it on loopback or behind a firewall "
+     "(default off)", NULL, false},
+    {"metrics", "PATH", "the metrics page's path on the metrics-listen listener (default "
+     "/metrics)", check_page_path, false},
     {"redirect-https", "", "plain listeners redirect every request to HTTPS (default off)", NULL,
      false},
     {"header-timeout", "TIME", "a request head must arrive within this of its first byte "
@@ -103,6 +106,11 @@ static const tl_server_option OPTIONS[] = {
 int tl_httpd_config_init(tl_server_config *cfg)
 {
     return tl_server_config_extend(cfg, OPTIONS, N_OPTIONS);
+}
+
+int tl_httpd_config_finish(tl_server_config *cfg, char *err, size_t errlen)
+{
+    return tl_server_config_add_metrics_listen(cfg, err, errlen);
 }
 
 void tl_httpd_usage(FILE *out)
@@ -691,6 +699,15 @@ static void respond(hconn *hc, const tl_http_request *req, const tl_http_message
         reject(hc, &rv, req->target_len + 3 > sizeof path ? 414 : 400);
         return;
     }
+    if (h->metrics_listener >= 0 && tl_server_conn_listener(hc->c) == h->metrics_listener) {
+        if (strcmp(path, h->metrics_path) != 0)
+            error_reply(hc, &rv, 404, false);   /* nothing else lives here */
+        else if (!get && !head)
+            error_reply(hc, &rv, 405, false);
+        else
+            serve_page(hc, &rv, &(hpage){.path = h->metrics_path, .fn = metrics_page}, path);
+        return;
+    }
     if (h->redirect_https && !tl_conn_is_tls(hc->c) && h->https_port) {
         reply r = {.status = 308};
         const char *host = msg->host;
@@ -1162,8 +1179,17 @@ tl_httpd *tl_httpd_new(const tl_server_config *cfg, char *err, size_t errlen)
     const char *alog = tl_server_config_value(cfg, "access-log");
     if (alog && !(h->alog = tli_halog_open(alog, err, errlen)))
         goto fail;
+    /* Metrics only on a listener of their own (tl_httpd_config_finish added it): a public
+     * listener answers 404 for the path, so counters never leak to whoever can connect. */
     const char *metrics = tl_server_config_value(cfg, "metrics");
-    if (metrics && tl_httpd_add_page(h, metrics, metrics_page, NULL) != 0)
+    if ((h->metrics_listener = tl_server_config_metrics_listener(cfg, err, errlen)) < -1)
+        goto fail;
+    if (metrics && h->metrics_listener < 0) {
+        tli_fmt(err, errlen, "metrics %s: metrics are served only on a listener of their own; "
+                "add metrics-listen [ADDR:]PORT, such as metrics-listen 127.0.0.1:9100", metrics);
+        goto fail;
+    }
+    if (h->metrics_listener >= 0 && !(h->metrics_path = strdup(metrics ? metrics : "/metrics")))
         goto oom;
     h->cbs = (tl_conn_cbs){.on_handshake = g_handshake, .on_read = g_read, .on_eof = g_eof,
                            .on_drain = g_writable, .on_close = g_close};
@@ -1242,6 +1268,7 @@ void tl_httpd_free(tl_httpd *h)
     free(h->root_real);
     free(h->index);
     free(h->dot_allow);
+    free(h->metrics_path);
     tli_halog_free(h->alog);
     free(h);
 }

@@ -311,6 +311,9 @@ int cmd_serve(int argc, char **argv)
         tl_server_config_free(cfg);
         return EXIT_USAGE;
     }
+    /* metrics-listen: its listener goes last, once the others are known. */
+    if (tl_httpd_config_finish(cfg, err, sizeof err) != 0)
+        return tool_server_usage_error("serve", cfg, err);
     char ca[4096] = "";
     if (tl_server_config_count(cfg, "tls-listen") && !tl_server_config_count(cfg, "cert")) {
         char dir[4096], cert[4096], key[4096];
@@ -340,14 +343,15 @@ int cmd_serve(int argc, char **argv)
         return tool_server_usage_error("serve", cfg, "out of memory");
     }
     tl_server *srv = tl_server_new(cfg, tl_httpd_handler(h), err, sizeof err);
-    tl_server_config_free(cfg);
     if (!srv) {
         fprintf(stderr, "tlsloop serve: %s\n", err);
+        tl_server_config_free(cfg);
         tl_httpd_free(h);
         return EXIT_FAILURE_RUN;
     }
     if (tl_httpd_attach(h, srv, err, sizeof err) != 0) {
         fprintf(stderr, "tlsloop serve: %s\n", err);
+        tl_server_config_free(cfg);
         tl_server_free(srv);
         tl_httpd_free(h);
         return EXIT_FAILURE_RUN;
@@ -355,7 +359,19 @@ int cmd_serve(int argc, char **argv)
     started = time(NULL);
     const char *first_https = NULL;
     char urls[8][64];
+    const char *mv = tl_server_config_value(cfg, "metrics-listen");
+    char metrics_url[128] = "";
+    if (mv) {   /* "[ADDR:]PORT": the address as given, else localhost */
+        const char *colon = strrchr(mv, ':');
+        const char *mp = tl_server_config_value(cfg, "metrics");
+        snprintf(metrics_url, sizeof metrics_url, "http://%.*s:%u%s",
+                 colon && colon > mv ? (int)(colon - mv) : 9, colon && colon > mv ? mv : "localhost",
+                 tl_server_port(srv, tl_server_listeners(srv) - 1), mp ? mp : "/metrics");
+    }
+    tl_server_config_free(cfg);
     for (size_t i = 0; i < tl_server_listeners(srv) && i < 8; i++) {
+        if (mv && i == tl_server_listeners(srv) - 1)
+            break;   /* the metrics listener, said below */
         bool tls = tl_server_listener_is_tls(srv, i);
         snprintf(urls[i], sizeof urls[i], "%s://localhost:%u/", tls ? "https" : "http",
                  tl_server_port(srv, i));
@@ -363,6 +379,8 @@ int cmd_serve(int argc, char **argv)
         if (tls && !first_https)
             first_https = urls[i];
     }
+    if (*metrics_url)
+        printf("tlsloop serve: metrics on %s (plain HTTP, this listener only)\n", metrics_url);
     if (*ca && first_https)
         printf("tlsloop serve: the certificate's CA is %s; try:\n  curl --cacert %s %s\n", ca, ca,
                first_https);

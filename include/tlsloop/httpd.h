@@ -55,6 +55,9 @@ typedef struct tl_httpd tl_httpd;
 
 /* Add the HTTP options to cfg (before any option is set). Returns 0 or -1. */
 TL_API int tl_httpd_config_init(tl_server_config *cfg);
+/* After every option is set, before tl_server_check and tl_httpd_new: with metrics-listen, add its
+ * plain listener (the last one; tlsloop/server.h). 0, or -1 with err. */
+TL_API int tl_httpd_config_finish(tl_server_config *cfg, char *err, size_t errlen);
 /* Print the HTTP options with their defaults, for --help. */
 TL_API void tl_httpd_usage(FILE *out);
 

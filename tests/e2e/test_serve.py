@@ -55,10 +55,10 @@ class Serve:
         cmd += ["--log", self.log] + list(args)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, errors="replace", env=env)
-        self.https = self.http = None
+        self.https = self.http = self.metrics = None
         self.out = []
         deadline = time.monotonic() + 20 * SLOW
-        want = len(listens) if expect is None else expect
+        want = (len(listens) + ("--metrics-listen" in args)) if expect is None else expect
         while want and time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
@@ -70,6 +70,10 @@ class Serve:
                     self.https = int(m.group(2))
                 elif m.group(1) == "http" and not self.http:
                     self.http = int(m.group(2))
+                want -= 1
+            m = re.search(r"metrics on http://[^ ]+:(\d+)/", line)
+            if m:
+                self.metrics = int(m.group(1))
                 want -= 1
         threading.Thread(target=self._drain_stdout, daemon=True).start()
         self.wait_log(r"listening on")
@@ -387,7 +391,7 @@ def openssl_s_client_and_gnutls_cli(root):
 
 @test
 def close_notify_before_eof_on_connection_close(root):
-    srv = Serve("--root", root, "--metrics", "/metrics")
+    srv = Serve("--root", root, "--metrics-listen", "127.0.0.1:0")
     try:
         for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
             with tls_sock(srv.https, version) as s:
@@ -402,7 +406,7 @@ def close_notify_before_eof_on_connection_close(root):
         # The clients asked for the end, so the server closed without waiting for their
         # close_notify (no lingering drain): both connections ended "local", yet every byte and
         # a close_notify arrived above.
-        _, _, body, _ = get(srv.http, "/metrics", tls=False)
+        _, _, body, _ = get(srv.metrics, "/metrics", tls=False)
         m = re.search(r'^tlsloop_connections_closed_total\{end="local"\} (\d+)', body.decode(), re.M)
         assert m and int(m.group(1)) == 2, body.decode()
     finally:
@@ -833,7 +837,8 @@ def sigterm_lets_a_download_finish(root):
 @test
 def redirect_metrics_and_access_log(root):
     alog = f"{TMP}/access.log"
-    srv = Serve("--root", root, "--redirect-https", "--metrics", "/metrics", "--access-log", alog)
+    srv = Serve("--root", root, "--redirect-https", "--metrics-listen", "127.0.0.1:0",
+                "--access-log", alog)
     try:
         st, h, _, _ = request(srv.http, b"GET /sub/?q=1 HTTP/1.1\r\nHost: localhost:8080\r\n\r\n", tls=False)
         assert st == 308 and h["location"] == f"https://localhost:{srv.https}/sub/?q=1", h
@@ -841,7 +846,7 @@ def redirect_metrics_and_access_log(root):
         assert h["location"] == f"https://[::1]:{srv.https}/", h
         r = curl("-A", "agent \"quoted\"", f"https://localhost:{srv.https}/index.html")
         assert r.returncode == 0
-        st, h, body, _ = get(srv.https, "/metrics")
+        st, h, body, _ = get(srv.metrics, "/metrics", tls=False)   # not redirected
         text = body.decode()
         assert st == 200 and h["content-type"].startswith("text/plain; version=0.0.4")
         assert re.search(r'^tlsloop_http_requests_total \d+', text, re.M), text[:500]
@@ -868,6 +873,45 @@ def redirect_metrics_and_access_log(root):
 
 
 @test
+def metrics_only_on_their_own_listener(root):
+    """/metrics is nowhere by default, never on a public listener, and on metrics-listen's
+    listener only that page is served; metrics PATH alone is refused with the fix."""
+    srv = Serve("--root", root)
+    try:
+        for port, tls in ((srv.https, True), (srv.http, False)):
+            st, _, body, _ = get(port, "/metrics", tls=tls)
+            assert st == 404 and b"tlsloop_" not in body, (port, st, body[:200])
+    finally:
+        assert srv.stop() == 0
+    srv = Serve("--metrics-listen", "127.0.0.1:0", "--metrics", "/m")   # the built-in page
+    try:
+        assert srv.metrics not in (srv.https, srv.http)
+        st, h, body, _ = get(srv.metrics, "/m", tls=False)
+        assert st == 200 and b"tlsloop_http_requests_total" in body, (st, body[:200])
+        assert h["cache-control"] == "no-store"
+        for path in ("/", "/metrics", "/index.html"):   # nothing else lives there
+            assert get(srv.metrics, path, tls=False)[0] == 404, path
+        st, _, body, _ = request(srv.metrics, b"POST /m HTTP/1.1\r\nHost: l\r\n"
+                                 b"Content-Length: 0\r\n\r\n", tls=False)
+        assert st == 405
+        for port, tls in ((srv.https, True), (srv.http, False)):
+            st, _, body, _ = get(port, "/m", tls=tls)
+            assert st == 404 and b"tlsloop_" not in body, (port, st)
+            assert get(port, "/", tls=tls)[0] == 200   # the built-in page is public
+        assert not any("localhost:%d" % srv.metrics in l for l in srv.out if "listening" in l)
+    finally:
+        assert srv.stop() == 0
+    r = subprocess.run([BIN, "serve", "--check", "--state-dir", STATE, "--metrics", "/metrics"],
+                       capture_output=True, text=True, timeout=30 * SLOW)
+    assert r.returncode == 2 and "metrics /metrics: metrics are served only on a listener of " \
+        "their own; add metrics-listen" in r.stderr, r.stderr
+    r = subprocess.run([BIN, "serve", "--check", "--state-dir", STATE, "--metrics-listen",
+                        "127.0.0.1:0,proxy"], capture_output=True, text=True, timeout=30 * SLOW)
+    assert r.returncode == 2 and "metrics-listen 127.0.0.1:0,proxy: expected [ADDR:]PORT" \
+        in r.stderr, r.stderr
+
+
+@test
 def options_errors_check_and_config_file(root):
     def run(*args):
         return subprocess.run([BIN, "serve", *args], capture_output=True, text=True,
@@ -875,6 +919,7 @@ def options_errors_check_and_config_file(root):
     r = run("--help")
     assert r.returncode == 0
     for opt in ("--root DIR", "--listen", "--cert FILE", "--access-log", "--metrics",
+                "--metrics-listen [ADDR:]PORT", "--allow-dotfiles NAME[,NAME...]",
                 "--workers", "--ticket-key-file", "--config FILE", "--header-timeout",
                 "--state-dir", "default 10s"):
         assert opt in r.stdout, opt
@@ -895,14 +940,15 @@ def options_errors_check_and_config_file(root):
     conf = f"{TMP}/serve.conf"
     with open(conf, "w") as f:
         f.write(f"# a whole configuration\nlisten 127.0.0.1:0\nroot {root}\n"
-                f"state-dir {STATE}\nmetrics /m\nworkers 1\n")
+                f"state-dir {STATE}\nmetrics /m\nmetrics-listen 127.0.0.1:0\nworkers 1\n")
     r = run("--config", conf, "--check")
     assert r.returncode == 0 and "configuration OK" in r.stdout, r.stdout + r.stderr
-    srv = Serve("--config", conf, listens=[], state=False, expect=1)
+    srv = Serve("--config", conf, listens=[], state=False, expect=2)
     try:
-        assert srv.https
-        st, _, body, _ = get(srv.https, "/m")
+        assert srv.https and srv.metrics
+        st, _, body, _ = get(srv.metrics, "/m", tls=False)
         assert st == 200 and b"tlsloop_http_requests_total" in body
+        assert get(srv.https, "/m")[0] == 404
         still_serves(srv)
     finally:
         assert srv.stop() == 0
@@ -924,7 +970,7 @@ def main():
                  bodies_read_and_discarded, slowloris_head_gets_408_and_others_are_served,
                  big_file_to_a_slow_reader_with_memory_bounded, a_thousand_keep_alive_clients,
                  sigterm_lets_a_download_finish, redirect_metrics_and_access_log,
-                 options_errors_check_and_config_file]
+                 metrics_only_on_their_own_listener, options_errors_check_and_config_file]
         only = sys.argv[1:]
         for t in tests:
             if not only or t.__name__ in only or t is tests[0]:
