@@ -359,7 +359,8 @@ static int set_ticket_rotate(tl_server_config *cfg, const char *v, char *err, si
                        v ? v : "(none)"), -1;
     if (ms > TL_SERVER_TICKET_ROTATE_MAX_MS)
         return tli_fmt(err, errlen, "ticket-rotate %s: at most 24h (a ticket key opens every "
-                       "session resumed under it: rotating keeps a stolen key's reach short)", v), -1;
+                       "session resumed under it: rotating keeps a stolen key's reach short)",
+                       v), -1;
     cfg->ticket_rotate_ms = ms;
     return 0;
 }

@@ -1,8 +1,10 @@
 /* serve.c - `tlsloop serve`: the static HTTPS/HTTP server (tlsloop/httpd.h on tlsloop/server.h).
  *
  * With no options it runs the embedded default: HTTPS on 127.0.0.1:8443 and HTTP on
- * 127.0.0.1:8080, with a certificate for localhost, 127.0.0.1 and ::1 issued by a local CA that
- * is made on first start and kept in the state directory, serving a built-in page that says what
+ * 127.0.0.1:8080, with a certificate for localhost, 127.0.0.1 and ::1 (90 days, renewed on start
+ * once a third of that is left) issued by a local CA that is made on first start and kept in the
+ * state directory (name-constrained to localhost and loopback; an older unconstrained one is
+ * replaced), serving a built-in page that says what
  * it is and shows live counters. Every server and HTTP option works, on the command line and in
  * a --config file alike.
  */
@@ -364,8 +366,9 @@ int cmd_serve(int argc, char **argv)
     if (mv) {   /* "[ADDR:]PORT": the address as given, else localhost */
         const char *colon = strrchr(mv, ':');
         const char *mp = tl_server_config_value(cfg, "metrics");
+        bool addr = colon && colon > mv;
         snprintf(metrics_url, sizeof metrics_url, "http://%.*s:%u%s",
-                 colon && colon > mv ? (int)(colon - mv) : 9, colon && colon > mv ? mv : "localhost",
+                 addr ? (int)(colon - mv) : 9, addr ? mv : "localhost",
                  tl_server_port(srv, tl_server_listeners(srv) - 1), mp ? mp : "/metrics");
     }
     tl_server_config_free(cfg);

@@ -64,7 +64,8 @@ TL_API int tl_certgen_issue(const tl_certgen_spec *spec, const tl_certgen_pair *
 
 /* The local CA of `tlsloop serve`'s default set-up: ECDSA P-256, CN "tlsloop local CA", valid
  * for ten years, name-constrained (critical) to DNS localhost (and its subdomains) and the IP
- * ranges 127.0.0.0/8 and ::1/128. Leaves it signs should live TL_CERTGEN_LOCAL_LEAF_DAYS at most. */
+ * ranges 127.0.0.0/8 and ::1/128. Leaves it signs should live TL_CERTGEN_LOCAL_LEAF_DAYS days
+ * at most. */
 #define TL_CERTGEN_LOCAL_LEAF_DAYS 90
 TL_API tl_certgen_spec tl_certgen_local_ca_spec(void);
 

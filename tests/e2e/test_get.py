@@ -90,7 +90,8 @@ class Serve:
         self.proc = subprocess.Popen([BIN, "serve", "--listen", "127.0.0.1:0", "--listen",
                                       "127.0.0.1:0,plain", "--cert", f"{TMP}/leaf.pem", "--key",
                                       f"{TMP}/leaf.key", "--root", f"{TMP}/www",
-                                      "--metrics-listen", "127.0.0.1:0", "--log", f"{TMP}/serve.log", *args],
+                                      "--metrics-listen", "127.0.0.1:0",
+                                      "--log", f"{TMP}/serve.log", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         ports = []
         while len(ports) < 3:   # https, http, then the metrics listener

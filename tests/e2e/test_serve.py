@@ -309,7 +309,8 @@ def generated_ca_is_name_constrained_and_old_ones_are_replaced(root):
     assert "renewed a certificate for localhost" in out, out
     assert leaf_days(f"{state}/localhost.pem") <= 90
     # The leaf verifies under the new CA (it was issued again, not kept).
-    v = subprocess.run(["openssl", "verify", "-CAfile", f"{state}/ca.pem", f"{state}/localhost.pem"],
+    v = subprocess.run(["openssl", "verify", "-CAfile", f"{state}/ca.pem",
+                        f"{state}/localhost.pem"],
                        capture_output=True, text=True, timeout=30)
     assert v.returncode == 0, v.stdout + v.stderr
     # Kept as it is on the next start.
