@@ -1022,7 +1022,7 @@ TEST(ticket_file_rotation)
     REQUIRE(RAND_bytes(both, sizeof both) == 1);
     memcpy(old_key, both + TL_TICKET_KEY_LEN, TL_TICKET_KEY_LEN);
     const char *f_old = write_file("old.key", old_key, sizeof old_key, 0600);
-    const char *f_both = write_file("both.key", both, sizeof both, 0640);
+    const char *f_both = write_file("both.key", both, sizeof both, 0600);
     const char *f_new = write_file("new.key", both, TL_TICKET_KEY_LEN, 0400);
     for (int v = 0; v < 2; v++) {
         int version = v ? TL_TLS1_2 : TL_TLS1_3;
