@@ -391,7 +391,8 @@ static const option OPTIONS[] = {
      "connections in parallel may want more)",
      F(num_tickets), 16, NULL},
     {"ticket-key-file", T_STRING, "FILE", "ticket keys shared with other instances (80 bytes "
-     "each, the first encrypts; reread on reload); without it keys are random and rotate",
+     "each, the first encrypts; reread on reload; must be ours and mode 600); without it keys "
+     "are random and rotate",
      F(ticket_key_file), 0, NULL},
     {"ticket-rotate", T_CUSTOM, "TIME", "add a new random ticket key this often, at most 24h "
      "(default session-lifetime/4, capped at 24h)", 0, 0, set_ticket_rotate},
