@@ -170,7 +170,7 @@ def tickets_decrypted(srv):
     """Session tickets tlsloop decrypted so far (its metrics page), or None for nginx."""
     if not srv.name.startswith("tlsloop"):
         return None
-    with urllib.request.urlopen(f"http://127.0.0.1:{srv.http}/metrics", timeout=10) as r:
+    with urllib.request.urlopen(svn.metrics_url(srv), timeout=10) as r:
         text = r.read().decode()
     return sum(int(n) for n in re.findall(
         r'^tlsloop_tickets_total\{event="decrypted_\w+"\} (\d+)', text, re.M))

@@ -188,13 +188,18 @@ def tlsloop_cmd(binary, tmp, kind, https, http, www):
     return [binary, "serve", "--workers", "1", "--task-threads", "1",
             "--listen", f"127.0.0.1:{https}", "--listen", f"127.0.0.1:{http},plain",
             "--cert", f"{tmp}/{kind}.pem", "--key", f"{tmp}/{kind}.key", "--root", www,
-            "--metrics", "/metrics", "--log", f"{tmp}/tlsloop-{kind}.log",
+            "--metrics-listen", f"127.0.0.1:{free_port()}", "--log", f"{tmp}/tlsloop-{kind}.log",
             "--max-conns", "8000"] + os.environ.get("TLSLOOP_EXTRA", "").split()
+
+
+def metrics_url(srv):
+    """tlsloop's metrics page: on its own listener (metrics-listen), never the public ones."""
+    return f"http://{srv.cmd[srv.cmd.index('--metrics-listen') + 1]}/metrics"
 
 
 def tlsloop_handshakes(srv):
     """(full, resumed) from tlsloop's metrics page, over plain HTTP."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{srv.http}/metrics", timeout=10) as r:
+    with urllib.request.urlopen(metrics_url(srv), timeout=10) as r:
         text = r.read().decode()
     full = int(re.search(r'tlsloop_handshakes_total\{kind="full"\} (\d+)', text).group(1))
     res = int(re.search(r'tlsloop_handshakes_total\{kind="resumed"\} (\d+)', text).group(1))

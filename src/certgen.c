@@ -106,6 +106,40 @@ static bool ip_addr_ok(const char *text)
     return ip != NULL;
 }
 
+/* An IP range "ADDR/BITS" as a name constraint's base: the address (masked) then the mask, 8
+ * bytes for IPv4 and 32 for IPv6 (RFC 5280 section 4.2.1.10). NULL when it is not one. */
+static ASN1_OCTET_STRING *cidr_to_nc(const char *text)
+{
+    char addr[64];
+    const char *slash = text ? strchr(text, '/') : NULL;
+    if (!slash || (size_t)(slash - text) >= sizeof addr)
+        return NULL;
+    memcpy(addr, text, (size_t)(slash - text));
+    addr[slash - text] = 0;
+    char *end;
+    errno = 0;
+    long bits = strtol(slash + 1, &end, 10);
+    ASN1_OCTET_STRING *ip = a2i_IPADDRESS(addr);
+    if (!ip || !slash[1] || *end || errno || bits < 0 || bits > ASN1_STRING_length(ip) * 8) {
+        ASN1_OCTET_STRING_free(ip);
+        return NULL;
+    }
+    int n = ASN1_STRING_length(ip);
+    unsigned char buf[32];
+    memcpy(buf, ASN1_STRING_get0_data(ip), (size_t)n);
+    for (int i = 0; i < n; i++) {
+        long b = bits - 8L * i;
+        unsigned char m = b >= 8 ? 0xff : b <= 0 ? 0 : (unsigned char)(0xff << (8 - b));
+        buf[i] &= m;
+        buf[n + i] = m;
+    }
+    if (!ASN1_OCTET_STRING_set(ip, buf, 2 * n)) {
+        ASN1_OCTET_STRING_free(ip);
+        return NULL;
+    }
+    return ip;
+}
+
 /* Everything a caller can get wrong is checked before the (slow) key generation. */
 static int check_spec(const tl_certgen_spec *spec, char *err, size_t errlen)
 {
@@ -128,6 +162,30 @@ static int check_spec(const tl_certgen_spec *spec, char *err, size_t errlen)
         if (!ip_addr_ok(spec->ip_addrs[i])) {
             set_err(err, errlen, "invalid IP address '%s'",
                     spec->ip_addrs[i] ? spec->ip_addrs[i] : "(null)");
+            return -1;
+        }
+    }
+    if ((spec->n_permit_dns && !spec->permit_dns) || (spec->n_permit_ip && !spec->permit_ip)) {
+        set_err(err, errlen, "permit_dns or permit_ip is NULL but its count is not zero");
+        return -1;
+    }
+    if ((spec->n_permit_dns || spec->n_permit_ip) && !spec->is_ca) {
+        set_err(err, errlen, "name constraints (permit_dns, permit_ip) are for a CA only");
+        return -1;
+    }
+    for (size_t i = 0; i < spec->n_permit_dns; i++) {
+        if (!dns_name_ok(spec->permit_dns[i])) {
+            set_err(err, errlen, "invalid permitted DNS name '%s'",
+                    spec->permit_dns[i] ? spec->permit_dns[i] : "(null)");
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < spec->n_permit_ip; i++) {
+        ASN1_OCTET_STRING *nc = cidr_to_nc(spec->permit_ip[i]);
+        ASN1_OCTET_STRING_free(nc);
+        if (!nc) {
+            set_err(err, errlen, "invalid permitted IP range '%s' (expected ADDR/BITS, such as "
+                    "127.0.0.0/8)", spec->permit_ip[i] ? spec->permit_ip[i] : "(null)");
             return -1;
         }
     }
@@ -307,6 +365,47 @@ static int add_san(X509 *x, const tl_certgen_spec *spec, char *err, size_t errle
     return 0;
 }
 
+static int push_subtree(NAME_CONSTRAINTS *nc, int type, ASN1_STRING *value)
+{
+    GENERAL_SUBTREE *st = value ? GENERAL_SUBTREE_new() : NULL;
+    if (!st) {
+        ASN1_STRING_free(value);
+        return -1;
+    }
+    GENERAL_NAME_set0_value(st->base, type, value);
+    if (!sk_GENERAL_SUBTREE_push(nc->permittedSubtrees, st)) {
+        GENERAL_SUBTREE_free(st);
+        return -1;
+    }
+    return 0;
+}
+
+/* A critical nameConstraints extension with the spec's permitted subtrees. */
+static int add_name_constraints(X509 *x, const tl_certgen_spec *spec, char *err, size_t errlen)
+{
+    if (spec->n_permit_dns == 0 && spec->n_permit_ip == 0)
+        return 0;
+    NAME_CONSTRAINTS *nc = NAME_CONSTRAINTS_new();
+    int ok = nc && (nc->permittedSubtrees = sk_GENERAL_SUBTREE_new_null()) != NULL;
+    for (size_t i = 0; ok && i < spec->n_permit_dns; i++) {
+        ASN1_IA5STRING *dns = ASN1_IA5STRING_new();
+        if (dns && !ASN1_STRING_set(dns, spec->permit_dns[i], -1)) {
+            ASN1_IA5STRING_free(dns);
+            dns = NULL;
+        }
+        ok = push_subtree(nc, GEN_DNS, dns) == 0;
+    }
+    for (size_t i = 0; ok && i < spec->n_permit_ip; i++)
+        ok = push_subtree(nc, GEN_IPADD, cidr_to_nc(spec->permit_ip[i])) == 0;
+    ok = ok && X509_add1_ext_i2d(x, NID_name_constraints, nc, 1, X509V3_ADD_DEFAULT) == 1;
+    NAME_CONSTRAINTS_free(nc);
+    if (!ok) {
+        set_ssl_err(err, errlen, "adding the nameConstraints extension");
+        return -1;
+    }
+    return 0;
+}
+
 static int add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value, char *err,
                    size_t errlen)
 {
@@ -347,6 +446,8 @@ static int add_extensions(X509 *x, EVP_PKEY *key, const tl_certgen_spec *spec, X
         add_ext(x, &ctx, NID_subject_key_identifier, "hash", err, errlen) != 0 ||
         add_ext(x, &ctx, NID_authority_key_identifier, akid, err, errlen) != 0)
         return -1;
+    if (add_name_constraints(x, spec, err, errlen) != 0)
+        return -1;
     return add_san(x, spec, err, errlen);
 }
 
@@ -369,6 +470,16 @@ static X509 *build_cert(const tl_certgen_spec *spec, EVP_PKEY *key, X509 *icert,
 fail:
     X509_free(x);
     return NULL;
+}
+
+tl_certgen_spec tl_certgen_local_ca_spec(void)
+{
+    static const char *const dns[] = {"localhost"};
+    static const char *const ips[] = {"127.0.0.0/8", "::1/128"};
+    return (tl_certgen_spec){.key = TL_KEY_ECDSA_P256, .common_name = "tlsloop local CA",
+                             .is_ca = true, .not_before = -3600, .not_after = 10L * 365 * 86400,
+                             .permit_dns = dns, .n_permit_dns = 1, .permit_ip = ips,
+                             .n_permit_ip = 2};
 }
 
 /* ---- PEM ---- */

@@ -60,12 +60,31 @@ static int check_index(const char *v, char *err, size_t errlen)
     return 0;
 }
 
+/* allow-dotfiles: names such as .htaccess or .config, comma-separated. */
+static int check_dotfiles(const char *v, char *err, size_t errlen)
+{
+    for (const char *p = v;;) {
+        size_t n = strcspn(p, ",");
+        if (n < 2 || p[0] != '.' || memchr(p, '/', n) || (n == 2 && p[1] == '.') || n > 255)
+            return tli_fmt(err, errlen, "expected names that start with a dot, comma-separated, "
+                           "such as .well-known or .config"), -1;
+        if (!p[n])
+            return 0;
+        p += n + 1;
+    }
+}
+
 static const tl_server_option OPTIONS[] = {
     {"root", "DIR", "serve the files below DIR (default: none, only built-in pages)", NULL, false},
     {"index", "NAME", "file served for a directory (default index.html)", check_index, false},
+    {"allow-dotfiles", "NAME[,NAME...]", "serve files and directories with these names that "
+     "start with a dot (default: none but .well-known; others get 404)", check_dotfiles, false},
     {"access-log", "FILE", "access log, - for stdout (default: none)", NULL, false},
-    {"metrics", "PATH", "serve Prometheus metrics at PATH, e.g. /metrics (default: off)",
-     check_page_path, false},
+    {"metrics-listen", "[ADDR:]PORT", "serve Prometheus metrics over plain HTTP on this "
+     "listener of their own, and nowhere else; keep it on loopback or behind a firewall "
+     "(default off)", NULL, false},
+    {"metrics", "PATH", "the metrics page's path on the metrics-listen listener (default "
+     "/metrics)", check_page_path, false},
     {"redirect-https", "", "plain listeners redirect every request to HTTPS (default off)", NULL,
      false},
     {"header-timeout", "TIME", "a request head must arrive within this of its first byte "
@@ -87,6 +106,11 @@ static const tl_server_option OPTIONS[] = {
 int tl_httpd_config_init(tl_server_config *cfg)
 {
     return tl_server_config_extend(cfg, OPTIONS, N_OPTIONS);
+}
+
+int tl_httpd_config_finish(tl_server_config *cfg, char *err, size_t errlen)
+{
+    return tl_server_config_add_metrics_listen(cfg, err, errlen);
 }
 
 void tl_httpd_usage(FILE *out)
@@ -630,6 +654,30 @@ static void serve_file(hconn *hc, const reqview *rv, const char *path, size_t pl
         pump(hc);   /* else on_drain starts it */
 }
 
+/* Is a segment of this normalised path a dotfile or dot-directory not allowed (.git, .env)? They
+ * hold what a site's files never mean to publish: a repository, secrets, editor state. */
+static bool dot_refused(const tl_httpd *h, const char *path, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (path[i] != '/' || i + 1 >= len || path[i + 1] != '.')
+            continue;
+        const char *seg = path + i + 1;
+        const char *end = memchr(seg, '/', len - i - 1);
+        size_t n = end ? (size_t)(end - seg) : len - i - 1;
+        if (n == 11 && !memcmp(seg, ".well-known", 11))
+            continue;   /* RFC 8615: meant to be published */
+        bool allowed = false;
+        for (const char *a = h->dot_allow; a && *a && !allowed;) {
+            size_t an = strcspn(a, ",");
+            allowed = an == n && !memcmp(a, seg, n);
+            a += an + (a[an] == ',');
+        }
+        if (!allowed)
+            return true;
+    }
+    return false;
+}
+
 static void respond(hconn *hc, const tl_http_request *req, const tl_http_message *msg)
 {
     tl_httpd *h = of_conn(hc);
@@ -649,6 +697,15 @@ static void respond(hconn *hc, const tl_http_request *req, const tl_http_message
     if (plen < 0) {
         /* Too long for us, or not a path at all: either way not something to guess about. */
         reject(hc, &rv, req->target_len + 3 > sizeof path ? 414 : 400);
+        return;
+    }
+    if (h->metrics_listener >= 0 && tl_server_conn_listener(hc->c) == h->metrics_listener) {
+        if (strcmp(path, h->metrics_path) != 0)
+            error_reply(hc, &rv, 404, false);   /* nothing else lives here */
+        else if (!get && !head)
+            error_reply(hc, &rv, 405, false);
+        else
+            serve_page(hc, &rv, &(hpage){.path = h->metrics_path, .fn = metrics_page}, path);
         return;
     }
     if (h->redirect_https && !tl_conn_is_tls(hc->c) && h->https_port) {
@@ -683,7 +740,7 @@ static void respond(hconn *hc, const tl_http_request *req, const tl_http_message
         error_reply(hc, &rv, 405, false);
         return;
     }
-    if (h->root_fd < 0) {
+    if (h->root_fd < 0 || dot_refused(h, path, (size_t)plen)) {
         error_reply(hc, &rv, 404, false);
         return;
     }
@@ -1100,6 +1157,9 @@ tl_httpd *tl_httpd_new(const tl_server_config *cfg, char *err, size_t errlen)
     h->cache_max_file = opt_size(cfg, "file-cache-max", 64u << 10);
     const char *v = tl_server_config_value(cfg, "redirect-https");
     h->redirect_https = v && !strcmp(v, "on");
+    const char *dots = tl_server_config_value(cfg, "allow-dotfiles");
+    if (dots && !(h->dot_allow = strdup(dots)))
+        goto oom;
     const char *index = tl_server_config_value(cfg, "index");
     if (!(h->index = strdup(index ? index : "index.html")))
         goto oom;
@@ -1119,8 +1179,17 @@ tl_httpd *tl_httpd_new(const tl_server_config *cfg, char *err, size_t errlen)
     const char *alog = tl_server_config_value(cfg, "access-log");
     if (alog && !(h->alog = tli_halog_open(alog, err, errlen)))
         goto fail;
+    /* Metrics only on a listener of their own (tl_httpd_config_finish added it): a public
+     * listener answers 404 for the path, so counters never leak to whoever can connect. */
     const char *metrics = tl_server_config_value(cfg, "metrics");
-    if (metrics && tl_httpd_add_page(h, metrics, metrics_page, NULL) != 0)
+    if ((h->metrics_listener = tl_server_config_metrics_listener(cfg, err, errlen)) < -1)
+        goto fail;
+    if (metrics && h->metrics_listener < 0) {
+        tli_fmt(err, errlen, "metrics %s: metrics are served only on a listener of their own; "
+                "add metrics-listen [ADDR:]PORT, such as metrics-listen 127.0.0.1:9100", metrics);
+        goto fail;
+    }
+    if (h->metrics_listener >= 0 && !(h->metrics_path = strdup(metrics ? metrics : "/metrics")))
         goto oom;
     h->cbs = (tl_conn_cbs){.on_handshake = g_handshake, .on_read = g_read, .on_eof = g_eof,
                            .on_drain = g_writable, .on_close = g_close};
@@ -1198,6 +1267,8 @@ void tl_httpd_free(tl_httpd *h)
         close(h->root_fd);
     free(h->root_real);
     free(h->index);
+    free(h->dot_allow);
+    free(h->metrics_path);
     tli_halog_free(h->alog);
     free(h);
 }

@@ -122,7 +122,9 @@ struct tl_httpd {
     int root_fd;                   /* the root directory (O_PATH), -1 without one */
     char *root_real;               /* its canonical path (the fallback check without openat2) */
     char *index;                   /* file name served for a directory */
-    char *metrics_path;
+    char *dot_allow;               /* allow-dotfiles: comma-separated names, or NULL */
+    char *metrics_path;            /* served on metrics_listener only */
+    int metrics_listener;          /* metrics-listen's listener, -1: none */
     bool redirect_https;
     uint16_t https_port;
     uint64_t header_timeout_ms, body_timeout_ms, keepalive_timeout_ms;

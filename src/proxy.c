@@ -172,19 +172,7 @@ int tl_proxy_config_init(tl_server_config *cfg)
 
 int tl_proxy_config_finish(tl_server_config *cfg, char *err, size_t errlen)
 {
-    const char *v = tl_server_config_value(cfg, "metrics-listen");
-    if (!v)
-        return 0;
-    char listen[300];
-    if (strchr(v, ',') || strlen(v) > 64)
-        return tli_fmt(err, errlen, "metrics-listen %s: expected [ADDR:]PORT, no flags", v), -1;
-    tli_fmt(listen, sizeof listen, "%s,plain", v);
-    char why[512];
-    if (tl_server_config_set(cfg, "listen", listen, why, sizeof why) != 0) {
-        const char *reason = strstr(why, ": ");   /* past "listen ADDR,plain" */
-        return tli_fmt(err, errlen, "metrics-listen %s: %s", v, reason ? reason + 2 : why), -1;
-    }
-    return 0;
+    return tl_server_config_add_metrics_listen(cfg, err, errlen);
 }
 
 void tl_proxy_usage(FILE *out)
@@ -720,21 +708,10 @@ tl_proxy *tl_proxy_new(const tl_server_config *cfg, char *err, size_t errlen)
         tli_fmt(err, errlen, "out of memory");
         return NULL;
     }
-    /* tl_proxy_config_finish added it as the last listener: check, rather than serve metrics on
-     * a listener meant for clients. */
-    p->metrics_listener = -1;
-    const char *mv = tl_server_config_value(cfg, "metrics-listen");
-    if (mv) {
-        size_t last = tl_server_config_count(cfg, "listen");
-        const char *l = last ? tl_server_config_listen(cfg, last - 1) : NULL;
-        size_t ml = strlen(mv);
-        if (!l || strncmp(l, mv, ml) != 0 || strcmp(l + ml, ",plain") != 0) {
-            tli_fmt(err, errlen, "metrics-listen %s: its listener is not the last one; call "
-                    "tl_proxy_config_finish once every option is set", mv);
-            free(p);
-            return NULL;
-        }
-        p->metrics_listener = (int)last - 1;
+    /* tl_proxy_config_finish added it as the last listener (checked). */
+    if ((p->metrics_listener = tl_server_config_metrics_listener(cfg, err, errlen)) < -1) {
+        free(p);
+        return NULL;
     }
     if (n == 0) {
         tli_fmt(err, errlen, "no backend: give at least one --backend HOST:PORT");

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -857,6 +858,8 @@ static void on_tick(tl_loop *loop, tl_timer *t)
 static uint64_t rotate_interval(const tl_server_config *cfg)
 {
     uint64_t ms = cfg->ticket_rotate_ms ? cfg->ticket_rotate_ms : cfg->session_lifetime_ms / 4;
+    if (ms > TL_SERVER_TICKET_ROTATE_MAX_MS)
+        ms = TL_SERVER_TICKET_ROTATE_MAX_MS;   /* forward secrecy: see ticket-rotate */
     return ms ? ms : 1000;
 }
 
@@ -930,6 +933,21 @@ static void apply_log_level(tl_server *srv, const tl_server_config *cfg)
 
 /* A generation for cfg (taken over on success): TLS with this ring when a listener uses TLS, else
  * one that carries only the settings (deadlines, log level). */
+/* A private key every user of the machine can read: said loudly, but served (the key file is the
+ * operator's; a group-readable one, Debian's ssl-cert convention, is not warned about). */
+static void warn_open_keys(tl_server *srv, const tl_server_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_certs; i++) {
+        struct stat sb;
+        const char *key = cfg->certs[i].key;
+        if (key && stat(key, &sb) == 0 && (sb.st_mode & S_IROTH))
+            LOG(srv, WARN, "key %s: the private key is readable by every user of this machine "
+                "(mode %03o): anyone who reads it can impersonate this server; restrict it: "
+                "chmod 600 %s (or 640 with a group of readers)", key,
+                (unsigned)(sb.st_mode & 0777), key);
+    }
+}
+
 static tli_gen *make_gen(tl_server_config *cfg, tl_ticket_ring *ring, char *err, size_t errlen)
 {
     tli_gen *g;
@@ -996,6 +1014,7 @@ int tl_server_reload(tl_server *srv, char *err, size_t errlen)
     apply_log_level(srv, cfg);
     atomic_fetch_add(&srv->reloads, 1);
     LOG(srv, INFO, "reloaded: generation %u (new handshakes use it)", g->serial);
+    warn_open_keys(srv, cfg);
     pthread_mutex_unlock(&srv->reload_lock);
     return 0;
 }
@@ -1261,6 +1280,7 @@ tl_server *tl_server_new(const tl_server_config *cfg_in, const tl_server_handler
         !(srv->gen = make_gen(cfg, srv->ring, err, errlen)))
         goto fail;
     srv->first_gen = tli_gen_ref(srv->gen);
+    warn_open_keys(srv, cfg);
     srv->ring_from_file = cfg->ticket_key_file != NULL;
     srv->gen->serial = ++srv->gen_serial;
     if (cfg->handshake_rate &&

@@ -374,6 +374,22 @@ static int set_loop_slice(tl_server_config *cfg, const char *v, char *err, size_
                    "100ms), or default", v ? v : "(none)"), -1;
 }
 
+/* ticket-rotate: at most a day. A ticket key decrypts every ticket issued under it, and with
+ * it every session's resumption secret; the interval bounds what one stolen key opens. */
+static int set_ticket_rotate(tl_server_config *cfg, const char *v, char *err, size_t errlen)
+{
+    uint64_t ms;
+    if (!v || parse_duration_ms(v, &ms) != 0 || ms == 0)
+        return tli_fmt(err, errlen, "ticket-rotate %s: expected a duration such as 30m or 6h",
+                       v ? v : "(none)"), -1;
+    if (ms > TL_SERVER_TICKET_ROTATE_MAX_MS)
+        return tli_fmt(err, errlen, "ticket-rotate %s: at most 24h (a ticket key opens every "
+                       "session resumed under it: rotating keeps a stolen key's reach short)",
+                       v), -1;
+    cfg->ticket_rotate_ms = ms;
+    return 0;
+}
+
 static const option OPTIONS[] = {
     {"listen", T_CUSTOM, "[ADDR:]PORT[,plain][,proxy[,from=CIDR]...]",
      "listen here (repeat for more); TLS unless plain; proxy: expect a PROXY v1/v2 header, "
@@ -403,10 +419,11 @@ static const option OPTIONS[] = {
      "connections in parallel may want more)",
      F(num_tickets), 16, NULL},
     {"ticket-key-file", T_STRING, "FILE", "ticket keys shared with other instances (80 bytes "
-     "each, the first encrypts; reread on reload); without it keys are random and rotate",
+     "each, the first encrypts; reread on reload; must be ours and mode 600); without it keys "
+     "are random and rotate",
      F(ticket_key_file), 0, NULL},
-    {"ticket-rotate", T_DURATION, "TIME", "add a new random ticket key this often (default "
-     "session-lifetime/4)", F(ticket_rotate_ms), 0, NULL},
+    {"ticket-rotate", T_CUSTOM, "TIME", "add a new random ticket key this often, at most 24h "
+     "(default session-lifetime/4, capped at 24h)", 0, 0, set_ticket_rotate},
     {"workers", T_UINT, "N", "worker threads, one loop each (default: one per core)", F(workers), 1024, NULL},
     {"max-conns", T_UINT, "N", "connections across workers; at the limit, new ones wait in the "
      "backlog (default: from the open-files limit)", F(max_conns), 100000000, NULL},

@@ -25,6 +25,9 @@ typedef struct tli_cidr {
 
 #define TLI_LISTEN_FROM_MAX 8      /* from= per listener; longer lists go in proxy-from */
 
+/* ticket-rotate's bound, and the default rotation's (session-lifetime/4) cap: a day. */
+#define TL_SERVER_TICKET_ROTATE_MAX_MS (24ull * 3600 * 1000)
+
 typedef struct tli_listen {
     struct sockaddr_storage addr;
     socklen_t addrlen;

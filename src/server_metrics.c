@@ -7,6 +7,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "server_int.h"
 
@@ -97,4 +98,40 @@ int tl_server_metrics_text(tl_server *srv, tl_buf *out)
     tli_prom_sample(w, "tickets_total", "event", "decrypted_old", s.tickets.decrypted_old);
     tli_prom_sample(w, "tickets_total", "event", "unknown_key", s.tickets.unknown_key);
     return pw.rc;
+}
+
+/* ---- the metrics listener ---------------------------------------------------------------- */
+
+int tl_server_config_add_metrics_listen(tl_server_config *cfg, char *err, size_t errlen)
+{
+    const char *v = tl_server_config_value(cfg, "metrics-listen");
+    if (!v)
+        return 0;
+    char listen[300];
+    if (strchr(v, ',') || strlen(v) > 64)
+        return tli_fmt(err, errlen, "metrics-listen %s: expected [ADDR:]PORT, no flags", v), -1;
+    tli_fmt(listen, sizeof listen, "%s,plain", v);
+    char why[512];
+    if (tl_server_config_set(cfg, "listen", listen, why, sizeof why) != 0) {
+        const char *reason = strstr(why, ": ");   /* past "listen ADDR,plain" */
+        return tli_fmt(err, errlen, "metrics-listen %s: %s", v, reason ? reason + 2 : why), -1;
+    }
+    return 0;
+}
+
+int tl_server_config_metrics_listener(const tl_server_config *cfg, char *err, size_t errlen)
+{
+    const char *v = tl_server_config_value(cfg, "metrics-listen");
+    if (!v)
+        return -1;
+    /* Checked rather than assumed: metrics must never land on a listener meant for clients. */
+    size_t last = tl_server_config_count(cfg, "listen");
+    const char *l = last ? tl_server_config_listen(cfg, last - 1) : NULL;
+    size_t vl = strlen(v);
+    if (!l || strncmp(l, v, vl) != 0 || strcmp(l + vl, ",plain") != 0) {
+        tli_fmt(err, errlen, "metrics-listen %s: its listener is not the last one; call "
+                "tl_server_config_add_metrics_listen once every option is set", v);
+        return -2;
+    }
+    return (int)last - 1;
 }

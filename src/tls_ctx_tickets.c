@@ -86,7 +86,8 @@ tl_ticket_ring *tl_ticket_ring_new(unsigned capacity)
     return r;
 }
 
-/* Check a key file before reading it: a regular file, not open to others, whole keys. Returns the
+/* Check a key file before reading it: a regular file, ours and for our eyes only (mode 600 or
+ * stricter), whole keys. Returns the
  * number of keys, or 0 with err set. */
 static unsigned check_key_file(int fd, const char *path, char *err, size_t errlen)
 {
@@ -98,10 +99,16 @@ static unsigned check_key_file(int fd, const char *path, char *err, size_t errle
     long long size = (long long)sb.st_size;
     if (!S_ISREG(sb.st_mode))
         tli_fmt(err, errlen, "%s: the ticket key file is not a regular file", path);
-    else if (sb.st_mode & (S_IROTH | S_IWOTH))
-        tli_fmt(err, errlen, "%s: the ticket key file is open to other users (mode %03o), and its "
-                "keys open every session; restrict it: chmod 600 %s",
-                path, (unsigned)(sb.st_mode & 0777), path);
+    else if (sb.st_mode & 077)
+        tli_fmt(err, errlen, "%s: the ticket key file is open to %s (mode %03o), and its keys "
+                "open every session resumed with them; restrict it: chmod 600 %s",
+                path, sb.st_mode & 007 ? "other users" : "its group",
+                (unsigned)(sb.st_mode & 0777), path);
+    else if (sb.st_uid != geteuid())
+        tli_fmt(err, errlen, "%s: the ticket key file belongs to uid %u, not to this process's "
+                "user (uid %u), who could then be handed keys it did not choose; make it ours: "
+                "chown %u %s (and chmod 600)", path, (unsigned)sb.st_uid, (unsigned)geteuid(),
+                (unsigned)geteuid(), path);
     else if (size == 0)
         tli_fmt(err, errlen, "%s: the ticket key file is empty; make one with: "
                 "openssl rand %d > %s", path, TL_TICKET_KEY_LEN, path);

@@ -1,8 +1,10 @@
 /* serve.c - `tlsloop serve`: the static HTTPS/HTTP server (tlsloop/httpd.h on tlsloop/server.h).
  *
  * With no options it runs the embedded default: HTTPS on 127.0.0.1:8443 and HTTP on
- * 127.0.0.1:8080, with a certificate for localhost, 127.0.0.1 and ::1 issued by a local CA that
- * is made on first start and kept in the state directory, serving a built-in page that says what
+ * 127.0.0.1:8080, with a certificate for localhost, 127.0.0.1 and ::1 (90 days, renewed on start
+ * once a third of that is left) issued by a local CA that is made on first start and kept in the
+ * state directory (name-constrained to localhost and loopback; an older unconstrained one is
+ * replaced), serving a built-in page that says what
  * it is and shows live counters. Every server and HTTP option works, on the command line and in
  * a --config file alike.
  */
@@ -24,8 +26,11 @@
 
 #define DEFAULT_HTTPS "127.0.0.1:8443"
 #define DEFAULT_HTTP "127.0.0.1:8080,plain"
-/* The generated leaf is renewed when it has less than this left (it is issued for a year). */
-#define RENEW_SECONDS (30L * 86400)
+/* The local CA is made again when it has less than this left (it is issued for ten years). */
+#define CA_RENEW_SECONDS (30L * 86400)
+/* The leaf lives TL_CERTGEN_LOCAL_LEAF_DAYS and is renewed on start once less than a third of its
+ * life is left (or when an older tlsloop issued it for longer). */
+#define LEAF_SECONDS ((long)TL_CERTGEN_LOCAL_LEAF_DAYS * 86400)
 
 static const tl_server_option SERVE_OPTIONS[] = {
     {"state-dir", "DIR", "where the generated CA and certificate live (default "
@@ -83,22 +88,34 @@ static void state_dir(const tl_server_config *cfg, char *out, size_t len)
         snprintf(out, len, "%s/.local/state/tlsloop", home && *home ? home : "/tmp");
 }
 
-/* Seconds the certificate in this file has left; LONG_MIN when it cannot be read. */
-static long seconds_left(const char *path)
+/* What matters about a generated certificate for keeping or renewing it. */
+typedef struct certfacts {
+    bool ok;                       /* the file holds a certificate */
+    long left;                     /* seconds it has left (negative: expired) */
+    long life;                     /* seconds from notBefore to notAfter */
+    bool constrained;              /* it has a nameConstraints extension */
+} certfacts;
+
+static certfacts cert_facts(const char *path)
 {
+    certfacts cf = {.ok = false};
     FILE *f = fopen(path, "r");
-    if (!f)
-        return -2147483647L;
-    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
-    fclose(f);
+    X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
     if (!x)
-        return -2147483647L;
+        return cf;
     int days = 0, secs = 0;
-    long left = -2147483647L;
-    if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x)))
-        left = (long)days * 86400 + secs;
+    if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x))) {
+        cf.left = (long)days * 86400 + secs;
+        if (ASN1_TIME_diff(&days, &secs, X509_get0_notBefore(x), X509_get0_notAfter(x))) {
+            cf.life = (long)days * 86400 + secs;
+            cf.ok = true;
+        }
+    }
+    cf.constrained = X509_get_ext_by_NID(x, NID_name_constraints, -1) >= 0;
     X509_free(x);
-    return left;
+    return cf;
 }
 
 static int read_file(const char *path, char **out)
@@ -146,27 +163,37 @@ static int ensure_certificate(const char *dir, char *cert, char *key, char *ca, 
         return -1;
     }
     tl_certgen_pair capair = {0}, leaf = {0};
-    bool new_ca = seconds_left(ca) < RENEW_SECONDS || access(ca_key, R_OK) != 0;
+    /* A CA from before name constraints could vouch for any name: it is replaced. */
+    certfacts cf = cert_facts(ca);
+    const char *why_ca = !cf.ok ? NULL
+                         : !cf.constrained ? "it was not limited to localhost and loopback"
+                         : cf.left < CA_RENEW_SECONDS ? "it expires soon"
+                         : access(ca_key, R_OK) != 0 ? "its key is missing" : "";
+    bool new_ca = !why_ca || *why_ca;
     if (new_ca) {
-        tl_certgen_spec spec = {.key = TL_KEY_ECDSA_P256, .common_name = "tlsloop local CA",
-                                .is_ca = true, .not_before = -3600, .not_after = 10L * 365 * 86400};
+        tl_certgen_spec spec = tl_certgen_local_ca_spec();
         if (tl_certgen_issue(&spec, NULL, &capair, err, errlen) != 0 ||
             tl_certgen_write(&capair, ca, ca_key, err, errlen) != 0)
             goto fail;
+        if (why_ca)
+            printf("tlsloop serve: made a new local CA (%s): %s; trust it again\n", why_ca, ca);
     } else if (read_file(ca, &capair.cert_pem) != 0 || read_file(ca_key, &capair.key_pem) != 0) {
         snprintf(err, errlen, "state-dir %.900s: cannot read the CA: %s", dir, strerror(errno));
         goto fail;
     }
-    if (new_ca || seconds_left(cert) < RENEW_SECONDS || access(key, R_OK) != 0) {
+    certfacts lf = cert_facts(cert);
+    if (new_ca || !lf.ok || lf.left < lf.life / 3 || lf.life > LEAF_SECONDS + 86400 ||
+        access(key, R_OK) != 0) {
         static const char *const dns[] = {"localhost"};
         static const char *const ips[] = {"127.0.0.1", "::1"};
         tl_certgen_spec spec = {.key = TL_KEY_ECDSA_P256, .common_name = "localhost",
                                 .dns_names = dns, .n_dns = 1, .ip_addrs = ips, .n_ip = 2,
-                                .not_before = -3600, .not_after = 365L * 86400};
+                                .not_before = -3600, .not_after = LEAF_SECONDS - 3600};
         if (tl_certgen_issue(&spec, &capair, &leaf, err, errlen) != 0 ||
             tl_certgen_write(&leaf, cert, key, err, errlen) != 0)
             goto fail;
-        printf("tlsloop serve: made a certificate for localhost, 127.0.0.1 and ::1: %s\n", cert);
+        printf("tlsloop serve: %s a certificate for localhost, 127.0.0.1 and ::1 (valid %d "
+               "days): %s\n", lf.ok ? "renewed" : "made", TL_CERTGEN_LOCAL_LEAF_DAYS, cert);
     }
     tl_certgen_pair_free(&capair);
     tl_certgen_pair_free(&leaf);
@@ -287,6 +314,9 @@ int cmd_serve(int argc, char **argv)
         tl_server_config_free(cfg);
         return EXIT_USAGE;
     }
+    /* metrics-listen: its listener goes last, once the others are known. */
+    if (tl_httpd_config_finish(cfg, err, sizeof err) != 0)
+        return tool_server_usage_error("serve", cfg, err);
     char ca[4096] = "";
     if (tl_server_config_count(cfg, "tls-listen") && !tl_server_config_count(cfg, "cert")) {
         char dir[4096], cert[4096], key[4096];
@@ -328,6 +358,7 @@ int cmd_serve(int argc, char **argv)
     tl_server_config_free(cfg);
     if (tl_httpd_attach(h, srv, err, sizeof err) != 0) {
         fprintf(stderr, "tlsloop serve: %s\n", err);
+        tl_server_config_free(cfg);
         tl_server_free(srv);
         tl_httpd_free(h);
         return EXIT_FAILURE_RUN;
@@ -335,7 +366,20 @@ int cmd_serve(int argc, char **argv)
     started = time(NULL);
     const char *first_https = NULL;
     char urls[8][64];
+    const char *mv = tl_server_config_value(cfg, "metrics-listen");
+    char metrics_url[128] = "";
+    if (mv) {   /* "[ADDR:]PORT": the address as given, else localhost */
+        const char *colon = strrchr(mv, ':');
+        const char *mp = tl_server_config_value(cfg, "metrics");
+        bool addr = colon && colon > mv;
+        snprintf(metrics_url, sizeof metrics_url, "http://%.*s:%u%s",
+                 addr ? (int)(colon - mv) : 9, addr ? mv : "localhost",
+                 tl_server_port(srv, tl_server_listeners(srv) - 1), mp ? mp : "/metrics");
+    }
+    tl_server_config_free(cfg);
     for (size_t i = 0; i < tl_server_listeners(srv) && i < 8; i++) {
+        if (mv && i == tl_server_listeners(srv) - 1)
+            break;   /* the metrics listener, said below */
         bool tls = tl_server_listener_is_tls(srv, i);
         snprintf(urls[i], sizeof urls[i], "%s://localhost:%u/", tls ? "https" : "http",
                  tl_server_port(srv, i));
@@ -343,6 +387,8 @@ int cmd_serve(int argc, char **argv)
         if (tls && !first_https)
             first_https = urls[i];
     }
+    if (*metrics_url)
+        printf("tlsloop serve: metrics on %s (plain HTTP, this listener only)\n", metrics_url);
     if (*ca && first_https)
         printf("tlsloop serve: the certificate's CA is %s; try:\n  curl --cacert %s %s\n", ca, ca,
                first_https);

@@ -5,6 +5,8 @@
  * CAs and certificates the tests and benchmarks make at run time (no private key is ever committed).
  * It can make a self-signed certificate, a CA, and leaf certificates signed by such a CA, with DNS
  * and IP subjectAltNames, RSA or ECDSA keys, and any validity window (also one already expired).
+ * A CA can be name-constrained (permit_dns, permit_ip): the local CA of `tlsloop serve` can then
+ * vouch for localhost and loopback addresses only, whoever trusts it and whatever leaks.
  *
  * Ownership: a tl_certgen_pair owns two heap strings; tl_certgen_pair_free releases them.
  * Thread-safety: every function is safe to call from several threads at once.
@@ -39,6 +41,14 @@ typedef struct tl_certgen_spec {
     bool is_ca;                    /* basicConstraints CA:TRUE and keyCertSign */
     long not_before;               /* validity start, seconds relative to now (e.g. -3600) */
     long not_after;                /* validity end, seconds relative to now (negative: expired) */
+    /* CA only: a critical nameConstraints extension whose permitted subtrees are these DNS
+     * names (each also covers its subdomains: "localhost" permits "a.localhost") and IP ranges
+     * in CIDR form ("127.0.0.0/8", "::1/128"). Leaves the CA signs for other names fail to
+     * verify (X509_V_ERR_PERMITTED_VIOLATION). None given: no such extension. */
+    const char *const *permit_dns;
+    size_t n_permit_dns;
+    const char *const *permit_ip;
+    size_t n_permit_ip;
 } tl_certgen_spec;
 
 typedef struct tl_certgen_pair {
@@ -51,6 +61,13 @@ typedef struct tl_certgen_pair {
  * The serial number is random; the signature uses SHA-256. On success out holds new strings. */
 TL_API int tl_certgen_issue(const tl_certgen_spec *spec, const tl_certgen_pair *issuer,
                             tl_certgen_pair *out, char *err, size_t errlen);
+
+/* The local CA of `tlsloop serve`'s default set-up: ECDSA P-256, CN "tlsloop local CA", valid
+ * for ten years, name-constrained (critical) to DNS localhost (and its subdomains) and the IP
+ * ranges 127.0.0.0/8 and ::1/128. Leaves it signs should live TL_CERTGEN_LOCAL_LEAF_DAYS days
+ * at most. */
+#define TL_CERTGEN_LOCAL_LEAF_DAYS 90
+TL_API tl_certgen_spec tl_certgen_local_ca_spec(void);
 
 /* Write the certificate and the key to files. The key file is created with mode 0600; cert_path
  * or key_path may be NULL to skip that file. */

@@ -1,12 +1,14 @@
 /*
  * tlsloop/httpd.h - an HTTP/1.1 server on the server core (tlsloop/server.h): static files from a
- * root directory, pages the application adds, Prometheus metrics, an access log, and a redirect
- * from plain listeners to HTTPS. `tlsloop serve` is a thin program over it.
+ * root directory, pages the application adds, Prometheus metrics on a listener of their own
+ * (metrics-listen; the public listeners never serve them), an access log, and a redirect from
+ * plain listeners to HTTPS. `tlsloop serve` is a thin program over it.
  *
  * Setting up. tl_httpd_config_init adds the HTTP options (root, index, access-log, metrics,
  * header-timeout, ...; tl_httpd_usage lists them) to a server configuration, so the command line
  * and the configuration file hold both. tl_httpd_new reads them (opening the root directory and
- * the access log), tl_httpd_handler gives the handler for tl_server_new, and tl_httpd_attach ties
+ * the access log; tl_httpd_config_finish adds the metrics listener before), tl_httpd_handler
+ * gives the handler for tl_server_new, and tl_httpd_attach ties
  * the two together before tl_server_run. A reload (SIGHUP) changes the server's TLS files; the
  * HTTP options need a restart. SIGUSR1 reopens the access log with the error log.
  *
@@ -22,7 +24,9 @@
  *
  * Files. The path is decoded and normalised (tl_http_normalize_path) and opened below the root
  * with openat2(RESOLVE_BENEATH): "..", encoded dots, and symbolic links that lead out of the root
- * are refused by the kernel itself (403), not by string checks alone. Directories serve their
+ * are refused by the kernel itself (403), not by string checks alone. Dotfiles and dot-directories
+ * (any segment starting with a dot, after decoding: /.git/config, /%2eenv) are 404, except
+ * /.well-known/ and the names allow-dotfiles gives. Directories serve their
  * index file; a directory asked for without its trailing slash is redirected (301). Regular files
  * only. Last-Modified and ETag with If-Modified-Since and If-None-Match (304), one byte range
  * (206, or 416), If-Range. Large files are streamed with backpressure (never read whole); small
@@ -55,6 +59,9 @@ typedef struct tl_httpd tl_httpd;
 
 /* Add the HTTP options to cfg (before any option is set). Returns 0 or -1. */
 TL_API int tl_httpd_config_init(tl_server_config *cfg);
+/* After every option is set, before tl_server_check and tl_httpd_new: with metrics-listen, add its
+ * plain listener (the last one; tlsloop/server.h). 0, or -1 with err. */
+TL_API int tl_httpd_config_finish(tl_server_config *cfg, char *err, size_t errlen);
 /* Print the HTTP options with their defaults, for --help. */
 TL_API void tl_httpd_usage(FILE *out);
 

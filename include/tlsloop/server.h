@@ -236,6 +236,18 @@ TL_API void tl_server_get_stats(tl_server *srv, int worker, tl_server_stats *out
  * of memory. Any thread. */
 TL_API int tl_server_metrics_text(tl_server *srv, tl_buf *out);
 
+/* A listener of its own for the metrics page, shared by the layers above (tlsloop serve and
+ * tlsloop proxy): their option `metrics-listen [ADDR:]PORT` (each declares it in its table) names
+ * a plain listener that serves metrics and nothing else, while the public listeners never do.
+ * tl_server_config_add_metrics_listen adds it to cfg as the last listener ("ADDR:PORT,plain"),
+ * after every other option is set; without metrics-listen it does nothing. 0, or -1 with err
+ * ("metrics-listen X: ..."). tl_server_config_metrics_listener gives that listener's index in a
+ * configuration so finished (what tl_server_port and tl_server_conn_listener count), -1 without
+ * metrics-listen, or -2 with err when the last listener is not it (finish was not called). */
+TL_API int tl_server_config_add_metrics_listen(tl_server_config *cfg, char *err, size_t errlen);
+TL_API int tl_server_config_metrics_listener(const tl_server_config *cfg, char *err,
+                                             size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -44,23 +44,23 @@ class Serve:
     def __init__(self):
         self.proc = subprocess.Popen([BIN, "serve", "--listen", "127.0.0.1:0", "--listen",
                                       "127.0.0.1:0,plain", "--state-dir", f"{TMP}/state",
-                                      "--root", f"{TMP}/www", "--metrics", "/metrics",
+                                      "--root", f"{TMP}/www", "--metrics-listen", "127.0.0.1:0",
                                       "--log", f"{TMP}/serve.log"],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         ports = []
-        while len(ports) < 2:
+        while len(ports) < 3:   # https, http, then the metrics listener
             line = self.proc.stdout.readline()
             if not line:
                 raise RuntimeError(self.proc.stderr.read())
-            m = re.search(r"listening on https?://localhost:(\d+)/", line)
+            m = re.search(r"(?:listening|metrics) on https?://[^ ]+:(\d+)/", line)
             if m:
                 ports.append(int(m.group(1)))
-        self.https, self.http = ports
+        self.https, self.http, self.metrics_port = ports
         self.ca = f"{TMP}/state/ca.pem"
         self.url = f"https://127.0.0.1:{self.https}/hello.txt"
 
     def metrics(self):
-        r = subprocess.run([BIN, "get", f"http://127.0.0.1:{self.http}/metrics"],
+        r = subprocess.run([BIN, "get", f"http://127.0.0.1:{self.metrics_port}/metrics"],
                            capture_output=True, timeout=20 * SLOW)
         text = r.stdout.decode()
         get = lambda pat: int(re.search(pat, text, re.M).group(1))   # noqa: E731

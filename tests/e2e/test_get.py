@@ -101,20 +101,21 @@ class Serve:
         self.proc = subprocess.Popen([BIN, "serve", "--listen", "127.0.0.1:0", "--listen",
                                       "127.0.0.1:0,plain", "--cert", f"{TMP}/leaf.pem", "--key",
                                       f"{TMP}/leaf.key", "--root", f"{TMP}/www",
-                                      "--metrics", "/metrics", "--log", f"{TMP}/serve.log", *args],
+                                      "--metrics-listen", "127.0.0.1:0",
+                                      "--log", f"{TMP}/serve.log", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         ports = []
-        while len(ports) < 2:
+        while len(ports) < 3:   # https, http, then the metrics listener
             line = self.proc.stdout.readline()
             if not line:
                 raise RuntimeError(self.proc.stderr.read())
-            m = re.search(r"listening on https?://localhost:(\d+)/", line)
+            m = re.search(r"(?:listening|metrics) on https?://[^ ]+:(\d+)/", line)
             if m:
                 ports.append(int(m.group(1)))
-        self.https, self.http = ports
+        self.https, self.http, self.metrics_port = ports
 
     def metric(self, name):
-        r = get(f"http://127.0.0.1:{self.http}/metrics")
+        r = get(f"http://127.0.0.1:{self.metrics_port}/metrics")
         m = re.search(rf"^{re.escape(name)} (\d+)", r.stdout.decode(), re.M)
         return int(m.group(1))
 

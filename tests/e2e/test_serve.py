@@ -56,10 +56,10 @@ class Serve:
         cmd += ["--log", self.log] + list(args)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, errors="replace", env=env)
-        self.https = self.http = None
+        self.https = self.http = self.metrics = None
         self.out = []
         deadline = time.monotonic() + 20 * SLOW
-        want = len(listens) if expect is None else expect
+        want = (len(listens) + ("--metrics-listen" in args)) if expect is None else expect
         while want and time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
@@ -71,6 +71,10 @@ class Serve:
                     self.https = int(m.group(2))
                 elif m.group(1) == "http" and not self.http:
                     self.http = int(m.group(2))
+                want -= 1
+            m = re.search(r"metrics on http://[^ ]+:(\d+)/", line)
+            if m:
+                self.metrics = int(m.group(1))
                 want -= 1
         threading.Thread(target=self._drain_stdout, daemon=True).start()
         self.wait_log(r"listening on")
@@ -217,6 +221,11 @@ def make_root():
     os.symlink(f"{TMP}/secret.txt", f"{root}/abs-link")
     os.symlink("../secret.txt", f"{root}/rel-link")
     os.symlink("index.html", f"{root}/inside-link")
+    for name in (".git/config", ".env", "a/.hidden/x", ".well-known/security.txt",
+                 ".config/app.json", "sub/.htaccess"):
+        os.makedirs(os.path.dirname(f"{root}/{name}"), exist_ok=True)
+        with open(f"{root}/{name}", "w") as f:
+            f.write(f"contents of {name}\n")
     return root
 
 
@@ -248,6 +257,74 @@ def embedded_default_makes_its_ca_and_serves_the_builtin_page(root):
         assert "made a certificate" not in "".join(srv.out)
     finally:
         assert srv.stop() == 0
+
+
+def cert_text(path):
+    return subprocess.run(["openssl", "x509", "-in", path, "-noout", "-text"], capture_output=True,
+                          text=True, timeout=30, check=True).stdout
+
+
+def leaf_days(path):
+    r = subprocess.run(["openssl", "x509", "-in", path, "-noout", "-startdate", "-enddate"],
+                       capture_output=True, text=True, timeout=30, check=True).stdout
+    import email.utils
+    t = [email.utils.parsedate_to_datetime(l.split("=", 1)[1].replace("GMT", "+0000"))
+         for l in r.split("\n") if "=" in l]
+    return (t[1] - t[0]).total_seconds() / 86400
+
+
+def openssl_leaf(state, days, ca="ca.pem", ca_key="ca.key"):
+    """A localhost leaf issued by the CA in state, valid days (negative: already expired)."""
+    sh = lambda *a: subprocess.run(a, capture_output=True, timeout=30, check=True, cwd=state)
+    sh("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-keyout", "localhost.key", "-out", "leaf.csr", "-subj", "/CN=localhost")
+    sh("openssl", "x509", "-req", "-in", "leaf.csr", "-CA", ca, "-CAkey", ca_key,
+       "-days", str(days), "-out", "localhost.pem")
+
+
+@test
+def generated_ca_is_name_constrained_and_old_ones_are_replaced(root):
+    """The local CA vouches for localhost and loopback only (critical nameConstraints), its leaf
+    lives 90 days at most; a CA from before (no constraints, a leaf of a year) is replaced on
+    start, and an expired leaf is renewed under the CA kept."""
+    state = f"{TMP}/old-state"
+    os.makedirs(state)
+    sh = lambda *a: subprocess.run(a, capture_output=True, timeout=30, check=True, cwd=state)
+    sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-keyout", "ca.key", "-out", "ca.pem", "-days", "3650", "-subj", "/CN=tlsloop local CA",
+       "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    openssl_leaf(state, 365)
+    old_ca = open(f"{state}/ca.pem").read()
+
+    def check():
+        r = subprocess.run([BIN, "serve", "--check", "--state-dir", state, "--listen",
+                            "127.0.0.1:0"], capture_output=True, text=True, timeout=30 * SLOW)
+        assert r.returncode == 0 and "configuration OK" in r.stdout, r.stdout + r.stderr
+        return r.stdout
+    out = check()
+    assert "made a new local CA (it was not limited to localhost and loopback)" in out, out
+    assert open(f"{state}/ca.pem").read() != old_ca
+    text = cert_text(f"{state}/ca.pem")
+    assert re.search(r"X509v3 Name Constraints: critical\s+Permitted:\s+DNS:localhost\s+"
+                     r"IP:127\.0\.0\.0/255\.0\.0\.0\s+IP:0:0:0:0:0:0:0:1/FFFF:FFFF", text), text
+    assert "renewed a certificate for localhost" in out, out
+    assert leaf_days(f"{state}/localhost.pem") <= 90
+    # The leaf verifies under the new CA (it was issued again, not kept).
+    v = subprocess.run(["openssl", "verify", "-CAfile", f"{state}/ca.pem",
+                        f"{state}/localhost.pem"],
+                       capture_output=True, text=True, timeout=30)
+    assert v.returncode == 0, v.stdout + v.stderr
+    # Kept as it is on the next start.
+    new_ca, leaf = open(f"{state}/ca.pem").read(), open(f"{state}/localhost.pem").read()
+    out = check()
+    assert "made" not in out and "renewed" not in out, out
+    assert open(f"{state}/localhost.pem").read() == leaf
+    # An expired leaf is renewed; the CA stays.
+    openssl_leaf(state, -1)
+    out = check()
+    assert "renewed a certificate" in out and "local CA" not in out, out
+    assert open(f"{state}/ca.pem").read() == new_ca
+    assert leaf_days(f"{state}/localhost.pem") <= 90
 
 
 @test
@@ -316,7 +393,7 @@ def openssl_s_client_and_gnutls_cli(root):
 
 @test
 def close_notify_before_eof_on_connection_close(root):
-    srv = Serve("--root", root, "--metrics", "/metrics")
+    srv = Serve("--root", root, "--metrics-listen", "127.0.0.1:0")
     try:
         for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
             with tls_sock(srv.https, version) as s:
@@ -331,7 +408,7 @@ def close_notify_before_eof_on_connection_close(root):
         # The clients asked for the end, so the server closed without waiting for their
         # close_notify (no lingering drain): both connections ended "local", yet every byte and
         # a close_notify arrived above.
-        _, _, body, _ = get(srv.http, "/metrics", tls=False)
+        _, _, body, _ = get(srv.metrics, "/metrics", tls=False)
         m = re.search(r'^tlsloop_connections_closed_total\{end="local"\} (\d+)', body.decode(), re.M)
         assert m and int(m.group(1)) == 2, body.decode()
     finally:
@@ -475,6 +552,38 @@ def paths_and_the_root(root):
         still_serves(srv)
     finally:
         assert srv.stop() == 0
+
+
+@test
+def dotfiles_are_not_served(root):
+    """A repository, secrets and editor state are refused (404) however the dot is written;
+    /.well-known/ is served, and allow-dotfiles names the others a site means to publish."""
+    refused = ["/.git/config", "/.git/", "/.git", "/.env", "/a/.hidden/x", "/%2egit/config",
+               "/%2Eenv", "/sub/%2ehtaccess", "/a/%2Ehidden/x", "/sub/../.env", "//.env",
+               "/.config/app.json", "http://localhost/.env"]
+    srv = Serve("--root", root)
+    try:
+        for path in refused:
+            st, _, b, _ = get(srv.https, path)
+            assert st == 404 and b"contents of" not in b, (path, st, b[:80])
+        st, _, b, _ = get(srv.https, "/.well-known/security.txt")
+        assert st == 200 and b"contents of .well-known" in b, (st, b)
+        still_serves(srv)
+    finally:
+        assert srv.stop() == 0
+    srv = Serve("--root", root, "--allow-dotfiles", ".config,.htaccess")
+    try:
+        for path, want in [("/.config/app.json", 200), ("/%2econfig/app.json", 200),
+                           ("/sub/.htaccess", 200), ("/.env", 404), ("/.git/config", 404),
+                           ("/.well-known/security.txt", 200)]:
+            st, _, b, _ = get(srv.https, path)
+            assert st == want, (path, st, b[:80])
+    finally:
+        assert srv.stop() == 0
+    r = subprocess.run([BIN, "serve", "--allow-dotfiles", "git"], capture_output=True, text=True,
+                       timeout=30 * SLOW)
+    assert r.returncode == 2 and "allow-dotfiles git: expected names that start with a dot" \
+        in r.stderr, r.stderr
 
 
 @test
@@ -730,7 +839,8 @@ def sigterm_lets_a_download_finish(root):
 @test
 def redirect_metrics_and_access_log(root):
     alog = f"{TMP}/access.log"
-    srv = Serve("--root", root, "--redirect-https", "--metrics", "/metrics", "--access-log", alog)
+    srv = Serve("--root", root, "--redirect-https", "--metrics-listen", "127.0.0.1:0",
+                "--access-log", alog)
     try:
         st, h, _, _ = request(srv.http, b"GET /sub/?q=1 HTTP/1.1\r\nHost: localhost:8080\r\n\r\n", tls=False)
         assert st == 308 and h["location"] == f"https://localhost:{srv.https}/sub/?q=1", h
@@ -738,7 +848,7 @@ def redirect_metrics_and_access_log(root):
         assert h["location"] == f"https://[::1]:{srv.https}/", h
         r = curl("-A", "agent \"quoted\"", f"https://localhost:{srv.https}/index.html")
         assert r.returncode == 0
-        st, h, body, _ = get(srv.https, "/metrics")
+        st, h, body, _ = get(srv.metrics, "/metrics", tls=False)   # not redirected
         text = body.decode()
         assert st == 200 and h["content-type"].startswith("text/plain; version=0.0.4")
         assert re.search(r'^tlsloop_http_requests_total \d+', text, re.M), text[:500]
@@ -765,6 +875,45 @@ def redirect_metrics_and_access_log(root):
 
 
 @test
+def metrics_only_on_their_own_listener(root):
+    """/metrics is nowhere by default, never on a public listener, and on metrics-listen's
+    listener only that page is served; metrics PATH alone is refused with the fix."""
+    srv = Serve("--root", root)
+    try:
+        for port, tls in ((srv.https, True), (srv.http, False)):
+            st, _, body, _ = get(port, "/metrics", tls=tls)
+            assert st == 404 and b"tlsloop_" not in body, (port, st, body[:200])
+    finally:
+        assert srv.stop() == 0
+    srv = Serve("--metrics-listen", "127.0.0.1:0", "--metrics", "/m")   # the built-in page
+    try:
+        assert srv.metrics not in (srv.https, srv.http)
+        st, h, body, _ = get(srv.metrics, "/m", tls=False)
+        assert st == 200 and b"tlsloop_http_requests_total" in body, (st, body[:200])
+        assert h["cache-control"] == "no-store"
+        for path in ("/", "/metrics", "/index.html"):   # nothing else lives there
+            assert get(srv.metrics, path, tls=False)[0] == 404, path
+        st, _, body, _ = request(srv.metrics, b"POST /m HTTP/1.1\r\nHost: l\r\n"
+                                 b"Content-Length: 0\r\n\r\n", tls=False)
+        assert st == 405
+        for port, tls in ((srv.https, True), (srv.http, False)):
+            st, _, body, _ = get(port, "/m", tls=tls)
+            assert st == 404 and b"tlsloop_" not in body, (port, st)
+            assert get(port, "/", tls=tls)[0] == 200   # the built-in page is public
+        assert not any("localhost:%d" % srv.metrics in l for l in srv.out if "listening" in l)
+    finally:
+        assert srv.stop() == 0
+    r = subprocess.run([BIN, "serve", "--check", "--state-dir", STATE, "--metrics", "/metrics"],
+                       capture_output=True, text=True, timeout=30 * SLOW)
+    assert r.returncode == 2 and "metrics /metrics: metrics are served only on a listener of " \
+        "their own; add metrics-listen" in r.stderr, r.stderr
+    r = subprocess.run([BIN, "serve", "--check", "--state-dir", STATE, "--metrics-listen",
+                        "127.0.0.1:0,proxy"], capture_output=True, text=True, timeout=30 * SLOW)
+    assert r.returncode == 2 and "metrics-listen 127.0.0.1:0,proxy: expected [ADDR:]PORT" \
+        in r.stderr, r.stderr
+
+
+@test
 def options_errors_check_and_config_file(root):
     def run(*args):
         return subprocess.run([BIN, "serve", *args], capture_output=True, text=True,
@@ -772,6 +921,7 @@ def options_errors_check_and_config_file(root):
     r = run("--help")
     assert r.returncode == 0
     for opt in ("--root DIR", "--listen", "--cert FILE", "--access-log", "--metrics",
+                "--metrics-listen [ADDR:]PORT", "--allow-dotfiles NAME[,NAME...]",
                 "--workers", "--ticket-key-file", "--config FILE", "--header-timeout",
                 "--state-dir", "default 10s"):
         assert opt in r.stdout, opt
@@ -792,14 +942,15 @@ def options_errors_check_and_config_file(root):
     conf = f"{TMP}/serve.conf"
     with open(conf, "w") as f:
         f.write(f"# a whole configuration\nlisten 127.0.0.1:0\nroot {root}\n"
-                f"state-dir {STATE}\nmetrics /m\nworkers 1\n")
+                f"state-dir {STATE}\nmetrics /m\nmetrics-listen 127.0.0.1:0\nworkers 1\n")
     r = run("--config", conf, "--check")
     assert r.returncode == 0 and "configuration OK" in r.stdout, r.stdout + r.stderr
-    srv = Serve("--config", conf, listens=[], state=False, expect=1)
+    srv = Serve("--config", conf, listens=[], state=False, expect=2)
     try:
-        assert srv.https
-        st, _, body, _ = get(srv.https, "/m")
+        assert srv.https and srv.metrics
+        st, _, body, _ = get(srv.metrics, "/m", tls=False)
         assert st == 200 and b"tlsloop_http_requests_total" in body
+        assert get(srv.https, "/m")[0] == 404
         still_serves(srv)
     finally:
         assert srv.stop() == 0
@@ -838,14 +989,16 @@ def main():
         TMP = tmp
         root = make_root()
         tests = [embedded_default_makes_its_ca_and_serves_the_builtin_page,
+                 generated_ca_is_name_constrained_and_old_ones_are_replaced,
                  no_options_at_all_listens_on_8443_and_8080, curl_tls12_and_tls13_verified,
                  openssl_s_client_and_gnutls_cli, close_notify_before_eof_on_connection_close,
                  keep_alive_pipelining_and_http10, head_ranges_and_conditionals,
-                 paths_and_the_root, rejections_close_only_that_connection,
+                 paths_and_the_root, dotfiles_are_not_served, rejections_close_only_that_connection,
                  bodies_read_and_discarded, slowloris_head_gets_408_and_others_are_served,
                  big_file_to_a_slow_reader_with_memory_bounded, a_thousand_keep_alive_clients,
                  sigterm_lets_a_download_finish, redirect_metrics_and_access_log,
-                 options_errors_check_and_config_file, a_second_server_on_a_port_in_use_exits_98]
+                 metrics_only_on_their_own_listener, options_errors_check_and_config_file,
+                 a_second_server_on_a_port_in_use_exits_98]
         only = sys.argv[1:]
         for t in tests:
             if not only or t.__name__ in only or t is tests[0]:

@@ -371,6 +371,39 @@ def ticket_key_file_shared_by_two_processes(c):
 
 
 @test
+def ticket_key_file_open_to_others_and_private_key_warning(c):
+    """A ticket key file its group or others can read is refused at start, at --check and at a
+    reload (the running keys stay); a private key everyone can read is served, with a warning."""
+    keyfile = f"{TMP}/ticket-perm.key"
+    with open(keyfile, "wb") as f:
+        f.write(os.urandom(80))
+    os.chmod(keyfile, 0o640)
+    key = f"{TMP}/open-key.pem"
+    shutil.copy(c["localhost"][1], key)
+    os.chmod(key, 0o644)
+    args = ["--listen", "127.0.0.1:0", "--cert", c["localhost"][0], "--key", key,
+            "--ticket-key-file", keyfile]
+    r = subprocess.run([ECHO, "--check", *args], capture_output=True, text=True, timeout=30 * SLOW)
+    assert r.returncode == 1 and "open to its group (mode 640)" in r.stdout \
+        and f"chmod 600 {keyfile}" in r.stdout, r.stdout
+    r = subprocess.run([ECHO, *args], capture_output=True, text=True, timeout=30 * SLOW)
+    assert r.returncode != 0 and "open to its group" in r.stdout + r.stderr, r.stdout + r.stderr
+    os.chmod(keyfile, 0o600)
+    srv = Server(*args)
+    try:
+        srv.wait_log(r"key .*open-key\.pem: the private key is readable by every user.*chmod 600")
+        a = resumed_with_s_client(srv.port, srv.port, "-tls1_3", c["ca"][0])
+        assert a
+        os.chmod(keyfile, 0o604)
+        srv.signal(signal.SIGHUP)
+        srv.wait_log(r"reload failed, keeping the running configuration: .*ticket-perm\.key: "
+                     r"the ticket key file is open to other users \(mode 604\).*chmod 600")
+        assert resumed_with_s_client(srv.port, srv.port, "-tls1_3", c["ca"][0])
+    finally:
+        assert srv.stop() == 0
+
+
+@test
 def sighup_new_certificate_during_transfer(c):
     cert, key = f"{TMP}/reload.pem", f"{TMP}/reload.key"
     shutil.copy(c["localhost"][0], cert)
@@ -889,7 +922,9 @@ def main():
              "expired": make_expired("expired", ca)}
         tests = [sni_picks_the_certificate, rsa_and_ecdsa_for_the_same_name,
                  mtls_accepts_good_refuses_missing, resumption_tls12_and_tls13,
-                 ticket_key_file_shared_by_two_processes, sighup_new_certificate_during_transfer,
+                 ticket_key_file_shared_by_two_processes,
+                 ticket_key_file_open_to_others_and_private_key_warning,
+                 sighup_new_certificate_during_transfer,
                  sigterm_drains, connection_limit_makes_clients_wait,
                  handshake_cap_and_per_source_limit, proxy_protocol_gives_the_client_address,
                  proxy_header_only_from_trusted_sources,

@@ -196,6 +196,92 @@ TEST(ca_signed_leaf_verifies)
     tl_certgen_pair_free(&leaf);
 }
 
+/* The local CA of `tlsloop serve`: a critical nameConstraints extension permitting localhost and
+ * loopback only, so a leaf it signs for another name does not verify, whoever trusts it. */
+TEST(local_ca_is_name_constrained)
+{
+    tl_certgen_spec cspec = tl_certgen_local_ca_spec();
+    tl_certgen_pair ca = {0}, ok = {0}, bad = {0}, badip = {0};
+    issue_ok(&cspec, NULL, &ca);
+    X509 *cx = parse_cert(ca.cert_pem);
+    CHECK(ext_critical(cx, NID_name_constraints));
+    int crit = 0;
+    NAME_CONSTRAINTS *nc = X509_get_ext_d2i(cx, NID_name_constraints, &crit, NULL);
+    REQUIRE(nc);
+    CHECK_EQ_INT(crit, 1);
+    CHECK(sk_GENERAL_SUBTREE_num(nc->excludedSubtrees) <= 0);
+    int dns = 0, v4 = 0, v6 = 0;
+    for (int i = 0; i < sk_GENERAL_SUBTREE_num(nc->permittedSubtrees); i++) {
+        GENERAL_NAME *gn = sk_GENERAL_SUBTREE_value(nc->permittedSubtrees, i)->base;
+        int type;
+        ASN1_STRING *v = GENERAL_NAME_get0_value(gn, &type);
+        const unsigned char *d = ASN1_STRING_get0_data(v);
+        int n = ASN1_STRING_length(v);
+        if (type == GEN_DNS && n == 9 && !memcmp(d, "localhost", 9))
+            dns++;
+        static const unsigned char want4[8] = {127, 0, 0, 0, 255, 0, 0, 0};
+        if (type == GEN_IPADD && n == 8 && !memcmp(d, want4, 8))
+            v4++;
+        if (type == GEN_IPADD && n == 32 && d[15] == 1 && d[31] == 0xff && d[16] == 0xff)
+            v6++;
+    }
+    CHECK_EQ_INT(sk_GENERAL_SUBTREE_num(nc->permittedSubtrees), 3);
+    CHECK(dns == 1 && v4 == 1 && v6 == 1);
+    NAME_CONSTRAINTS_free(nc);
+
+    static const char *const local[] = {"localhost", "www.localhost"};
+    static const char *const loop[] = {"127.0.0.1", "::1"};
+    tl_certgen_spec lspec = {.key = TL_KEY_ECDSA_P256, .common_name = "localhost",
+                             .dns_names = local, .n_dns = 2, .ip_addrs = loop, .n_ip = 2,
+                             .not_before = -3600, .not_after = 86400};
+    issue_ok(&lspec, &ca, &ok);
+    static const char *const other[] = {"example.com"};
+    lspec.common_name = "example.com";
+    lspec.dns_names = other;
+    lspec.n_dns = 1;
+    lspec.n_ip = 0;
+    issue_ok(&lspec, &ca, &bad);
+    static const char *const public_ip[] = {"192.0.2.1"};
+    lspec.common_name = "localhost";
+    lspec.dns_names = local;
+    lspec.ip_addrs = public_ip;
+    lspec.n_ip = 1;
+    issue_ok(&lspec, &ca, &badip);
+
+    X509 *okx = parse_cert(ok.cert_pem), *badx = parse_cert(bad.cert_pem);
+    X509 *badipx = parse_cert(badip.cert_pem);
+    int error = 0;
+    CHECK_EQ_INT(verify(okx, cx, &error), 1);
+    CHECK_EQ_INT(error, X509_V_OK);
+    CHECK(verify(badx, cx, &error) <= 0);
+    CHECK_EQ_INT(error, X509_V_ERR_PERMITTED_VIOLATION);
+    CHECK(verify(badipx, cx, &error) <= 0);
+    CHECK_EQ_INT(error, X509_V_ERR_PERMITTED_VIOLATION);
+
+    /* Constraints on a leaf, or a malformed range, are refused before any key is made. */
+    char err[256] = "";
+    tl_certgen_pair none = {0};
+    static const char *const bad_range[] = {"127.0.0.0/33"};
+    tl_certgen_spec wrong = cspec;
+    wrong.permit_ip = bad_range;
+    wrong.n_permit_ip = 1;
+    CHECK(tl_certgen_issue(&wrong, NULL, &none, err, sizeof err) == -1);
+    CHECK(strstr(err, "127.0.0.0/33") != NULL);
+    wrong = cspec;
+    wrong.is_ca = false;
+    CHECK(tl_certgen_issue(&wrong, NULL, &none, err, sizeof err) == -1);
+    CHECK(strstr(err, "CA only") != NULL);
+
+    X509_free(cx);
+    X509_free(okx);
+    X509_free(badx);
+    X509_free(badipx);
+    tl_certgen_pair_free(&ca);
+    tl_certgen_pair_free(&ok);
+    tl_certgen_pair_free(&bad);
+    tl_certgen_pair_free(&badip);
+}
+
 TEST(rsa_2048_key_matches_cert)
 {
     tl_certgen_spec spec = leaf_spec();
@@ -466,6 +552,7 @@ int main(int argc, char **argv)
     RUN(selfsigned_ecdsa_leaf_parses_back);
     RUN(leaf_extensions);
     RUN(ca_signed_leaf_verifies);
+    RUN(local_ca_is_name_constrained);
     RUN(rsa_2048_key_matches_cert);
     RUN(p384_leaf_signed_by_rsa_ca);
     RUN(expired_spec_gives_expired_cert);

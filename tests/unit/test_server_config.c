@@ -141,6 +141,17 @@ TEST(values_and_errors)
     CHECK(set(cfg, "loop-slice", "200ms") == -1 && strstr(err, "at most"));
     CHECK(set(cfg, "loop-slice", "-1us") == -1);
     CHECK(set(cfg, "loop-slice", "7") == -1);
+    /* Ticket key rotation: at most a day (forward secrecy), and never off. */
+    CHECK_EQ_INT(set(cfg, "ticket-rotate", "24h"), 0);
+    CHECK_EQ_INT(cfg->ticket_rotate_ms, 86400000);
+    CHECK_EQ_INT(set(cfg, "ticket-rotate", "30m"), 0);
+    CHECK(set(cfg, "ticket-rotate", "25h") == -1 && strstr(err, "at most 24h") &&
+          strstr(err, "stolen key"));
+    CHECK(set(cfg, "ticket-rotate", "86401s") == -1);
+    CHECK(set(cfg, "ticket-rotate", "0") == -1 && strstr(err, "expected a duration"));
+    CHECK(set(cfg, "ticket-rotate", "soon") == -1);
+    CHECK_EQ_INT(cfg->ticket_rotate_ms, 1800000);
+    CHECK_EQ_INT(tl_server_config_takes_value("ticket-rotate"), 1);
     CHECK_EQ_INT(set(cfg, "no-such-option", "1"), 1);
     CHECK(set(cfg, "key", "k.pem") == -1 && strstr(err, "cert"));   /* a key before its cert */
     CHECK_EQ_INT(set(cfg, "cert", "a.pem"), 0);

@@ -1022,7 +1022,7 @@ TEST(ticket_file_rotation)
     REQUIRE(RAND_bytes(both, sizeof both) == 1);
     memcpy(old_key, both + TL_TICKET_KEY_LEN, TL_TICKET_KEY_LEN);
     const char *f_old = write_file("old.key", old_key, sizeof old_key, 0600);
-    const char *f_both = write_file("both.key", both, sizeof both, 0640);
+    const char *f_both = write_file("both.key", both, sizeof both, 0600);
     const char *f_new = write_file("new.key", both, TL_TICKET_KEY_LEN, 0400);
     for (int v = 0; v < 2; v++) {
         int version = v ? TL_TLS1_2 : TL_TLS1_3;
@@ -1089,13 +1089,23 @@ TEST(ticket_file_refusals)
     /* Two keys with one name (keys 1 and 3 of 3). */
     memcpy(keys + 2 * TL_TICKET_KEY_LEN, keys, 16);
     check_refused(write_file("dup.key", keys, 3 * TL_TICKET_KEY_LEN, 0600), "keys 1 and 3");
-    /* Open to others: refused, with the fix; group bits are the owner's business. */
+    /* Open to anyone but the owner (group bits too): refused, with the fix. */
     check_refused(write_file("world.key", keys, TL_TICKET_KEY_LEN, 0644), "chmod 600");
     check_refused(write_file("world.key", keys, TL_TICKET_KEY_LEN, 0604), "mode 604");
     check_refused(write_file("world.key", keys, TL_TICKET_KEY_LEN, 0602), "open to other users");
-    r = tl_ticket_ring_load_file(write_file("group.key", keys, TL_TICKET_KEY_LEN, 0640), NULL, 0);
+    check_refused(write_file("group.key", keys, TL_TICKET_KEY_LEN, 0640), "open to its group");
+    check_refused(write_file("group.key", keys, TL_TICKET_KEY_LEN, 0620), "chmod 600");
+    check_refused(write_file("group.key", keys, TL_TICKET_KEY_LEN, 0610), "mode 610");
+    r = tl_ticket_ring_load_file(write_file("own.key", keys, TL_TICKET_KEY_LEN, 0400), NULL, 0);
     CHECK(r != NULL);
     tl_ticket_ring_free(r);
+    /* Another user's file: refused, with the fix (only root can make one here). */
+    if (geteuid() == 0) {
+        const char *theirs = write_file("theirs.key", keys, TL_TICKET_KEY_LEN, 0600);
+        REQUIRE(chown(theirs, 65534, 65534) == 0);
+        check_refused(theirs, "belongs to uid 65534");
+        check_refused(theirs, "chown 0 ");
+    }
     /* Unreadable (root reads anything, so only as another user). */
     if (geteuid() != 0)
         check_refused(write_file("noread.key", keys, TL_TICKET_KEY_LEN, 0200), "Permission denied");
