@@ -49,6 +49,8 @@ void cmd_get_usage(FILE *f)
             "      --repeat N         fetch N times, each on a new connection offering the last\n"
             "                         session; prints how many were resumed (body written once)\n"
             "      --tlsv1.2, --tlsv1.3  use only this TLS version\n"
+            "      --tls-kdf openssl|tlsloop  TLS key derivation and HMAC: OpenSSL's own\n"
+            "                         (default) or tlsloop's faster ones\n"
             "      --help             this text\n\n"
             "Exit status: 0 success, 1 other failure (writing the output), 2 usage, 3 name not\n"
             "resolved, 4 connection refused or unreachable, 5 certificate verification failed,\n"
@@ -339,6 +341,9 @@ int cmd_get(int argc, char **argv)
             if (!(v = VALUE()) || nres == sizeof resolves / sizeof resolves[0])
                 return usage_error("--resolve needs host:port:address");
             resolves[nres++] = v;
+        } else if (!strcmp(a, "--tls-kdf")) {
+            if (tl_kdf_parse(VALUE(), &cc.kdf) != 0)
+                return usage_error("--tls-kdf needs openssl or tlsloop");
         } else if (!strcmp(a, "--timeout")) {
             uint64_t ms;
             if (!(v = VALUE()) || tl_server_parse_duration(v, &ms) != 0 || ms == 0)
@@ -374,6 +379,9 @@ int cmd_get(int argc, char **argv)
         fprintf(stderr, "tlsloop get: WARNING: --insecure: the server's certificate and name are "
                         "NOT verified; anyone in the path can read and change this exchange\n");
     cc.connect_timeout_ms = cc.handshake_timeout_ms = r.timeout_ms;
+    const char *no_kdf = cc.kdf ? tl_kdf_unavailable(cc.kdf) : NULL;
+    if (no_kdf)
+        fprintf(stderr, "tlsloop get: --tls-kdf tlsloop: %s\n", no_kdf);
     if (!(r.cl = tl_client_new(&cc, err, sizeof err))) {
         fprintf(stderr, "tlsloop get: %s%s\n", cc.ca_file ? "--cacert: " : "", err);
         return cc.ca_file ? GET_USAGE : GET_FAILED;
