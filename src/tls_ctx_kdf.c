@@ -1070,6 +1070,13 @@ static void unload(void)
  * the process, so a dlclose must not unmap them. */
 static void load(void)
 {
+    /* A fetch that states no preference between two implementations takes the one libcrypto
+     * listed first, and it lists them as it first meets them. Have it meet OpenSSL's three
+     * now, before ours exist: everyone who does not ask for ours (configurations without the
+     * opt-in, the application's own fetches) keeps getting OpenSSL's. */
+    EVP_KDF_free(EVP_KDF_fetch(NULL, OSSL_KDF_NAME_TLS1_PRF, NULL));
+    EVP_KDF_free(EVP_KDF_fetch(NULL, OSSL_KDF_NAME_TLS1_3_KDF, NULL));
+    EVP_MAC_free(EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL));
     /* try_load with fallbacks kept: OpenSSL still activates the default provider when nothing
      * else was loaded explicitly, as it would have without us. */
     if (OSSL_PROVIDER_add_builtin(NULL, PROVIDER_NAME, provider_init) &&

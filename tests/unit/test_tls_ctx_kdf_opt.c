@@ -205,6 +205,34 @@ TEST(default_loads_nothing)
     tl_tls_ctx_free(c);
 }
 
+/* After one configuration opted in, those that did not, and the application's own fetches
+ * without a preference, still get OpenSSL's KDFs and HMAC. */
+TEST(opt_in_leaves_others_alone)
+{
+    tl_tls_ctx *a = tl_tls_ctx_new_ex(TL_ROLE_SERVER, &opt_in);
+    REQUIRE(a && tl_tls_ctx_kdf(a) == TL_KDF_TLSLOOP);
+    EVP_KDF *prf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_TLS1_PRF, NULL);
+    EVP_KDF *t13 = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_TLS1_3_KDF, NULL);
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
+    REQUIRE(prf && t13 && mac);
+    CHECK_STR(OSSL_PROVIDER_get0_name(EVP_KDF_get0_provider(prf)), "default");
+    CHECK_STR(OSSL_PROVIDER_get0_name(EVP_KDF_get0_provider(t13)), "default");
+    CHECK_STR(OSSL_PROVIDER_get0_name(EVP_MAC_get0_provider(mac)), "default");
+    EVP_KDF_free(prf);
+    EVP_KDF_free(t13);
+    EVP_MAC_free(mac);
+    tl_tls_ctx *s = tp_server_ctx(&tp.ecdsa, 0, 0), *c = tp_client_ctx(0, 0);
+    size_t hmacs = tli_kdf_hmacs_made();
+    tp_pair p;
+    tp_pair_init(&p, c, s, NULL, NULL);
+    CHECK(tp_handshake(&p.c, &p.s, 20) == 0);
+    tp_pair_free(&p);
+    CHECK(tli_kdf_hmacs_made() == hmacs);   /* TLS 1.3's Finished MACs were OpenSSL's */
+    tl_tls_ctx_free(s);
+    tl_tls_ctx_free(c);
+    tl_tls_ctx_free(a);
+}
+
 /* FIPS mode turned on after a configuration opted in: the next one stands aside, and the one
  * after FIPS mode is off again opts in again. */
 TEST(fips_mode_is_asked_for_each_configuration)
@@ -323,6 +351,7 @@ int main(int argc, char **argv)
     tp_init();
     RUN(site_properties_rule_other_algorithms);
     RUN(default_loads_nothing);
+    RUN(opt_in_leaves_others_alone);
     RUN(fips_mode_is_asked_for_each_configuration);
     RUN(fips_mode_first_loads_nothing);
     RUN(exclusive_default_properties_are_seen);
