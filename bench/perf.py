@@ -559,6 +559,9 @@ def main():
              f"{platform.release()}, {subprocess.run(['openssl', 'version'], capture_output=True, text=True).stdout.strip()}, "
              f"{subprocess.run(['nginx', '-v'], capture_output=True, text=True).stderr.strip()}")
     for s in also:
+        if s == "tlsloop-kdf":
+            facts += ", tlsloop-kdf: `tlsloop serve --tls-kdf tlsloop`"
+            continue
         v = subprocess.run([s, "-v"], capture_output=True, text=True)
         facts += ", " + (v.stdout or v.stderr).splitlines()[0].strip()
     if all(noise):
