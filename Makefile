@@ -187,9 +187,11 @@ $(STATIC_LIB): $(LIB_OBJS) $(BUILD)/.lib-objs
 	$(say) AR $@
 	$(Q)rm -f $@ && $(AR) rcs $@ $(LIB_OBJS)
 
-$(SHARED_REAL): $(LIB_OBJS) $(BUILD)/.lib-objs src/libtlsloop.map
+# -z nodelete: with TL_KDF_TLSLOOP, libcrypto keeps pointers to the provider in the library until
+# the process ends; a dlclose must leave it mapped (src/tls_ctx_kdf.c, "Unloading").
+$(SHARED_REAL): $(LIB_OBJS) $(BUILD)/.lib-objs src/libtlsloop.map Makefile
 	$(say) LD $@
-	$(Q)$(CC) -shared $(LINK_FLAGS) $(SO_DEFS) -Wl,--version-script=src/libtlsloop.map \
+	$(Q)$(CC) -shared $(LINK_FLAGS) $(SO_DEFS) -Wl,-z,nodelete -Wl,--version-script=src/libtlsloop.map \
 		-Wl,-soname,$(SONAME) -o $@ $(LIB_OBJS) $(LDLIBS_ALL)
 
 $(BUILD)/$(SONAME): $(SHARED_REAL)

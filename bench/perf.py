@@ -29,10 +29,12 @@ run, divided by the operations completed).
   noise             build/bench/hiccups before and after the rounds: how often this machine
                     takes a spinning thread off its CPU for over 1 ms, the floor of any p99 here
   L                 the limit: bench_engine's in-process server CPU per handshake and per MiB,
-                    OpenSSL 3.0 alone (TLSLOOP_KDF=openssl: its own key derivation, not
-                    tlsloop's, src/tls_ctx_kdf.c)
+                    OpenSSL 3.0 alone (its own key derivation, the default)
 
-With --also h2o,haproxy the same rounds include h2o 2.2.5 and HAProxy 2.6 (one thread each, same
+tlsloop runs with its defaults, OpenSSL's own TLS1-PRF, TLS13-KDF and HMAC. --also tlsloop-kdf adds
+the opt-in to tlsloop's (`serve --tls-kdf tlsloop`, src/tls_ctx_kdf.c) as a column of its own.
+
+With --also tlsloop-kdf,h2o,haproxy the same rounds include h2o 2.2.5 and HAProxy 2.6 (one thread each, same
 certificates, session cache and tickets on, no access log), and a second table compares tlsloop
 with all three. nginx stays the reference of the musts and aims. HAProxy serves the small file
 from memory (`http-request return`) and cannot serve the 16 MiB one (W4: "-"); h2o 2.2.5 resumes
@@ -91,7 +93,9 @@ LIMIT_KEYS = {"W1-rsa": "hs_full_rsa", "W1-ecdsa": "hs_full_ecdsa", "W2-tls13": 
               "W2-tls12": "hs_resumed_tls12", "W4-aes": "tp_s2c"}
 
 
-ALSO = {"h2o": "h2o", "haproxy": "HAProxy"}
+# tlsloop-kdf: `tlsloop serve --tls-kdf tlsloop`, the opt-in to tlsloop's own key derivation and
+# HMAC (src/tls_ctx_kdf.c); the "tlsloop" column is the default, OpenSSL's own.
+ALSO = {"tlsloop-kdf": "tlsloop-kdf", "h2o": "h2o", "haproxy": "HAProxy"}
 
 
 def h2o_cmd(tmp, kind, https, http, www):
@@ -285,7 +289,7 @@ def limits(build):
     r = subprocess.run([f"{build}/bench/bench_engine", "--json", "--rounds", "3", "--handshakes",
                         "500", "--mib", "64", "--cpu", "0", "--only",
                         ",".join(LIMIT_KEYS.values())], capture_output=True, text=True,
-                       timeout=600, env=dict(os.environ, TLSLOOP_KDF="openssl"))
+                       timeout=600)   # OpenSSL's own key derivation: the library's default
     try:
         data = json.loads(r.stdout)
     except ValueError:
@@ -414,8 +418,9 @@ def main():
                     help="1 round of 5 s per workload (about 4 minutes)")
     ap.add_argument("--workloads", default=",".join(WORKLOADS), metavar="W,...",
                     help="comma-separated subset, e.g. W1-ecdsa,W6 (default: all)")
-    ap.add_argument("--also", default="", metavar="SERVERS",
-                    help="more servers in the same rounds: h2o,haproxy (each adds about 5 min)")
+    ap.add_argument("--also", default="tlsloop-kdf", metavar="SERVERS",
+                    help="more servers in the same rounds: tlsloop-kdf (tlsloop with --tls-kdf "
+                         "tlsloop; the default), h2o, haproxy (each adds about 5 min); '' for none")
     ap.add_argument("--build", default=os.environ.get("BUILD", "build"), metavar="DIR",
                     help="build directory whose tlsloop to measure (default $BUILD or build)")
     ap.add_argument("--write-docs", action="store_true",
@@ -437,7 +442,8 @@ def main():
         print(f"perf: no {binary}: build it first (make bench-build, or --build DIR)",
               file=sys.stderr)
         return 2
-    missing = [t for t in ("nginx", "wrk", "taskset", "prlimit", *also) if not shutil.which(t)]
+    missing = [t for t in ("nginx", "wrk", "taskset", "prlimit",
+                                *(x for x in also if x != "tlsloop-kdf")) if not shutil.which(t)]
     if missing:
         print(f"perf: missing {', '.join(missing)} (scripts/deps.sh --bench)", file=sys.stderr)
         return 2
@@ -468,7 +474,11 @@ def main():
                                                   + ncmd, p, tmp)
             for name in also:
                 p = (svn.free_port(), svn.free_port())
-                cmd = (h2o_cmd if name == "h2o" else haproxy_cmd)(tmp, kind, *p, www)
+                if name == "tlsloop-kdf":
+                    cmd = svn.tlsloop_cmd(binary, tmp, kind, *p, www) + ["--tls-kdf", "tlsloop"]
+                    cmd[cmd.index("--max-conns") + 1] = "15000"
+                else:
+                    cmd = (h2o_cmd if name == "h2o" else haproxy_cmd)(tmp, kind, *p, www)
                 servers[(name, kind)] = svn.Server(f"{name}-{kind}", ["prlimit", "--nofile=20000"]
                                                    + cmd, p, tmp)
         for w in workloads:
@@ -549,6 +559,9 @@ def main():
              f"{platform.release()}, {subprocess.run(['openssl', 'version'], capture_output=True, text=True).stdout.strip()}, "
              f"{subprocess.run(['nginx', '-v'], capture_output=True, text=True).stderr.strip()}")
     for s in also:
+        if s == "tlsloop-kdf":
+            facts += ", tlsloop-kdf: `tlsloop serve --tls-kdf tlsloop`"
+            continue
         v = subprocess.run([s, "-v"], capture_output=True, text=True)
         facts += ", " + (v.stdout or v.stderr).splitlines()[0].strip()
     if all(noise):

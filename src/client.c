@@ -591,7 +591,8 @@ tl_client *tl_client_new(const tl_client_config *cfg, char *err, size_t errlen)
     cl->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 10000;
     cl->handshake_timeout_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : 10000;
     cl->close_timeout_ms = cfg->close_timeout_ms ? cfg->close_timeout_ms : 5000;
-    tl_tls_ctx *t = cl->tls = tl_tls_ctx_new(TL_ROLE_CLIENT);
+    tl_tls_ctx_opts opts = {.kdf = cfg->kdf};
+    tl_tls_ctx *t = cl->tls = tl_tls_ctx_new_ex(TL_ROLE_CLIENT, &opts);
     if (!t) {
         tli_fmt(err, errlen, "out of memory");
         goto fail;

@@ -1275,6 +1275,9 @@ tl_server *tl_server_new(const tl_server_config *cfg_in, const tl_server_handler
         goto fail;
     apply_log_level(srv, cfg);
     tl_log_set_rate(srv->log, (unsigned)cfg->log_rate);
+    const char *no_kdf = cfg->tls_kdf == TL_KDF_TLSLOOP ? tl_kdf_unavailable(cfg->tls_kdf) : NULL;
+    if (no_kdf)
+        LOG(srv, WARN, "tls-kdf tlsloop: %s", no_kdf);
     /* The first generation owns the configuration the server started with (srv->cfg). */
     if ((any_tls(cfg) && !(srv->ring = tli_ring_for(cfg, err, errlen))) ||
         !(srv->gen = make_gen(cfg, srv->ring, err, errlen)))

@@ -319,6 +319,13 @@ static int set_tls_max(tl_server_config *cfg, const char *v, char *err, size_t e
     return 0;
 }
 
+static int set_tls_kdf(tl_server_config *cfg, const char *v, char *err, size_t errlen)
+{
+    if (tl_kdf_parse(v, &cfg->tls_kdf) != 0)
+        return tli_fmt(err, errlen, "tls-kdf %s: expected openssl or tlsloop", v ? v : ""), -1;
+    return 0;
+}
+
 static int set_client_cert(tl_server_config *cfg, const char *v, char *err, size_t errlen)
 {
     if (!strcmp(v, "none"))
@@ -406,6 +413,9 @@ static const option OPTIONS[] = {
      "ask clients for a certificate (default: require with client-ca, else none)", 0, 0, set_client_cert},
     {"tls-min", T_CUSTOM, "1.2|1.3", "lowest TLS version (default 1.2)", 0, 0, set_tls_min},
     {"tls-max", T_CUSTOM, "1.2|1.3", "highest TLS version (default 1.3)", 0, 0, set_tls_max},
+    {"tls-kdf", T_CUSTOM, "openssl|tlsloop", "who derives TLS keys and computes libssl's HMACs: "
+     "OpenSSL's own (default), or tlsloop's faster ones (OpenSSL's still in FIPS mode)", 0, 0,
+     set_tls_kdf},
     {"ciphers", T_STRING, "LIST", "TLS 1.2 cipher list, OpenSSL syntax (default: ECDHE with AEAD)", F(ciphers), 0, NULL},
     {"ciphersuites", T_STRING, "LIST", "TLS 1.3 suites (default: the three standard ones)", F(suites), 0, NULL},
     {"groups", T_STRING, "LIST", "key-exchange groups (default X25519:P-256:P-384)", F(groups), 0, NULL},

@@ -55,6 +55,7 @@ struct tl_server_config {
     char *client_ca;
     tl_verify client_verify;       /* NONE unless client-cert or client-ca is given */
     int tls_min, tls_max;
+    tl_kdf tls_kdf;                /* tls-kdf: OpenSSL's (default) or tlsloop's */
     char *ciphers, *suites, *groups, *alpn;
     bool allow_expired;
     uint64_t session_cache;

@@ -182,7 +182,8 @@ tli_gen *tli_gen_build(const tl_server_config *cfg, tl_ticket_ring *ring, char *
             g = &groups[ngroups++];
             g->names = names;
             g->cert = cfg->certs[i].cert;
-            if (!(g->tls = tl_tls_ctx_new(TL_ROLE_SERVER))) {
+            tl_tls_ctx_opts opts = {.kdf = cfg->tls_kdf};
+            if (!(g->tls = tl_tls_ctx_new_ex(TL_ROLE_SERVER, &opts))) {
                 tli_fmt(err, errlen, "out of memory");
                 ok = false;
                 break;

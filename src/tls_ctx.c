@@ -238,6 +238,11 @@ static int apply_defaults(tl_tls_ctx *ctx)
 
 tl_tls_ctx *tl_tls_ctx_new(tl_role role)
 {
+    return tl_tls_ctx_new_ex(role, NULL);
+}
+
+tl_tls_ctx *tl_tls_ctx_new_ex(tl_role role, const tl_tls_ctx_opts *opts)
+{
     if (role != TL_ROLE_SERVER && role != TL_ROLE_CLIENT)
         return NULL;
     tl_tls_ctx *ctx = calloc(1, sizeof *ctx);
@@ -248,7 +253,11 @@ tl_tls_ctx *tl_tls_ctx_new(tl_role role)
     atomic_init(&ctx->frozen, false);
     pthread_mutex_init(&ctx->freeze_lock, NULL);
     ERR_clear_error();
-    ctx->ssl = SSL_CTX_new_ex(NULL, tli_kdf_propq(), TLS_method());
+    /* OpenSSL's own key derivation unless asked for ours (and ours can serve now): the SSL_CTX
+     * then has no property query at all, as one made by SSL_CTX_new. */
+    ctx->propq = tli_kdf_propq(opts ? opts->kdf : TL_KDF_OPENSSL, NULL);
+    ctx->kdf = ctx->propq ? TL_KDF_TLSLOOP : TL_KDF_OPENSSL;
+    ctx->ssl = SSL_CTX_new_ex(NULL, ctx->propq, TLS_method());
     if (!ctx->ssl || apply_defaults(ctx) != 0) {
         ERR_clear_error();
         tl_tls_ctx_free(ctx);
@@ -279,6 +288,7 @@ void tl_tls_ctx_free(tl_tls_ctx *ctx)
 }
 
 tl_role tl_tls_ctx_role(const tl_tls_ctx *ctx) { return ctx->role; }
+tl_kdf tl_tls_ctx_kdf(const tl_tls_ctx *ctx) { return ctx->kdf; }
 const char *tl_tls_ctx_error(const tl_tls_ctx *ctx) { return ctx->err; }
 tl_error_kind tl_tls_ctx_error_kind(const tl_tls_ctx *ctx) { return ctx->err_kind; }
 SSL_CTX *tli_tls_ctx_ssl_ctx(const tl_tls_ctx *ctx) { return ctx->ssl; }
@@ -424,7 +434,7 @@ int tl_tls_ctx_set_ciphers(tl_tls_ctx *ctx, const char *tls12_list, const char *
         return -1;
     if (tls12_list) {
         /* Try on a scratch context so a refused list leaves ours as it was. */
-        SSL_CTX *probe = SSL_CTX_new_ex(NULL, tli_kdf_propq(), TLS_method());
+        SSL_CTX *probe = SSL_CTX_new_ex(NULL, ctx->propq, TLS_method());
         if (!probe)
             return tli_ctx_fail_ssl(ctx, TL_ERR_RESOURCE, "set_ciphers");
         if (!SSL_CTX_set_cipher_list(probe, tls12_list)) {

@@ -27,6 +27,8 @@ typedef struct tli_leaf {
 
 struct tl_tls_ctx {
     SSL_CTX *ssl;
+    const char *propq;           /* the SSL_CTX's property query (static), NULL: none */
+    tl_kdf kdf;                  /* the key derivation in use (tls_ctx_kdf.c) */
     tl_role role;
     atomic_int refs;
     atomic_bool frozen;          /* set by the first engine on a complete configuration; final */
@@ -75,11 +77,11 @@ int tli_ctx_sni_freeze(tl_tls_ctx *dflt);
 /* Drop the references to the named configurations. */
 void tli_ctx_sni_free(tl_tls_ctx *dflt);
 
-/* Key derivation (tls_ctx_kdf.c): the property query that makes libssl prefer tlsloop's
- * TLS1-PRF, TLS13-KDF and HMAC, loading their provider on the first call; NULL when they are not
- * used (the FIPS provider is loaded, TLSLOOP_KDF=openssl, or the provider could not be
- * loaded). */
-const char *tli_kdf_propq(void);
+/* Key derivation (tls_ctx_kdf.c): the property query for a new SSL_CTX asked to use `want`.
+ * NULL for TL_KDF_OPENSSL, or when tlsloop's cannot be used now (FIPS mode, the provider not
+ * loaded, default properties that select another provider's), with *why (may be NULL) saying
+ * so; "?tlsloop.kdf=yes" otherwise, the provider loaded on the first such call. */
+const char *tli_kdf_propq(tl_kdf want, const char **why);
 /* HMAC contexts the provider has made (tests: libssl's MACs do come to it). */
 size_t tli_kdf_hmacs_made(void);
 

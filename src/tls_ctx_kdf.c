@@ -13,23 +13,35 @@
  * The same goes for HMAC, which libssl uses for TLS 1.3's Finished messages, PSK binders and
  * session tickets ("HMAC" below).
  *
- * How: a built-in provider named "tlsloop" offers the three algorithms with the property
- * "provider=tlsloop", and configurations are made with the property query "?provider=tlsloop"
- * (tli_kdf_propq): a preference, so every other algorithm libssl fetches comes from where it did
- * before. The two digests TLS 1.2 and 1.3 suites use, SHA-256 and SHA-384, are computed here; any
- * other digest is handed, with the same parameters, to the implementation that would have served
- * it otherwise ("provider!=tlsloop"), and so is a digest that comes with properties. The
- * parameters, their meaning and what is refused are the default provider's (EVP_KDF-TLS1_PRF(7),
- * EVP_KDF-TLS13_KDF(7), and OpenSSL 3.0's code where the pages are silent: the PRF's 1024-byte
- * seed limit, TLS13-KDF clearing its data on every call with parameters);
- * tests/unit/test_tls_ctx_kdf.c compares outputs and verdicts with it.
+ * How: a built-in provider named "tlsloop" offers the three algorithms with the properties
+ * "provider=tlsloop,tlsloop.kdf=yes". It is an opt-in (TL_KDF_TLSLOOP in tl_tls_ctx_opts; the
+ * default is OpenSSL's own): only then is it loaded, and that configuration's SSL_CTX is made
+ * with the property query "?tlsloop.kdf=yes" (tli_kdf_propq). No other provider's algorithm has
+ * that property, so for everything else libssl fetches the query is neutral and the site's
+ * default_properties decide as they would without us. The two digests TLS 1.2 and 1.3 suites
+ * use, SHA-256 and SHA-384, are computed here; any other digest is handed, with the same
+ * parameters, to the implementation that would have served it otherwise ("provider!=tlsloop"),
+ * and so is a digest that comes with properties. The parameters, their meaning and what is
+ * refused are the default provider's (EVP_KDF-TLS1_PRF(7), EVP_KDF-TLS13_KDF(7), and OpenSSL
+ * 3.0's code where the pages are silent: the PRF's 1024-byte seed limit, TLS13-KDF clearing its
+ * data on every call with parameters); tests/unit/test_tls_ctx_kdf.c compares outputs and
+ * verdicts with it, tests/unit/test_tls_ctx_kdf_vectors.c checks RFC 5869, 8448 and 4231.
  *
- * Not used when the FIPS provider is loaded at the first tl_tls_ctx_new (its KDFs and HMAC are
- * the approved ones), or when the environment has TLSLOOP_KDF=openssl (for comparisons, or an application that
- * loads FIPS later).
+ * Standing aside: each configuration that opts in asks again (tli_kdf_propq) and gets OpenSSL's
+ * when FIPS mode is on in the default library context (EVP_default_properties_is_fips_enabled:
+ * FIPS's KDFs and HMAC are the approved ones), or when the default properties would not select
+ * ours anyway; tl_tls_ctx_kdf and tl_kdf_unavailable say so.
  *
- * The low-level SHA256_* and SHA384_* functions are deprecated in OpenSSL 3.0 in favour of EVP_MD,
- * whose context copies allocate; they are the same code the default provider's digests run.
+ * Unloading: OpenSSL keeps pointers into this file (provider_init, the dispatch tables) until
+ * the process ends, so libtlsloop.so is linked with -z nodelete and a dlclose leaves it mapped.
+ *
+ * The low-level SHA256_* and SHA384_* functions are deprecated in OpenSSL 3.0 in favour of
+ * EVP_MD. We keep them, on purpose: the provider exists to avoid the per-call EVP work, and an
+ * EVP_MD_CTX copy (EVP_MD_CTX_copy_ex) frees and allocates the algorithm context on every call,
+ * which is most of what the default provider's KDFs spend. The deprecated functions are the
+ * same code the default provider's SHA-2 digests run, and they are only reached with the opt-in:
+ * should a future OpenSSL drop them, the opt-in goes, the default does not change
+ * (docs/design.md, decision 10).
  */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/core.h>
@@ -51,7 +63,12 @@
 #include "tls_ctx_int.h"
 
 #define PROVIDER_NAME "tlsloop"
-#define PROPQ "?provider=" PROVIDER_NAME
+/* Our algorithms carry a property no other provider's have, and configurations that opt in ask
+ * for it as a preference: for every other algorithm that query is neutral, so a site's
+ * default_properties decide there as they would without us ("?provider=tlsloop" would have
+ * replaced the site's own "provider" preference for everything libssl fetches). */
+#define ALG_PROPS "provider=" PROVIDER_NAME ",tlsloop.kdf=yes"
+#define PROPQ "?tlsloop.kdf=yes"
 
 /* ---- SHA-256 and SHA-384, and HMAC over them ---- */
 
@@ -694,9 +711,9 @@ static const OSSL_DISPATCH prf_functions[] = KDF_FUNCTIONS(prf_newctx, prf_setta
 static const OSSL_DISPATCH tls13_functions[] = KDF_FUNCTIONS(tls13_newctx, tls13_settable);
 
 static const OSSL_ALGORITHM kdfs[] = {
-    {OSSL_KDF_NAME_TLS1_PRF, "provider=" PROVIDER_NAME, prf_functions,
+    {OSSL_KDF_NAME_TLS1_PRF, ALG_PROPS, prf_functions,
      "TLS 1.2 PRF over HMAC-SHA-256/384 (tlsloop)"},
-    {OSSL_KDF_NAME_TLS1_3_KDF, "provider=" PROVIDER_NAME, tls13_functions,
+    {OSSL_KDF_NAME_TLS1_3_KDF, ALG_PROPS, tls13_functions,
      "TLS 1.3 key schedule over HMAC-SHA-256/384 (tlsloop)"},
     {NULL, NULL, NULL, NULL},
 };
@@ -1010,7 +1027,7 @@ static const OSSL_DISPATCH mac_functions[] = {
 };
 
 static const OSSL_ALGORITHM macs[] = {
-    {OSSL_MAC_NAME_HMAC, "provider=" PROVIDER_NAME, mac_functions,
+    {OSSL_MAC_NAME_HMAC, ALG_PROPS, mac_functions,
      "HMAC over SHA-256/384 (tlsloop)"},
     {NULL, NULL, NULL, NULL},
 };
@@ -1036,10 +1053,10 @@ static int provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in
     return 1;
 }
 
-/* ---- Loading ---- */
+/* ---- Loading and choosing ---- */
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
-static const char *propq;        /* PROPQ once loaded; NULL when not used */
+static bool loaded;              /* the provider is registered and active */
 static OSSL_PROVIDER *provider;  /* our reference, dropped in OpenSSL's own cleanup */
 
 static void unload(void)
@@ -1048,27 +1065,98 @@ static void unload(void)
     provider = NULL;
 }
 
+/* Once, on the first configuration that opts in. The library is linked with -z nodelete
+ * (Makefile): OpenSSL keeps pointers to provider_init and our dispatch tables for the rest of
+ * the process, so a dlclose must not unmap them. */
 static void load(void)
 {
-    const char *env = getenv("TLSLOOP_KDF");
-    if ((env && strcmp(env, "openssl") == 0) || OSSL_PROVIDER_available(NULL, "fips"))
-        return;
+    /* A fetch that states no preference between two implementations takes the one libcrypto
+     * listed first, and it lists them as it first meets them. Have it meet OpenSSL's three
+     * now, before ours exist: everyone who does not ask for ours (configurations without the
+     * opt-in, the application's own fetches) keeps getting OpenSSL's. */
+    EVP_KDF_free(EVP_KDF_fetch(NULL, OSSL_KDF_NAME_TLS1_PRF, NULL));
+    EVP_KDF_free(EVP_KDF_fetch(NULL, OSSL_KDF_NAME_TLS1_3_KDF, NULL));
+    EVP_MAC_free(EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL));
     /* try_load with fallbacks kept: OpenSSL still activates the default provider when nothing
      * else was loaded explicitly, as it would have without us. */
     if (OSSL_PROVIDER_add_builtin(NULL, PROVIDER_NAME, provider_init) &&
         (provider = OSSL_PROVIDER_try_load(NULL, PROVIDER_NAME, 1))) {
         if (OPENSSL_atexit(unload))
-            propq = PROPQ;
+            loaded = true;
         else
             unload();
     }
     ERR_clear_error();
 }
 
-const char *tli_kdf_propq(void)
+static bool is_ours(const OSSL_PROVIDER *p)
 {
-    pthread_once(&load_once, load);
-    return propq;
+    return p && strcmp(OSSL_PROVIDER_get0_name(p), PROVIDER_NAME) == 0;
+}
+
+/* Whether a fetch with our query, under the default properties in force now, comes to us. */
+static bool fetches_ours(void)
+{
+    EVP_KDF *prf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_TLS1_PRF, PROPQ);
+    EVP_KDF *t13 = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_TLS1_3_KDF, PROPQ);
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, PROPQ);
+    bool ours = prf && t13 && mac && is_ours(EVP_KDF_get0_provider(prf)) &&
+                is_ours(EVP_KDF_get0_provider(t13)) && is_ours(EVP_MAC_get0_provider(mac));
+    EVP_KDF_free(prf);
+    EVP_KDF_free(t13);
+    EVP_MAC_free(mac);
+    ERR_clear_error();
+    return ours;
+}
+
+const char *tli_kdf_propq(tl_kdf want, const char **why)
+{
+    if (why)
+        *why = NULL;
+    if (want != TL_KDF_TLSLOOP)
+        return NULL;
+    const char *no = NULL;
+    if (!EVP_default_properties_is_fips_enabled(NULL))
+        pthread_once(&load_once, load);
+    /* Asked each time, of the library context the configurations use: FIPS mode may be turned
+     * on (or off) at any time, by the configuration file or the application. */
+    if (EVP_default_properties_is_fips_enabled(NULL))
+        no = "FIPS mode is on (default properties fips=yes): OpenSSL's approved TLS1-PRF, "
+             "TLS13-KDF and HMAC are used instead of tlsloop's";
+    else if (!loaded)
+        no = "tlsloop's key derivation provider could not be loaded: OpenSSL's TLS1-PRF, "
+             "TLS13-KDF and HMAC are used";
+    else if (!fetches_ours())
+        no = "the default properties (openssl.cnf or EVP_set_default_properties) select "
+             "another provider's TLS1-PRF, TLS13-KDF or HMAC: OpenSSL's are used";
+    if (why)
+        *why = no;
+    return no ? NULL : PROPQ;
+}
+
+const char *tl_kdf_unavailable(tl_kdf want)
+{
+    const char *why;
+    if (want != TL_KDF_OPENSSL && want != TL_KDF_TLSLOOP)
+        return "unknown key derivation (expected TL_KDF_OPENSSL or TL_KDF_TLSLOOP)";
+    tli_kdf_propq(want, &why);
+    return why;
+}
+
+const char *tl_kdf_name(tl_kdf kdf)
+{
+    return kdf == TL_KDF_TLSLOOP ? "tlsloop" : "openssl";
+}
+
+int tl_kdf_parse(const char *s, tl_kdf *out)
+{
+    if (s && !strcmp(s, "openssl"))
+        *out = TL_KDF_OPENSSL;
+    else if (s && !strcmp(s, "tlsloop"))
+        *out = TL_KDF_TLSLOOP;
+    else
+        return -1;
+    return 0;
 }
 
 size_t tli_kdf_hmacs_made(void)

@@ -663,6 +663,8 @@ void cmd_bench_usage(FILE *f)
             "                         each one's intended send time (no coordinated omission);\n"
             "                         its threads ask the scheduler for a short slice\n"
             "      --tlsv1.2, --tlsv1.3  only this TLS version\n"
+            "      --tls-kdf openssl|tlsloop  the client's TLS key derivation and HMAC:\n"
+            "                         OpenSSL's own (default) or tlsloop's faster ones\n"
             "      --no-tickets       TLS 1.2: ask for no session ticket, so --resume resumes\n"
             "                         by session ID from the server's cache\n"
             "      --cipher LIST      TLS 1.3 suites (TLS_...) or a TLS 1.2 cipher list\n"
@@ -798,6 +800,9 @@ int cmd_bench(int argc, char **argv)
                 cc.ciphersuites = v;
             else
                 cc.ciphers = v;
+        } else if (!strcmp(a, "--tls-kdf")) {
+            if (tl_kdf_parse(VALUE(), &cc.kdf) != 0)
+                return usage_error("--tls-kdf needs openssl or tlsloop");
         } else if (!strcmp(a, "--alpn")) {
             if (!(cc.alpn = VALUE()))
                 return usage_error("--alpn needs a list");
@@ -854,6 +859,9 @@ int cmd_bench(int argc, char **argv)
     cc.no_sessions = b->mode == M_NEWCONN;
     cc.connect_timeout_ms = cc.handshake_timeout_ms = b->timeout_ms;
     cc.close_timeout_ms = 1000;
+    const char *no_kdf = cc.kdf ? tl_kdf_unavailable(cc.kdf) : NULL;
+    if (no_kdf)
+        fprintf(stderr, "tlsloop bench: --tls-kdf tlsloop: %s\n", no_kdf);
     if (cc.insecure && !b->json)
         fprintf(stderr, "tlsloop bench: WARNING: --insecure: the server is not verified\n");
     if (!(b->cl = tl_client_new(&cc, err, sizeof err))) {

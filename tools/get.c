@@ -64,6 +64,8 @@ void cmd_get_usage(FILE *f)
             "      --repeat N         fetch N times, each on a new connection offering the last\n"
             "                         session; prints how many were resumed (body written once)\n"
             "      --tlsv1.2, --tlsv1.3  use only this TLS version\n"
+            "      --tls-kdf openssl|tlsloop  TLS key derivation and HMAC: OpenSSL's own\n"
+            "                         (default) or tlsloop's faster ones\n"
             "      --help             this text\n\n"
             "A response complete by its framing whose TLS connection then ends without the\n"
             "server's close_notify is kept (exit 0) with a warning on stderr; -v tells how the\n"
@@ -512,6 +514,9 @@ int cmd_get(int argc, char **argv)
             if (!(v = VALUE()) || nres == sizeof resolves / sizeof resolves[0])
                 return usage_error("--resolve needs host:port:address");
             resolves[nres++] = v;
+        } else if (!strcmp(a, "--tls-kdf")) {
+            if (tl_kdf_parse(VALUE(), &cc.kdf) != 0)
+                return usage_error("--tls-kdf needs openssl or tlsloop");
         } else if (!strcmp(a, "--timeout")) {
             uint64_t ms;
             if (!(v = VALUE()) || tl_server_parse_duration(v, &ms) != 0 || ms == 0)
@@ -546,6 +551,9 @@ int cmd_get(int argc, char **argv)
     /* --timeout is one deadline for the whole fetch (start_fetch); closing has its own bound. */
     cc.connect_timeout_ms = cc.handshake_timeout_ms = r.timeout_ms;
     cc.close_timeout_ms = SERVER_CLOSE_WAIT_MS;
+    const char *no_kdf = cc.kdf ? tl_kdf_unavailable(cc.kdf) : NULL;
+    if (no_kdf)
+        fprintf(stderr, "tlsloop get: --tls-kdf tlsloop: %s\n", no_kdf);
     if (!(r.cl = tl_client_new(&cc, err, sizeof err))) {
         fprintf(stderr, "tlsloop get: %s%s\n", cc.ca_file ? "--cacert: " : "", err);
         return cc.ca_file ? GET_USAGE : GET_FAILED;

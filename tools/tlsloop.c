@@ -38,10 +38,9 @@ static void usage(FILE *f)
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(f, "  %-8s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
     fprintf(f, "\n`tlsloop help COMMAND` (or COMMAND --help) lists a command's options.\n\n"
-               "environment:\n"
-               "  TLSLOOP_KDF=openssl  derive TLS keys and HMACs with OpenSSL's own TLS1-PRF,\n"
-               "                       TLS13-KDF and HMAC instead of tlsloop's (docs/design.md,\n"
-               "                       decision 10)\n");
+               "TLS keys and libssl's HMACs come from OpenSSL's own TLS1-PRF, TLS13-KDF and HMAC;\n"
+               "--tls-kdf tlsloop (serve, proxy, get, bench) opts in to tlsloop's faster ones\n"
+               "(docs/design.md, decision 10).\n");
 }
 
 static const command *find(const char *name)

@@ -72,6 +72,8 @@ typedef struct tl_client_config {
     unsigned resolver_threads;        /* 0: 2 */
     bool no_tickets;                  /* TLS 1.2: ask for no session ticket, resume by session ID
                                          (tl_tls_ctx_set_tickets) */
+    tl_kdf kdf;                       /* 0 (TL_KDF_OPENSSL): OpenSSL's own key derivation;
+                                         TL_KDF_TLSLOOP: tlsloop's (tlsloop/tls_ctx.h) */
 } tl_client_config;
 
 /* A client. The configuration is copied. NULL with err set (a CA file that does not load, a

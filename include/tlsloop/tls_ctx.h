@@ -46,17 +46,23 @@
  *   - Freezing the default freezes its named configurations; a named one that cannot freeze fails
  *     the default's freeze, with the name in the message.
  *
- * Key derivation: OpenSSL 3.0 derives TLS secrets through EVP_KDF and MACs TLS 1.3's Finished
- * messages, binders and tickets through EVP_MAC, and its default provider spends most of each
- * call building and freeing EVP contexts (about a third of a resumed TLS 1.2 handshake, a tenth
- * of a full TLS 1.3 one). The first tl_tls_ctx_new loads a built-in provider, "tlsloop", that
- * offers TLS1-PRF, TLS13-KDF and HMAC over SHA-256 and SHA-384 without them, and every
- * configuration's SSL_CTX prefers it (property query "?provider=tlsloop"; everything else libssl
- * fetches is unchanged, and other digests are handed to the provider that had them). Its outputs
- * and refusals are those of OpenSSL's own (tests/unit/test_tls_ctx_kdf.c). It is not used when the
- * FIPS provider is loaded before the first tl_tls_ctx_new, or with TLSLOOP_KDF=openssl in the
- * environment (both looked at once, then); an application that loads FIPS later and wants only
- * approved KDFs and HMAC sets TLSLOOP_KDF=openssl.
+ * Key derivation: by default a configuration's SSL_CTX is made with no property query, so
+ * libssl's TLS1-PRF, TLS13-KDF and HMAC are OpenSSL's own (and everything it fetches follows the
+ * site's openssl.cnf and default properties). tlsloop has its own implementations of those three
+ * over SHA-256 and SHA-384 (src/tls_ctx_kdf.c): OpenSSL 3.0's default provider spends most of
+ * each call building and freeing EVP contexts (about a third of a resumed TLS 1.2 handshake, a
+ * tenth of a full TLS 1.3 one). They are an explicit opt-in, per configuration:
+ * tl_tls_ctx_new_ex with opts.kdf = TL_KDF_TLSLOOP. That loads a built-in provider, "tlsloop",
+ * once, and makes the SSL_CTX with the query "?tlsloop.kdf=yes": a preference for a property
+ * only tlsloop's three algorithms have, so the site's default properties still decide every
+ * other algorithm (ciphers, digests, signatures, key exchange). Other digests are handed to
+ * OpenSSL's. Outputs and refusals are those of OpenSSL's own (tests/unit/test_tls_ctx_kdf*.c).
+ * The opt-in stands aside, and the configuration uses OpenSSL's, when FIPS mode is on when it
+ * is made (EVP_default_properties_is_fips_enabled on the default library context, asked for
+ * each configuration), when the provider cannot be loaded, or when the default properties
+ * select another provider's KDFs; tl_tls_ctx_kdf says what a configuration uses, and
+ * tl_kdf_unavailable why the opt-in would not be used now. The library may be dlclose'd: it
+ * stays mapped (-z nodelete), since OpenSSL keeps the provider until the process ends.
  *
  * Thread-safety: setters belong to one thread before the configuration is used. Once frozen, a
  * configuration may be used by engines on any number of threads at once. Reference counting is
@@ -98,10 +104,32 @@ typedef enum tl_verify {
 #define TL_TLS1_2 0x0303
 #define TL_TLS1_3 0x0304
 
+/* Who derives TLS secrets and computes libssl's HMACs (see Key derivation above). */
+typedef enum tl_kdf {
+    TL_KDF_OPENSSL = 0,      /* default: OpenSSL's own, no property query on the SSL_CTX */
+    TL_KDF_TLSLOOP = 1,      /* opt-in: tlsloop's provider (falls back to OpenSSL's, see above) */
+} tl_kdf;
+
+/* Options fixed when a configuration is made (they shape its SSL_CTX). Zero-initialise:
+ * {0} is the default of everything. */
+typedef struct tl_tls_ctx_opts {
+    tl_kdf kdf;
+} tl_tls_ctx_opts;
+
 /* ---- configuration ---------------------------------------------------------------------- */
 
 /* A new configuration with the safe defaults above. NULL only when memory is exhausted. */
 TL_API tl_tls_ctx *tl_tls_ctx_new(tl_role role);
+/* The same with options (NULL: the defaults, as tl_tls_ctx_new). */
+TL_API tl_tls_ctx *tl_tls_ctx_new_ex(tl_role role, const tl_tls_ctx_opts *opts);
+/* The key derivation the configuration uses: TL_KDF_TLSLOOP only if asked for and available. */
+TL_API tl_kdf tl_tls_ctx_kdf(const tl_tls_ctx *ctx);
+/* NULL when a configuration made now with `kdf` would use it; otherwise a one-line reason
+ * (static text), e.g. FIPS mode. Asking about TL_KDF_TLSLOOP loads the provider. */
+TL_API const char *tl_kdf_unavailable(tl_kdf kdf);
+/* "openssl" or "tlsloop"; and back (0, or -1 for anything else). */
+TL_API const char *tl_kdf_name(tl_kdf kdf);
+TL_API int tl_kdf_parse(const char *s, tl_kdf *out);
 
 /* Take another reference (for another owner). Returns ctx. */
 TL_API tl_tls_ctx *tl_tls_ctx_ref(tl_tls_ctx *ctx);

@@ -49,9 +49,11 @@ static void must(int rc, tl_tls_ctx *ctx, const char *what)
     }
 }
 
+tl_kdf tp_kdf = TL_KDF_OPENSSL;
+
 tl_tls_ctx *tp_server_ctx(const tl_certgen_pair *leaf, int min_v, int max_v)
 {
-    tl_tls_ctx *ctx = tl_tls_ctx_new(TL_ROLE_SERVER);
+    tl_tls_ctx *ctx = tl_tls_ctx_new_ex(TL_ROLE_SERVER, &(tl_tls_ctx_opts){.kdf = tp_kdf});
     if (!ctx)
         exit(2);
     must(tl_tls_ctx_use_cert_pem(ctx, leaf->cert_pem, leaf->key_pem), ctx, "server cert");
@@ -63,7 +65,7 @@ tl_tls_ctx *tp_server_ctx(const tl_certgen_pair *leaf, int min_v, int max_v)
 
 tl_tls_ctx *tp_client_ctx(int min_v, int max_v)
 {
-    tl_tls_ctx *ctx = tl_tls_ctx_new(TL_ROLE_CLIENT);
+    tl_tls_ctx *ctx = tl_tls_ctx_new_ex(TL_ROLE_CLIENT, &(tl_tls_ctx_opts){.kdf = tp_kdf});
     if (!ctx)
         exit(2);
     must(tl_tls_ctx_set_ca_pem(ctx, tp.ca.cert_pem), ctx, "client CA");

@@ -36,6 +36,8 @@ extern tp_certs tp;
 void tp_init(void);
 
 /* A server configuration with one leaf (rsa or ecdsa), versions min..max (0: defaults). */
+/* The key derivation tp_server_ctx and tp_client_ctx ask for (default TL_KDF_OPENSSL). */
+extern tl_kdf tp_kdf;
 tl_tls_ctx *tp_server_ctx(const tl_certgen_pair *leaf, int min_v, int max_v);
 /* A client configuration trusting the test CA, versions min..max (0: defaults). */
 tl_tls_ctx *tp_client_ctx(int min_v, int max_v);

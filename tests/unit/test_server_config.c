@@ -127,6 +127,12 @@ TEST(values_and_errors)
     CHECK(set(cfg, "tls-min", "1.1") == -1 && strstr(err, "unsafe"));
     CHECK_EQ_INT(set(cfg, "tls-min", "1.3"), 0);
     CHECK_EQ_INT(cfg->tls_min, TL_TLS1_3);
+    CHECK_EQ_INT(cfg->tls_kdf, TL_KDF_OPENSSL);   /* the default */
+    CHECK(set(cfg, "tls-kdf", "fast") == -1 && strstr(err, "openssl or tlsloop"));
+    CHECK_EQ_INT(set(cfg, "tls-kdf", "tlsloop"), 0);
+    CHECK_EQ_INT(cfg->tls_kdf, TL_KDF_TLSLOOP);
+    CHECK_EQ_INT(set(cfg, "tls-kdf", "openssl"), 0);
+    CHECK_EQ_INT(cfg->tls_kdf, TL_KDF_OPENSSL);
     CHECK(set(cfg, "client-cert", "sometimes") == -1);
     CHECK(set(cfg, "log-level", "chatty") == -1 && strstr(err, "debug"));
     CHECK(set(cfg, "alpn", "") == -1 && strstr(err, "needs a value"));

@@ -6,7 +6,9 @@
  * handshakes between a tlsloop server and a plain OpenSSL client, whose Finished messages and
  * exported keys only agree when both sides derived the same secrets. The same for HMAC (scripts of
  * calls run on both providers, traces compared; RFC 4231; CBC suites, whose record MACs are ours
- * or handed on). Also: TLSLOOP_KDF=openssl leaves the provider unloaded.
+ * or handed on). Also: without the opt-in (TL_KDF_TLSLOOP) the provider is not loaded. The
+ * opt-in's other promises (site properties, FIPS, dlclose) are test_tls_ctx_kdf_opt.c; the
+ * RFCs' vectors test_tls_ctx_kdf_vectors.c.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -76,11 +78,20 @@ static int same_derivation(const char *kdf_name, const OSSL_PARAM *params, size_
     return 1;
 }
 
+/* The query of a configuration that opts in (and loads the provider). */
+static const char *propq(void)
+{
+    return tli_kdf_propq(TL_KDF_TLSLOOP, NULL);
+}
+
+/* Opt in: tp_server_ctx and tp_client_ctx ask for tlsloop's, which loads the provider. */
 static void setup(void)
 {
-    tl_tls_ctx *ctx = tl_tls_ctx_new(TL_ROLE_SERVER);   /* loads the provider */
+    tp_kdf = TL_KDF_TLSLOOP;
+    tl_tls_ctx *ctx = tl_tls_ctx_new_ex(TL_ROLE_SERVER, &(tl_tls_ctx_opts){.kdf = TL_KDF_TLSLOOP});
     REQUIRE(ctx);
-    REQUIRE(tli_kdf_propq());
+    REQUIRE(tl_tls_ctx_kdf(ctx) == TL_KDF_TLSLOOP);
+    REQUIRE(propq());
     tl_tls_ctx_free(ctx);
 }
 
@@ -95,13 +106,13 @@ TEST(provider_serves_both_kdfs)
     setup();
     const char *names[] = {OSSL_KDF_NAME_TLS1_PRF, OSSL_KDF_NAME_TLS1_3_KDF};
     for (int i = 0; i < 2; i++) {
-        EVP_KDF *k = EVP_KDF_fetch(NULL, names[i], tli_kdf_propq());
+        EVP_KDF *k = EVP_KDF_fetch(NULL, names[i], propq());
         REQUIRE(k);
         CHECK_STR(OSSL_PROVIDER_get0_name(EVP_KDF_get0_provider(k)), "tlsloop");
         EVP_KDF_free(k);
     }
     /* Only a preference: what we do not offer still comes from the default provider. */
-    EVP_MD *md = EVP_MD_fetch(NULL, "SHA2-256", tli_kdf_propq());
+    EVP_MD *md = EVP_MD_fetch(NULL, "SHA2-256", propq());
     REQUIRE(md);
     CHECK_STR(OSSL_PROVIDER_get0_name(EVP_MD_get0_provider(md)), "default");
     EVP_MD_free(md);
@@ -625,7 +636,7 @@ static int same_mac(const mac_op *ops, const char *what)
 TEST(provider_serves_hmac)
 {
     setup();
-    EVP_MAC *m = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, tli_kdf_propq());
+    EVP_MAC *m = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, propq());
     REQUIRE(m);
     CHECK_STR(OSSL_PROVIDER_get0_name(EVP_MAC_get0_provider(m)), "tlsloop");
     EVP_MAC_free(m);
@@ -633,7 +644,7 @@ TEST(provider_serves_hmac)
     unsigned char out[EVP_MAX_MD_SIZE];
     size_t outl = 0;
     static const char data[] = "what do ya want for nothing?";
-    CHECK(EVP_Q_mac(NULL, OSSL_MAC_NAME_HMAC, tli_kdf_propq(), "SHA256", NULL, "Jefe", 4,
+    CHECK(EVP_Q_mac(NULL, OSSL_MAC_NAME_HMAC, propq(), "SHA256", NULL, "Jefe", 4,
                     (const unsigned char *)data, strlen(data), out, sizeof out, &outl) != NULL);
     static const unsigned char want[32] = {
         0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95, 0x75,
@@ -944,12 +955,13 @@ TEST(handshakes_with_plain_openssl)
     }
 }
 
-TEST(env_turns_it_off)
+/* The default is OpenSSL's own: nothing loaded, no property query. */
+TEST(default_is_openssl)
 {
-    setenv("TLSLOOP_KDF", "openssl", 1);
     tl_tls_ctx *ctx = tl_tls_ctx_new(TL_ROLE_SERVER);
     REQUIRE(ctx);
-    CHECK(tli_kdf_propq() == NULL);
+    CHECK(tl_tls_ctx_kdf(ctx) == TL_KDF_OPENSSL);
+    CHECK(tli_kdf_propq(TL_KDF_OPENSSL, NULL) == NULL);
     CHECK(!OSSL_PROVIDER_available(NULL, "tlsloop"));
     tl_tls_ctx_free(ctx);
 }
@@ -970,6 +982,6 @@ int main(int argc, char **argv)
     RUN(hmac_matches_openssl);
     RUN(hmac_edges_match_openssl);
     RUN(handshakes_with_plain_openssl);
-    RUN(env_turns_it_off);
+    RUN(default_is_openssl);
     TEST_MAIN_END();
 }
