@@ -31,7 +31,6 @@
 
 #include "proxy_int.h"
 
-#include "server_int.h"   /* tl_server_config: tls_kdf */
 #include "tli.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
@@ -691,7 +690,7 @@ static int resolve(backend *b, const char *verify_name, char *err, size_t errlen
 static int setup_backend_tls(tl_proxy *p, const tl_server_config *cfg, char *err, size_t errlen)
 {
     const char *ca = tl_server_config_value(cfg, "backend-ca");
-    tl_tls_ctx_opts opts = {.kdf = cfg->tls_kdf};   /* tls-kdf serves the backends too */
+    tl_tls_ctx_opts opts = {.kdf = tl_server_config_kdf(cfg)};   /* tls-kdf: the backends too */
     if (!(p->backend_tls = tl_tls_ctx_new_ex(TL_ROLE_CLIENT, &opts)))
         return tli_fmt(err, errlen, "out of memory"), -1;
     if ((ca && tl_tls_ctx_set_ca_file(p->backend_tls, ca) != 0) ||

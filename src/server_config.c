@@ -585,6 +585,11 @@ const char *tl_server_config_value(const tl_server_config *cfg, const char *name
     return v;
 }
 
+tl_kdf tl_server_config_kdf(const tl_server_config *cfg)
+{
+    return cfg->tls_kdf;
+}
+
 size_t tl_server_config_values(const tl_server_config *cfg, const char *name, const char **out,
                                size_t max)
 {

@@ -355,7 +355,6 @@ int cmd_serve(int argc, char **argv)
         tl_httpd_free(h);
         return in_use ? EXIT_ADDR_IN_USE : EXIT_FAILURE_RUN;
     }
-    tl_server_config_free(cfg);
     if (tl_httpd_attach(h, srv, err, sizeof err) != 0) {
         fprintf(stderr, "tlsloop serve: %s\n", err);
         tl_server_config_free(cfg);

@@ -118,6 +118,9 @@ typedef struct tl_server_option {
 TL_API int tl_server_config_extend(tl_server_config *cfg, const tl_server_option *opts, size_t n);
 /* The value last given for an extension option ("on"/"off" for a flag), or NULL if none was. */
 TL_API const char *tl_server_config_value(const tl_server_config *cfg, const char *name);
+/* The tls-kdf option's value (TL_KDF_OPENSSL unless set), for layers that make TLS contexts of
+ * their own (the proxy's backend client). */
+TL_API tl_kdf tl_server_config_kdf(const tl_server_config *cfg);
 /* Every value given for a repeatable one, in order: fills out (up to max) and returns the count. */
 TL_API size_t tl_server_config_values(const tl_server_config *cfg, const char *name,
                                       const char **out, size_t max);
