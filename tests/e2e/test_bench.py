@@ -88,7 +88,7 @@ def keep_alive_counts(srv):
                                           srv.ca, srv.url))
     assert rc == 0 and r["errors_total"] == 0, r["errors"]
     assert r["mode"] == "keep-alive" and r["requests"] > 100, r
-    assert r["status"]["2xx"] == r["requests"]
+    assert r["status"]["2xx"] == r["requests"], r["status"]
     assert r["bytes"] == 13 * r["requests"], (r["bytes"], r["requests"])
     # One full handshake per connection, all of it measured (no warm-up): the server agrees.
     assert r["handshakes"]["full"] == 8 and d["full"] == 8 and d["resumed"] == 0, (r, d)
