@@ -124,6 +124,7 @@ struct tl_httpd {
     char *index;                   /* file name served for a directory */
     char *metrics_path;
     bool redirect_https;
+    unsigned parse_flags;          /* TL_HTTP_LONE_LF with allow-lone-lf, else 0 */
     uint16_t https_port;
     uint64_t header_timeout_ms, body_timeout_ms, keepalive_timeout_ms;
     uint64_t max_header, max_body;
