@@ -17,7 +17,7 @@
 
 #include <tlsloop/http.h>
 
-#define SIZE_LINE_MAX 1024      /* a chunk-size line, extensions included */
+#define SIZE_LINE_MAX 1024      /* a chunk-size line, extensions and CRLF included */
 #define TRAILERS_MAX 16384      /* the whole trailer section */
 #define SIZE_MAX_VALUE (1ull << 60)
 #define FLAG_SHIFT 8
@@ -94,7 +94,7 @@ ssize_t tl_http_chunked_decode(tl_http_chunked *d, const uint8_t *buf, size_t le
         uint8_t c = buf[i];
         bool ws = c == ' ' || c == '\t';
         /* Every state of the size line counts its bytes against the bound. */
-        if (st < S_SIZE_LF && ++d->line > SIZE_LINE_MAX)
+        if (st <= S_SIZE_LF && ++d->line > SIZE_LINE_MAX)
             BAD();
         switch (st) {
         case S_SIZE: {
