@@ -114,9 +114,10 @@ ssize_t tl_http_chunked_decode(tl_http_chunked *d, const uint8_t *buf, size_t le
                 GO(S_SIZE_WS);
             else if (c == '\r')
                 GO(S_SIZE_LF);
-            else if (c == '\n' && lone_lf)
+            else if (c == '\n' && lone_lf) {
+                i++;
                 goto size_line_done;
-            else
+            } else
                 BAD();
             i++;
             break;
@@ -184,10 +185,7 @@ ssize_t tl_http_chunked_decode(tl_http_chunked *d, const uint8_t *buf, size_t le
             if (c != '\n')
                 BAD();
             i++;
-            if (0) {
-        size_line_done:
-                i++;
-            }
+        size_line_done:   /* the line's last byte consumed */
             d->line = 0;
             GO(d->left ? S_DATA : S_TRAILER);
             break;

@@ -316,6 +316,9 @@ TEST(chunked_bodies_split_anywhere)
     tl_http_chunked_init(&d, TL_HTTP_LONE_LF);             /* and read with the flag */
     CHECK_EQ_INT(tl_http_chunked_read(&d, (const uint8_t *)"1\nx\n0\nT: v\n\n", 12), 12);
     CHECK(d.done && d.total == 1);
+    tl_http_chunked_init(&d, TL_HTTP_LONE_LF);             /* a lone LF after an extension */
+    CHECK_EQ_INT(tl_http_chunked_read(&d, (const uint8_t *)"2;a\nhi\n0;b=c\n\nX", 15), 14);
+    CHECK(d.done && d.total == 2);
 }
 
 TEST(chunked_refusals)
