@@ -313,6 +313,11 @@ int tl_http_scan_head(tl_http_scan *s, const char *buf, size_t len)
             s->state = SC_START;
             break;
         case SC_METHOD:
+            while (is(c, C_TOKEN)) {   /* runs of ordinary bytes in a tight loop */
+                if (++s->at == len)
+                    return TL_HTTP_INCOMPLETE;
+                c = (unsigned char)buf[s->at];
+            }
             if (c == ' ')
                 s->state = SC_TARGET0;
             else if (!is(c, C_TOKEN))
@@ -320,6 +325,11 @@ int tl_http_scan_head(tl_http_scan *s, const char *buf, size_t len)
             break;
         case SC_TARGET0:
         case SC_TARGET:
+            while (s->state == SC_TARGET && is(c, C_TARGET)) {
+                if (++s->at == len)
+                    return TL_HTTP_INCOMPLETE;
+                c = (unsigned char)buf[s->at];
+            }
             if (c == ' ' && s->state == SC_TARGET) {
                 s->state = SC_VERSION;
                 s->aux = 0;
@@ -378,6 +388,11 @@ int tl_http_scan_head(tl_http_scan *s, const char *buf, size_t len)
             s->state = SC_DONE;
             return (int)++s->at;
         case SC_NAME:
+            while (is(c, C_TOKEN)) {
+                if (++s->at == len)
+                    return TL_HTTP_INCOMPLETE;
+                c = (unsigned char)buf[s->at];
+            }
             if (c == ':')
                 s->state = SC_VALUE;
             else if (!is(c, C_TOKEN))
@@ -385,6 +400,11 @@ int tl_http_scan_head(tl_http_scan *s, const char *buf, size_t len)
                                                                : "invalid field name");
             break;
         case SC_VALUE:
+            while (is(c, C_VALUE)) {
+                if (++s->at == len)
+                    return TL_HTTP_INCOMPLETE;
+                c = (unsigned char)buf[s->at];
+            }
             if (c == '\r')
                 s->state = SC_VALUE_LF;
             else if (c == '\n' && lone_lf)

@@ -833,21 +833,29 @@ static size_t consume_loop(hconn *hc, const uint8_t *p, size_t n)
             free(b);
             continue;
         }
-        /* HEAD: checked as it arrives, refused as soon as it cannot become a valid head (and in
-         * linear time for a head that dribbles in); parsed once its empty line has arrived. */
-        int sn = tl_http_scan_head(&hc->scan, (const char *)v, vl);
-        if (sn == TL_HTTP_INCOMPLETE) {
-            if (vl > h->max_header) {
-                reqview rv = raw_view(v, vl);
-                hbump(&hc->w->st.requests, 1);
-                reject(hc, &rv, tl_http_incomplete_status((const char *)v, vl));
-                return n;
-            }
-            return at;
-        }
+        /* HEAD: refused as soon as it cannot become a valid head. The first look is the parser
+         * alone (a head that arrives whole, the common case, is read in one pass; the parser too
+         * answers TL_HTTP_INCOMPLETE only for a valid beginning). A head split across reads goes
+         * on with tl_http_scan_head, which resumes where it stopped (linear time for a head that
+         * dribbles in), and is parsed once its empty line has arrived. */
         tl_http_header fields[HTTPD_MAX_FIELDS];
         tl_http_request req = {.headers = fields, .max_headers = HTTPD_MAX_FIELDS};
-        int hn = sn < 0 ? sn : tl_http_parse_request_ex((const char *)v, vl, &req, h->parse_flags);
+        int hn = TL_HTTP_INCOMPLETE, sn = 0;
+        if (hc->scan.at == 0)
+            hn = tl_http_parse_request_ex((const char *)v, vl, &req, h->parse_flags);
+        if (hn == TL_HTTP_INCOMPLETE) {
+            sn = tl_http_scan_head(&hc->scan, (const char *)v, vl);
+            if (sn == TL_HTTP_INCOMPLETE) {
+                if (vl > h->max_header) {
+                    reqview rv = raw_view(v, vl);
+                    hbump(&hc->w->st.requests, 1);
+                    reject(hc, &rv, tl_http_incomplete_status((const char *)v, vl));
+                    return n;
+                }
+                return at;
+            }
+            hn = sn < 0 ? sn : tl_http_parse_request_ex((const char *)v, vl, &req, h->parse_flags);
+        }
         hbump(&hc->w->st.requests, 1);
         if (hn <= 0) {   /* the scan's verdict, or the parser's (431: too many fields) */
             reqview rv = raw_view(v, vl);

@@ -4,7 +4,7 @@ listener on an ephemeral loopback port): where lines, fields, heads and chunks e
 smuggling). Each case is sent in one piece and the answers are read until the server closes; the
 test checks their statuses in order, so a request hidden inside another one (a lone LF, a bad
 chunk extension, a second framing) shows as an answer too many. Heads that never end are refused
-before the client stops sending. Then the same server with allow-lone-lf: the lone-LF cases are
+before the client stops sending, whether they arrive in one read or two. Then the same server with allow-lone-lf: the lone-LF cases are
 read, the rest still refused. The unit test tests/unit/test_http_smuggling.c holds the larger set.
 
 Runs from the repository root; TLSLOOP_BIN is the tlsloop program (build/tlsloop by default).
@@ -114,11 +114,17 @@ class Server:
         stop_process(self.proc, 10)
 
 
-def exchange(port, data, timeout=5):
-    """Send data, read until the server closes (or timeout); (statuses, closed)."""
+def exchange(port, data, timeout=5, split=False):
+    """Send data (split: its first byte, then the rest in a second read), read until the server
+    closes (or timeout); (statuses, closed)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout * SLOW)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     got, closed = b"", False
     try:
+        if split:
+            s.sendall(data[:1])
+            time.sleep(0.05)
+            data = data[1:]
         s.sendall(data)
         deadline = time.monotonic() + timeout * SLOW
         while time.monotonic() < deadline:
@@ -158,11 +164,12 @@ def smuggling_cases_strict(srv):
 def heads_refused_before_they_end(srv):
     bad = []
     for name, data, want in PARTIAL:
-        t0 = time.monotonic()
-        statuses, closed = exchange(srv.port, data, timeout=3)
-        if statuses != [want] or not closed:
-            bad.append(f"{name}: answered {statuses} (closed {closed}) after "
-                       f"{time.monotonic() - t0:.1f}s, wanted {want} at once")
+        for split in (False, True):   # in one read (the parser), in two (the scanner goes on)
+            t0 = time.monotonic()
+            statuses, closed = exchange(srv.port, data, timeout=3, split=split)
+            if statuses != [want] or not closed:
+                bad.append(f"{name}{' split' if split else ''}: answered {statuses} (closed "
+                           f"{closed}) after {time.monotonic() - t0:.1f}s, wanted {want} at once")
     assert not bad, "\n  " + "\n  ".join(bad)
 
 
