@@ -11,6 +11,10 @@
  *  - a normalised target is an absolute path without empty, "." or ".." segments or control
  *    characters;
  *  - the bytes after the head read as a chunked body give the same answer whole and in pieces;
+ *  - all of the above in both modes, strict (CRLF only) and TL_HTTP_LONE_LF; what strict mode
+ *    accepts, lenient mode accepts the same; a strict head holds no lone LF;
+ *  - tl_http_scan_head, fed whole and a byte at a time, gives the parser's verdict (except the
+ *    parser's 431 for too many fields, which can come first);
  *  - a satisfiable range lies inside the representation; a parsed date formats and parses back;
  *  - as a response: the same for its head, and exactly one framing for its body.
  */
@@ -64,9 +68,11 @@ static void check_path(const char *target, size_t len)
     }
 }
 
-static void check_chunked(const uint8_t *body, size_t len, size_t step)
+static void check_chunked(const uint8_t *body, size_t len, size_t step, unsigned flags)
 {
-    tl_http_chunked whole = {0}, parts = {0};
+    tl_http_chunked whole, parts;
+    tl_http_chunked_init(&whole, flags);
+    tl_http_chunked_init(&parts, flags);
     ssize_t w = tl_http_chunked_read(&whole, body, len);
     if (w != TL_HTTP_ERROR && (w < 0 || (size_t)w > len || ((size_t)w < len && !whole.done)))
         FAIL("chunked: consumed %zd of %zu (done %d)", w, len, whole.done);
@@ -85,6 +91,24 @@ static void check_chunked(const uint8_t *body, size_t len, size_t step)
     if (!whole_err && ((size_t)w != at || whole.done != parts.done || whole.total != parts.total))
         FAIL("chunked: whole and pieces differ (%zd/%zu, total %llu/%llu)", w, at,
              (unsigned long long)whole.total, (unsigned long long)parts.total);
+}
+
+/* The scanner against the parser's answer n (and status) for the same bytes and flags. */
+static void check_scan(const char *buf, size_t size, unsigned flags, int n, int status)
+{
+    tl_http_scan whole = {.flags = flags}, bytes = {.flags = flags};
+    int w = tl_http_scan_head(&whole, buf, size), b = TL_HTTP_INCOMPLETE;
+    for (size_t i = 1; i <= size && b == TL_HTTP_INCOMPLETE; i++)
+        b = tl_http_scan_head(&bytes, buf, i);
+    if (w != b || (w == TL_HTTP_ERROR && (whole.error_status != bytes.error_status || !whole.error)))
+        FAIL("scan whole %d (%d), a byte at a time %d (%d)", w, whole.error_status, b,
+             bytes.error_status);
+    /* The parser's 431 comes at the field over its array, wherever the scanner ends. */
+    bool agree = n == TL_HTTP_ERROR ? (w == TL_HTTP_ERROR && whole.error_status == status) ||
+                                          status == 431
+                                    : w == n;
+    if (!agree)
+        FAIL("scan %d (%d), parse %d (%d), flags %u", w, whole.error_status, n, status, flags);
 }
 
 static void check_fields(const tl_http_header *h)
@@ -151,30 +175,36 @@ static void check_response(const char *buf, size_t size)
     }
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* The request checks in one mode; returns the parser's answer. */
+static int check_request(const uint8_t *data, size_t size, unsigned flags)
 {
     const char *buf = (const char *)data;
-    check_response(buf, size);
     tl_http_header hs[MAXH];
     tl_http_request req = {.headers = hs, .max_headers = MAXH};
-    int n = tl_http_parse_request(buf, size, &req);
+    int n = flags ? tl_http_parse_request_ex(buf, size, &req, flags)
+                  : tl_http_parse_request(buf, size, &req);
+    check_scan(buf, size, flags, n, req.error_status);
     if (n == TL_HTTP_ERROR) {
         if ((req.error_status != 400 && req.error_status != 431 && req.error_status != 505) ||
             !req.error)
             FAIL("error status %d", req.error_status);
-        return 0;
+        return n;
     }
     if (n == TL_HTTP_INCOMPLETE) {
         int st = tl_http_incomplete_status(buf, size);
         if (st != 414 && st != 431)
             FAIL("incomplete status %d", st);
-        return 0;
+        return n;
     }
     if (n <= 0 || (size_t)n > size)
         FAIL("answer %d for %zu bytes", n, size);
     size_t len = (size_t)n;
     if (!tl_http_head_ended(buf, len, 0))
         FAIL("a parsed head of %zu bytes has not ended by tl_http_head_ended", len);
+    if (!(flags & TL_HTTP_LONE_LF))
+        for (size_t i = 0; i < len; i++)
+            if (buf[i] == '\n' && (i == 0 || buf[i - 1] != '\r'))
+                FAIL("a strict head holds a lone LF at %zu", i);
 
     check_span(req.method, req.method_len, buf, len, "the method");
     check_span(req.target, req.target_len, buf, len, "the target");
@@ -209,10 +239,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(more + len, "GARBAGE\r\n", 9);
     tl_http_header hs2[MAXH];
     tl_http_request again = {.headers = hs2, .max_headers = MAXH};
-    if (tl_http_parse_request(more, len + 9, &again) != n || again.num_headers != req.num_headers)
+    if (tl_http_parse_request_ex(more, len + 9, &again, flags) != n ||
+        again.num_headers != req.num_headers)
         FAIL("the head changed with bytes after it");
     for (size_t i = 0; i < len && i < 1024; i++)
-        if (tl_http_parse_request(more, i, &again) != TL_HTTP_INCOMPLETE)
+        if (tl_http_parse_request_ex(more, i, &again, flags) != TL_HTTP_INCOMPLETE)
             FAIL("a %zu-byte prefix of a %zu-byte head was not incomplete", i, len);
     free(more);
 
@@ -227,6 +258,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FAIL("chunked with a Content-Length passed the check");
     check_path(req.target, req.target_len);
     if (size > len)
-        check_chunked(data + len, size - len, 1 + data[len] % 7);
+        check_chunked(data + len, size - len, 1 + data[len] % 7, flags);
+    return n;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    check_response((const char *)data, size);
+    int strict = check_request(data, size, 0);
+    int lenient = check_request(data, size, TL_HTTP_LONE_LF);
+    if (strict > 0 && lenient != strict)
+        FAIL("strict mode read a %d-byte head, lenient mode answered %d", strict, lenient);
+    if (strict > 0 && (size_t)strict < size) {
+        /* What strict mode reads as a chunked body, lenient mode reads the same. */
+        tl_http_chunked a = {0}, b;
+        tl_http_chunked_init(&b, TL_HTTP_LONE_LF);
+        ssize_t ra = tl_http_chunked_read(&a, data + strict, size - (size_t)strict);
+        ssize_t rb = tl_http_chunked_read(&b, data + strict, size - (size_t)strict);
+        if (ra >= 0 && (rb != ra || b.done != a.done || b.total != a.total))
+            FAIL("chunked: strict %zd (done %d), lenient %zd (done %d)", ra, a.done, rb, b.done);
+    }
     return 0;
 }

@@ -116,7 +116,7 @@ static long head(tl_client_http *x, const uint8_t *p, size_t n)
     x->reusable = x->body.keep_alive && x->reusable;
     x->left = x->body.content_length > 0 ? (uint64_t)x->body.content_length : 0;
     x->got = 0;
-    memset(&x->chunk, 0, sizeof x->chunk);
+    tl_http_chunked_init(&x->chunk, TL_HTTP_LONE_LF);   /* clients stay lenient (http.h) */
     x->state = X_BODY;
     if (x->cbs->on_head)
         x->cbs->on_head(x, &r, x->data);

@@ -50,12 +50,13 @@ static int fail(tl_http_request *req, int status, const char *why)
     return TL_HTTP_ERROR;
 }
 
-/* At a line end: CRLF or LF. Returns its length, 0 when it is not complete yet, -1 for a bare
- * CR or another byte. */
-static int line_end(const unsigned char *p, const unsigned char *end)
+/* At a line end: CRLF, or a lone LF when lone_lf. Returns its length, 0 when it is not complete
+ * yet, -1 for a bare CR or another byte, LONE_LF for a lone LF that is refused. */
+#define LONE_LF (-3)
+static int line_end(const unsigned char *p, const unsigned char *end, bool lone_lf)
 {
     if (*p == '\n')
-        return 1;
+        return lone_lf ? 1 : LONE_LF;
     if (*p != '\r')
         return -1;
     if (p + 1 == end)
@@ -63,8 +64,11 @@ static int line_end(const unsigned char *p, const unsigned char *end)
     return p[1] == '\n' ? 2 : -1;
 }
 
+static const char lone_lf_text[] = "lone LF (lines must end with CRLF)";
+
 /* "HTTP/1.1" and its line end, which may be partial. */
-static int parse_version(const unsigned char **pp, const unsigned char *end, tl_http_request *req)
+static int parse_version(const unsigned char **pp, const unsigned char *end, tl_http_request *req,
+                         bool lone_lf)
 {
     static const char pattern[] = "HTTP/d.d";
     const unsigned char *p = *pp;
@@ -78,11 +82,11 @@ static int parse_version(const unsigned char **pp, const unsigned char *end, tl_
     }
     if (p + 8 == end)
         return TL_HTTP_INCOMPLETE;
-    int n = line_end(p + 8, end);
+    int n = line_end(p + 8, end, lone_lf);
     if (n == 0)
         return TL_HTTP_INCOMPLETE;
     if (n < 0)
-        return fail(req, 400, "malformed request line");
+        return fail(req, 400, n == LONE_LF ? lone_lf_text : "malformed request line");
     if (p[5] != '1')
         return fail(req, 505, "HTTP version not supported");
     req->minor_version = p[7] == '0' ? 0 : 1;   /* 1.2-1.9 are read as 1.1 (RFC 9110 2.5) */
@@ -95,7 +99,7 @@ static int parse_version(const unsigned char **pp, const unsigned char *end, tl_
  * with *status and *why set. */
 static int parse_fields(const unsigned char *p, const unsigned char *end, const unsigned char *buf,
                         tl_http_header *headers, size_t max, size_t *num, int *status,
-                        const char **why)
+                        const char **why, bool lone_lf)
 {
     const unsigned char *start;
 #define FIELD_FAIL(st, text) return (*status = (st), *why = (text), TL_HTTP_ERROR)
@@ -103,11 +107,11 @@ static int parse_fields(const unsigned char *p, const unsigned char *end, const 
         if (p == end)
             return TL_HTTP_INCOMPLETE;
         if (*p == '\r' || *p == '\n') {
-            int n = line_end(p, end);
+            int n = line_end(p, end, lone_lf);
             if (n == 0)
                 return TL_HTTP_INCOMPLETE;
             if (n < 0)
-                FIELD_FAIL(400, "bare CR");
+                FIELD_FAIL(400, n == LONE_LF ? lone_lf_text : "bare CR");
             p += n;
             return (int)(p - buf);
         }
@@ -133,11 +137,13 @@ static int parse_fields(const unsigned char *p, const unsigned char *end, const 
             ;
         if (p == end)
             return TL_HTTP_INCOMPLETE;
-        int n = line_end(p, end);
+        int n = line_end(p, end, lone_lf);
         if (n == 0)
             return TL_HTTP_INCOMPLETE;
         if (n < 0)
-            FIELD_FAIL(400, *p == '\r' ? "bare CR" : "control character in a field value");
+            FIELD_FAIL(400, n == LONE_LF  ? lone_lf_text
+                            : *p == '\r' ? "bare CR"
+                                         : "control character in a field value");
         const unsigned char *vend = p;
         while (vend > start && (vend[-1] == ' ' || vend[-1] == '\t'))
             vend--;
@@ -151,18 +157,24 @@ static int parse_fields(const unsigned char *p, const unsigned char *end, const 
 
 int tl_http_parse_request(const char *buf, size_t len, tl_http_request *req)
 {
+    return tl_http_parse_request_ex(buf, len, req, 0);
+}
+
+int tl_http_parse_request_ex(const char *buf, size_t len, tl_http_request *req, unsigned flags)
+{
     const unsigned char *p = (const unsigned char *)buf, *end = p + len, *start;
+    bool lone_lf = flags & TL_HTTP_LONE_LF;
     req->num_headers = 0;
     req->error_status = 0;
     req->error = NULL;
 
     /* Empty lines before the request line (a client's CRLF after a body) are skipped. */
     while (p < end && (*p == '\r' || *p == '\n')) {
-        int n = line_end(p, end);
+        int n = line_end(p, end, lone_lf);
         if (n == 0)
             return TL_HTTP_INCOMPLETE;
         if (n < 0)
-            return fail(req, 400, "bare CR");
+            return fail(req, 400, n == LONE_LF ? lone_lf_text : "bare CR");
         p += n;
     }
 
@@ -185,12 +197,12 @@ int tl_http_parse_request(const char *buf, size_t len, tl_http_request *req)
     req->target = (const char *)start;
     req->target_len = (size_t)(p - start);
     p++;
-    int rc = parse_version(&p, end, req);
+    int rc = parse_version(&p, end, req, lone_lf);
     if (rc != 0)
         return rc;
 
     return parse_fields(p, end, (const unsigned char *)buf, req->headers, req->max_headers,
-                        &req->num_headers, &req->error_status, &req->error);
+                        &req->num_headers, &req->error_status, &req->error, lone_lf);
 }
 
 int tl_http_parse_response(const char *buf, size_t len, tl_http_response *resp)
@@ -224,7 +236,7 @@ int tl_http_parse_response(const char *buf, size_t len, tl_http_response *resp)
         if (p == end)
             return TL_HTTP_INCOMPLETE;
     }
-    int n = line_end(p, end);
+    int n = line_end(p, end, true);   /* clients stay lenient (tlsloop/http.h) */
     if (n == 0)
         return TL_HTTP_INCOMPLETE;
     if (n < 0)
@@ -233,7 +245,184 @@ int tl_http_parse_response(const char *buf, size_t len, tl_http_response *resp)
     resp->reason_len = (size_t)(p - reason);
     p += n;
     return parse_fields(p, end, (const unsigned char *)buf, resp->headers, resp->max_headers,
-                        &resp->num_headers, &status, &resp->error);
+                        &resp->num_headers, &status, &resp->error, true);
+}
+
+/* ---- the incremental scan -------------------------------------------------------------- */
+
+/* The states of tl_http_scan_head: the parser's grammar one byte at a time, with its answers. */
+enum {
+    SC_START,      /* before the request line: empty lines, or the method's first byte */
+    SC_START_LF,   /* CR of an empty line seen */
+    SC_METHOD,
+    SC_TARGET0,    /* the target's first byte */
+    SC_TARGET,
+    SC_VERSION,    /* aux: bytes of "HTTP/d.d" seen (low byte), the major digit (next byte) */
+    SC_LINE_END,   /* after the version: CR or LF */
+    SC_LINE_LF,
+    SC_FIELD,      /* a field line's first byte, or the empty line */
+    SC_END_LF,     /* CR of the empty line seen */
+    SC_NAME,
+    SC_VALUE,
+    SC_VALUE_LF,
+    SC_DONE,       /* at: the head's length */
+    SC_ERROR,
+};
+
+static int scan_fail(tl_http_scan *s, int status, const char *why)
+{
+    s->state = SC_ERROR;
+    s->error_status = status;
+    s->error = why;
+    return TL_HTTP_ERROR;
+}
+
+/* The request line ended: the version's major digit decides (as in parse_version). */
+static int scan_line_done(tl_http_scan *s)
+{
+    if ((s->aux >> 8) != '1')
+        return scan_fail(s, 505, "HTTP version not supported");
+    s->state = SC_FIELD;
+    return 0;
+}
+
+int tl_http_scan_head(tl_http_scan *s, const char *buf, size_t len)
+{
+    static const char pattern[] = "HTTP/d.d";
+    bool lone_lf = s->flags & TL_HTTP_LONE_LF;
+    if (s->state == SC_DONE)
+        return (int)s->at;
+    if (s->state == SC_ERROR)
+        return TL_HTTP_ERROR;
+    for (; s->at < len; s->at++) {
+        unsigned char c = (unsigned char)buf[s->at];
+        switch (s->state) {
+        case SC_START:
+            if (c == '\r')
+                s->state = SC_START_LF;
+            else if (c == '\n' && !lone_lf)
+                return scan_fail(s, 400, lone_lf_text);
+            else if (c != '\n' && !is(c, C_TOKEN))
+                return scan_fail(s, 400, "malformed request line");
+            else if (c != '\n')
+                s->state = SC_METHOD;
+            break;
+        case SC_START_LF:
+            if (c != '\n')
+                return scan_fail(s, 400, "bare CR");
+            s->state = SC_START;
+            break;
+        case SC_METHOD:
+            while (is(c, C_TOKEN)) {   /* runs of ordinary bytes in a tight loop */
+                if (++s->at == len)
+                    return TL_HTTP_INCOMPLETE;
+                c = (unsigned char)buf[s->at];
+            }
+            if (c == ' ')
+                s->state = SC_TARGET0;
+            else if (!is(c, C_TOKEN))
+                return scan_fail(s, 400, "malformed request line");
+            break;
+        case SC_TARGET0:
+        case SC_TARGET:
+            while (s->state == SC_TARGET && is(c, C_TARGET)) {
+                if (++s->at == len)
+                    return TL_HTTP_INCOMPLETE;
+                c = (unsigned char)buf[s->at];
+            }
+            if (c == ' ' && s->state == SC_TARGET) {
+                s->state = SC_VERSION;
+                s->aux = 0;
+            } else if (!is(c, C_TARGET)) {
+                return scan_fail(s, 400, "malformed request target");
+            } else {
+                s->state = SC_TARGET;
+            }
+            break;
+        case SC_VERSION: {
+            unsigned i = s->aux & 0xff;
+            bool ok = pattern[i] == 'd' ? (c >= '0' && c <= '9') : c == (unsigned char)pattern[i];
+            if (!ok)
+                return scan_fail(s, 400, "malformed HTTP version");
+            if (i == 5)
+                s->aux |= (unsigned)c << 8;
+            s->aux++;
+            if (i == 7)
+                s->state = SC_LINE_END;
+            break;
+        }
+        case SC_LINE_END:
+            if (c == '\r')
+                s->state = SC_LINE_LF;
+            else if (c == '\n' && lone_lf) {
+                if (scan_line_done(s) < 0)
+                    return TL_HTTP_ERROR;
+            } else
+                return scan_fail(s, 400, c == '\n' ? lone_lf_text : "malformed request line");
+            break;
+        case SC_LINE_LF:
+            if (c != '\n')
+                return scan_fail(s, 400, "malformed request line");
+            if (scan_line_done(s) < 0)
+                return TL_HTTP_ERROR;
+            break;
+        case SC_FIELD:
+            if (c == '\r') {
+                s->state = SC_END_LF;
+            } else if (c == '\n') {
+                if (!lone_lf)
+                    return scan_fail(s, 400, lone_lf_text);
+                s->state = SC_DONE;
+                return (int)++s->at;
+            } else if (c == ' ' || c == '\t') {
+                return scan_fail(s, 400, "obsolete line folding");
+            } else if (!is(c, C_TOKEN)) {
+                return scan_fail(s, 400, "empty or invalid field name");
+            } else {
+                s->state = SC_NAME;
+            }
+            break;
+        case SC_END_LF:
+            if (c != '\n')
+                return scan_fail(s, 400, "bare CR");
+            s->state = SC_DONE;
+            return (int)++s->at;
+        case SC_NAME:
+            while (is(c, C_TOKEN)) {
+                if (++s->at == len)
+                    return TL_HTTP_INCOMPLETE;
+                c = (unsigned char)buf[s->at];
+            }
+            if (c == ':')
+                s->state = SC_VALUE;
+            else if (!is(c, C_TOKEN))
+                return scan_fail(s, 400, c == ' ' || c == '\t' ? "whitespace before a colon"
+                                                               : "invalid field name");
+            break;
+        case SC_VALUE:
+            while (is(c, C_VALUE)) {
+                if (++s->at == len)
+                    return TL_HTTP_INCOMPLETE;
+                c = (unsigned char)buf[s->at];
+            }
+            if (c == '\r')
+                s->state = SC_VALUE_LF;
+            else if (c == '\n' && lone_lf)
+                s->state = SC_FIELD;
+            else if (!is(c, C_VALUE))
+                return scan_fail(s, 400, c == '\n' ? lone_lf_text
+                                                   : "control character in a field value");
+            break;
+        case SC_VALUE_LF:
+            if (c != '\n')
+                return scan_fail(s, 400, "bare CR");
+            s->state = SC_FIELD;
+            break;
+        default:
+            return scan_fail(s, 400, "scanner state corrupt");
+        }
+    }
+    return TL_HTTP_INCOMPLETE;
 }
 
 int tl_http_incomplete_status(const char *buf, size_t len)

@@ -87,6 +87,8 @@ static const tl_server_option OPTIONS[] = {
      "/metrics)", check_page_path, false},
     {"redirect-https", "", "plain listeners redirect every request to HTTPS (default off)", NULL,
      false},
+    {"allow-lone-lf", "", "accept a lone LF as a line end in requests (default off: 400; "
+     "unsafe behind a proxy that reads it otherwise)", NULL, false},
     {"header-timeout", "TIME", "a request head must arrive within this of its first byte "
      "(default 10s; then 408)", tl_server_check_duration, false},
     {"body-timeout", "TIME", "a request body must arrive within this (default 30s)",
@@ -151,7 +153,7 @@ typedef struct hconn {
     tl_conn *c;
     hworker *w;
     tl_buf in;                 /* input not used yet */
-    size_t scanned;            /* HEAD: bytes of the head searched for its end so far */
+    tl_http_scan scan;         /* HEAD: the head checked so far (tlsloop/http.h) */
     tl_timer timer;
     uint64_t t0_ns;            /* the current request's first byte */
     hbody *body;               /* BODY */
@@ -859,7 +861,7 @@ static size_t consume_loop(hconn *hc, const uint8_t *p, size_t n)
                 return n;
             }
             hc->state = H_HEAD;
-            hc->scanned = 0;
+            hc->scan = (tl_http_scan){.flags = h->parse_flags};
             hc->t0_ns = tl_loop_now_ns(loop);
             arm(hc, h->header_timeout_ms);
         }
@@ -868,7 +870,7 @@ static size_t consume_loop(hconn *hc, const uint8_t *p, size_t n)
             tl_http_request req = {.headers = fields, .max_headers = HTTPD_MAX_FIELDS};
             const char *held = (const char *)tl_buf_rptr(&hc->body->held);
             size_t held_len = tl_buf_len(&hc->body->held);
-            int hn = tl_http_parse_request(held, held_len, &req);
+            int hn = tl_http_parse_request_ex(held, held_len, &req, h->parse_flags);
             reqview rv = raw_view((const uint8_t *)held, held_len);
             rv.req = hn > 0 ? &req : NULL;
             bool done = false;
@@ -888,30 +890,36 @@ static size_t consume_loop(hconn *hc, const uint8_t *p, size_t n)
             free(b);
             continue;
         }
-        /* HEAD: only once an empty line has arrived is a parse worth it (linear time for a head
-         * that dribbles in). */
-        if (!tl_http_head_ended((const char *)v, vl, hc->scanned)) {
-            if (vl > h->max_header) {
-                reqview rv = raw_view(v, vl);
-                hbump(&hc->w->st.requests, 1);
-                reject(hc, &rv, tl_http_incomplete_status((const char *)v, vl));
-                return n;
-            }
-            hc->scanned = vl;
-            return at;
-        }
+        /* HEAD: refused as soon as it cannot become a valid head. The first look is the parser
+         * alone (a head that arrives whole, the common case, is read in one pass; the parser too
+         * answers TL_HTTP_INCOMPLETE only for a valid beginning). A head split across reads goes
+         * on with tl_http_scan_head, which resumes where it stopped (linear time for a head that
+         * dribbles in), and is parsed once its empty line has arrived. */
         tl_http_header fields[HTTPD_MAX_FIELDS];
         tl_http_request req = {.headers = fields, .max_headers = HTTPD_MAX_FIELDS};
-        int hn = tl_http_parse_request((const char *)v, vl, &req);
-        if (hn == TL_HTTP_INCOMPLETE) {   /* only empty lines so far */
-            hc->scanned = vl;
-            return at;
+        int hn = TL_HTTP_INCOMPLETE, sn = 0;
+        if (hc->scan.at == 0)
+            hn = tl_http_parse_request_ex((const char *)v, vl, &req, h->parse_flags);
+        if (hn == TL_HTTP_INCOMPLETE) {
+            sn = tl_http_scan_head(&hc->scan, (const char *)v, vl);
+            if (sn == TL_HTTP_INCOMPLETE) {
+                if (vl > h->max_header) {
+                    reqview rv = raw_view(v, vl);
+                    hbump(&hc->w->st.requests, 1);
+                    reject(hc, &rv, tl_http_incomplete_status((const char *)v, vl));
+                    return n;
+                }
+                return at;
+            }
+            hn = sn < 0 ? sn : tl_http_parse_request_ex((const char *)v, vl, &req, h->parse_flags);
         }
         hbump(&hc->w->st.requests, 1);
-        if (hn == TL_HTTP_ERROR) {
+        if (hn <= 0) {   /* the scan's verdict, or the parser's (431: too many fields) */
             reqview rv = raw_view(v, vl);
-            TL_LOG(h->log, TL_LOG_DEBUG, "bad request: %s", req.error);
-            reject(hc, &rv, req.error_status);
+            const char *why = sn < 0 ? hc->scan.error : req.error;
+            int st = sn < 0 ? hc->scan.error_status : req.error_status;
+            TL_LOG(h->log, TL_LOG_DEBUG, "bad request: %s", why ? why : "malformed head");
+            reject(hc, &rv, st ? st : 400);
             return n;
         }
         reqview rv = {.req = &req, .line = req.method, .minor = req.minor_version,
@@ -940,6 +948,7 @@ static size_t consume_loop(hconn *hc, const uint8_t *p, size_t n)
         /* A body: read (and discard) it before answering. */
         hbody body = {.chunked = msg.chunked,
                       .left = msg.chunked ? 0 : (uint64_t)msg.content_length};
+        tl_http_chunked_init(&body.chunk, h->parse_flags);
         bool done = false;
         ssize_t used = read_body(hc, &body, v + hn, vl - (size_t)hn, &done, &rv);
         if (used < 0)
@@ -1160,6 +1169,8 @@ tl_httpd *tl_httpd_new(const tl_server_config *cfg, char *err, size_t errlen)
     const char *dots = tl_server_config_value(cfg, "allow-dotfiles");
     if (dots && !(h->dot_allow = strdup(dots)))
         goto oom;
+    v = tl_server_config_value(cfg, "allow-lone-lf");
+    h->parse_flags = v && !strcmp(v, "on") ? TL_HTTP_LONE_LF : 0;
     const char *index = tl_server_config_value(cfg, "index");
     if (!(h->index = strdup(index ? index : "index.html")))
         goto oom;

@@ -126,6 +126,7 @@ struct tl_httpd {
     char *metrics_path;            /* served on metrics_listener only */
     int metrics_listener;          /* metrics-listen's listener, -1: none */
     bool redirect_https;
+    unsigned parse_flags;          /* TL_HTTP_LONE_LF with allow-lone-lf, else 0 */
     uint16_t https_port;
     uint64_t header_timeout_ms, body_timeout_ms, keepalive_timeout_ms;
     uint64_t max_header, max_body;

@@ -16,8 +16,19 @@
  * It is strict where leniency lets two parsers disagree (RFC 9112): one space between the parts
  * of the request line; "HTTP/1.x" only (1.2-1.9 count as 1.1, other versions are 505); no
  * whitespace between a field name and its colon; field names are tokens; no obsolete line
- * folding; no NUL, no control characters in values (tab aside), no bare CR anywhere. Lines end
- * with CRLF or a lone LF; empty lines before the request line are skipped.
+ * folding; no NUL, no control characters in values (tab aside), no bare CR anywhere. Every line
+ * ends with CRLF: a lone LF is refused (400, "lone LF") unless the caller passes TL_HTTP_LONE_LF,
+ * since a front end that keeps the LF inside a value would read "X: a\nContent-Length: 5" as one
+ * field and tlsloop as two. Empty lines (CRLF) before the request line are skipped.
+ *
+ * A server reading a head as it arrives runs tl_http_scan_head on each read: it remembers where
+ * it stopped, so a head that dribbles in costs linear time, and it refuses a head as soon as the
+ * bytes seen cannot begin a valid one (a bad method or target byte, a bad version, a bad field
+ * name byte, folding, a bare CR, a lone LF) instead of waiting for the empty line. Once it says
+ * the head ended, tl_http_parse_request(_ex) gives the fields.
+ *
+ * Responses (tl_http_parse_response, for clients) stay lenient about line ends: a lone LF ends a
+ * line there, as in most clients; a client is not a front end others rely on.
  *
  * tl_http_check_request then applies the framing rules: Content-Length must be one plain number
  * (repeated, negative, signed, listed or with junk: 400); Transfer-Encoding with Content-Length
@@ -66,13 +77,37 @@ typedef struct tl_http_request {
 /* Parse a request head from buf (see above). req->headers and req->max_headers are inputs. */
 TL_API int tl_http_parse_request(const char *buf, size_t len, tl_http_request *req);
 
+/* Flags for the _ex functions and tl_http_chunked_init; bits not named here must be 0. */
+#define TL_HTTP_LONE_LF 0x1u   /* a lone LF ends a line too (lenient; not for a server behind
+                                  another proxy: the two may then disagree where a field ends) */
+/* tl_http_parse_request with flags (0: the same as tl_http_parse_request). */
+TL_API int tl_http_parse_request_ex(const char *buf, size_t len, tl_http_request *req,
+                                    unsigned flags);
+
+/* The incremental check of a request head (see above). Zero it and set flags to start; call it
+ * with the bytes received so far (the same bytes again, and more) each time more arrive. Returns
+ * the head's length once its empty line arrived and every byte of it was valid, TL_HTTP_INCOMPLETE
+ * while the bytes are a valid beginning, or TL_HTTP_ERROR with error_status (400 or 505) and
+ * error set: the same answer tl_http_parse_request_ex gives for these bytes, except that it does
+ * not count fields (431 is the parser's). */
+typedef struct tl_http_scan {
+    unsigned flags;           /* in: TL_HTTP_LONE_LF or 0 */
+    int error_status;         /* out, on TL_HTTP_ERROR */
+    const char *error;        /* out, on TL_HTTP_ERROR: why (static text) */
+    size_t at;                /* private: bytes checked so far */
+    unsigned state, aux;      /* private */
+} tl_http_scan;
+TL_API int tl_http_scan_head(tl_http_scan *s, const char *buf, size_t len);
+
 /* The status for a head that is still TL_HTTP_INCOMPLETE when its buffer is full: 414 while the
  * request line itself has not ended, else 431. */
 TL_API int tl_http_incomplete_status(const char *buf, size_t len);
 
-/* Whether the bytes seen so far can hold a whole head: an empty line has arrived. Scans only
- * buf[from - 3 .. len), so a head that arrives a byte at a time costs linear time, not
- * quadratic, when this gates tl_http_parse_request. */
+/* Whether a parse of the bytes seen so far is worth it: an empty line has arrived (CRLF CRLF,
+ * or LF LF and LF CRLF, which the parser then refuses with a lone LF unless TL_HTTP_LONE_LF).
+ * Scans only buf[from - 3 .. len), so a head that arrives a byte at a time costs linear time, not
+ * quadratic, when this gates tl_http_parse_request. It does not refuse anything early: a server
+ * uses tl_http_scan_head instead. */
 TL_API bool tl_http_head_ended(const char *buf, size_t len, size_t from);
 
 /* The framing and connection facts of a parsed request. */
@@ -105,7 +140,7 @@ typedef struct tl_http_response {
 } tl_http_response;
 
 /* Parse a response head ("HTTP/1.1 200 OK" and its fields) with the request parser's contract
- * and strictness. */
+ * and strictness, except that a lone LF ends a line (see above). */
 TL_API int tl_http_parse_response(const char *buf, size_t len, tl_http_response *resp);
 
 /* The framing of a response's body (RFC 9112 6.3): none for HEAD requests, 1xx, 204 and 304;
@@ -133,19 +168,26 @@ TL_API bool tl_http_list_has(const char *list, size_t len, const char *token);
 /* ---- chunked request bodies ------------------------------------------------------------- */
 
 /* A reader of a chunked body that checks its framing and counts its data (it does not keep the
- * data: a static server reads and discards bodies). Zero it to start. */
+ * data: a static server reads and discards bodies). Zero it (strict: CRLF line ends) or call
+ * tl_http_chunked_init to start. Checked per RFC 9112 7.1: the size is hex digits; extensions are
+ * *( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] ), so "2;" with no name, an
+ * unclosed quote or a byte outside the grammar is an error, and the size line with its extensions
+ * is at most 1 KiB; trailer fields are header fields (token ":" OWS value, no folding, no control
+ * characters), the trailer section at most 16 KiB; every line ends with CRLF. */
 typedef struct tl_http_chunked {
     uint64_t total;           /* data bytes so far */
     uint64_t left;            /* of the current chunk */
-    unsigned state;           /* private */
-    unsigned line;            /* private: bytes of the current size or trailer line */
+    unsigned state;           /* private (the flags of tl_http_chunked_init live here too) */
+    unsigned line;            /* private: bytes of the size line, or of the trailer section */
     bool done;                /* the body ended (last chunk and trailer read) */
 } tl_http_chunked;
 
+/* Start (or restart) d; flags: TL_HTTP_LONE_LF lets a lone LF end its lines, or 0. */
+TL_API void tl_http_chunked_init(tl_http_chunked *d, unsigned flags);
 /* Consume up to len bytes of the body. Returns the bytes consumed: all of them while the body
  * goes on; fewer when it ended inside (d->done; the rest is the next request). TL_HTTP_ERROR on a
- * malformed chunk (a bad size, a size over 2^60, a chunk not followed by CRLF, a size or trailer
- * line over 4 KiB). */
+ * malformed chunk (a bad size, a size over 2^60, a bad extension, a chunk not followed by CRLF, a
+ * lone LF, a size line over 1 KiB, a bad trailer field, trailers over 16 KiB). */
 TL_API ssize_t tl_http_chunked_read(tl_http_chunked *d, const uint8_t *buf, size_t len);
 /* The same, and each piece of the body's data is passed to data(arg, piece, n) as it is found
  * (pieces point into buf). */

@@ -17,7 +17,9 @@
  * are served; other methods get 405 with Allow. A request body is read and discarded before the
  * answer, up to max-body (413 above it, and the connection closes). Malformed requests get 400,
  * 414 or 431 (or 505, 501, 417) with a small body and the connection closes: after a framing
- * error nothing that follows can be trusted. Deadlines: the request head must arrive within
+ * error nothing that follows can be trusted. A head is checked on each read (tl_http_scan_head)
+ * and refused as soon as it cannot become valid, not only once its empty line arrives. Lines end
+ * with CRLF; a lone LF is a 400 unless the option allow-lone-lf is on. Deadlines: the request head must arrive within
  * header-timeout of its first byte (slowloris: 408 and close), a body within body-timeout, and a
  * connection waiting for its next request closes after keepalive-timeout. Draining (SIGTERM): an
  * idle connection closes at once, a busy one after its answer (sent with Connection: close).

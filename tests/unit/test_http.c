@@ -79,9 +79,17 @@ TEST(simple_request)
 
 TEST(lf_only_empty_lines_and_empty_value)
 {
+    /* A lone LF ends lines only with TL_HTTP_LONE_LF; by default it is a 400. */
     const char *s = "\r\n\nHEAD / HTTP/1.0\nX-Empty:\nX-Sp:   \n\n";
     parsed p;
     parse(&p, s);
+    CHECK_EQ_INT(p.rc, TL_HTTP_ERROR);
+    CHECK_EQ_INT(p.req.error_status, 400);
+    CHECK(p.req.error && strstr(p.req.error, "lone LF"));
+    memset(&p, 0, sizeof p);
+    p.req.headers = p.h;
+    p.req.max_headers = MAXH;
+    p.rc = tl_http_parse_request_ex(s, strlen(s), &p.req, TL_HTTP_LONE_LF);
     CHECK_EQ_INT(p.rc, strlen(s));
     CHECK(span_is(p.req.method, p.req.method_len, "HEAD"));
     CHECK_EQ_INT(p.req.minor_version, 0);
@@ -304,8 +312,13 @@ TEST(chunked_bodies_split_anywhere)
         }
     }
     tl_http_chunked d;
-    CHECK_EQ_INT(read_chunked("0\n\n", 3, 3, &d), 3);   /* LF-only lines */
-    CHECK(d.done);
+    CHECK_EQ_INT(read_chunked("0\n\n", 3, 3, &d), -1);   /* LF-only lines: refused by default */
+    tl_http_chunked_init(&d, TL_HTTP_LONE_LF);             /* and read with the flag */
+    CHECK_EQ_INT(tl_http_chunked_read(&d, (const uint8_t *)"1\nx\n0\nT: v\n\n", 12), 12);
+    CHECK(d.done && d.total == 1);
+    tl_http_chunked_init(&d, TL_HTTP_LONE_LF);             /* a lone LF after an extension */
+    CHECK_EQ_INT(tl_http_chunked_read(&d, (const uint8_t *)"2;a\nhi\n0;b=c\n\nX", 15), 14);
+    CHECK(d.done && d.total == 2);
 }
 
 TEST(chunked_refusals)
@@ -322,7 +335,7 @@ TEST(chunked_refusals)
             test_failures_++;
         }
     }
-    /* A size line longer than 4 KiB. */
+    /* A size line longer than 1 KiB. */
     static char longext[6000];
     memset(longext, 'a', sizeof longext - 1);
     memcpy(longext, "1;", 2);
