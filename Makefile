@@ -69,7 +69,7 @@ CFLAGS ?= $(OPT_CFLAGS)
 LDFLAGS ?=
 BASE_CFLAGS = -std=gnu11 -Wall -Wextra $(WERROR) -pthread -Iinclude -D_GNU_SOURCE \
 	$(OPENSSL_CFLAGS) $(SAN_FLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
-LIB_CFLAGS = $(BASE_CFLAGS) -fvisibility=hidden -fPIC
+LIB_CFLAGS = $(BASE_CFLAGS) -Isrc -fvisibility=hidden -fPIC
 # Programs (tools, tests, examples, benches) may include "test.h" and private headers in src/.
 PROG_CFLAGS = $(BASE_CFLAGS) -Itests -Isrc
 LINK_FLAGS = -pthread $(SAN_FLAGS) $(LDFLAGS)
@@ -85,11 +85,11 @@ endif
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_BASE_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -O1 -g -pthread -Iinclude -D_GNU_SOURCE \
 	$(OPENSSL_CFLAGS) $(EXTRA_CFLAGS)
-FUZZ_LIB_CFLAGS = $(FUZZ_BASE_CFLAGS) -fsanitize=fuzzer-no-link $(FUZZ_SAN)
+FUZZ_LIB_CFLAGS = $(FUZZ_BASE_CFLAGS) -Isrc -fsanitize=fuzzer-no-link $(FUZZ_SAN)
 FUZZ_PROG_CFLAGS = $(FUZZ_BASE_CFLAGS) -Isrc -Itests -fsanitize=fuzzer $(FUZZ_SAN)
 
 # ---- sources and products ----------------------------------------------------------------------
-LIB_SRCS := $(sort $(wildcard src/*.c))
+LIB_SRCS := $(sort $(wildcard src/*/*.c))
 TOOL_SRCS := $(sort $(wildcard tools/*.c))
 SUPPORT_SRCS := $(sort $(wildcard tests/support/*.c))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
@@ -188,7 +188,7 @@ $(STATIC_LIB): $(LIB_OBJS) $(BUILD)/.lib-objs
 	$(Q)rm -f $@ && $(AR) rcs $@ $(LIB_OBJS)
 
 # -z nodelete: with TL_KDF_TLSLOOP, libcrypto keeps pointers to the provider in the library until
-# the process ends; a dlclose must leave it mapped (src/tls_ctx_kdf.c, "Unloading").
+# the process ends; a dlclose must leave it mapped (src/tls/tls_ctx_kdf.c, "Unloading").
 $(SHARED_REAL): $(LIB_OBJS) $(BUILD)/.lib-objs src/libtlsloop.map Makefile
 	$(say) LD $@
 	$(Q)$(CC) -shared $(LINK_FLAGS) $(SO_DEFS) -Wl,-z,nodelete -Wl,--version-script=src/libtlsloop.map \

@@ -32,7 +32,7 @@ run, divided by the operations completed).
                     OpenSSL 3.0 alone (its own key derivation, the default)
 
 tlsloop runs with its defaults, OpenSSL's own TLS1-PRF, TLS13-KDF and HMAC. --also tlsloop-kdf adds
-the opt-in to tlsloop's (`serve --tls-kdf tlsloop`, src/tls_ctx_kdf.c) as a column of its own.
+the opt-in to tlsloop's (`serve --tls-kdf tlsloop`, src/tls/tls_ctx_kdf.c) as a column of its own.
 
 With --also tlsloop-kdf,h2o,haproxy the same rounds include h2o 2.2.5 and HAProxy 2.6 (one thread each, same
 certificates, session cache and tickets on, no access log), and a second table compares tlsloop
@@ -94,7 +94,7 @@ LIMIT_KEYS = {"W1-rsa": "hs_full_rsa", "W1-ecdsa": "hs_full_ecdsa", "W2-tls13": 
 
 
 # tlsloop-kdf: `tlsloop serve --tls-kdf tlsloop`, the opt-in to tlsloop's own key derivation and
-# HMAC (src/tls_ctx_kdf.c); the "tlsloop" column is the default, OpenSSL's own.
+# HMAC (src/tls/tls_ctx_kdf.c); the "tlsloop" column is the default, OpenSSL's own.
 ALSO = {"tlsloop-kdf": "tlsloop-kdf", "h2o": "h2o", "haproxy": "HAProxy"}
 
 

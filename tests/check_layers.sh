@@ -1,53 +1,64 @@
 #!/usr/bin/env bash
-# check_layers.sh - the dependency rule of docs/design.md, checked on the sources' #includes.
-# Each module's .c files (src/<module>*.c) may include only the public headers of the modules
-# below it, its own private headers, src/tli.h, OpenSSL and libc.
+# check_layers.sh - the dependency rule of docs/design.md, checked from the folders of src/.
+# A file in src/LAYER/ may include the public headers (<tlsloop/*.h>) of its own layer and the
+# layers below it, private headers ("LAYER/*.h") of those layers, OpenSSL and libc; never a
+# higher layer's. A file in src/ outside a layer folder, and a public header that belongs to no
+# layer, fail too.
 set -u
 cd "$(dirname "$0")/.."
 
-# module: the tlsloop headers (and private headers) it may include
-declare -A allowed=(
-    [status]="api status"
-    [buf]="api buf"
-    [certgen]="api certgen"
-    [proxyproto]="api proxyproto"
-    [limits]="api limits tli.h"
-    [log]="api log"
-    [tls_ctx]="api status buf tls_ctx tli.h tls_ctx_int.h"
-    [engine]="api status buf tls_ctx engine tli.h engine_int.h"
-    [loop]="api loop tli.h loop_int.h"
-    [conn]="api status buf tls_ctx engine loop conn tli.h conn_int.h"
-    [server]="api status buf tls_ctx engine loop conn limits proxyproto log server tli.h server_int.h"
-    [http]="api http"
-    [client]="api status buf tls_ctx engine loop conn http client tli.h client_int.h"
-    [proxy]="api status buf tls_ctx engine loop conn limits proxyproto log server http proxy tli.h proxy_int.h"
-    [httpd]="api status buf tls_ctx engine loop conn limits proxyproto log server http httpd tli.h httpd_int.h"
+# layer: the layers it may use (itself included)
+declare -A below=(
+    [util]="util"
+    [tls]="util tls"
+    [loop]="util loop"
+    [conn]="util tls loop conn"
+    [server]="util tls loop conn server"
+    [http]="util http"
+    [client]="util tls loop conn http client"
+    [httpd]="util tls loop conn server http httpd"
+    [proxy]="util tls loop conn server http proxy"
+)
+# public header: its layer
+declare -A header_layer=(
+    [api]=util [status]=util [buf]=util [log]=util
+    [tls_ctx]=tls [engine]=tls [certgen]=tls
+    [loop]=loop [conn]=conn
+    [server]=server [limits]=server [proxyproto]=server
+    [http]=http [client]=client [httpd]=httpd [proxy]=proxy
 )
 
 passed=0 failed=0
-for src in src/*.c; do
-    base=$(basename "$src" .c)
-    module=""
-    for m in "${!allowed[@]}"; do
-        if [[ "$base" == "$m" || "$base" == "$m"_* ]] && [ ${#m} -gt ${#module} ]; then
-            module=$m
-        fi
-    done
-    if [ -z "$module" ]; then
-        echo "check_layers: $src belongs to no known module (add it to tests/check_layers.sh)"
+for h in include/tlsloop/*.h; do
+    n=$(basename "$h" .h)
+    if [ -z "${header_layer[$n]:-}" ]; then
+        echo "check_layers: $h belongs to no layer (add it to tests/check_layers.sh)"
+        failed=$((failed + 1))
+    fi
+done
+for src in src/*.c src/*.h src/*/*.c src/*/*.h; do
+    [ -e "$src" ] || continue
+    dir=$(dirname "$src")
+    layer=${dir#src/}
+    if [ "$dir" == src ] || [ -z "${below[$layer]:-}" ]; then
+        echo "check_layers: $src is in no layer folder (src/{${!below[*]}})"
         failed=$((failed + 1))
         continue
     fi
     bad=""
     while IFS= read -r inc; do
-        name=${inc#tlsloop/}
-        name=${name%.h}
-        [[ "$inc" == tlsloop/* ]] || name=$inc
-        [[ " ${allowed[$module]} " == *" $name "* ]] || bad+=" $inc"
-    done < <(sed -n 's/^#include [<"]\(tlsloop\/[a-z_]*\.h\|[a-z_]*\.h\)[>"].*/\1/p' "$src" |
-             grep -E '^tlsloop/|^(tli|[a-z_]+_int)\.h$')
+        if [[ "$inc" == tlsloop/* ]]; then
+            n=${inc#tlsloop/}; n=${n%.h}
+            l=${header_layer[$n]:-?}
+        else
+            l=${inc%%/*}
+            [[ "$inc" == */* ]] || l="?"
+        fi
+        [[ " ${below[$layer]} " == *" $l "* ]] || bad+=" $inc"
+    done < <(sed -n 's/^#include \(<tlsloop\/[a-z_0-9]*\.h>\|"[a-z_0-9/]*\.h"\).*/\1/p' "$src" | tr -d '<>"' |
+             grep -E '^tlsloop/|/|^[a-z_]+_int\.h$|^tli\.h$')
     if [ -n "$bad" ]; then
-        echo "check_layers: $src (module $module) includes$bad, against the dependency rule"
+        echo "check_layers: $src (layer $layer) includes$bad, against the dependency rule"
         failed=$((failed + 1))
     else
         passed=$((passed + 1))

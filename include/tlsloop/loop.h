@@ -118,7 +118,7 @@ TL_API void tl_loop_post(tl_loop *loop, tl_work *w);
 
 typedef struct tl_pool tl_pool;
 /* A pool of `threads` worker threads at normal priority with every signal blocked (see
- * src/loop_pool.c for why not SCHED_IDLE). NULL if no thread could start. */
+ * src/loop/loop_pool.c for why not SCHED_IDLE). NULL if no thread could start. */
 TL_API tl_pool *tl_pool_new(unsigned threads);
 /* Stop the threads after the queued work has run, and free the pool. NULL is a no-op. */
 TL_API void tl_pool_free(tl_pool *pool);
@@ -128,7 +128,7 @@ TL_API void tl_pool_submit(tl_pool *pool, tl_loop *owner, tl_work *w);
 TL_API size_t tl_pool_queued(tl_pool *pool);
 
 /* Ask the scheduler for a short time slice for the calling thread (Linux 6.12 or later; see
- * src/loop_sched.c). A loop thread that sets one, say 100 us, preempts CPU-bound threads such as
+ * src/loop/loop_sched.c). A loop thread that sets one, say 100 us, preempts CPU-bound threads such as
  * task threads in a handshake when it wakes, instead of waiting up to a whole default slice
  * (~1.4 ms): this halved the p99 of requests during a handshake flood (docs/benchmarks.md, W6).
  * The kernel clamps slice_ns to 0.1-100 ms; 0 goes back to the default. The policy and the nice

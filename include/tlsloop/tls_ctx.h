@@ -49,7 +49,7 @@
  * Key derivation: by default a configuration's SSL_CTX is made with no property query, so
  * libssl's TLS1-PRF, TLS13-KDF and HMAC are OpenSSL's own (and everything it fetches follows the
  * site's openssl.cnf and default properties). tlsloop has its own implementations of those three
- * over SHA-256 and SHA-384 (src/tls_ctx_kdf.c): OpenSSL 3.0's default provider spends most of
+ * over SHA-256 and SHA-384 (src/tls/tls_ctx_kdf.c): OpenSSL 3.0's default provider spends most of
  * each call building and freeing EVP contexts (about a third of a resumed TLS 1.2 handshake, a
  * tenth of a full TLS 1.3 one). They are an explicit opt-in, per configuration:
  * tl_tls_ctx_new_ex with opts.kdf = TL_KDF_TLSLOOP. That loads a built-in provider, "tlsloop",

@@ -18,7 +18,7 @@
 
 #include <openssl/ssl.h>
 
-#include "client_int.h"
+#include "client/client_int.h"
 
 #define MAX_ADDRS 16
 #define MAX_SESSIONS 1024   /* host:port entries kept (the oldest goes first) */

@@ -12,7 +12,7 @@
 
 #include <tlsloop/buf.h>
 
-#include "client_int.h"
+#include "client/client_int.h"
 
 #define MAX_FIELDS 100
 #define MAX_HEAD (64u * 1024u)

@@ -1,12 +1,12 @@
 /*
- * src/client_int.h - the client's private structures, shared by client*.c only.
+ * src/client/client_int.h - the client's private structures, shared by client*.c only.
  */
 #ifndef TLSLOOP_CLIENT_INT_H
 #define TLSLOOP_CLIENT_INT_H
 
 #include <tlsloop/client.h>
 
-#include "tli.h"
+#include "util/tli.h"
 
 /* The client's state of one connection (its owner data). */
 typedef struct cconn {

@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "conn_int.h"
+#include "conn/conn_int.h"
 
 #define DEFAULT_HS_TIMEOUT_MS 10000
 #define DEFAULT_CLOSE_TIMEOUT_MS 5000

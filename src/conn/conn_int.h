@@ -1,5 +1,5 @@
 /*
- * src/conn_int.h - the connection's private structure and its type table, shared by conn*.c only.
+ * src/conn/conn_int.h - the connection's private structure and its type table, shared by conn*.c only.
  *
  * conn.c holds the policy (states, interest, backpressure, the close protocol, callbacks);
  * conn_tcp.c and conn_tls.c are the two connection types behind one table, so conn.c never
@@ -11,7 +11,7 @@
 #include <tlsloop/buf.h>
 #include <tlsloop/conn.h>
 
-#include "tli.h"
+#include "util/tli.h"
 
 typedef struct tli_conn_type {
     const char *name;

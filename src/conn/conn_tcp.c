@@ -3,7 +3,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "conn_int.h"
+#include "conn/conn_int.h"
 
 static __thread uint8_t scratch[TL_CONN_READ_CHUNK];
 

@@ -1,5 +1,5 @@
 /* conn_tls.c - the TLS connection type: the engine in transport mode over the socket. */
-#include "conn_int.h"
+#include "conn/conn_int.h"
 
 static tl_status tls_handshake(tl_conn *c)
 {

@@ -22,7 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "httpd_int.h"
+#include "httpd/httpd_int.h"
 
 #define MAX_PATH_BYTES 8192
 

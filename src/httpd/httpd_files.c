@@ -22,7 +22,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "httpd_int.h"
+#include "httpd/httpd_int.h"
 
 struct hentry {
     hentry *next;                  /* in its bucket */

@@ -1,5 +1,5 @@
 /*
- * src/httpd_int.h - the HTTP server's private structures, shared by httpd*.c only.
+ * src/httpd/httpd_int.h - the HTTP server's private structures, shared by httpd*.c only.
  */
 #ifndef TLSLOOP_HTTPD_INT_H
 #define TLSLOOP_HTTPD_INT_H
@@ -13,7 +13,7 @@
 #include <tlsloop/log.h>
 #include <tlsloop/server.h>
 
-#include "tli.h"
+#include "util/tli.h"
 
 /* Bytes read from a file per write when streaming, and the largest body sent in one write with
  * its head (files up to this size are read whole). */

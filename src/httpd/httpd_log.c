@@ -19,7 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "httpd_int.h"
+#include "httpd/httpd_int.h"
 
 #define LINE_MAX_BYTES 4000
 #define FIELD_MAX 1000

@@ -1,7 +1,7 @@
 /* httpd_metrics.c - the server's and httpd's counters as Prometheus text (tlsloop/httpd.h): the
  * server's families (tl_server_metrics_text), then httpd's, with the shared writer of tli.h.
  */
-#include "httpd_int.h"
+#include "httpd/httpd_int.h"
 
 int tl_httpd_metrics_text(tl_httpd *h, tl_buf *out)
 {

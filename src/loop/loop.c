@@ -13,8 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "loop_int.h"
-#include "tli.h"
+#include "loop/loop_int.h"
+#include "util/tli.h"
 
 static pthread_once_t sigpipe_once = PTHREAD_ONCE_INIT;
 

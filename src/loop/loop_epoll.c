@@ -3,8 +3,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "loop_int.h"
-#include "tli.h"
+#include "loop/loop_int.h"
+#include "util/tli.h"
 
 int tli_epoll_create(char *err, size_t errlen)
 {

@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "loop_int.h"
+#include "loop/loop_int.h"
 
 #define POOL_MAX_THREADS 64
 

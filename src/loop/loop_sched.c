@@ -17,8 +17,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "loop_int.h"
-#include "tli.h"
+#include "loop/loop_int.h"
+#include "util/tli.h"
 
 /* The kernel clamps a custom slice to this range (kernel/sched/syscalls.c). */
 #define SLICE_MIN_NS 100000u

@@ -29,9 +29,9 @@
 #include <tlsloop/proxyproto.h>
 #include <tlsloop/tls_ctx.h>
 
-#include "proxy_int.h"
+#include "proxy/proxy_int.h"
 
-#include "tli.h"
+#include "util/tli.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_RETRY_MS 2000

@@ -1,5 +1,5 @@
 /*
- * src/proxy_int.h - the proxy's private functions, shared by proxy*.c (and the unit tests).
+ * src/proxy/proxy_int.h - the proxy's private functions, shared by proxy*.c (and the unit tests).
  */
 #ifndef TLSLOOP_PROXY_INT_H
 #define TLSLOOP_PROXY_INT_H

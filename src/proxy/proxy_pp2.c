@@ -1,5 +1,5 @@
 /* proxy_pp2.c - the TLS facts a PROXY v2 header carries to a backend (PP2_TYPE_SSL): client
- * flags, the verify result and the client certificate's CN (src/proxy_int.h).
+ * flags, the verify result and the client certificate's CN (src/proxy/proxy_int.h).
  *
  * A backend may authorise by this CN, so it must be the certificate's own value: taken from the
  * X509_NAME entry, not from a printed (escaped, truncated) subject line, in which a CN "é" and
@@ -14,7 +14,7 @@
 
 #include <tlsloop/proxyproto.h>
 
-#include "proxy_int.h"
+#include "proxy/proxy_int.h"
 
 /* Strict UTF-8 (RFC 3629): shortest forms only, no surrogates, at most U+10FFFF. */
 static bool valid_utf8(const unsigned char *s, size_t n)

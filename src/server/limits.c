@@ -7,7 +7,7 @@
 
 #include <tlsloop/limits.h>
 
-#include "tli.h"
+#include "util/tli.h"
 
 /* ---- token bucket ----------------------------------------------------------------------- */
 

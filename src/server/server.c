@@ -27,7 +27,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server_int.h"
+#include <openssl/ssl.h>
+
+#include "server/server_int.h"
 
 /* The longest PROXY header accepted (v2 allows 64 KiB of TLVs; balancers send a few hundred). */
 #define PROXY_MAX 1024

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server_int.h"
+#include "server/server_int.h"
 
 /* ---- value parsers ---------------------------------------------------------------------- */
 

@@ -1,5 +1,5 @@
 /*
- * src/server_int.h - the server's private structures, shared by server*.c only.
+ * src/server/server_int.h - the server's private structures, shared by server*.c only.
  */
 #ifndef TLSLOOP_SERVER_INT_H
 #define TLSLOOP_SERVER_INT_H
@@ -12,7 +12,7 @@
 #include <tlsloop/proxyproto.h>
 #include <tlsloop/server.h>
 
-#include "tli.h"
+#include "util/tli.h"
 
 /* ---- configuration (server_config.c) ---- */
 

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "server_int.h"
+#include "server/server_int.h"
 
 void tli_prom_emit(tli_prom *w, const char *fmt, ...)
 {

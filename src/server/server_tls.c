@@ -7,7 +7,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-#include "server_int.h"
+#include "server/server_int.h"
+#include "tls/tli_tls.h"
 
 tli_gen *tli_gen_ref(tli_gen *g)
 {

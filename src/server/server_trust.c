@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server_int.h"
+#include "server/server_int.h"
 
 /* ---- address ranges --------------------------------------------------------------------- */
 

@@ -13,7 +13,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "engine_int.h"
+#include "tls/engine_int.h"
+#include "tls/tli_tls.h"
 
 #define MAX_PLAINTEXT_PER_RECORD 16384
 

@@ -19,7 +19,7 @@
 
 #include <openssl/bio.h>
 
-#include "engine_int.h"
+#include "tls/engine_int.h"
 
 static BIO_METHOD *bio_method;
 static pthread_once_t bio_once = PTHREAD_ONCE_INIT;

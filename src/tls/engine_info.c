@@ -4,7 +4,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include "engine_int.h"
+#include "tls/engine_int.h"
 
 static void name_text(const X509_NAME *name, char *buf, size_t len)
 {

@@ -1,5 +1,5 @@
 /*
- * src/engine_int.h - the engine's private structure, shared by engine*.c only.
+ * src/tls/engine_int.h - the engine's private structure, shared by engine*.c only.
  */
 #ifndef TLSLOOP_ENGINE_INT_H
 #define TLSLOOP_ENGINE_INT_H
@@ -7,7 +7,8 @@
 #include <tlsloop/buf.h>
 #include <tlsloop/engine.h>
 
-#include "tli.h"
+#include "tls/tli_tls.h"
+#include "util/tli.h"
 
 /* Where the BIO sends what OpenSSL writes during the current call. */
 typedef enum sink {

@@ -13,7 +13,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include "tls_ctx_int.h"
+#include "tls/tls_ctx_int.h"
+#include "tls/tli_tls.h"
 
 /* Mozilla "intermediate", minus DHE: forward-secret AEAD suites only. */
 static const char DEFAULT_TLS12_CIPHERS[] =

@@ -17,7 +17,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "tls_ctx_int.h"
+#include "tls/tls_ctx_int.h"
 
 #define MAX_PEM_FILE (4u << 20)
 

@@ -27,7 +27,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "tls_ctx_int.h"
+#include "tls/tls_ctx_int.h"
 
 /* Padding exists to lift a ClientHello past 512 bytes (RFC 7685 section 4); 4 KiB of zeros is far
  * more than any client needs, and the rest of a ClientHello is bounded by OpenSSL (128 KiB). */

@@ -1,5 +1,5 @@
 /*
- * src/tls_ctx_int.h - the configuration's private structure, shared by tls_ctx*.c only.
+ * src/tls/tls_ctx_int.h - the configuration's private structure, shared by tls_ctx*.c only.
  */
 #ifndef TLSLOOP_TLS_CTX_INT_H
 #define TLSLOOP_TLS_CTX_INT_H
@@ -7,7 +7,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "tli.h"
+#include "tls/tli_tls.h"
+#include "util/tli.h"
 
 /* One SNI name of a default configuration (tls_ctx_sni.c). */
 typedef struct tli_sni_name {

@@ -1,5 +1,5 @@
 /*
- * src/tls_ctx_kdf.c - TLS 1.2's PRF, TLS 1.3's key schedule and HMAC for libssl, from a provider
+ * src/tls/tls_ctx_kdf.c - TLS 1.2's PRF, TLS 1.3's key schedule and HMAC for libssl, from a provider
  * of our own (tls_ctx.h, "Key derivation").
  *
  * Why: OpenSSL 3.0's libssl derives every TLS secret through EVP_KDF ("TLS1-PRF", "TLS13-KDF"),
@@ -60,7 +60,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "tls_ctx_int.h"
+#include "tls/tls_ctx_int.h"
 
 #define PROVIDER_NAME "tlsloop"
 /* Our algorithms carry a property no other provider's have, and configurations that opt in ask

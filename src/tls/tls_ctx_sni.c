@@ -20,7 +20,8 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
-#include "tls_ctx_int.h"
+#include "tls/tls_ctx_int.h"
+#include "tls/tli_tls.h"
 
 #define MAX_NAME 253 /* a DNS name's text, without the trailing dot */
 

@@ -22,7 +22,8 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include "tli.h"
+#include "tls/tli_tls.h"
+#include "util/tli.h"
 
 #define MAX_KEYS 64
 

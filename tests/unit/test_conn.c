@@ -18,8 +18,8 @@
 #include <tlsloop/conn.h>
 #include <tlsloop/loop.h>
 
-#include "conn_int.h"
-#include "engine_int.h"
+#include "conn/conn_int.h"
+#include "tls/engine_int.h"
 #include "support/tls_pair.h"
 #include "test.h"
 

@@ -11,7 +11,7 @@
 
 #include <openssl/evp.h>
 
-#include "engine_int.h"
+#include "tls/engine_int.h"
 #include "support/tls_pair.h"
 #include "test.h"
 

@@ -9,7 +9,7 @@
 #include <tlsloop/limits.h>
 
 #include "test.h"
-#include "tli.h"
+#include "util/tli.h"
 
 static struct sockaddr_storage addr(const char *ip)
 {

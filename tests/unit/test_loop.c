@@ -405,7 +405,7 @@ static void job_done(tl_loop *l, tl_work *w)
     count_done(l, &(tl_work){.data = j->c});
 }
 
-/* Off the loop, at normal priority (SCHED_IDLE inverted with OpenSSL's locks: src/loop_pool.c),
+/* Off the loop, at normal priority (SCHED_IDLE inverted with OpenSSL's locks: src/loop/loop_pool.c),
  * with every signal blocked (a task thread must never take a signal's default action). */
 TEST(pool_runs_off_loop_signals_blocked)
 {

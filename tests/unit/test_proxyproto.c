@@ -11,7 +11,7 @@
 
 #include <tlsloop/proxyproto.h>
 
-#include "proxy_int.h"
+#include "proxy/proxy_int.h"
 #include "test.h"
 
 static void check_in(const struct sockaddr_storage *ss, const char *ip, unsigned port)

@@ -10,7 +10,7 @@
 #include <tlsloop/certgen.h>
 #include <tlsloop/server.h>
 
-#include "server_int.h"
+#include "server/server_int.h"
 #include "test.h"
 
 static char err[512];

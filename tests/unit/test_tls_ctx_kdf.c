@@ -1,5 +1,5 @@
 /*
- * test_tls_ctx_kdf.c - tlsloop's TLS1-PRF, TLS13-KDF and HMAC (src/tls_ctx_kdf.c) against
+ * test_tls_ctx_kdf.c - tlsloop's TLS1-PRF, TLS13-KDF and HMAC (src/tls/tls_ctx_kdf.c) against
  * OpenSSL's default provider: the same output for thousands of random inputs (both digests, every length
  * the code has a boundary at, seeds split over several parameters, the digests handed on), the
  * same refusals, duplicated and reset contexts, the "size" parameter, one RFC 8448 value, and
@@ -27,8 +27,9 @@
 
 #include "support/tls_pair.h"
 #include "test.h"
-#include "tli.h"           /* tli_tls_ctx_ssl_ctx */
-#include "tls_ctx_int.h"   /* tli_kdf_propq */
+#include "tls/tli_tls.h"
+#include "util/tli.h"           /* tli_tls_ctx_ssl_ctx */
+#include "tls/tls_ctx_int.h"   /* tli_kdf_propq */
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 

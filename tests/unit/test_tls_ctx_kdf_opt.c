@@ -1,6 +1,6 @@
 /*
  * test_tls_ctx_kdf_opt.c - what the opt-in to tlsloop's KDFs and HMAC (TL_KDF_TLSLOOP,
- * src/tls_ctx_kdf.c) promises besides its outputs (test_tls_ctx_kdf.c has those):
+ * src/tls/tls_ctx_kdf.c) promises besides its outputs (test_tls_ctx_kdf.c has those):
  *   - a site's default properties still choose every other algorithm libssl fetches, with and
  *     without the opt-in (a provider of the test's own, "site", offers SHA2-256 and counts);
  *   - FIPS mode is asked of the library context for each configuration, not once;
@@ -23,7 +23,7 @@
 
 #include "support/tls_pair.h"
 #include "test.h"
-#include "tls_ctx_int.h"   /* tli_kdf_propq, tli_kdf_hmacs_made, the configuration's propq */
+#include "tls/tls_ctx_int.h"   /* tli_kdf_propq, tli_kdf_hmacs_made, the configuration's propq */
 
 static const tl_tls_ctx_opts opt_in = {.kdf = TL_KDF_TLSLOOP};
 

@@ -1,6 +1,6 @@
 /*
  * test_tls_ctx_kdf_vectors.c - published test vectors, typed in from the documents, for
- * tlsloop's TLS1-PRF, TLS13-KDF and HMAC (src/tls_ctx_kdf.c, the TL_KDF_TLSLOOP opt-in) and,
+ * tlsloop's TLS1-PRF, TLS13-KDF and HMAC (src/tls/tls_ctx_kdf.c, the TL_KDF_TLSLOOP opt-in) and,
  * beside them, OpenSSL's default provider: RFC 4231 (HMAC-SHA-256/384), RFC 5869 test case 3
  * (the HKDF-Extract TLS13-KDF does without a salt), RFC 8448 section 3 (early, derived and
  * handshake secrets of the simple 1-RTT trace), and the TLS 1.2 PRF-SHA256 vector circulated
@@ -15,7 +15,7 @@
 #include <openssl/params.h>
 
 #include "test.h"
-#include "tls_ctx_int.h"
+#include "tls/tls_ctx_int.h"
 
 static const char *const impls[] = {"provider=tlsloop", "provider=default"};
 

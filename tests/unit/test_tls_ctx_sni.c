@@ -23,7 +23,8 @@
 
 #include "support/tls_pair.h"
 #include "test.h"
-#include "tli.h" /* tli_tls_ctx_ssl_ctx: the client's signature algorithms */
+#include "tls/tli_tls.h"
+#include "util/tli.h" /* tli_tls_ctx_ssl_ctx: the client's signature algorithms */
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
