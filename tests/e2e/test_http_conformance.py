@@ -13,15 +13,13 @@ Ends with "N passed, N failed".
 import os
 import re
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from e2e import SLOW, stop_process, summary, test  # noqa: E402
+from e2e import SLOW, start_serve, stop_process, summary, test  # noqa: E402
 
-BIN = os.environ.get("TLSLOOP_BIN", "build/tlsloop")
 
 H = b"Host: a\r\n"
 G = b"GET / HTTP/1.1\r\n" + H
@@ -95,20 +93,8 @@ LENIENT = [
 class Server:
     def __init__(self, tmp, *args):
         self.log = os.path.join(tmp, f"serve-{time.monotonic_ns()}.log")
-        self.proc = subprocess.Popen([BIN, "serve", "--listen", "127.0.0.1:0,plain",
-                                      "--log", self.log] + list(args),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.port = None
-        deadline = time.monotonic() + 20 * SLOW
-        while self.port is None and time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"tlsloop serve did not start: {self.proc.stderr.read()}")
-            m = re.search(r"listening on http://localhost:(\d+)/", line)
-            if m:
-                self.port = int(m.group(1))
-        if self.port is None:
-            raise RuntimeError("tlsloop serve printed no listening line")
+        self.proc, self.port = start_serve(["--listen", "127.0.0.1:0,plain", "--log", self.log]
+                                           + list(args), scheme="http")
 
     def stop(self):
         stop_process(self.proc, 10)

@@ -32,7 +32,7 @@ import time
 import warnings
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from e2e import SLOW, fail, results, stop_process, summary  # noqa: E402
+from e2e import SLOW, fail, file_text, results, start_serve, stop_process, summary  # noqa: E402
 import tlsraw as t  # noqa: E402
 from tlsraw import (HANDSHAKE, TLS10, TLS11, TLS12, TLS13, X25519, SECP256R1,  # noqa: E402
                     client_hello, ext, record)
@@ -51,29 +51,14 @@ class Tlsloop:
     def __init__(self, tmp):
         self.log = f"{tmp}/serve.log"
         self.state = f"{tmp}/state"
-        self.proc = subprocess.Popen(
-            [BIN, "serve", "--listen", "127.0.0.1:0", "--state-dir", self.state, "--log",
-             self.log, "--alpn", ALPN, "--root", tmp],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
-        self.port = None
-        deadline = time.monotonic() + 20 * SLOW
-        while self.port is None and time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"tlsloop serve did not start: {self.proc.stderr.read()}")
-            m = re.search(r"listening on https://localhost:(\d+)/", line)
-            if m:
-                self.port = int(m.group(1))
-        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
+        self.proc, self.port = start_serve(
+            ["--listen", "127.0.0.1:0", "--state-dir", self.state, "--log", self.log, "--alpn",
+             ALPN, "--root", tmp])
         self.ca = f"{self.state}/ca.pem"
         self.cert, self.key = f"{self.state}/localhost.pem", f"{self.state}/localhost.key"
 
     def log_text(self):
-        try:
-            with open(self.log) as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return file_text(self.log)
 
     def stop(self):
         return stop_process(self.proc, 20, "tlsloop serve")

@@ -5,7 +5,7 @@ line "N passed, N failed"; SLOW, the factor by which sanitizer builds stretch ti
 A script imports it with
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
     from e2e import test, summary, SLOW   (and run_selected, stop_process, rss_kib, file_text,
-                                           wait_file_match)
+                                           wait_file_match, start_serve)
 """
 import os
 import re
@@ -61,6 +61,25 @@ def stop_process(proc, timeout, what="the process"):
         proc.kill()
         proc.wait()
         raise AssertionError(f"{what} did not exit after SIGTERM")
+
+
+def start_serve(args, scheme="https", timeout=20):
+    """Start `tlsloop serve ARGS` (TLSLOOP_BIN) and wait for its first "listening on SCHEME://"
+    line; (the process, that listener's port). Its stdout is drained from then on."""
+    proc = subprocess.Popen([os.environ.get("TLSLOOP_BIN", "build/tlsloop"), "serve"] + list(args),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            errors="replace")
+    deadline = time.monotonic() + timeout * SLOW
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"tlsloop serve did not start: {proc.stderr.read()}")
+        m = re.search(rf"listening on {scheme}://localhost:(\d+)/", line)
+        if m:
+            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+            return proc, int(m.group(1))
+    stop_process(proc, 10, "tlsloop serve")
+    raise RuntimeError(f"tlsloop serve printed no {scheme} listening line")
 
 
 def file_text(path):
