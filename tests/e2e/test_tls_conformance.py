@@ -27,7 +27,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 
@@ -37,7 +36,6 @@ import tlsraw as t  # noqa: E402
 from tlsraw import (HANDSHAKE, TLS10, TLS11, TLS12, TLS13, X25519, SECP256R1,  # noqa: E402
                     client_hello, ext, record)
 
-BIN = os.environ.get("TLSLOOP_BIN", "build/tlsloop")
 REFERENCE = os.environ.get("REFERENCE") == "1"
 OBSERVE = os.environ.get("OBSERVE") == "1"
 ALPN = "http/1.1"
