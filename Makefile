@@ -5,7 +5,7 @@
 #   libtlsloop.a                static library (every src/*.c)
 #   libtlsloop.so.X.Y.Z         shared library, soname libtlsloop.so.X, exports tl_* only
 #   tlsloop                     the program (every tools/*.c, linked with the static library)
-#   tests/test_*                one binary per tests/unit/test_*.c (+ tests/support/*.c)
+#   tests/<layer>/test_*        one binary per tests/unit/<layer>/test_*.c (+ tests/support/*.c)
 #   examples/<name>             one binary per examples/<name>.c
 #   bench/<name>                one binary per bench/<name>.c
 # The fuzzers live in $(FUZZ_BUILD) (default build-fuzz/), built with clang and libFuzzer.
@@ -92,7 +92,7 @@ FUZZ_PROG_CFLAGS = $(FUZZ_BASE_CFLAGS) -Isrc -Itests -fsanitize=fuzzer $(FUZZ_SA
 LIB_SRCS := $(sort $(wildcard src/*/*.c))
 TOOL_SRCS := $(sort $(wildcard tools/*.c))
 SUPPORT_SRCS := $(sort $(wildcard tests/support/*.c))
-UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_SRCS := $(sort $(wildcard tests/unit/*/test_*.c))
 EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
 FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))

@@ -2,7 +2,7 @@
 # tests/run.sh - tlsloop's whole test suite; `make test` runs it after building build/.
 #
 # Phases (TEST_PHASES, default "normal asan fuzz checks"), one after another, never in parallel:
-#   normal  build/: every tests/unit/test_*.c binary, every tests/e2e/*.sh|*.py, every example
+#   normal  build/: every tests/unit/<layer>/test_*.c binary, every tests/e2e/*.sh|*.py, every example
 #   asan    the same, built again into build-asan/ with ASan+UBSan (make SAN=1 BUILD=build-asan)
 #   fuzz    each fuzz/fuzz_*.c target (build-fuzz/) for a few seconds over its seed corpus
 #   checks  every tests/check_*.sh (symbols, install) against build/
@@ -131,9 +131,10 @@ run_suite() { # phase builddir
     local phase=$1 dir=$2 src name
     local BUILD=$dir # for scripts that read BUILD
     export BUILD TLSLOOP_PHASE=$phase TLSLOOP_BUILD=$dir TLSLOOP_BIN=$ROOT/$dir/tlsloop TLSLOOP_ROOT=$ROOT
-    for src in tests/unit/test_*.c; do
+    for src in tests/unit/*/test_*.c; do
         [[ -e $src ]] || continue
-        name=$(basename "$src" .c)
+        name=${src#tests/unit/}
+        name=${name%.c}
         run_one "$phase" unit "$UNIT_TIMEOUT" "$dir/tests/$name" "$dir/tests/$name"
     done
     for src in tests/e2e/*.sh tests/e2e/*.py; do

@@ -31,7 +31,7 @@ for build in build build-asan; do
     else
         make -s build-tests >/dev/null || { failed=$((failed + 1)); continue; }
     fi
-    for t in "$build"/tests/test_*; do
+    for t in "$build"/tests/*/test_*; do
         echo "--- [soak $build] $t"
         log=$(mktemp)
         timeout 3600 "$t" >"$log" 2>&1

@@ -56,7 +56,7 @@
  * once, and makes the SSL_CTX with the query "?tlsloop.kdf=yes": a preference for a property
  * only tlsloop's three algorithms have, so the site's default properties still decide every
  * other algorithm (ciphers, digests, signatures, key exchange). Other digests are handed to
- * OpenSSL's. Outputs and refusals are those of OpenSSL's own (tests/unit/test_tls_ctx_kdf*.c).
+ * OpenSSL's. Outputs and refusals are those of OpenSSL's own (tests/unit/tls/test_tls_ctx_kdf*.c).
  * The opt-in stands aside, and the configuration uses OpenSSL's, when FIPS mode is on when it
  * is made (EVP_default_properties_is_fips_enabled on the default library context, asked for
  * each configuration), when the provider cannot be loaded, or when the default properties

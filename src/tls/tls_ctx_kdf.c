@@ -24,8 +24,8 @@
  * and so is a digest that comes with properties. The parameters, their meaning and what is
  * refused are the default provider's (EVP_KDF-TLS1_PRF(7), EVP_KDF-TLS13_KDF(7), and OpenSSL
  * 3.0's code where the pages are silent: the PRF's 1024-byte seed limit, TLS13-KDF clearing its
- * data on every call with parameters); tests/unit/test_tls_ctx_kdf.c compares outputs and
- * verdicts with it, tests/unit/test_tls_ctx_kdf_vectors.c checks RFC 5869, 8448 and 4231.
+ * data on every call with parameters); tests/unit/tls/test_tls_ctx_kdf.c compares outputs and
+ * verdicts with it, tests/unit/tls/test_tls_ctx_kdf_vectors.c checks RFC 5869, 8448 and 4231.
  *
  * Standing aside: each configuration that opts in asks again (tli_kdf_propq) and gets OpenSSL's
  * when FIPS mode is on in the default library context (EVP_default_properties_is_fips_enabled:
@@ -737,7 +737,7 @@ static const OSSL_ALGORITHM kdfs[] = {
  * only an application that sets them on the SSL itself meets it).
  * Parameters are read in the default provider's order (digest, then key), a key set by
  * parameter starts a message as its HMAC_Init_ex does, and a message uses the digest its key
- * was set with; the outputs and verdicts are compared with it in tests/unit/test_tls_ctx_kdf.c.
+ * was set with; the outputs and verdicts are compared with it in tests/unit/tls/test_tls_ctx_kdf.c.
  * Two refusals where it goes on, neither met by libssl: handing over a message already begun
  * (it would keep the new digest for the next key), and a second final without an init between
  * (it would give bytes of a finished hash state). */

@@ -5,7 +5,7 @@ smuggling). Each case is sent in one piece and the answers are read until the se
 test checks their statuses in order, so a request hidden inside another one (a lone LF, a bad
 chunk extension, a second framing) shows as an answer too many. Heads that never end are refused
 before the client stops sending, whether they arrive in one read or two. Then the same server with allow-lone-lf: the lone-LF cases are
-read, the rest still refused. The unit test tests/unit/test_http_smuggling.c holds the larger set.
+read, the rest still refused. The unit test tests/unit/http/test_http_smuggling.c holds the larger set.
 
 Runs from the repository root; TLSLOOP_BIN is the tlsloop program (build/tlsloop by default).
 Ends with "N passed, N failed".

@@ -332,14 +332,14 @@ static int early_secret_ok(const char *propq)
     return ok;
 }
 
-/* The shared library next to this test's directory (build/tests/.. = build/). */
+/* The shared library two folders up from this test (build/tests/tls/../.. = build/). */
 static void library_path(char *out, size_t len)
 {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     REQUIRE(n > 0);
     exe[n] = '\0';
-    snprintf(out, len, "%s/../libtlsloop.so", dirname(exe));
+    snprintf(out, len, "%s/../../libtlsloop.so", dirname(exe));
 }
 
 /* OpenSSL keeps the provider (pointers into the library) after a dlclose: a later fetch and
