@@ -1,6 +1,6 @@
 /* loop_pool.c - the task pool: a few threads that run work which must not run on a loop (delegated
  * TLS handshake steps, name resolution, file opens), then post its completion back to its loop.
- * Normal priority, every signal blocked (docs/design.md, decision 12; docs/conn.md, "Task pool"). */
+ * Normal priority, every signal blocked; why: docs/design.md (decision 12) and docs/conn.md. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
