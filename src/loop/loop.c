@@ -1,8 +1,6 @@
-/*
- * loop.c - the event loop's policy: iterations, batched interest changes, the timer heap, posts
- * from other threads, signals, deferred frees. The epoll calls are in loop_epoll.c, the task pool
- * in loop_pool.c, a loop thread's time slice in loop_sched.c.
- */
+/* loop.c - the event loop's policy: iterations, batched interest changes, the timer heap, posts,
+ * signals, deferred frees (docs/conn.md, "The loop"). The epoll calls are in loop_epoll.c, the
+ * task pool in loop_pool.c, a loop thread's time slice in loop_sched.c. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>

@@ -1,7 +1,5 @@
-/*
- * src/loop/loop_int.h - the loop's private structure and its epoll backend (loop_epoll.c), shared by
- * loop*.c only.
- */
+/* src/loop/loop_int.h - the loop's private structure and its epoll backend (loop_epoll.c),
+ * shared by loop*.c only. */
 #ifndef TLSLOOP_LOOP_INT_H
 #define TLSLOOP_LOOP_INT_H
 

@@ -1,9 +1,5 @@
-/*
- * src/util/tli.h - library-internal declarations shared between modules' .c files.
- *
- * Nothing here is API: the names use the reserved prefix tli_ and are not exported from the shared
- * library. What the tls layer shares privately is in src/tls/tli_tls.h.
- */
+/* src/util/tli.h - library-internal declarations shared between modules' .c files: tli_ names,
+ * never exported (what the tls layer shares privately is in src/tls/tli_tls.h). */
 #ifndef TLSLOOP_TLI_H
 #define TLSLOOP_TLI_H
 
