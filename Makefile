@@ -115,6 +115,10 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_STATIC_LIB := $(FUZZ_BUILD)/libtlsloop.a
 FUZZ_BINS := $(patsubst fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRCS))
+# fuzz/harness.c, what the engine targets share, as an archive: each fuzzer links it, and takes it
+# only when it calls into it (fuzz_http and fuzz_proxyproto do not).
+FUZZ_HARNESS_OBJ := $(FUZZ_BUILD)/obj/fuzz/harness.o
+FUZZ_HARNESS_LIB := $(FUZZ_BUILD)/libfzharness.a
 
 # deps.sh runs once (and again when it changes): every compile waits for this stamp.
 DEPS_STAMP := build/.deps-ok
@@ -229,10 +233,20 @@ $(FUZZ_STATIC_LIB): $(FUZZ_LIB_OBJS) $(FUZZ_BUILD)/.lib-objs
 	$(say) AR $@
 	$(Q)rm -f $@ && $(AR) rcs $@ $(FUZZ_LIB_OBJS)
 
-$(FUZZ_BINS): $(FUZZ_BUILD)/%: fuzz/%.c $(FUZZ_STATIC_LIB) $(FUZZ_BUILD)/.flags | $(DEPS_STAMP)
+$(FUZZ_HARNESS_OBJ): fuzz/harness.c $(FUZZ_BUILD)/.flags | $(DEPS_STAMP)
+	$(say) FUZZCC $<
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(FUZZ_PROG_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(FUZZ_HARNESS_LIB): $(FUZZ_HARNESS_OBJ)
+	$(say) AR $@
+	$(Q)rm -f $@ && $(AR) rcs $@ $(FUZZ_HARNESS_OBJ)
+
+$(FUZZ_BINS): $(FUZZ_BUILD)/%: fuzz/%.c $(FUZZ_HARNESS_LIB) $(FUZZ_STATIC_LIB) $(FUZZ_BUILD)/.flags \
+		| $(DEPS_STAMP)
 	$(say) FUZZLD $@
-	$(Q)$(FUZZ_CC) $(FUZZ_PROG_CFLAGS) -MMD -MP -MF $@.d -MT $@ -o $@ $< $(FUZZ_STATIC_LIB) \
-		$(LDLIBS_ALL)
+	$(Q)$(FUZZ_CC) $(FUZZ_PROG_CFLAGS) -MMD -MP -MF $@.d -MT $@ -o $@ $< $(FUZZ_HARNESS_LIB) \
+		$(FUZZ_STATIC_LIB) $(LDLIBS_ALL)
 
 fuzz-build: $(DEPS_STAMP) $(FUZZ_BINS)
 
@@ -248,10 +262,12 @@ fuzz-merge: fuzz-build
 # program against $(BUILD)'s static library (fuzz/README.md).
 FUZZ_CORPUS_GEN := $(BUILD)/fuzz/make_corpus
 
-$(FUZZ_CORPUS_GEN): fuzz/make_corpus.c fuzz/harness.h $(STATIC_LIB) $(BUILD)/.flags | $(DEPS_STAMP)
+$(FUZZ_CORPUS_GEN): fuzz/make_corpus.c fuzz/harness.c fuzz/harness.h $(STATIC_LIB) $(BUILD)/.flags \
+		| $(DEPS_STAMP)
 	$(say) LD $@
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(PROG_CFLAGS) $(LINK_FLAGS) -o $@ $< $(STATIC_LIB) $(LDLIBS_ALL)
+	$(Q)$(CC) $(PROG_CFLAGS) $(LINK_FLAGS) -o $@ fuzz/make_corpus.c fuzz/harness.c $(STATIC_LIB) \
+		$(LDLIBS_ALL)
 
 fuzz-corpus: $(DEPS_STAMP) $(FUZZ_CORPUS_GEN)
 	$(FUZZ_CORPUS_GEN) fuzz/corpus
