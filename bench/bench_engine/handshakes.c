@@ -1,6 +1,6 @@
 /*
- * bench/bench_engine/handshakes.c - the certificates and configurations, the buffers both peers use,
- * the client, the buffer-mode server of each path (eng_* and raw_*) and the handshake workloads.
+ * bench/bench_engine/handshakes.c - the certificates and configurations, the buffers both peers
+ * use, the client, the buffer-mode server of each path (eng_* and raw_*) and the handshakes.
  */
 #include <stdlib.h>
 #include <string.h>
