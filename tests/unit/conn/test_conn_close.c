@@ -427,7 +427,8 @@ TEST(burst_then_close_all_delivered)
 
 static void owner_handshake(tl_conn *c, bool ok, void *owner_data)
 {
-    cw_log_event(c, owner_data == cw_cur && tl_conn_owner_data(c) == cw_cur ? (ok ? 'H' : 'h') : 'X');
+    bool mine = owner_data == cw_cur && tl_conn_owner_data(c) == cw_cur;
+    cw_log_event(c, mine ? (ok ? 'H' : 'h') : 'X');
 }
 
 static void owner_close(tl_conn *c, tl_conn_end how, void *owner_data)

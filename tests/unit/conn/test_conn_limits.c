@@ -347,7 +347,8 @@ TEST(send_stall_spares_slow_reader)
         setsockopt(tl_conn_fd(w->s.conn), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
         tl_timer_init(&slow_timer, slow_resume_cb, NULL);
         tl_timer_start(w->loop, &slow_timer, 10);
-        cw_prod = (cw_producer){.total = 768u * 1024u}; /* over a second: more than twice the deadline */
+        /* Over a second: more than twice the deadline. */
+        cw_prod = (cw_producer){.total = 768u * 1024u};
         w->scbs.on_drain = cw_drain_more;
         tl_loop_update_time(w->loop);
         t_start = tl_loop_now(w->loop);
