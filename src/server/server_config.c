@@ -114,25 +114,6 @@ static int parse_bool(const char *s, bool *out)
     return 0;
 }
 
-void tli_addr_text(const struct sockaddr *sa, char *buf, size_t len)
-{
-    char host[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        port = ntohs(in->sin_port);
-        tli_fmt(buf, len, "%s:%u", host, port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        port = ntohs(in6->sin6_port);
-        tli_fmt(buf, len, "[%s]:%u", host, port);
-    } else {
-        tli_fmt(buf, len, "(family %d)", sa->sa_family);
-    }
-}
-
 /* "[ADDR:]PORT[,plain|,tls][,proxy[,from=CIDR...]]": ADDR is IPv4, [IPv6] or *; no ADDR means
  * every IPv4 address; each from= is a range trusted to send the PROXY header. */
 static int parse_listen(const char *s, tli_listen *out, char *err, size_t errlen)

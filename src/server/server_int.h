@@ -96,11 +96,11 @@ struct tl_server_config {
 /* The same settings applied again to a new configuration, files read anew: a copy, or a reload.
  * NULL with err set. */
 tl_server_config *tli_server_config_replay(const tl_server_config *cfg, char *err, size_t errlen);
-/* Format an address as "1.2.3.4:5" or "[::1]:5". */
-void tli_addr_text(const struct sockaddr *sa, char *buf, size_t len);
 
 /* ---- trust and binding (server_trust.c) ---- */
 
+/* Format an address as "1.2.3.4:5" or "[::1]:5". */
+void tli_addr_text(const struct sockaddr *sa, char *buf, size_t len);
 /* Parse one range: "10.0.0.0/8", "2001:db8::/32", or a plain address (/32, /128). Host bits must
  * be zero. 0, or -1 with the reason in err (without the option's name). */
 int tli_cidr_parse(const char *s, tli_cidr *out, char *err, size_t errlen);
