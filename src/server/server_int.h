@@ -93,8 +93,24 @@ struct tl_server_config {
     bool loading;                  /* inside a file: its lines are not remembered one by one */
 };
 
-/* The same settings applied again to a new configuration, files read anew: a copy, or a reload.
- * NULL with err set. */
+/* server_config_parse.c: a whole number up to max; a duration ("100us" only with allow_us,
+ * "250ms", "10s", "5m", "2h", or bare seconds) in microseconds up to max_us, or in milliseconds
+ * up to 49 days; on/off (yes/no, true/false, 1/0; empty is on); a listen value
+ * ("[ADDR:]PORT[,plain|,tls][,proxy[,from=CIDR...]]"). 0, or -1 (the listen one with err set). */
+int tli_parse_uint(const char *s, uint64_t max, uint64_t *out);
+int tli_parse_duration_us(const char *s, bool allow_us, uint64_t max_us, uint64_t *out_us);
+int tli_parse_duration_ms(const char *s, uint64_t *out_ms);
+int tli_parse_bool(const char *s, bool *out);
+int tli_parse_listen(const char *s, tli_listen *out, char *err, size_t errlen);
+
+/* server_config.c: remember a setting for the replay (not while a file loads: the file is one
+ * "config" entry); 0, or -1 out of memory. Whether an option takes a value, extension options
+ * included: 1, 0 (a flag), or -1 (unknown). */
+int tli_server_config_remember(tl_server_config *cfg, const char *name, const char *value);
+int tli_option_takes_value(const tl_server_config *cfg, const char *name);
+
+/* server_config_file.c: the same settings applied again to a new configuration, files read anew:
+ * a copy, or a reload. NULL with err set. */
 tl_server_config *tli_server_config_replay(const tl_server_config *cfg, char *err, size_t errlen);
 
 /* ---- addresses and trust (server_trust.c) ---- */
