@@ -1,7 +1,6 @@
 /* server_config.c - the server's options: one table for the command line, the configuration file
  * and the API (tlsloop/server.h), the setting and checking of each value, extension options, the
  * usage text, and a configuration's making and freeing. */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
