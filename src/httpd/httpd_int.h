@@ -139,8 +139,8 @@ struct tl_httpd {
     size_t npages;
     hworker *workers;
     unsigned nworkers;
-    /* tli_httpd_answered: the answer writers (httpd_reply.c) hand back to the request cycle
-     * (httpd_conn.c) through it, so the cycle's file stays the only one that reads requests. */
+    /* tli_httpd_answered, which httpd_reply.c calls once an answer is handed over: through a
+     * pointer, so that only httpd_conn.c calls the other (check_circles.sh). */
     void (*answered)(hconn *hc);
 };
 
