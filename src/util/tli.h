@@ -14,7 +14,7 @@
 /* SipHash-2-4 of data under a 128-bit key (limits.c): a hash that chosen inputs cannot flood. */
 uint64_t tli_siphash24(const uint64_t key[2], const void *data, size_t len);
 
-/* snprintf into a fixed buffer, always terminated, never failing. */
+/* snprintf into a fixed buffer, always terminated, never failing (status.c). */
 void tli_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Prometheus text (format 0.0.4) for the metrics pages (server_metrics.c): append a line, a
