@@ -1,13 +1,6 @@
-/*
- * conn.c - the core of a connection that the other conn*.c files build on: ending it (finish,
+/* conn.c - the core of a connection that the other conn*.c files build on: ending it (finish,
  * fail, the posted on_close), event interest, the one timer armed for the nearest deadline, the
- * owner's handshake hook, and the getters.
- *
- * Callbacks run only from the loop (a watcher, a timer or a post), never from inside an API call:
- * an API call that ends a connection closes the socket at once and posts on_close. The
- * connection is freed after on_close, in that post, so a callback may end any connection and the
- * code that called it only has to check c->state afterwards.
- */
+ * owner's handshake hook, and the getters (docs/conn.md, "Callbacks and lifetime"). */
 #include <string.h>
 #include <unistd.h>
 

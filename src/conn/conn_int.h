@@ -1,12 +1,5 @@
-/*
- * src/conn/conn_int.h - the connection's private structure and its type table, shared by conn*.c only.
- *
- * The policy (states, interest, backpressure, the close protocol, callbacks) is five files, each
- * using only those before it: conn.c (ending, interest, deadlines), conn_write.c (the write queue
- * and the close protocol), conn_read.c, conn_handshake.c, conn_events.c (the loop's entry points,
- * making connections). conn_tcp.c and conn_tls.c are the two connection types behind one table,
- * so the policy never branches on TCP versus TLS. Both types speak the engine's status vocabulary.
- */
+/* conn_int.h - the connection's private structure and its type table, shared by conn*.c only;
+ * the five policy files and the two types behind the table: docs/conn.md, "Connections". */
 #ifndef TLSLOOP_CONN_INT_H
 #define TLSLOOP_CONN_INT_H
 

@@ -1,10 +1,6 @@
-/* httpd_conn.c - one connection's request cycle: reading heads and bodies, keep-alive and
- * pipelining, the deadlines, and the connection's callbacks (its states: httpd_int.h).
- *
- * Input is used where it lies: a request that arrives whole in one read is parsed and answered
- * from the connection's read buffer without a copy. Only a head split across reads, or requests
- * that must wait, are kept in `in`.
- */
+/* httpd_conn.c - one connection's request cycle: reading heads and bodies (in place where they
+ * lie, docs/http.md), keep-alive and pipelining, the deadlines, and the connection's callbacks
+ * (its states: httpd_int.h). */
 #include <stdlib.h>
 #include <string.h>
 

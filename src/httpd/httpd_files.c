@@ -1,17 +1,5 @@
-/* httpd_files.c - files below the root, and the per-worker cache of small ones (tlsloop/httpd.h).
- *
- * Opening. openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) resolves the path inside the root
- * directory and fails with EXDEV when any step (a "..", a symbolic link, absolute or relative)
- * would leave it: the kernel enforces the root, atomically, whatever the path's text. On kernels
- * without openat2 (before 5.6) the file is opened and the path the kernel reports for the open
- * descriptor must lie under the root's canonical path. Files are opened O_NONBLOCK so a FIFO
- * cannot block the loop; anything but a regular file (or a directory with an index) is refused.
- *
- * The cache holds the contents of small files (at most max_file bytes each, max_bytes in all, the
- * least recently used evicted first), keyed by the request path. An entry is checked against the
- * file at most once a second (opened again as above, then device, inode, size and modification
- * time compared): a changed file is read again, a removed one forgotten.
- */
+/* httpd_files.c - files below the root (openat2 RESOLVE_BENEATH), and the per-worker cache of
+ * small ones (tlsloop/httpd.h; docs/http.md, "Files"). */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>

@@ -1,10 +1,5 @@
-/* proxy_relay.c - the byte relay between a client and its backend, each side's callbacks, and
- * how the end of one side is carried to the other.
- *
- * Backpressure: a write that leaves the receiving side's queue above its high-water mark
- * (tl_conn_write returns 1) pauses reading on the sending side; the receiving side's on_drain
- * resumes it. So each direction holds at most one queue's worth plus one read.
- */
+/* proxy_relay.c - the byte relay between a client and its backend, each side's callbacks and
+ * backpressure, and how the end of one side is carried to the other (docs/proxy.md). */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>

@@ -1,12 +1,6 @@
 /* server_admit.c - admission slots: the server-wide connection and handshake limits that a worker
- * reserves before it calls accept(), and the pausing and waking of listeners at a limit.
- *
- * A worker that finds no slot stops watching that listener and raises its `asleep` flag, so
- * clients wait in the kernel backlog; whoever frees a slot, on any worker, wakes the sleepers by
- * posting. The sleeper raises the flag before it looks at the counters again, and the freer
- * lowers the counter before it looks at the flags, so one of them always sees the other
- * (sequentially consistent atomics).
- */
+ * reserves before it calls accept(), and the pausing and waking of listeners at a limit
+ * (docs/server.md, "Protection, before any TLS work"). */
 #include "server/server_int.h"
 
 static void wake_sleepers(tl_server *srv);

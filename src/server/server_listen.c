@@ -1,11 +1,6 @@
 /* server_listen.c - the listening sockets: the probe that keeps a second process off our
- * addresses (tl_server_probe), one SO_REUSEPORT socket per worker and listener, and the address
- * a listener is bound to, for messages.
- *
- * SO_REUSEPORT lets any socket of the same user join the port and take a share of its
- * connections, silently. So each address is first bound once without it: that fails with
- * EADDRINUSE while anyone else listens there, as nginx's bind does.
- */
+ * addresses (tl_server_probe; docs/server.md, "An address in use"), one SO_REUSEPORT socket per
+ * worker and listener, and the address a listener is bound to, for messages. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>

@@ -1,10 +1,5 @@
 /* server_trust.c - addresses: their text for messages, the ranges of proxy-from and a listener's
- * from=, and whom a PROXY listener believes.
- *
- * A PROXY header rewrites who the client is (the address in logs, the per-source limit), so a
- * proxy listener takes one only from the balancers the operator names; anyone else is closed
- * before a byte is read (server_proxy_header.c).
- */
+ * from=, and whom a PROXY listener believes (docs/server.md, "Whom a PROXY listener believes"). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>

@@ -1,8 +1,6 @@
-/*
- * src/tls/tli_tls.h - what the tls layer's configuration shares, privately, with the engine and
- * the layers above it: the per-SSL state its callbacks need, a frozen configuration's SSL_CTX and
- * policy, the ticket key ring's callback body, and OpenSSL's error queue as a message.
- */
+/* tli_tls.h - what the tls layer's configuration shares, privately, with the engine and the layers
+ * above it: the per-SSL state its callbacks need, a frozen configuration's SSL_CTX and policy, the
+ * ticket key ring's callback body, and OpenSSL's error queue as a message. */
 #ifndef TLSLOOP_TLI_TLS_H
 #define TLSLOOP_TLI_TLS_H
 

@@ -1,9 +1,6 @@
-/*
- * tls_ctx.c - the shared TLS configuration: defaults, policy setters, OpenSSL callbacks.
- * Its errors, references and freezing are tls_ctx_core.c; certificates and CAs are loaded in
- * tls_ctx_cert.c; the ticket key ring (and its key file) is tls_ctx_tickets.c; names chosen by SNI
- * are tls_ctx_sni.c.
- */
+/* tls_ctx.c - the shared TLS configuration: defaults, policy setters, OpenSSL callbacks. Its life
+ * (errors, references, freezing) is tls_ctx_core.c; certificates tls_ctx_cert.c; the ticket key
+ * ring tls_ctx_tickets.c; names chosen by SNI tls_ctx_sni.c. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>

@@ -1,8 +1,6 @@
-/*
- * tls_ctx_core.c - the configuration's own life, which the other tls_ctx*.c files build on: its
+/* tls_ctx_core.c - the configuration's own life, which the other tls_ctx*.c files build on: its
  * errors, references and freeing, freezing, and the getters. It calls none of them: what the SNI
- * file attaches is frozen and freed through the hooks it registers (names_ops).
- */
+ * file attaches is frozen and freed through the hooks it registers (names_ops). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>

@@ -1,44 +1,6 @@
-/*
- * src/tls/tls_ctx_kdf.c - TLS 1.2's PRF, TLS 1.3's key schedule and HMAC for libssl, from a provider
- * of our own (tls_ctx.h, "Key derivation"). This file is the provider: its registration and
- * dispatch, loading it per configuration and the FIPS check; the algorithms are
- * tls_ctx_kdf_tls.c (TLS1-PRF, TLS13-KDF) and tls_ctx_kdf_hmac.c, their hashing tls_ctx_kdf_core.c.
- *
- * Why: OpenSSL 3.0's libssl derives every TLS secret through EVP_KDF ("TLS1-PRF", "TLS13-KDF"),
- * and the default provider's implementations build, duplicate and free EVP_MAC and EVP_MD
- * contexts for each call: fetches, allocations and cleanses around a dozen hash blocks of real
- * work. Counted by callgrind on `tlsloop serve`: a resumed TLS 1.2 connection spent 134,000 of its
- * 440,000 instructions in its three PRF calls. Here an HMAC key is two hash states with the pads
- * absorbed once per call; each HMAC after that copies the two states (plain structs) and hashes
- * only its message.
- *
- * The same goes for HMAC, which libssl uses for TLS 1.3's Finished messages, PSK binders and
- * session tickets ("HMAC" below).
- *
- * How: a built-in provider named "tlsloop" offers the three algorithms with the properties
- * "provider=tlsloop,tlsloop.kdf=yes". It is an opt-in (TL_KDF_TLSLOOP in tl_tls_ctx_opts; the
- * default is OpenSSL's own): only then is it loaded, and that configuration's SSL_CTX is made
- * with the property query "?tlsloop.kdf=yes" (tli_kdf_propq). No other provider's algorithm has
- * that property, so for everything else libssl fetches the query is neutral and the site's
- * default_properties decide as they would without us. The two digests TLS 1.2 and 1.3 suites
- * use, SHA-256 and SHA-384, are computed here; any other digest is handed, with the same
- * parameters, to the implementation that would have served it otherwise ("provider!=tlsloop"),
- * and so is a digest that comes with properties. The parameters, their meaning and what is
- * refused are the default provider's (EVP_KDF-TLS1_PRF(7), EVP_KDF-TLS13_KDF(7), and OpenSSL
- * 3.0's code where the pages are silent: the PRF's 1024-byte seed limit, TLS13-KDF clearing its
- * data on every call with parameters); tests/unit/tls/test_tls_ctx_kdf.c compares outputs and
- * verdicts with it, tests/unit/tls/test_tls_ctx_kdf_vectors.c checks RFC 5869, 8448 and 4231.
- *
- * Standing aside: each configuration that opts in asks again (tli_kdf_propq) and gets OpenSSL's
- * when FIPS mode is on in the default library context (EVP_default_properties_is_fips_enabled:
- * FIPS's KDFs and HMAC are the approved ones), or when the default properties would not select
- * ours anyway; tl_tls_ctx_kdf and tl_kdf_unavailable say so.
- *
- * Unloading: OpenSSL keeps pointers into the library (provider_init, the dispatch tables) until
- * the process ends, so libtlsloop.so is linked with -z nodelete and a dlclose leaves it mapped.
- *
- * Why the deprecated SHA256_* and SHA384_* functions: tls_ctx_kdf_core.c.
- */
+/* tls_ctx_kdf.c - the opt-in provider "tlsloop" (TLS 1.2's PRF, TLS 1.3's key schedule, HMAC for
+ * libssl): its registration and dispatch, loading it per configuration, the FIPS check. Why and
+ * how: docs/design.md, decision 10; the algorithms: tls_ctx_kdf_tls.c, tls_ctx_kdf_hmac.c. */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/core.h>
 #include <openssl/core_dispatch.h>

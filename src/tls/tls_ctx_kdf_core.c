@@ -1,16 +1,6 @@
-/*
- * tls_ctx_kdf_core.c - the hashing under tlsloop's KDFs and HMAC: HMAC keys kept as two
- * SHA-256/384 states, P_hash and HKDF over them; and the octet parameters and refusals both
- * algorithm files use.
- *
- * The low-level SHA256_* and SHA384_* functions are deprecated in OpenSSL 3.0 in favour of
- * EVP_MD. We keep them, on purpose: the provider exists to avoid the per-call EVP work, and an
- * EVP_MD_CTX copy (EVP_MD_CTX_copy_ex) frees and allocates the algorithm context on every call,
- * which is most of what the default provider's KDFs spend. The deprecated functions are the
- * same code the default provider's SHA-2 digests run, and they are only reached with the opt-in:
- * should a future OpenSSL drop them, the opt-in goes, the default does not change
- * (docs/design.md, decision 10).
- */
+/* tls_ctx_kdf_core.c - the hashing under tlsloop's KDFs and HMAC: HMAC keys kept as two SHA-256/384
+ * states, P_hash and HKDF over them; the octet parameters and refusals both algorithm files use.
+ * Why the deprecated SHA256_* and SHA384_* functions: docs/design.md, decision 10. */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/crypto.h>
 #include <openssl/err.h>

@@ -1,8 +1,6 @@
-/*
- * tls_ctx_kdf_hmac.c - tlsloop's HMAC for libssl (TLS 1.3's Finished messages, PSK binders, the
+/* tls_ctx_kdf_hmac.c - tlsloop's HMAC for libssl (TLS 1.3's Finished messages, PSK binders, the
  * ticket MAC): a key is two pad states, a message a copy of the inner one; other digests and
- * parameters go to the HMAC that would have served without us.
- */
+ * parameters go to the HMAC that would have served without us. */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/core.h>
 #include <openssl/core_dispatch.h>
@@ -35,7 +33,8 @@
  * only an application that sets them on the SSL itself meets it).
  * Parameters are read in the default provider's order (digest, then key), a key set by
  * parameter starts a message as its HMAC_Init_ex does, and a message uses the digest its key
- * was set with; the outputs and verdicts are compared with it in tests/unit/tls/test_tls_ctx_kdf.c.
+ * was set with; the outputs and verdicts are compared with it in
+ * tests/unit/tls/test_tls_ctx_kdf_hmac.c.
  * Two refusals where it goes on, neither met by libssl: handing over a message already begun
  * (it would keep the new digest for the next key), and a second final without an init between
  * (it would give bytes of a finished hash state). */

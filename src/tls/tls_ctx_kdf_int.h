@@ -1,8 +1,6 @@
-/*
- * src/tls/tls_ctx_kdf_int.h - what the files of tlsloop's key derivation provider share
- * (tls_ctx_kdf*.c only): its names, SHA-256/384 states, HMAC keys, octet parameters, the
- * algorithm tables. Include it after #define OPENSSL_SUPPRESS_DEPRECATED (see tls_ctx_kdf_core.c).
- */
+/* tls_ctx_kdf_int.h - what the files of tlsloop's key derivation provider share (tls_ctx_kdf*.c
+ * only): names, SHA-256/384 states, HMAC keys, octet parameters, the algorithm tables. Include it
+ * after #define OPENSSL_SUPPRESS_DEPRECATED (docs/design.md, decision 10). */
 #ifndef TLSLOOP_TLS_CTX_KDF_INT_H
 #define TLSLOOP_TLS_CTX_KDF_INT_H
 

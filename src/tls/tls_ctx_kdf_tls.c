@@ -1,8 +1,6 @@
-/*
- * tls_ctx_kdf_tls.c - tlsloop's TLS1-PRF (TLS 1.2's PRF) and TLS13-KDF (TLS 1.3's key schedule):
+/* tls_ctx_kdf_tls.c - tlsloop's TLS1-PRF (TLS 1.2's PRF) and TLS13-KDF (TLS 1.3's key schedule):
  * their contexts and parameters as the default provider reads them, SHA-256/384 derived here
- * (tls_ctx_kdf_core.c), any other digest handed to the implementation that would have served it.
- */
+ * (tls_ctx_kdf_core.c), any other digest handed to the implementation that would have served it. */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/core.h>
 #include <openssl/core_dispatch.h>

@@ -1,19 +1,6 @@
-/*
- * tls_ctx_sni.c - SNI: named configurations attached to a default one, chosen per connection by
- * the server_name the client sends (see "Names (SNI)" in tlsloop/tls_ctx.h).
- *
- * The choice is made in the ClientHello callback, before OpenSSL picks the version, looks for a
- * session to resume or chooses a cipher, so the named configuration governs all of those (nginx
- * moved there for the same reason). SSL_set_SSL_CTX swaps the certificates, the CA store and CA
- * names, the ALPN callback and the cipher lists (an SSL reads those from its current SSL_CTX), but
- * an SSL copied its verify mode, options, versions, groups, ticket count and session ID context
- * from the default when it was made: apply_named copies those again. The session
- * cache and the ticket callback stay the default's (OpenSSL's session_ctx); the named session ID
- * context keeps one name's sessions from resuming on another.
- *
- * Lookup is a linear scan: a handful of names is the common case, and a scan of even a few
- * hundred costs little beside the handshake it serves.
- */
+/* tls_ctx_sni.c - SNI: named configurations attached to a default one, chosen per connection in
+ * the ClientHello callback by the server_name the client sends ("Names (SNI)" in
+ * tlsloop/tls_ctx.h; why there, and what is copied: docs/design.md, decision 13). */
 #include <string.h>
 
 #include <openssl/err.h>

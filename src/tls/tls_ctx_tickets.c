@@ -1,13 +1,5 @@
-/*
- * tls_ctx_tickets.c - the session ticket key ring and its key file (see tl_ticket_ring in
- * tlsloop/tls_ctx.h).
- *
- * keys[0] is the newest key and the only one that encrypts; keys[1..count-1] still decrypt. A
- * ticket opened by an older key is renewed (the callback returns 2), and so is every TLS 1.3
- * ticket: TLS 1.3 tickets are single-use (RFC 8446 C.4), so each resumption gets a fresh one. Handshakes on every loop
- * thread read the ring; rotation is rare, so a reader-writer lock guards it, and readers copy the
- * one key they need out of the lock. The cipher is fetched once per ring, not per ticket.
- */
+/* tls_ctx_tickets.c - the session ticket key ring and its key file (tl_ticket_ring in
+ * tlsloop/tls_ctx.h; docs/design.md, decision 6; docs/server.md, "Resumption"). */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -283,6 +275,8 @@ int tli_ticket_ring_crypt(tl_ticket_ring *r, unsigned char name[16], unsigned ch
         atomic_fetch_add_explicit(&r->unknown_key, 1, memory_order_relaxed);
         rc = 0; /* unknown key: a full handshake, not an error */
     } else {
+        /* 2 renews the ticket: an older key opened it, or the caller asked (TLS 1.3 tickets are
+         * single-use, RFC 8446 C.4: each resumption gets a fresh one). */
         rc = EVP_DecryptInit_ex2(cctx, r->cipher, k.aes, iv, NULL) && set_mac_key(hctx, k.hmac)
                  ? (found == 0 && !renew ? 1 : 2)
                  : -1;
