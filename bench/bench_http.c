@@ -1,10 +1,6 @@
-/*
- * bench_http.c - the HTTP/1.1 request parser (tlsloop/http.h): nanoseconds and bytes per second
- * for requests of three sizes, parsing alone and with the framing check and path normalisation a
- * server does per request. Medians of several rounds of CPU time (CLOCK_PROCESS_CPUTIME_ID).
- *
- * usage: bench_http [--rounds N] [--seconds S]   (defaults 5 rounds of 0.5 s each)
- */
+/* bench_http.c - the HTTP/1.1 request parser (tlsloop/http.h): ns and bytes per second for three
+ * request sizes, alone and with the per-request checks (bench/README.md; docs/benchmarks.md).
+ * usage: bench_http [--rounds N] [--seconds S]   (defaults 5 rounds of 0.5 s each) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

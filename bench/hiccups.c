@@ -1,15 +1,6 @@
-/*
- * bench/hiccups.c - the machine's own latency noise: how often a thread that never sleeps loses
- * its CPU for a while (the host preempting this VM, interrupts, other tasks). A p99 measured
- * here cannot be better than this floor, whatever the server does (bench/perf.py prints it
- * beside W6).
- *
- * One thread per CPU given, pinned, reading CLOCK_MONOTONIC in a tight loop for the duration;
- * every jump between two readings above 50 us is a gap. Prints per CPU the gaps over 50 us,
- * 200 us and 1 ms per second, the longest, and the share of the time lost in gaps.
- *
- * usage: hiccups [--seconds S] [--json] CPU...     (default: 3 s on CPUs 0 and 1)
- */
+/* hiccups.c - the machine's own latency noise: how often a thread that never sleeps loses its CPU
+ * for a while, a floor under any p99 measured here (method: bench/README.md; perf.py shows it).
+ * usage: hiccups [--seconds S] [--json] CPU...     (default: 3 s on CPUs 0 and 1) */
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>

@@ -1,12 +1,6 @@
-/*
- * zerocopy.c - does MSG_ZEROCOPY pay for the proxy's large sends here? Sends 1 GiB over a loopback
- * TCP connection in 64 KiB pieces, once with plain send() and once with MSG_ZEROCOPY (a ring of
- * buffers, each reused only after the kernel's completion for it), and prints the sender's CPU
- * per MB both ways and how many zero-copy sends the kernel copied after all
- * (SO_EE_CODE_ZEROCOPY_COPIED: on loopback the receiver's socket gets its own copy).
- *
- * usage: zerocopy [MiB]
- */
+/* zerocopy.c - does MSG_ZEROCOPY pay for the proxy's large sends here? send() against MSG_ZEROCOPY
+ * over loopback TCP, CPU per MiB (bench/README.md; docs/proxy.md, "Copies").
+ * usage: zerocopy [MiB] */
 #include <errno.h>
 #include <time.h>
 

@@ -1,17 +1,6 @@
-/* bench.c - `tlsloop bench URL`: a TLS load generator on the client API (tlsloop/client.h) that
- * says what TLS costs: full and resumed handshakes counted apart (and checked), latency from the
- * intended send time at a fixed rate, connect and handshake times, errors by kind, and whether
- * the generator itself was the bottleneck.
- *
- * Threads: one loop per thread (-t), each with its share of the connection slots (-c) and of
- * the rate; the main thread prints progress and, at the end, merges the threads' figures. A slot
- * is one connection at a time: kept alive for request after request (the default), or a new one
- * per request (--new-conn: full handshakes only; --resume: each slot resumes its own previous
- * session), or a handshake and a close_notify with no HTTP at all (--handshake-only).
- *
- * This file: the options, the setup, the progress line and the merge of the threads' figures;
- * the load itself is bench_load.c, the report bench_report.c, the histogram bench_hist.c.
- */
+/* bench.c - `tlsloop bench URL`: a TLS load generator on the client API (docs/bench.md). This
+ * file: the options, the setup, the progress line and the merge of the threads' figures; the load
+ * is bench_load.c, the report bench_report.c, the histogram bench_hist.c. */
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>

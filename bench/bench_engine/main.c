@@ -1,39 +1,6 @@
-/*
- * bench/bench_engine/main.c - the engine against raw OpenSSL, in one process: server-side CPU per
- * TLS handshake and per MiB of 16 KiB records. This file: the options, the rounds and statistics,
- * the machine facts and the report; the paths measured are in handshakes.c and records.c.
- *
- * Every workload runs twice per round on the same objects: through the engine (tl_engine_*) and
- * through raw OpenSSL calls on an SSL made from the engine configuration's own SSL_CTX (so the
- * certificate, groups, ciphers, read-ahead, session cache, ticket keys and number of tickets are
- * the same). The client is the same engine for both; it offers only the cipher measured and does
- * not verify the certificate (client work is not measured). The checks at the end confirm that
- * both servers sent the same bytes and tickets per handshake and resumed (or not) every time.
- *
- *   handshakes  buffer mode; full TLS 1.3 (RSA-2048, ECDSA P-256), resumed TLS 1.3 (each ticket
- *               used once, the new one offered next) and resumed TLS 1.2 (session ID, tickets
- *               off; 4x as many, they are short). Engine: tl_engine_new, unwrap then wrap per
- *               flight, tl_engine_free. Raw: SSL_new + two memory BIOs, BIO_write of the flight,
- *               SSL_do_handshake, SSL_read_ex once the handshake is done (a correct server must
- *               look for data that came with the client's Finished), BIO_read of the output,
- *               SSL_free after marking the shutdown sent as the engine does (else OpenSSL drops
- *               the session from its cache). Both clear the thread's error queue before their
- *               OpenSSL calls, as SSL_get_error requires.
- *   records     16 KiB application writes (and reads into a 16 KiB buffer), server to client and
- *               client to server: buffer mode (tl_engine_wrap/unwrap vs SSL_write_ex/SSL_read_ex
- *               over memory BIOs) and transport mode over an AF_UNIX socketpair (tl_engine_write/
- *               read with recv/send(MSG_NOSIGNAL) callbacks vs SSL_write_ex/SSL_read_ex on
- *               SSL_set_fd's socket BIO). The client checks every byte it receives.
- *
- * Only the server's calls are timed, with CLOCK_THREAD_CPUTIME_ID: client and server alternate on
- * one thread, so the client's work (and any wait) is never counted. Records are timed per batch
- * (1 MiB when the socket buffer holds it) so the timer's own cost stays negligible.
- *
- * Rounds interleave the two paths (engine first in even rounds, raw first in odd ones); the table
- * gives medians with min-max, and the ratio engine/raw is the median of the per-round ratios.
- * It is a benchmark: it fails only when something does not work (a handshake, a byte count), never
- * because of a timing.
- */
+/* bench_engine/main.c - the engine against raw OpenSSL, in one process: server-side CPU per TLS
+ * handshake and per MiB of 16 KiB records (method: bench/README.md). This file: the options, the
+ * rounds and statistics, the machine facts and the report; the paths: handshakes.c, records.c. */
 #include <errno.h>
 #include <sched.h>
 #include <stdarg.h>

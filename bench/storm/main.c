@@ -1,50 +1,6 @@
-/*
- * bench/storm/main.c - a handshake storm against a TLS echo server, and the latency of requests on
- * established connections meanwhile (issue 4). This file: the options, the shared state, the CPU
- * samples, the run and its report; the threads are in flood.c and steady.c, histograms in hist.c.
- *
- * The client side is tlsloop's own (tl_conn_connect with a client tl_tls_ctx); bench/storm.sh
- * runs it against examples/echo_server.
- *
- * Two threads, each with its own loop:
- *   flood   F concurrent connections; each connects, completes a full handshake (no session is
- *           ever offered, and SSL_session_reused is checked and counted), closes gracefully and
- *           is replaced at once. The graceful close (close_notify both ways) makes the server
- *           finish the handshake's whole work (it reads our Finished and sends its tickets) and
- *           end without lingering; an abort could reset the connection before the server has
- *           read our Finished. Our side keeps TIME_WAIT, which Linux reuses on loopback
- *           (tcp_tw_reuse=2, the default).
- *   steady  M established connections carry a small request (--size bytes, echoed back) at a
- *           fixed total rate R, open loop: request g has the intended send time t0 + g/R and goes
- *           to connection g mod M. A connection still waiting for its previous echo sends the
- *           next request as soon as the echo is in, and its latency still counts from its
- *           intended time: a stalled server shows as latency, never as fewer samples (no
- *           coordinated omission). Keep rate/conns (each connection's interval) above the stalls
- *           expected, or a connection's backlog grows for the whole run: the defaults, 200/s on 20
- *           connections, give each 100 ms.
- * Requests whose intended time falls in the window [t0 + warmup, t0 + warmup + duration) are
- * measured; flood handshakes completed in that window are counted. Afterwards the steady client
- * waits at most --drain seconds for outstanding echoes; requests of the window still unanswered
- * then are reported as lost.
- *
- * What the client itself adds is reported beside the latency, since both threads share one CPU:
- * wake_p99_ms (per request, how late the steady thread noticed it was due) and steady_rq_wait_ms
- * (how long, in the window, the steady thread was runnable but waiting for a CPU). Both stay near
- * 0.1 ms and a few ms with --steady-fifo (SCHED_FIFO for the steady thread, when permitted);
- * without it, on a busy CPU, they reach several ms and 100s of ms on this kernel. With
- * --server-pid, the server's CPU over the window, per flood handshake, and the CPU every other
- * process on the machine used meanwhile (others_cpu_pct: a busy neighbour shows).
- *
- * Histograms are log-linear (128 sub-buckets per power of two: each bucket is within 0.8% of its
- * values) over 1 ns .. 1100 s, a fixed 35 KiB each, whatever the run's length. Percentiles are
- * the upper edge of their bucket.
- *
- * Output: one line of key=value pairs (requests, lost, p50/p90/p99/p99.9/max ms, the uncorrected
- * p99 and max, the client's own delays, flood handshakes and per second, errors, resumed, CPU),
- * and with --server-stats a second line with the echo server's counters ("!stats"). Errors go to
- * stderr (the first few messages). Exit status 0 when the run was clean (no steady error, nothing
- * lost, nothing resumed), 1 otherwise, 2 on bad usage.
- */
+/* storm/main.c - a handshake storm against a TLS echo server, and the latency of requests on
+ * established connections meanwhile (issue 4; method and output: bench/README.md). This file: the
+ * options, shared state, CPU samples, run and report; flood.c and steady.c, histograms hist.c. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
