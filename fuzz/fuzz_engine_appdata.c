@@ -1,40 +1,6 @@
-/*
- * fuzz/fuzz_engine_appdata.c - the post-handshake path of a server engine.
- *
- * Per input: a real handshake between a client and a server engine in memory (deterministic RNG,
- * so the same bytes every time), then the client wraps 1-4 application-data records (optionally a
- * TLS 1.3 KeyUpdate first, and its close_notify last). That genuine stream is mutated as the input
- * says (XOR or set a byte, set a record's length field, e.g. to 0xFFFF) and fed to the server in
- * chunks, with every call checked against the engine's contract (fuzz/harness.c). Then:
- *  - unmodified stream: the server delivers exactly the plaintext and ends TL_CLOSED (TL_TRUNCATED
- *    without close_notify), and the client accepts everything the server sent back (KeyUpdate);
- *  - modified stream: the server delivers exactly the plaintext of the records before the first
- *    modified one and ends TL_ERROR (in EOF mode a record cut by the EOF may end TL_TRUNCATED), and
- *    the alert it sent makes the client fail with the alert.
- * In close_notify mode 20 KiB of zeros follow the stream, so a record whose length was made longer
- * always finds its bytes (and fails its MAC) rather than waiting for input.
- *
- * Input: an 8-byte header, then up to 4 mutations of 4 bytes (missing bytes count as 0).
- *   h[0] bits 0-1  suites: TLS 1.3 AES-128-GCM, TLS 1.3 ChaCha20, TLS 1.2 AES-256-GCM, TLS 1.2 ChaCha20
- *        bit 2     TLS 1.3: the client sends KeyUpdate(update_requested) before its last record
- *        bit 3     the server delegates tasks (TL_ENGINE_DELEGATE_TASKS) during the handshake
- *        bit 4     EOF mode: no close_notify, no filler; the stream ends with tl_engine_set_input_eof
- *        bit 5     the server drains with small wrap destinations ((h[4] & 63) + 1 bytes)
- *        bit 6     echo: the server wraps what it receives back to the client
- *        bit 7     the server calls tl_engine_close at the end
- *   h[1]           bits 0-1: records - 1; bits 2-6: seed of the plaintext pattern; bit 7: the server
- *                  releases its buffers (tl_engine_release_buffers) whenever it waits for input
- *   h[2], h[3]     record sizes, one nibble each (index into SIZES)
- *   h[4]           the small unwrap destination size
- *   h[5]           per-call choice of small or large destination
- *   h[6], h[7]     chunk sizes (c < 128: c bytes; c >= 128: (c - 127) * 256; 0: all the rest)
- *   mutation       m[0] bits 6-7 kind, bits 0-5 record index (mod records, KeyUpdate and
- *                  close_notify included); m[1..2] offset (big-endian); m[3] value.
- *                  kind 0: XOR the record's byte at offset % length (header included) with value
- *                  kind 1: set that byte to value
- *                  kind 2: set the record's length field to m[1..2]
- *                  kind 3: XOR the stream's byte at offset % stream length with value
- */
+/* fuzz_engine_appdata.c - the post-handshake path of a server engine: a real handshake per input,
+ * then a mutated stream of genuine records, every call checked (fuzz/harness.c). The input's
+ * layout and the outcomes checked: fuzz/README.md, "The inputs" and "What is checked". */
 #include "harness.h"
 
 #define APP_FILLER 20480

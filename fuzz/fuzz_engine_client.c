@@ -1,11 +1,6 @@
-/*
- * fuzz/fuzz_engine_client.c - a buffer-mode client engine (TL_VERIFY_NONE, SNI "localhost") per
- * input: it wraps its ClientHello, then unwraps the input as the server's bytes, in chunks and into
- * destinations the input's header chooses, every call checked against the engine's contract
- * (fuzz/harness.c). The RNG is deterministic, so the ClientHello is the same bytes every time and a
- * server flight recorded by fuzz/make_corpus.c completes the handshake: the seeds reach the
- * encrypted messages, tickets, KeyUpdate, application data and close_notify.
- */
+/* fuzz_engine_client.c - a buffer-mode client engine (TL_VERIFY_NONE, SNI "localhost") per input:
+ * it wraps its ClientHello, then unwraps the input as the server's bytes, every call checked
+ * (fuzz/harness.c); why recorded server flights complete the handshake: fuzz/README.md. */
 #include "harness.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

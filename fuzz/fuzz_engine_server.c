@@ -1,10 +1,6 @@
-/*
- * fuzz/fuzz_engine_server.c - a fresh buffer-mode server engine per input; the input is what a
- * client sends (ClientHellos, records, garbage), cut into chunks whose sizes the input's header
- * chooses, unwrapped into small and large destinations, every call checked against the engine's
- * contract (fuzz/harness.c). Header layout: fz_input in fuzz/harness.h; seeds:
- * fuzz/corpus/fuzz_engine_server/ (fuzz/make_corpus.c).
- */
+/* fuzz_engine_server.c - a fresh buffer-mode server engine per input; the input is what a client
+ * sends, in chunks and destinations its header chooses (fz_input in fuzz/harness.h), every call
+ * checked (fuzz/harness.c); seeds: fuzz/corpus/fuzz_engine_server/ (fuzz/make_corpus.c). */
 #include "harness.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -1,23 +1,5 @@
-/*
- * fuzz_http.c - the HTTP/1.1 request parser and its helpers (tlsloop/http.h) on arbitrary bytes.
- *
- * Invariants, each an abort when broken:
- *  - the parser answers TL_HTTP_INCOMPLETE, TL_HTTP_ERROR with a status of 400, 431 or 505 and a
- *    reason, or a length within the input;
- *  - a parsed head's fields lie inside it and obey their grammar (token method and names, no CR,
- *    LF or NUL in values, no surrounding spaces); its length does not depend on what follows it;
- *    every proper prefix of it is incomplete; tl_http_head_ended agrees that it ended;
- *  - tl_http_check_request answers 0, 400, 417 or 501, and only 0 with a keep-alive connection;
- *  - a normalised target is an absolute path without empty, "." or ".." segments or control
- *    characters;
- *  - the bytes after the head read as a chunked body give the same answer whole and in pieces;
- *  - all of the above in both modes, strict (CRLF only) and TL_HTTP_LONE_LF; what strict mode
- *    accepts, lenient mode accepts the same; a strict head holds no lone LF;
- *  - tl_http_scan_head, fed whole and a byte at a time, gives the parser's verdict (except the
- *    parser's 431 for too many fields, which can come first);
- *  - a satisfiable range lies inside the representation; a parsed date formats and parses back;
- *  - as a response: the same for its head, and exactly one framing for its body.
- */
+/* fuzz_http.c - the HTTP/1.1 request parser and its helpers (tlsloop/http.h) on arbitrary bytes,
+ * each broken invariant an abort (the list: fuzz/README.md, "What is checked"). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,13 +1,5 @@
-/*
- * fuzz_proxyproto.c - the PROXY protocol parser on arbitrary bytes.
- *
- * Invariants, each an abort when broken:
- *  - the answer is TL_PROXY_INCOMPLETE, TL_PROXY_INVALID or a length within the input;
- *  - a header's length does not depend on what follows it (the stream after it);
- *  - every proper prefix of a header (up to 512 bytes) is TL_PROXY_INCOMPLETE;
- *  - a parsed header with addresses, written again by tl_proxy_write_v1/v2, parses back to the
- *    same addresses; its TLVs can all be looked up.
- */
+/* fuzz_proxyproto.c - the PROXY protocol parser on arbitrary bytes, each broken invariant an
+ * abort (the list: fuzz/README.md, "What is checked"). */
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,22 +1,6 @@
-/*
- * fuzz/harness.c - the code the engine fuzz targets (fuzz/fuzz_engine_*.c) and the seed generator
- * (fuzz/make_corpus.c) share, declared in fuzz/harness.h; the Makefile links it into each.
- *
- *  - A deterministic RNG for OpenSSL (fz_rng_*): every input starts from the same random state, so
- *    a run is reproducible and a client's ClientHello is the same bytes in make_corpus and in the
- *    target. That is what lets a recorded server flight complete the handshake in the client target.
- *    Two streams, so a recording's client and server draw independently (the client's draws do not
- *    depend on how the server's calls interleave).
- *  - The test world (fz_world_init): an ECDSA P-256 CA, server leaf and client leaf made with
- *    tl_certgen_issue, the server and client configurations the targets choose from, and two
- *    sessions to offer. Made once per process, in the same order everywhere.
- *  - State feedback (fz_feature): OpenSSL is not instrumented, so the targets report OpenSSL's
- *    handshake state and the engine's outcomes as libFuzzer "extra counters".
- *  - The invariant checks (fz_run, fz_unwrap, fz_wrap, fz_drain ...) and FZ_CHECK, which aborts.
- *  - In-memory peers (fz_peer) for genuine handshakes: the appdata target and make_corpus.
- *
- * The contract checked is the one in include/tlsloop/engine.h; see fuzz/README.md for the list.
- */
+/* harness.c - what the engine fuzz targets and make_corpus share (fuzz/harness.h): deterministic
+ * RNG, the test world, state feedback, the checks of include/tlsloop/engine.h's contract (FZ_CHECK
+ * aborts) and in-memory peers (fuzz/README.md, "What is checked", "How it works"). */
 
 #include "harness.h"
 

@@ -1,19 +1,6 @@
-/*
- * fuzz/make_corpus.c - write the seed corpora of the engine fuzz targets.
- *
- *   make fuzz-corpus            (builds build/fuzz/make_corpus, runs it on fuzz/corpus)
- *   build/fuzz/make_corpus DIR  writes DIR/fuzz_engine_{server,client,appdata}/seed-*
- *
- * It records real handshakes between tlsloop engines in memory, with the same deterministic RNG,
- * certificates and configurations as the targets (fuzz/harness.c): the client's bytes become seeds
- * of fuzz_engine_server, the server's bytes seeds of fuzz_engine_client (where, the ClientHello
- * being the same bytes, they complete the handshake), and it adds hand-made inputs: an SSLv3 and an
- * SSLv2 hello, plain HTTP, records with a 0xFFFF length, alerts, an empty input. Each seed is the
- * target's 8-byte header (chunking, destination sizes, configuration; fuzz/harness.h) followed by
- * the bytes. Files it wrote before (seed-*) are replaced; other files (from make fuzz-merge) stay.
- * Regenerate after a change to the library's ClientHello, the harness or OpenSSL: the client seeds
- * only complete their handshakes while the ClientHello is the same bytes.
- */
+/* make_corpus.c - write the seed corpora of the engine fuzz targets (`make fuzz-corpus`, or
+ * build/fuzz/make_corpus DIR): recorded handshakes and hand-made inputs, each behind the target's
+ * header; when to regenerate: fuzz/README.md, "The corpus". */
 #include <dirent.h>
 #include <errno.h>
 #include <sys/stat.h>
