@@ -20,7 +20,7 @@ PACKAGES=(
     clang               # fuzzers (libFuzzer); its runtime package is added below
     procps              # ps, pkill -P, pgrep in test scripts
     coreutils           # timeout
-    gnutls-bin          # gnutls-cli: a TLS peer from another library (tests/e2e/test_server.py)
+    gnutls-bin          # gnutls-cli: a TLS peer from another library (tests/e2e/test_server_tls.py)
 )
 
 # `deps.sh --bench`: what `make bench` needs besides (the servers it compares with, the load).

@@ -49,24 +49,28 @@ rc=$?
 tail -n 20 "$log"
 add "$log" "$rc"
 rm -f "$log"
-# tlsloop serve: a 1 GiB file to a slow reader with the server's memory bounded (and the rest of
-# its e2e tests at full size).
-echo "--- [soak] tests/e2e/test_serve.py with a 1 GiB download"
-log=$(mktemp)
-TLSLOOP_BIN=build/tlsloop timeout 1800 python3 tests/e2e/test_serve.py >"$log" 2>&1
-rc=$?
-tail -n 30 "$log"
-add "$log" "$rc"
-rm -f "$log"
+# tlsloop serve: a 1 GiB file to a slow reader with the server's memory bounded (in
+# test_serve_ops.py; the rest of its e2e tests at full size beside it).
+for t in tests/e2e/test_serve_*.py; do
+    echo "--- [soak] $t"
+    log=$(mktemp)
+    TLSLOOP_BIN=build/tlsloop timeout 1800 python3 "$t" >"$log" 2>&1
+    rc=$?
+    tail -n 30 "$log"
+    add "$log" "$rc"
+    rm -f "$log"
+done
 # tlsloop proxy: 1 GiB each way through it with a slow reader on either side, its memory bounded
-# (and the rest of its e2e tests).
-echo "--- [soak] tests/e2e/test_proxy.py with 1 GiB each way"
-log=$(mktemp)
-timeout 3600 python3 tests/e2e/test_proxy.py >"$log" 2>&1
-rc=$?
-tail -n 30 "$log"
-add "$log" "$rc"
-rm -f "$log"
+# (in test_proxy_stream.py; the rest of its e2e tests beside it).
+for t in tests/e2e/test_proxy_*.py; do
+    echo "--- [soak] $t"
+    log=$(mktemp)
+    timeout 3600 python3 "$t" >"$log" 2>&1
+    rc=$?
+    tail -n 30 "$log"
+    add "$log" "$rc"
+    rm -f "$log"
+done
 # Opt-in (TESTSSL=1): testssl.sh, an independent scanner, against tlsloop serve; it fails on
 # any finding of severity HIGH or CRITICAL. `bash scripts/deps.sh --soak` installs it.
 if [ "${TESTSSL:-0}" = 1 ]; then

@@ -5,7 +5,9 @@ line "N passed, N failed"; SLOW, the factor by which sanitizer builds stretch ti
 A script imports it with
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
     from e2e import test, summary, SLOW   (and run_selected, stop_process, rss_kib, file_text,
-                                           wait_file_match, start_serve)
+                                           wait_file_match, wait_for, start_serve, TcpServer)
+Each program's own harness is beside it: e2e_serve.py (tlsloop serve), e2e_server.py
+(examples/echo_server), e2e_proxy.py (tlsloop proxy).
 """
 import os
 import re
@@ -100,6 +102,16 @@ def wait_file_match(path, pattern, timeout=10):
             return m
         time.sleep(0.02)
     raise AssertionError(f"no line of {path} matching {pattern!r}:\n{file_text(path)[-2000:]}")
+
+
+def wait_for(cond, timeout=10, what="condition"):
+    """Wait (timeout stretched by SLOW) until cond() is true; raise naming what when it is not."""
+    end = time.monotonic() + timeout * SLOW
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def rss_kib(pid):
