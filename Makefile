@@ -7,7 +7,7 @@
 #   tlsloop                     the program (every tools/*.c, linked with the static library)
 #   tests/<layer>/test_*        one binary per tests/unit/<layer>/test_*.c (+ tests/support/*.c)
 #   examples/<name>             one binary per examples/<name>.c
-#   bench/<name>                one binary per bench/<name>.c
+#   bench/<name>                one binary per bench/<name>.c, and per folder bench/<name>/ (its *.c)
 # The fuzzers live in $(FUZZ_BUILD) (default build-fuzz/), built with clang and libFuzzer.
 
 .DEFAULT_GOAL := all
@@ -97,13 +97,17 @@ SUPPORT_SRCS := $(sort $(wildcard tests/support/*.c))
 UNIT_SRCS := $(sort $(wildcard tests/unit/*/test_*.c))
 EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
+# A bench program of several files is a folder: bench/<name>/*.c make build/bench/<name>.
+BENCH_DIR_SRCS := $(sort $(wildcard bench/*/*.c))
+BENCH_DIRS := $(sort $(patsubst bench/%/,%,$(dir $(BENCH_DIR_SRCS))))
 FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
 
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 TOOL_OBJS := $(TOOL_SRCS:%.c=$(BUILD)/obj/%.o)
 SUPPORT_OBJS := $(SUPPORT_SRCS:%.c=$(BUILD)/obj/%.o)
 PROG_OBJS := $(TOOL_OBJS) $(SUPPORT_OBJS) $(UNIT_SRCS:%.c=$(BUILD)/obj/%.o) \
-	$(EXAMPLE_SRCS:%.c=$(BUILD)/obj/%.o) $(BENCH_SRCS:%.c=$(BUILD)/obj/%.o)
+	$(EXAMPLE_SRCS:%.c=$(BUILD)/obj/%.o) $(BENCH_SRCS:%.c=$(BUILD)/obj/%.o) \
+	$(BENCH_DIR_SRCS:%.c=$(BUILD)/obj/%.o)
 
 STATIC_LIB := $(BUILD)/libtlsloop.a
 SONAME := libtlsloop.so.$(SOMAJOR)
@@ -112,11 +116,17 @@ SHARED_LIBS := $(SHARED_REAL) $(BUILD)/$(SONAME) $(BUILD)/libtlsloop.so
 PROGRAM := $(BUILD)/tlsloop
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 EXAMPLE_BINS := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRCS))
-BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
+BENCH_FILE_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
+BENCH_DIR_BINS := $(BENCH_DIRS:%=$(BUILD)/bench/%)
+BENCH_BINS := $(BENCH_FILE_BINS) $(BENCH_DIR_BINS)
 
 FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_STATIC_LIB := $(FUZZ_BUILD)/libtlsloop.a
 FUZZ_BINS := $(patsubst fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRCS))
+# fuzz/harness.c, what the engine targets share, as an archive: each fuzzer links it, and takes it
+# only when it calls into it (fuzz_http and fuzz_proxyproto do not).
+FUZZ_HARNESS_OBJ := $(FUZZ_BUILD)/obj/fuzz/harness.o
+FUZZ_HARNESS_LIB := $(FUZZ_BUILD)/libfzharness.a
 
 # deps.sh runs once (and again when it changes): every compile waits for this stamp.
 DEPS_STAMP := build/.deps-ok
@@ -216,10 +226,19 @@ $(EXAMPLE_BINS): $(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(LINK_FLAGS) -o $@ $< $(STATIC_LIB) $(LDLIBS_ALL)
 
-$(BENCH_BINS): $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(STATIC_LIB)
+$(BENCH_FILE_BINS): $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(STATIC_LIB)
 	$(say) LD $@
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(LINK_FLAGS) -o $@ $< $(STATIC_LIB) $(LDLIBS_ALL)
+
+# build/bench/<name> from the objects of bench/<name>/*.c (one prerequisite rule per folder).
+$(foreach d,$(BENCH_DIRS),$(eval $(BUILD)/bench/$(d): \
+	$(patsubst %.c,$(BUILD)/obj/%.o,$(filter bench/$(d)/%,$(BENCH_DIR_SRCS)))))
+
+$(BENCH_DIR_BINS): $(STATIC_LIB)
+	$(say) LD $@
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(LINK_FLAGS) -o $@ $(filter %.o,$^) $(STATIC_LIB) $(LDLIBS_ALL)
 
 # ---- fuzzing (clang + libFuzzer, own build directory) ------------------------------------------
 $(FUZZ_BUILD)/obj/src/%.o: src/%.c $(FUZZ_BUILD)/.flags | $(DEPS_STAMP)
@@ -231,10 +250,20 @@ $(FUZZ_STATIC_LIB): $(FUZZ_LIB_OBJS) $(FUZZ_BUILD)/.lib-objs
 	$(say) AR $@
 	$(Q)rm -f $@ && $(AR) rcs $@ $(FUZZ_LIB_OBJS)
 
-$(FUZZ_BINS): $(FUZZ_BUILD)/%: fuzz/%.c $(FUZZ_STATIC_LIB) $(FUZZ_BUILD)/.flags | $(DEPS_STAMP)
+$(FUZZ_HARNESS_OBJ): fuzz/harness.c $(FUZZ_BUILD)/.flags | $(DEPS_STAMP)
+	$(say) FUZZCC $<
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(FUZZ_PROG_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(FUZZ_HARNESS_LIB): $(FUZZ_HARNESS_OBJ)
+	$(say) AR $@
+	$(Q)rm -f $@ && $(AR) rcs $@ $(FUZZ_HARNESS_OBJ)
+
+$(FUZZ_BINS): $(FUZZ_BUILD)/%: fuzz/%.c $(FUZZ_HARNESS_LIB) $(FUZZ_STATIC_LIB) $(FUZZ_BUILD)/.flags \
+		| $(DEPS_STAMP)
 	$(say) FUZZLD $@
-	$(Q)$(FUZZ_CC) $(FUZZ_PROG_CFLAGS) -MMD -MP -MF $@.d -MT $@ -o $@ $< $(FUZZ_STATIC_LIB) \
-		$(LDLIBS_ALL)
+	$(Q)$(FUZZ_CC) $(FUZZ_PROG_CFLAGS) -MMD -MP -MF $@.d -MT $@ -o $@ $< $(FUZZ_HARNESS_LIB) \
+		$(FUZZ_STATIC_LIB) $(LDLIBS_ALL)
 
 fuzz-build: $(DEPS_STAMP) $(FUZZ_BINS)
 
@@ -250,10 +279,12 @@ fuzz-merge: fuzz-build
 # program against $(BUILD)'s static library (fuzz/README.md).
 FUZZ_CORPUS_GEN := $(BUILD)/fuzz/make_corpus
 
-$(FUZZ_CORPUS_GEN): fuzz/make_corpus.c fuzz/harness.h $(STATIC_LIB) $(BUILD)/.flags | $(DEPS_STAMP)
+$(FUZZ_CORPUS_GEN): fuzz/make_corpus.c fuzz/harness.c fuzz/harness.h $(STATIC_LIB) $(BUILD)/.flags \
+		| $(DEPS_STAMP)
 	$(say) LD $@
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(PROG_CFLAGS) $(LINK_FLAGS) -o $@ $< $(STATIC_LIB) $(LDLIBS_ALL)
+	$(Q)$(CC) $(PROG_CFLAGS) $(LINK_FLAGS) -o $@ fuzz/make_corpus.c fuzz/harness.c $(STATIC_LIB) \
+		$(LDLIBS_ALL)
 
 fuzz-corpus: $(DEPS_STAMP) $(FUZZ_CORPUS_GEN)
 	$(FUZZ_CORPUS_GEN) fuzz/corpus
@@ -318,7 +349,7 @@ help:
 	@echo '  fuzz           build fuzzers (build-fuzz/) and run each FUZZ_SECONDS'
 	@echo '  fuzz-merge     add coverage-increasing inputs from build-fuzz/corpus to fuzz/corpus'
 	@echo '  fuzz-corpus    regenerate the recorded seeds fuzz/corpus/*/seed-* (fuzz/make_corpus.c)'
-	@echo '  bench          build bench/*.c, run bench/run.sh (or each bench binary)'
+	@echo '  bench          build bench/*.c and bench/*/, run bench/run.sh (or each bench binary)'
 	@echo '  soak           run tests/soak.sh with SOAK=1'
 	@echo '  run            build/tlsloop $$(RUN_CMD) $$(RUN_ARGS)'
 	@echo '  install, uninstall (PREFIX, DESTDIR, BINDIR, LIBDIR, INCLUDEDIR, PKGCONFIGDIR)'

@@ -3,11 +3,12 @@
 # valgrind's callgrind: repeatable to a few parts in 10^4, where CPU time on this shared VM moves by
 # a few percent. User space only: the kernel's part of a system call is not counted.
 #
-# bench_engine.c keeps each path's server code in functions of its own (eng_* and raw_*, never
-# inlined); their inclusive cost divided by the operations done gives the figures. The counters are
-# zeroed after the warm-up (so OpenSSL's one-time work, such as an RSA key's blinding and Montgomery
-# setup, is not charged to whichever path runs first). A resumption workload also counts its one
-# priming full handshake (1/HANDSHAKES of the total, on both paths).
+# bench/bench_engine/ keeps each path's server code in functions of its own (eng_* and raw_*, never
+# inlined; handshakes.c and records.c); their inclusive cost divided by the operations done gives
+# the figures. The counters are zeroed after the warm-up (so OpenSSL's one-time work, such as an
+# RSA key's blinding and Montgomery setup, is not charged to whichever path runs first). A
+# resumption workload also counts its one priming full handshake (1/HANDSHAKES of the total, on
+# both paths).
 #
 # Usage: bench/callgrind.sh [KEY...]    (default: every workload; keys as in bench_engine --help)
 # Environment: BUILD (build), HANDSHAKES (200), MIB (16), KEEP=1 keeps the callgrind.out files.
@@ -41,12 +42,14 @@ for key in "${KEYS[@]}"; do
     valgrind --tool=callgrind --callgrind-out-file="$OUT/$key.out" "$BIN" --rounds 1 \
         --handshakes "$HANDSHAKES" --mib "$MIB" --only "$key" >"$OUT/$key.txt" 2>"$OUT/$key.err" ||
         { cat "$OUT/$key.err" >&2; exit 1; }
-    # Inclusive cost of bench_engine.c's eng_<fn> and raw_<fn> (with any .constprop/.isra suffix).
-    callgrind_annotate --inclusive=yes --threshold=100 "$OUT/$key.out" 2>/dev/null |
+    # Inclusive cost of bench/bench_engine/*.c's eng_<fn> and raw_<fn> (any .constprop/.isra suffix),
+    # from the function list alone (--auto=no: an annotated source's "=> fn" call lines would count
+    # them twice).
+    callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$OUT/$key.out" 2>/dev/null |
         awk -v fns="^($fns)$" -v ops="$ops" -v key="$key" -v unit="$unit" '
-            /bench_engine\.c:(eng|raw)_/ {
+            /bench_engine\/[a-z_]+\.c:(eng|raw)_/ {
                 n = $1; gsub(/,/, "", n)
-                f = $0; sub(/.*bench_engine\.c:/, "", f); sub(/[ .].*/, "", f)
+                f = $0; sub(/.*bench_engine\/[a-z_]+\.c:/, "", f); sub(/[ .].*/, "", f)
                 path = substr(f, 1, 3); base = substr(f, 5)
                 if (base ~ fns) sum[path] += n
             }

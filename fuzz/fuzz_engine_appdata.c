@@ -5,7 +5,7 @@
  * so the same bytes every time), then the client wraps 1-4 application-data records (optionally a
  * TLS 1.3 KeyUpdate first, and its close_notify last). That genuine stream is mutated as the input
  * says (XOR or set a byte, set a record's length field, e.g. to 0xFFFF) and fed to the server in
- * chunks, with every call checked against the engine's contract (fuzz/harness.h). Then:
+ * chunks, with every call checked against the engine's contract (fuzz/harness.c). Then:
  *  - unmodified stream: the server delivers exactly the plaintext and ends TL_CLOSED (TL_TRUNCATED
  *    without close_notify), and the client accepts everything the server sent back (KeyUpdate);
  *  - modified stream: the server delivers exactly the plaintext of the records before the first

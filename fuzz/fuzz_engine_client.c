@@ -2,7 +2,7 @@
  * fuzz/fuzz_engine_client.c - a buffer-mode client engine (TL_VERIFY_NONE, SNI "localhost") per
  * input: it wraps its ClientHello, then unwraps the input as the server's bytes, in chunks and into
  * destinations the input's header chooses, every call checked against the engine's contract
- * (fuzz/harness.h). The RNG is deterministic, so the ClientHello is the same bytes every time and a
+ * (fuzz/harness.c). The RNG is deterministic, so the ClientHello is the same bytes every time and a
  * server flight recorded by fuzz/make_corpus.c completes the handshake: the seeds reach the
  * encrypted messages, tickets, KeyUpdate, application data and close_notify.
  */

@@ -2,7 +2,7 @@
  * fuzz/fuzz_engine_server.c - a fresh buffer-mode server engine per input; the input is what a
  * client sends (ClientHellos, records, garbage), cut into chunks whose sizes the input's header
  * chooses, unwrapped into small and large destinations, every call checked against the engine's
- * contract (fuzz/harness.h). Header layout: fz_drive in fuzz/harness.h; seeds:
+ * contract (fuzz/harness.c). Header layout: fz_input in fuzz/harness.h; seeds:
  * fuzz/corpus/fuzz_engine_server/ (fuzz/make_corpus.c).
  */
 #include "harness.h"

@@ -5,7 +5,7 @@
  *   build/fuzz/make_corpus DIR  writes DIR/fuzz_engine_{server,client,appdata}/seed-*
  *
  * It records real handshakes between tlsloop engines in memory, with the same deterministic RNG,
- * certificates and configurations as the targets (fuzz/harness.h): the client's bytes become seeds
+ * certificates and configurations as the targets (fuzz/harness.c): the client's bytes become seeds
  * of fuzz_engine_server, the server's bytes seeds of fuzz_engine_client (where, the ClientHello
  * being the same bytes, they complete the handshake), and it adds hand-made inputs: an SSLv3 and an
  * SSLv2 hello, plain HTTP, records with a 0xFFFF length, alerts, an empty input. Each seed is the
@@ -67,7 +67,7 @@ static void seed(const char *target, const char *name, const uint8_t *hdr, const
     written++;
 }
 
-/* Headers (fz_drive in harness.h): configuration and flags, small unwrap dst, dst pattern, small
+/* Headers (fz_input in harness.h): configuration and flags, small unwrap dst, dst pattern, small
  * wrap dst - 1, four chunk sizes (0: all at once). */
 typedef struct hdr {
     uint8_t b[FZ_HDR];

@@ -1,10 +1,6 @@
-/*
- * demo.c - `tlsloop demo`: a client and a server engine talking through memory, step by step.
- *
- * It shows the engine's contract at work: every wrap/unwrap with its status, handshake status and
- * byte counts; a request and an answer; a second connection resumed with the ticket from the
- * first; a clean close. Nothing touches the network.
- */
+/* demo.c - `tlsloop demo`: a client and a server engine talking through memory, every wrap/unwrap
+ * traced with its status, handshake status and byte counts: a request and an answer, a second
+ * connection resumed with the first's ticket, a clean close. Nothing touches the network. */
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdlib.h>

@@ -1,13 +1,6 @@
 /* serve.c - `tlsloop serve`: the static HTTPS/HTTP server (tlsloop/httpd.h on tlsloop/server.h).
- *
- * With no options it runs the embedded default: HTTPS on 127.0.0.1:8443 and HTTP on
- * 127.0.0.1:8080, with a certificate for localhost, 127.0.0.1 and ::1 (90 days, renewed on start
- * once a third of that is left) issued by a local CA that is made on first start and kept in the
- * state directory (name-constrained to localhost and loopback; an older unconstrained one is
- * replaced), serving a built-in page that says what
- * it is and shows live counters. Every server and HTTP option works, on the command line and in
- * a --config file alike.
- */
+ * With no options, the embedded default: 127.0.0.1:8443 and :8080, a localhost certificate from a
+ * name-constrained local CA in the state directory (docs/http.md, "The embedded default"). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>

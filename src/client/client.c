@@ -1,12 +1,5 @@
 /* client.c - connecting: names resolved on the task pool, every address tried in turn, TLS that
- * verifies, and the session cache per host:port (tlsloop/client.h).
- *
- * Every connection a client makes carries a `cconn` as its owner data and the client's own
- * callbacks (`RELAY` below): they take TLS sessions as they arrive and pass everything else on to
- * the callbacks the connection's user gave (or, for tl_client_http, the HTTP layer's). While the
- * connection is still an attempt, its cconn points at the dial; the owner's on_close then decides
- * whether to try the next address or to report the failure.
- */
+ * verifies, and the session cache per host:port (tlsloop/client.h; docs/client.md, "The API"). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -162,6 +155,9 @@ static void capture(cconn *cc, tl_conn *c)
 }
 
 /* ---- the relay: the client's callbacks in front of the user's ---------------------------- */
+
+/* Every connection a client makes has a cconn as its owner data and RELAY as its callbacks: they
+ * take TLS sessions as they arrive and pass the rest on to the user's (or tl_client_http's). */
 
 static void report(tl_client_dial *d, tl_conn *c, tl_client_error err);
 
@@ -338,6 +334,8 @@ static tl_client_error tls_failure(tl_conn *c, tl_conn_end how)
     }
 }
 
+/* While the connection is still an attempt (cc->dial), this decides: the next address, or the
+ * failure reported. */
 static void o_close(tl_conn *c, tl_conn_end how, void *owner_data)
 {
     cconn *cc = owner_data;

@@ -1,11 +1,5 @@
-/* client_http.c - HTTP/1.1 exchanges on a client connection (tlsloop/client.h).
- *
- * One exchange at a time: WAIT (request sent, head arriving), BODY (framed by the head), then
- * IDLE again. The head is parsed where it lies when it arrives in one read; a split head waits in
- * `in`. The end of an exchange is decided by the framing alone: the Content-Length counted down,
- * the last chunk read, or, for a body that runs to the connection's end, the kind of end (a clean
- * close_notify, or a TCP FIN on a plain connection, completes it; anything else truncates it).
- */
+/* client_http.c - HTTP/1.1 exchanges on a client connection, one at a time (tlsloop/client.h;
+ * docs/client.md, "The API"). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +11,7 @@
 #define MAX_FIELDS 100
 #define MAX_HEAD (64u * 1024u)
 
+/* X_WAIT: request sent, head arriving; X_BODY: framed by the head; then X_IDLE again. */
 enum { X_IDLE, X_WAIT, X_BODY };
 
 struct tl_client_http {
@@ -148,6 +143,7 @@ static size_t consume(tl_client_http *x, const uint8_t *p, size_t n)
     return n;
 }
 
+/* A head that arrives in one read is parsed where it lies; a split one waits in x->in. */
 static void x_read(tl_conn *c, const uint8_t *p, size_t n)
 {
     tl_client_http *x = tl_conn_data(c);
@@ -168,6 +164,9 @@ static void x_read(tl_conn *c, const uint8_t *p, size_t n)
         tl_buf_consume(&x->in, used);
 }
 
+/* An exchange ends by its framing alone: the Content-Length counted down, the last chunk read, or,
+ * for a body that runs to the connection's end, a clean end (close_notify; a FIN on a plain
+ * connection). Any other end truncates it. */
 static void x_eof(tl_conn *c, tl_conn_end how)
 {
     tl_client_http *x = tl_conn_data(c);

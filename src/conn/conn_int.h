@@ -1,9 +1,11 @@
 /*
  * src/conn/conn_int.h - the connection's private structure and its type table, shared by conn*.c only.
  *
- * conn.c holds the policy (states, interest, backpressure, the close protocol, callbacks);
- * conn_tcp.c and conn_tls.c are the two connection types behind one table, so conn.c never
- * branches on TCP versus TLS. Both types speak the engine's status vocabulary.
+ * The policy (states, interest, backpressure, the close protocol, callbacks) is five files, each
+ * using only those before it: conn.c (ending, interest, deadlines), conn_write.c (the write queue
+ * and the close protocol), conn_read.c, conn_handshake.c, conn_events.c (the loop's entry points,
+ * making connections). conn_tcp.c and conn_tls.c are the two connection types behind one table,
+ * so the policy never branches on TCP versus TLS. Both types speak the engine's status vocabulary.
  */
 #ifndef TLSLOOP_CONN_INT_H
 #define TLSLOOP_CONN_INT_H
@@ -75,7 +77,7 @@ struct tl_conn {
     tl_conn_end pending_end;      /* abort_requested: the end to give it */
     int sock_errno;               /* the last socket error */
 
-    /* Deadlines: one timer, armed for the nearest (arm_deadline in conn.c). */
+    /* Deadlines: one timer, armed for the nearest (tli_conn_arm_deadline in conn.c). */
     uint32_t hs_timeout_ms, close_timeout_ms;
     uint32_t idle_timeout_ms, stall_timeout_ms; /* 0: off */
     uint32_t active_ms;           /* the socket last moved bytes, either way */
@@ -129,6 +131,54 @@ struct tl_conn {
     uint64_t bytes_in, bytes_out;
     char *err;                    /* why it failed; allocated only then (NULL: "") */
 };
+
+/* ---- the policy's files share (conn.c, conn_write.c, conn_read.c, conn_handshake.c,
+ * conn_events.c; each calls only the ones before it) ---- */
+
+#define CONN_MSG_MAX 256             /* a failure's message */
+#define KEY_UPDATE_WINDOW_MS 1000    /* the KeyUpdate rate cap's window */
+
+static inline uint32_t tli_conn_now_ms(const tl_conn *c) { return (uint32_t)tl_loop_now(c->loop); }
+
+/* Output waiting: the write queue and what the type holds. */
+static inline size_t tli_conn_queued(const tl_conn *c)
+{
+    return tl_buf_len(&c->wq) + c->type->pending_output(c);
+}
+
+/* Milliseconds left until `limit` has passed since `mark`; 0 once it has. */
+static inline uint32_t tli_conn_left(uint32_t now, uint32_t mark, uint32_t limit)
+{
+    uint32_t spent = now - mark;
+    return spent >= limit ? 0 : limit - spent;
+}
+
+/* The send-stall deadline is on, and output waits. */
+static inline bool tli_conn_stall_applies(const tl_conn *c)
+{
+    return c->stall_timeout_ms && tli_conn_queued(c) > 0;
+}
+
+/* conn.c: record why it failed (the first reason sticks); tell the owner how a TLS handshake
+ * ended (once), and on failure the application too; post ACT_* actions; close the socket now and
+ * post on_close (finish), after recording a socket or TLS failure (fail); event interest; the
+ * timer for the nearest deadline. */
+void tli_conn_set_error(tl_conn *c, const char *msg);
+void tli_conn_owner_handshake(tl_conn *c, bool ok);
+void tli_conn_report_handshake_failure(tl_conn *c);
+void tli_conn_schedule(tl_conn *c, unsigned act);
+void tli_conn_finish(tl_conn *c, tl_conn_end end);
+void tli_conn_fail(tl_conn *c, const char *what);
+void tli_conn_update_interest(tl_conn *c);
+void tli_conn_arm_deadline(tl_conn *c);
+/* conn_write.c: send what is queued (on_drain, then close_notify and FIN when asked); a close
+ * asked for before the connection was up, now that it is (returns whether it closed). */
+void tli_conn_do_flush(tl_conn *c);
+bool tli_conn_close_if_requested(tl_conn *c);
+/* conn_read.c: read and deliver, within the turn's budget. */
+void tli_conn_do_read(tl_conn *c);
+/* conn_handshake.c: run handshake steps until one waits (or goes to the pool) or it ends. */
+void tli_conn_do_handshake(tl_conn *c);
 
 /* Socket I/O shared by both types: recv/send with MSG_NOSIGNAL, errors recorded on c. Return
  * bytes, 0 at EOF (recv), TL_IO_AGAIN or TL_IO_ERROR. */

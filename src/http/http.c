@@ -1,9 +1,6 @@
-/* http.c - the request parser and the framing checks (tlsloop/http.h).
- *
- * One pass over the bytes with a table per character class; nothing is copied. Every early
- * return on a partial head is TL_HTTP_INCOMPLETE only when the bytes so far are a valid
- * beginning: garbage is refused as soon as it is seen, not when the buffer fills.
- */
+/* http.c - the request parser and the framing checks (tlsloop/http.h): one pass with a table per
+ * character class, nothing copied; a partial head is TL_HTTP_INCOMPLETE only while it can still
+ * become a valid one, garbage is refused when seen (docs/http.md, "Requests"). */
 #include <string.h>
 #include <strings.h>
 

@@ -1,18 +1,5 @@
-/* http_chunked.c - reading (and checking) a chunked request body (tlsloop/http.h).
- *
- *   chunked-body   = *chunk last-chunk trailer-section CRLF
- *   chunk          = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
- *   last-chunk     = 1*("0") [ chunk-ext ] CRLF
- *   chunk-ext      = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
- *   chunk-ext-val  = token / quoted-string
- *   trailer-section = *( field-line CRLF )
- * (RFC 9112 7.1). A byte-at-a-time state machine: a body split anywhere reads the same. Lines end
- * with CRLF; a lone LF only with TL_HTTP_LONE_LF; a bare CR is an error. Extensions are checked
- * against the grammar above and skipped; trailer fields are checked as header fields and skipped.
- *
- * d->state holds the machine's state in its low byte and the flags above it, so a zeroed reader
- * is a strict one and the public struct keeps its size.
- */
+/* http_chunked.c - reading (and checking) a chunked body (tlsloop/http.h; docs/http.md, "Chunked
+ * bodies"): a byte-at-a-time state machine, so a body split anywhere reads the same. */
 #include <string.h>
 
 #include <tlsloop/http.h>
@@ -20,8 +7,20 @@
 #define SIZE_LINE_MAX 1024      /* a chunk-size line, extensions and CRLF included */
 #define TRAILERS_MAX 16384      /* the whole trailer section */
 #define SIZE_MAX_VALUE (1ull << 60)
+/* d->state: the machine's state in its low byte, the flags above it, so a zeroed reader is a
+ * strict one and the public struct keeps its size. */
 #define FLAG_SHIFT 8
 
+/* RFC 9112 7.1:
+ *   chunked-body   = *chunk last-chunk trailer-section CRLF
+ *   chunk          = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+ *   last-chunk     = 1*("0") [ chunk-ext ] CRLF
+ *   chunk-ext      = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+ *   chunk-ext-val  = token / quoted-string
+ *   trailer-section = *( field-line CRLF )
+ * Lines end with CRLF (a lone LF only with TL_HTTP_LONE_LF; a bare CR is an error). Extensions are
+ * checked against the grammar and skipped; trailer fields are checked as header fields and
+ * skipped. */
 enum {
     S_SIZE = 0,     /* hex digits of a chunk size (the first one not yet seen when line == 0) */
     S_SIZE_WS,      /* BWS after the size: only ';' may follow */

@@ -1,9 +1,6 @@
-/* http_path.c - a request-target turned into a clean absolute path (tlsloop/http.h).
- *
- * Decoding comes before normalising, so an encoded dot or slash ("%2e%2e", "%2f") is treated as
- * what it stands for and can never smuggle a ".." past the check. Both steps work in the output
- * buffer: decoding never lengthens the path and normalising never moves a byte forward.
- */
+/* http_path.c - a request-target turned into a clean absolute path (tlsloop/http.h): decoded, then
+ * normalised, so "%2e%2e" or "%2f" never smuggles a ".." past the check. Both steps work in the
+ * output buffer: decoding never lengthens the path, normalising never moves a byte forward. */
 #include <string.h>
 #include <strings.h>
 

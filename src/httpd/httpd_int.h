@@ -1,5 +1,6 @@
 /*
- * src/httpd/httpd_int.h - the HTTP server's private structures, shared by httpd*.c only.
+ * src/httpd/httpd_int.h - the HTTP server's private structures and functions, shared by httpd*.c
+ * only.
  */
 #ifndef TLSLOOP_HTTPD_INT_H
 #define TLSLOOP_HTTPD_INT_H
@@ -98,6 +99,8 @@ void tli_halog_write(halog *a, const hlogline *l);
 
 /* ---- the server ---- */
 
+typedef struct hconn hconn;
+
 typedef struct hpage {
     char *path;
     tl_httpd_page_fn fn;
@@ -136,9 +139,140 @@ struct tl_httpd {
     size_t npages;
     hworker *workers;
     unsigned nworkers;
+    /* tli_httpd_answered, which httpd_reply.c calls once an answer is handed over: through a
+     * pointer, so that only httpd_conn.c calls the other (check_circles.sh). */
+    void (*answered)(hconn *hc);
 };
+
+/* ---- a connection (httpd_conn.c) ---- */
+
+/* A connection is in one of four states:
+ *   IDLE     waiting for a request's first byte (keepalive-timeout; header-timeout for the first)
+ *   HEAD     a request head is arriving (header-timeout from its first byte, then 408)
+ *   BODY     its body is being read and discarded (body-timeout, then 408); the head waits in
+ *            `held` and is parsed again when the body has ended
+ *   CLOSING  an answer that ends the connection was sent; input is ignored
+ * and, across IDLE, independently `blocked`: an answer is waiting for the connection's write
+ * queue (a streamed file, or pipelined answers above the high-water mark). While blocked, reading
+ * is paused and input waits in `in`; on_drain goes on with the file or with `in`. */
+enum { H_IDLE, H_HEAD, H_BODY, H_CLOSING };
+
+/* What the access-log line of a streamed answer needs once the request's bytes are gone. */
+typedef struct hlogctx {
+    int status;
+    uint64_t bytes;
+    char *request, *referer, *agent;   /* copies, or NULL */
+    size_t request_len, referer_len, agent_len;
+} hlogctx;
+
+/* A request body that spans reads (state BODY). */
+typedef struct hbody {
+    tl_buf held;               /* the head, parsed again when the body has ended */
+    uint64_t left;             /* of a Content-Length body */
+    tl_http_chunked chunk;
+    bool chunked;
+} hbody;
+
+/* A file being streamed. */
+typedef struct hstream {
+    int fd;
+    uint64_t off, end;
+    hlogctx *lg;               /* its access-log line, when there is an access log */
+} hstream;
+
+/* A connection's state, kept small (an idle connection holds this and nothing else of ours but
+ * the server's and the connection layer's): what only a body or a stream needs lives apart. */
+struct hconn {
+    tl_conn *c;
+    hworker *w;
+    tl_buf in;                 /* input not used yet */
+    tl_http_scan scan;         /* HEAD: the head checked so far (tlsloop/http.h) */
+    tl_timer timer;
+    uint64_t t0_ns;            /* the current request's first byte */
+    hbody *body;               /* BODY */
+    hstream *stream;           /* blocked on a streamed file */
+    uint8_t state;
+    bool keep_alive, blocked, eof, draining, first;
+    bool consuming;            /* inside consume(): answers must not read input themselves */
+};
+
+static inline tl_httpd *of_conn(const hconn *hc)
+{
+    return hc->w->h;
+}
+
+static inline void close_conn(hconn *hc)
+{
+    hc->state = H_CLOSING;
+    tl_timer_stop(tl_conn_loop(hc->c), &hc->timer);
+    tl_conn_close(hc->c);
+}
+
+/* An answer was handed to the connection: the next request, or the end. */
+void tli_httpd_answered(hconn *hc);
+/* The server handler's and the connection's callbacks (tl_httpd_new puts them in place). */
+void tli_httpd_conn_open(tl_conn *c, void *data);
+void tli_httpd_conn_drain(tl_conn *c, void *data);
+void tli_httpd_conn_read(tl_conn *c, const uint8_t *d, size_t n);
+void tli_httpd_conn_writable(tl_conn *c);
+void tli_httpd_conn_eof(tl_conn *c, tl_conn_end how);
+void tli_httpd_conn_handshake(tl_conn *c, bool ok);
+void tli_httpd_conn_close(tl_conn *c, tl_conn_end how);
+
+/* ---- writing answers (httpd_reply.c) ---- */
+
+typedef struct reply {
+    int status;
+    const char *type;          /* Content-Type, or NULL */
+    char extra[1024];          /* more header lines, each ending in CRLF */
+    size_t extra_len;
+    uint64_t length;           /* Content-Length */
+    bool no_length;            /* no Content-Length (304) */
+    bool close;                /* end the connection after it */
+    const void *body;          /* sent after the head (NULL: nothing, or a stream follows) */
+    size_t body_len;
+} reply;
+
+/* The request facts an answer and its log line need. */
+typedef struct reqview {
+    const tl_http_request *req;   /* NULL: the request could not be parsed */
+    const char *line;             /* the request line for the log (may be partial) */
+    size_t line_len;
+    bool head;                    /* HEAD: no body */
+    int minor;
+} reqview;
+
+static inline const tl_http_header *req_field(const reqview *rv, const char *name)
+{
+    return rv->req ? tl_http_find_header(rv->req, name) : NULL;
+}
 
 /* The Date header's value for now, formatted at most once a second per worker. */
 const char *tli_httpd_date(hworker *w);
+/* A header line for the rare answers (Location, Content-Range): formatted, kept whole or not at
+ * all. */
+void tli_httpd_add_header(reply *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "name: value\r\n", kept whole or not at all. */
+void tli_httpd_add_field(reply *r, const char *name, const char *value);
+/* Send an answer's head and its in-memory body. Returns tl_conn_writev's answer. */
+int tli_httpd_send_reply(hconn *hc, const reqview *rv, reply *r, bool streams);
+/* An answer held in memory was handed to the connection (rc from tli_httpd_send_reply): close
+ * when it ends the connection, wait for on_drain when the write queue is full, else go on. */
+void tli_httpd_sent(hconn *hc, int rc, bool close);
+/* A small HTML body for errors and redirects. */
+void tli_httpd_simple_reply(hconn *hc, const reqview *rv, reply *r);
+void tli_httpd_error_reply(hconn *hc, const reqview *rv, int status, bool close);
+/* A request that cannot be answered normally: its framing is broken or refused. */
+void tli_httpd_reject(hconn *hc, const reqview *rv, int status);
+/* A streamed file (hc->stream): send what the write queue takes; its end, its log line. */
+void tli_httpd_pump(hconn *hc);
+void tli_httpd_end_stream(hconn *hc);
+void tli_httpd_log_stream(hconn *hc);
+
+/* ---- answering a request (httpd_route.c) ---- */
+
+/* A request whose head (and body) has been read: the metrics page, the HTTPS redirect, a page,
+ * or a file. */
+void tli_httpd_respond(hconn *hc, const tl_http_request *req, const tl_http_message *msg);
 
 #endif /* TLSLOOP_HTTPD_INT_H */

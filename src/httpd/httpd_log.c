@@ -1,15 +1,5 @@
-/* httpd_log.c - the access log: one line per answer, to a file or to stdout (tlsloop/httpd.h).
- *
- *   127.0.0.1 - - [03/Dec/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 612 "-" "curl/7.88.1"
- *       TLSv1.3 TLS_AES_256_GCM_SHA384 new 0.000
- * is the combined format, then the TLS version and cipher ("-" on plain connections), "new" or
- * "resumed" for the TLS session ("-" again), and the request's time in seconds (from its first
- * byte to the last byte of the answer handed to the connection). Quoted fields come from the
- * client: bytes outside printable ASCII, '"' and '\' are written as \xNN, so a client can forge
- * neither a line nor a field. Each line is one write() on an O_APPEND descriptor (below PIPE_BUF,
- * so lines of several workers never mix); a reopen swaps the file behind the descriptor with
- * dup3, as the error log does.
- */
+/* httpd_log.c - the access log: one line per answer, to a file or to stdout (tlsloop/httpd.h):
+ * the combined format and the TLS facts (docs/http.md, "Access log"). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -96,7 +86,8 @@ static void putf(out *o, const char *fmt, ...)
         o->n += (size_t)n > LINE_MAX_BYTES - o->n ? LINE_MAX_BYTES - o->n : (size_t)n;
 }
 
-/* A client's text in quotes, escaped, at most FIELD_MAX bytes of it. */
+/* A client's text in quotes, escaped, at most FIELD_MAX bytes of it: bytes outside printable
+ * ASCII, '"' and '\' become \xNN, so a client can forge neither a line nor a field. */
 static void quoted(out *o, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -143,7 +134,8 @@ void tli_halog_write(halog *a, const hlogline *l)
     putf(&o, " %s %s %s %.3f", l->tls_version ? l->tls_version : "-", l->cipher ? l->cipher : "-",
          l->tls_version ? (l->resumed ? "resumed" : "new") : "-", l->seconds);
     o.buf[o.n++] = '\n';
-    /* One write: a short one (disk full) loses the line, never interleaves it. */
+    /* One write on O_APPEND, below PIPE_BUF: lines of several workers never mix; a short one
+     * (disk full) loses the line, never interleaves it. */
     ssize_t rc = write(a->fd, o.buf, o.n);
     (void)rc;
 }

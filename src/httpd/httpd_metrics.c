@@ -1,7 +1,30 @@
-/* httpd_metrics.c - the server's and httpd's counters as Prometheus text (tlsloop/httpd.h): the
- * server's families (tl_server_metrics_text), then httpd's, with the shared writer of tli.h.
+/* httpd_metrics.c - httpd's counters, summed over the workers (tl_httpd_get_stats), and as
+ * Prometheus text (tlsloop/httpd.h): the server's families (tl_server_metrics_text), then httpd's,
+ * with the shared writer of tli.h.
  */
+#include <string.h>
+
 #include "httpd/httpd_int.h"
+
+void tl_httpd_get_stats(tl_httpd *h, tl_httpd_stats *out)
+{
+    memset(out, 0, sizeof *out);
+#define SUM(field) out->field += atomic_load_explicit(&st->field, memory_order_relaxed)
+    for (unsigned i = 0; i < h->nworkers; i++) {
+        hstats *st = &h->workers[i].st;
+        SUM(requests);
+        for (int k = 0; k < 6; k++)
+            SUM(status[k]);
+        SUM(not_modified);
+        SUM(not_found);
+        SUM(rejected);
+        SUM(timeouts);
+        SUM(body_bytes);
+        SUM(cache_hits);
+        SUM(cache_misses);
+    }
+#undef SUM
+}
 
 int tl_httpd_metrics_text(tl_httpd *h, tl_buf *out)
 {

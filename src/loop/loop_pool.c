@@ -1,22 +1,6 @@
-/*
- * loop_pool.c - the task pool: a few low-priority threads that run work which must not run on a
- * loop (delegated TLS handshake steps, name resolution, file opens), then post its completion
- * back to the loop that owns it.
- *
- * The threads run at normal priority, not SCHED_IDLE: OpenSSL 3.0 takes a process-wide write lock
- * when it creates and frees objects, and glibc's rwlock lets a waiting writer spin. A loop thread
- * spinning on that lock while it preempts a SCHED_IDLE task that holds it is a priority inversion
- * that froze every connection for up to 1.9 s in the handshake-storm benchmark
- * (docs/benchmarks.md). At equal priority the scheduler interleaves loop and tasks, and a loop
- * that asks for a short slice (tl_thread_set_slice, loop_sched.c) preempts a task when it wakes:
- * that is what keeps established connections responsive during a storm.
- *
- * The threads block every signal: signals belong to the threads that handle them (a loop's
- * signalfd), and a task thread must never be picked to run a default action such as "terminate".
- * They are created with every signal blocked, not just block them once they run: a thread that
- * has not been scheduled yet still holds its creator's mask, and a SIGUSR1 sent to a busy process
- * right after start-up was delivered to one and killed the server (seen under ASan in CI).
- */
+/* loop_pool.c - the task pool: a few threads that run work which must not run on a loop (delegated
+ * TLS handshake steps, name resolution, file opens), then post its completion back to its loop.
+ * Normal priority, every signal blocked; why: docs/design.md (decision 12) and docs/conn.md. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -72,7 +56,9 @@ tl_pool *tl_pool_new(unsigned threads)
     pthread_cond_init(&p->cv, NULL);
     sigset_t all, old;
     sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);   /* the threads inherit it from their first instant */
+    /* Created with the mask, not blocking it once they run: a thread not yet scheduled holds its
+     * creator's mask, and a SIGUSR1 right after start-up once killed the server that way. */
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     for (unsigned i = 0; i < threads; i++) {
         if (pthread_create(&p->threads[p->nthreads], NULL, worker, p) != 0)
             break;

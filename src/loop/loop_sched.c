@@ -1,16 +1,5 @@
-/*
- * loop_sched.c - short CPU time slices for loop threads.
- *
- * Since Linux 6.6 the fair scheduler is EEVDF: a thread that wakes up preempts the running one
- * only if its virtual deadline, its eligible time plus its slice, comes first. Every thread gets
- * the same base slice by default (1.4 ms on the 2-core benchmark machine), so a loop thread woken
- * by a request often waited for a task thread to finish a slice of handshake crypto on the same
- * core: during a full-handshake flood that was most of the p99 of established connections
- * (docs/benchmarks.md, W6). Since Linux 6.12 a SCHED_OTHER thread may ask for its own slice
- * (sched_setattr's sched_runtime, 0.1 to 100 ms, no privilege needed). A loop does a little work
- * per wake-up, so a short slice costs it nothing and makes its wake-ups preempt; its share of the
- * CPU is unchanged, since that follows the nice value, which is kept.
- */
+/* loop_sched.c - short CPU time slices for loop threads (Linux 6.12+, sched_setattr), so that a
+ * loop's wake-up preempts a task thread's handshake crypto (docs/design.md, decision 12). */
 #include <errno.h>
 #include <sched.h>
 #include <string.h>

@@ -1,11 +1,6 @@
-/* proxy_pp2.c - the TLS facts a PROXY v2 header carries to a backend (PP2_TYPE_SSL): client
- * flags, the verify result and the client certificate's CN (src/proxy/proxy_int.h).
- *
- * A backend may authorise by this CN, so it must be the certificate's own value: taken from the
- * X509_NAME entry, not from a printed (escaped, truncated) subject line, in which a CN "é" and
- * a CN "C3A9" both read "C3A9". What cannot be carried faithfully as a string (an embedded NUL,
- * bytes that are not UTF-8) is left out rather than altered.
- */
+/* proxy_pp2.c - the TLS facts a PROXY v2 header carries to a backend (PP2_TYPE_SSL): client flags,
+ * the verify result and the client certificate's CN, exactly or not at all (a backend may
+ * authorise by it; docs/proxy.md, "The client's identity at the backend"). */
 #include <string.h>
 
 #include <openssl/asn1.h>
@@ -49,6 +44,8 @@ static bool valid_utf8(const unsigned char *s, size_t n)
     return true;
 }
 
+/* From the X509_NAME entry, never a printed subject line (escaped, truncated: a CN "é" and a CN
+ * "C3A9" both print "C3A9"); what no string carries faithfully is left out, not altered. */
 int tli_cert_cn_utf8(X509 *cert, char *out, size_t cap)
 {
     out[0] = 0;

@@ -1,225 +1,10 @@
 /* server_config.c - the server's options: one table for the command line, the configuration file
- * and the API (tlsloop/server.h), with parsing, checking of each value, and the usage text. */
-#include <arpa/inet.h>
-#include <ctype.h>
-#include <errno.h>
+ * and the API (tlsloop/server.h), the setting and checking of each value, extension options, the
+ * usage text, and a configuration's making and freeing. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "server/server_int.h"
-
-/* ---- value parsers ---------------------------------------------------------------------- */
-
-/* A non-negative integer with nothing after it. */
-static int parse_uint(const char *s, uint64_t max, uint64_t *out)
-{
-    if (!s || !isdigit((unsigned char)*s))
-        return -1;
-    errno = 0;
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* "100us" (only where allow_us), "250ms", "10s", "5m", "2h", or a bare number of seconds, in
- * microseconds, at most max_us. */
-static int parse_duration_us(const char *s, bool allow_us, uint64_t max_us, uint64_t *out_us)
-{
-    if (!s || !isdigit((unsigned char)*s))
-        return -1;
-    errno = 0;
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno)
-        return -1;
-    uint64_t mult;
-    if (allow_us && strcmp(end, "us") == 0)
-        mult = 1;
-    else if (strcmp(end, "ms") == 0)
-        mult = 1000;
-    else if (*end == 0 || strcmp(end, "s") == 0)
-        mult = 1000000;
-    else if (strcmp(end, "m") == 0)
-        mult = 60000000;
-    else if (strcmp(end, "h") == 0)
-        mult = 3600000000ull;
-    else
-        return -1;
-    if (v > max_us / mult)
-        return -1;
-    *out_us = v * mult;
-    return 0;
-}
-
-/* Deadlines, in milliseconds: 49 days (2^32 ms) is plenty for any of them. */
-static int parse_duration_ms(const char *s, uint64_t *out_ms)
-{
-    uint64_t us;
-    if (parse_duration_us(s, false, (uint64_t)UINT32_MAX * 1000, &us) != 0)
-        return -1;
-    *out_ms = us / 1000;
-    return 0;
-}
-
-int tl_server_parse_duration(const char *s, uint64_t *ms)
-{
-    return parse_duration_ms(s, ms);
-}
-
-int tl_server_check_duration(const char *v, char *err, size_t errlen)
-{
-    uint64_t ms;
-    if (parse_duration_ms(v, &ms) != 0 || ms == 0)
-        return tli_fmt(err, errlen, "expected a duration above 0 such as 500ms, 10s or 2m"), -1;
-    return 0;
-}
-
-int tl_server_parse_size(const char *s, uint64_t *bytes)
-{
-    if (!s || !isdigit((unsigned char)*s))
-        return -1;
-    errno = 0;
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno)
-        return -1;
-    unsigned shift = 0;
-    if (*end) {
-        if (end[1])
-            return -1;
-        switch (*end | 0x20) {   /* one letter, either case */
-        case 'k': shift = 10; break;
-        case 'm': shift = 20; break;
-        case 'g': shift = 30; break;
-        default: return -1;
-        }
-    }
-    if (v > (UINT64_MAX >> 2) >> shift)
-        return -1;
-    *bytes = (uint64_t)v << shift;
-    return 0;
-}
-
-static int parse_bool(const char *s, bool *out)
-{
-    if (!s || !*s || !strcmp(s, "on") || !strcmp(s, "yes") || !strcmp(s, "true") || !strcmp(s, "1"))
-        *out = true;
-    else if (!strcmp(s, "off") || !strcmp(s, "no") || !strcmp(s, "false") || !strcmp(s, "0"))
-        *out = false;
-    else
-        return -1;
-    return 0;
-}
-
-void tli_addr_text(const struct sockaddr *sa, char *buf, size_t len)
-{
-    char host[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        port = ntohs(in->sin_port);
-        tli_fmt(buf, len, "%s:%u", host, port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        port = ntohs(in6->sin6_port);
-        tli_fmt(buf, len, "[%s]:%u", host, port);
-    } else {
-        tli_fmt(buf, len, "(family %d)", sa->sa_family);
-    }
-}
-
-/* "[ADDR:]PORT[,plain|,tls][,proxy[,from=CIDR...]]": ADDR is IPv4, [IPv6] or *; no ADDR means
- * every IPv4 address; each from= is a range trusted to send the PROXY header. */
-static int parse_listen(const char *s, tli_listen *out, char *err, size_t errlen)
-{
-    memset(out, 0, sizeof *out);
-    out->tls = true;
-    char buf[sizeof out->text];
-    if (strlen(s) >= sizeof buf)
-        goto bad;
-    strcpy(buf, s);
-    tli_fmt(out->text, sizeof out->text, "%s", s);
-    char *flags = strchr(buf, ',');
-    if (flags)
-        *flags++ = 0;
-    for (char *f = flags; f && *f;) {
-        char *next = strchr(f, ',');
-        if (next)
-            *next++ = 0;
-        if (!strcmp(f, "plain"))
-            out->tls = false;
-        else if (!strcmp(f, "tls"))
-            out->tls = true;
-        else if (!strcmp(f, "proxy"))
-            out->proxy = true;
-        else if (!strncmp(f, "from=", 5)) {
-            char msg[200];
-            if (out->n_from == TLI_LISTEN_FROM_MAX) {
-                tli_fmt(err, errlen, "listen %s: at most %d from= (give longer lists with "
-                        "proxy-from)", s, TLI_LISTEN_FROM_MAX);
-                return -1;
-            }
-            if (tli_cidr_parse(f + 5, &out->from[out->n_from], msg, sizeof msg) != 0) {
-                tli_fmt(err, errlen, "listen %s: from=%s: %s", s, f + 5, msg);
-                return -1;
-            }
-            out->n_from++;
-        } else {
-            tli_fmt(err, errlen, "listen %s: unknown flag '%s' (plain, tls, proxy or from=CIDR)",
-                    s, f);
-            return -1;
-        }
-        f = next;
-    }
-    if (out->n_from && !out->proxy) {
-        tli_fmt(err, errlen, "listen %s: from= says who may send a PROXY header: add ,proxy", s);
-        return -1;
-    }
-    char *host = NULL, *port = buf;
-    if (buf[0] == '[') {
-        char *close = strchr(buf, ']');
-        if (!close || close[1] != ':')
-            goto bad;
-        *close = 0;
-        host = buf + 1;
-        port = close + 2;
-    } else if (strchr(buf, ':')) {
-        char *colon = strrchr(buf, ':');
-        *colon = 0;
-        host = buf;
-        port = colon + 1;
-    }
-    uint64_t p;
-    if (parse_uint(port, 65535, &p) != 0)
-        goto bad;
-    if (host && strchr(host, ':')) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&out->addr;
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)p);
-        if (inet_pton(AF_INET6, host, &in6->sin6_addr) != 1)
-            goto bad;
-        out->addrlen = sizeof *in6;
-    } else {
-        struct sockaddr_in *in = (struct sockaddr_in *)&out->addr;
-        in->sin_family = AF_INET;
-        in->sin_port = htons((uint16_t)p);
-        if (!host || !*host || !strcmp(host, "*"))
-            in->sin_addr.s_addr = htonl(INADDR_ANY);
-        else if (inet_pton(AF_INET, host, &in->sin_addr) != 1)
-            goto bad;
-        out->addrlen = sizeof *in;
-    }
-    return 0;
-bad:
-    tli_fmt(err, errlen, "listen %s: expected [ADDR:]PORT[,plain][,proxy,from=CIDR] with ADDR an IPv4 "
-                         "address, [IPv6] or *, and PORT 0-65535", s);
-    return -1;
-}
 
 /* ---- the option table ------------------------------------------------------------------- */
 
@@ -251,7 +36,7 @@ static int append(void **arr, size_t *n, size_t size)
 static int set_listen(tl_server_config *cfg, const char *v, char *err, size_t errlen)
 {
     tli_listen l;
-    if (parse_listen(v, &l, err, errlen) != 0)
+    if (tli_parse_listen(v, &l, err, errlen) != 0)
         return -1;
     if (append((void **)&cfg->listens, &cfg->n_listens, sizeof l) != 0)
         return tli_fmt(err, errlen, "out of memory"), -1;
@@ -358,7 +143,7 @@ static int set_delegate(tl_server_config *cfg, const char *v, char *err, size_t 
     bool on;
     if (v && !strcmp(v, "auto"))
         cfg->delegate = TLI_DELEGATE_AUTO;
-    else if (parse_bool(v, &on) == 0)
+    else if (tli_parse_bool(v, &on) == 0)
         cfg->delegate = on ? TLI_DELEGATE_ON : TLI_DELEGATE_OFF;
     else
         return tli_fmt(err, errlen, "delegate-handshakes %s: expected on, off or auto", v), -1;
@@ -373,7 +158,7 @@ static int set_loop_slice(tl_server_config *cfg, const char *v, char *err, size_
         cfg->loop_slice_ns = 0;
         return 0;
     }
-    if (parse_duration_us(v, true, 100000, &us) == 0) {
+    if (tli_parse_duration_us(v, true, 100000, &us) == 0) {
         cfg->loop_slice_ns = us * 1000;
         return 0;
     }
@@ -386,7 +171,7 @@ static int set_loop_slice(tl_server_config *cfg, const char *v, char *err, size_
 static int set_ticket_rotate(tl_server_config *cfg, const char *v, char *err, size_t errlen)
 {
     uint64_t ms;
-    if (!v || parse_duration_ms(v, &ms) != 0 || ms == 0)
+    if (!v || tli_parse_duration_ms(v, &ms) != 0 || ms == 0)
         return tli_fmt(err, errlen, "ticket-rotate %s: expected a duration such as 30m or 6h",
                        v ? v : "(none)"), -1;
     if (ms > TL_SERVER_TICKET_ROTATE_MAX_MS)
@@ -500,7 +285,7 @@ static const tl_server_option *find_ext(const tl_server_config *cfg, const char 
 }
 
 /* tl_server_config_takes_value, extension options included. */
-static int takes_value(const tl_server_config *cfg, const char *name)
+int tli_option_takes_value(const tl_server_config *cfg, const char *name)
 {
     int t = tl_server_config_takes_value(name);
     if (t >= 0)
@@ -528,7 +313,7 @@ static int set_ext(tl_server_config *cfg, const tl_server_option *x, const char 
 {
     bool on;
     if (!*x->arg) {
-        if (parse_bool(value, &on) != 0)
+        if (tli_parse_bool(value, &on) != 0)
             return tli_fmt(err, errlen, "%s %s: expected on or off", x->name, value), -1;
         value = on ? "on" : "off";
     } else if (!value || !*value) {
@@ -605,7 +390,7 @@ size_t tl_server_config_values(const tl_server_config *cfg, const char *name, co
 
 static int set_value(tl_server_config *cfg, const option *o, const char *value, char *err,
                      size_t errlen);
-static int remember(tl_server_config *cfg, const char *name, const char *value);
+int tli_server_config_remember(tl_server_config *cfg, const char *name, const char *value);
 
 int tl_server_config_set(tl_server_config *cfg, const char *name, const char *value, char *err,
                          size_t errlen)
@@ -616,7 +401,7 @@ int tl_server_config_set(tl_server_config *cfg, const char *name, const char *va
         if (!x)
             return 1;
         int rc = set_ext(cfg, x, value, err, errlen);
-        if (rc == 0 && remember(cfg, name, value) != 0)
+        if (rc == 0 && tli_server_config_remember(cfg, name, value) != 0)
             return tli_fmt(err, errlen, "out of memory"), -1;
         return rc;
     }
@@ -625,7 +410,7 @@ int tl_server_config_set(tl_server_config *cfg, const char *name, const char *va
         return -1;
     }
     int rc = set_value(cfg, o, value, err, errlen);
-    if (rc == 0 && remember(cfg, name, value) != 0)
+    if (rc == 0 && tli_server_config_remember(cfg, name, value) != 0)
         return tli_fmt(err, errlen, "out of memory"), -1;
     return rc;
 }
@@ -637,14 +422,14 @@ static int set_value(tl_server_config *cfg, const option *o, const char *value, 
     char *field = (char *)cfg + o->off;
     switch (o->type) {
     case T_FLAG:
-        if (parse_bool(value, (bool *)field) != 0)
+        if (tli_parse_bool(value, (bool *)field) != 0)
             return tli_fmt(err, errlen, "%s %s: expected on or off", name, value), -1;
         return 0;
     case T_UINT:
     {
         uint64_t v;
         uint64_t min = !strcmp(name, "ipv6-prefix");   /* 0 bits would make the world one source */
-        if (parse_uint(value, o->max, &v) != 0 || v < min)
+        if (tli_parse_uint(value, o->max, &v) != 0 || v < min)
             return tli_fmt(err, errlen, "%s %s: expected a whole number from %llu to %llu", name,
                            value, (unsigned long long)min, (unsigned long long)o->max), -1;
         *(uint64_t *)field = v;
@@ -652,7 +437,7 @@ static int set_value(tl_server_config *cfg, const option *o, const char *value, 
     }
     case T_DURATION: {
         uint64_t ms;
-        if (parse_duration_ms(value, &ms) != 0)
+        if (tli_parse_duration_ms(value, &ms) != 0)
             return tli_fmt(err, errlen, "%s %s: expected a duration such as 500ms, 10s, 5m or 2h "
                                         "(at most 49 days)", name, value), -1;
         if (!ms && o->max)   /* max marks the deadlines that cannot be off */
@@ -769,7 +554,7 @@ void tl_server_config_free(tl_server_config *cfg)
 /* The configuration remembers every successful setting in order (a file as one "config" entry),
  * so a copy, or a reload, is the same settings applied again: the file read anew, and the options
  * given after it still overriding it. */
-static int remember(tl_server_config *cfg, const char *name, const char *value)
+int tli_server_config_remember(tl_server_config *cfg, const char *name, const char *value)
 {
     if (cfg->loading)
         return 0;
@@ -782,141 +567,5 @@ static int remember(tl_server_config *cfg, const char *name, const char *value)
     }
     cfg->history[cfg->n_history - 1].name = n;
     cfg->history[cfg->n_history - 1].value = v;
-    return 0;
-}
-
-tl_server_config *tli_server_config_replay(const tl_server_config *src, char *err, size_t errlen)
-{
-    tl_server_config *cfg = tl_server_config_new();
-    if (!cfg) {
-        tli_fmt(err, errlen, "out of memory");
-        return NULL;
-    }
-    for (size_t t = 0; t < src->n_ext; t++)
-        tl_server_config_extend(cfg, src->ext[t].opts, src->ext[t].n);
-    for (size_t i = 0; i < src->n_history; i++) {
-        const char *name = src->history[i].name, *value = src->history[i].value;
-        int r = !strcmp(name, "config") ? tl_server_config_load(cfg, value, err, errlen)
-                                        : tl_server_config_set(cfg, name, value, err, errlen);
-        if (r != 0) {
-            tl_server_config_free(cfg);
-            return NULL;
-        }
-    }
-    return cfg;
-}
-
-/* ---- files and argument vectors --------------------------------------------------------- */
-
-static char *trim(char *s)
-{
-    while (isspace((unsigned char)*s))
-        s++;
-    char *end = s + strlen(s);
-    while (end > s && isspace((unsigned char)end[-1]))
-        *--end = 0;
-    return s;
-}
-
-int tl_server_config_load(tl_server_config *cfg, const char *path, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        tli_fmt(err, errlen, "%s: cannot open the configuration file: %s", path, strerror(errno));
-        return -1;
-    }
-    char line[4096];
-    unsigned lineno = 0;
-    int rc = 0;
-    bool outer = !cfg->loading;
-    cfg->loading = true;
-    while (rc == 0 && fgets(line, sizeof line, f)) {
-        lineno++;
-        if (!strchr(line, '\n') && !feof(f)) {
-            tli_fmt(err, errlen, "%s:%u: line longer than %zu bytes", path, lineno, sizeof line - 2);
-            rc = -1;
-            break;
-        }
-        char *hash = strchr(line, '#');
-        if (hash)
-            *hash = 0;
-        char *name = trim(line);
-        if (!*name)
-            continue;
-        char *value = name + strcspn(name, " \t");
-        if (*value)
-            *value++ = 0;
-        value = trim(value);
-        if (!strcmp(name, "config")) {
-            tli_fmt(err, errlen, "%s:%u: 'config' cannot be used inside a configuration file",
-                    path, lineno);
-            rc = -1;
-            break;
-        }
-        char msg[400];
-        int r = tl_server_config_set(cfg, name, value, msg, sizeof msg);
-        if (r == 1)
-            tli_fmt(err, errlen, "%s:%u: unknown option '%s' (see tlsloop help serve)", path,
-                    lineno, name);
-        else if (r != 0)
-            tli_fmt(err, errlen, "%s:%u: %s", path, lineno, msg);
-        if (r != 0)
-            rc = -1;
-    }
-    if (rc == 0 && ferror(f)) {
-        tli_fmt(err, errlen, "%s: read error: %s", path, strerror(errno));
-        rc = -1;
-    }
-    fclose(f);
-    if (outer)
-        cfg->loading = false;
-    if (rc == 0) {
-        char *copy = strdup(path);
-        if (!copy || (outer && remember(cfg, "config", path) != 0)) {
-            free(copy);
-            return tli_fmt(err, errlen, "out of memory"), -1;
-        }
-        free(cfg->path);
-        cfg->path = copy;
-    }
-    return rc;
-}
-
-int tl_server_config_args(tl_server_config *cfg, int argc, char **argv, int *argi, char *err,
-                          size_t errlen)
-{
-    while (*argi < argc) {
-        const char *arg = argv[*argi];
-        if (strncmp(arg, "--", 2) != 0 || !arg[2])
-            return 0;
-        char name[64];
-        const char *eq = strchr(arg + 2, '=');
-        size_t nlen = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
-        if (nlen >= sizeof name)
-            return 0;
-        memcpy(name, arg + 2, nlen);
-        name[nlen] = 0;
-        int takes = takes_value(cfg, name);
-        if (takes < 0)
-            return 0;  /* not ours */
-        const char *value = eq ? eq + 1 : NULL;
-        /* A flag may be followed by its state: "--tickets off". */
-        bool ignored;
-        if (!takes && !value && *argi + 1 < argc && parse_bool(argv[*argi + 1], &ignored) == 0 &&
-            argv[*argi + 1][0])
-            value = argv[++*argi];
-        if (takes && !value) {
-            if (*argi + 1 >= argc) {
-                tli_fmt(err, errlen, "--%s needs a value", name);
-                return -1;
-            }
-            value = argv[++*argi];
-        }
-        (*argi)++;
-        int r = !strcmp(name, "config") ? tl_server_config_load(cfg, value, err, errlen)
-                                        : tl_server_config_set(cfg, name, value, err, errlen);
-        if (r != 0)
-            return -1;
-    }
     return 0;
 }

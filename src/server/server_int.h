@@ -93,14 +93,30 @@ struct tl_server_config {
     bool loading;                  /* inside a file: its lines are not remembered one by one */
 };
 
-/* The same settings applied again to a new configuration, files read anew: a copy, or a reload.
- * NULL with err set. */
+/* server_config_parse.c: a whole number up to max; a duration ("100us" only with allow_us,
+ * "250ms", "10s", "5m", "2h", or bare seconds) in microseconds up to max_us, or in milliseconds
+ * up to 49 days; on/off (yes/no, true/false, 1/0; empty is on); a listen value
+ * ("[ADDR:]PORT[,plain|,tls][,proxy[,from=CIDR...]]"). 0, or -1 (the listen one with err set). */
+int tli_parse_uint(const char *s, uint64_t max, uint64_t *out);
+int tli_parse_duration_us(const char *s, bool allow_us, uint64_t max_us, uint64_t *out_us);
+int tli_parse_duration_ms(const char *s, uint64_t *out_ms);
+int tli_parse_bool(const char *s, bool *out);
+int tli_parse_listen(const char *s, tli_listen *out, char *err, size_t errlen);
+
+/* server_config.c: remember a setting for the replay (not while a file loads: the file is one
+ * "config" entry); 0, or -1 out of memory. Whether an option takes a value, extension options
+ * included: 1, 0 (a flag), or -1 (unknown). */
+int tli_server_config_remember(tl_server_config *cfg, const char *name, const char *value);
+int tli_option_takes_value(const tl_server_config *cfg, const char *name);
+
+/* server_config_file.c: the same settings applied again to a new configuration, files read anew:
+ * a copy, or a reload. NULL with err set. */
 tl_server_config *tli_server_config_replay(const tl_server_config *cfg, char *err, size_t errlen);
+
+/* ---- addresses and trust (server_trust.c) ---- */
+
 /* Format an address as "1.2.3.4:5" or "[::1]:5". */
 void tli_addr_text(const struct sockaddr *sa, char *buf, size_t len);
-
-/* ---- trust and binding (server_trust.c) ---- */
-
 /* Parse one range: "10.0.0.0/8", "2001:db8::/32", or a plain address (/32, /128). Host bits must
  * be zero. 0, or -1 with the reason in err (without the option's name). */
 int tli_cidr_parse(const char *s, tli_cidr *out, char *err, size_t errlen);
@@ -112,12 +128,6 @@ bool tli_cidr_match(const tli_cidr *list, size_t n, const struct sockaddr *sa);
 bool tli_proxy_trusted(const tl_server_config *cfg, const tli_listen *L, const struct sockaddr *sa);
 /* Every proxy listener has someone to trust (a configuration error otherwise). 0, or -1. */
 int tli_check_proxy_trust(const tl_server_config *cfg, char *err, size_t errlen);
-/* Probe-bind L's address without SO_REUSEPORT, so that an address another process listens on is
- * found before the workers' SO_REUSEPORT sockets would silently join it. On success *fd is the
- * probe (bound, not listening, SO_REUSEADDR: the workers' sockets can bind beside it; hold it
- * until they have, so the port stays ours) and *port its port (the kernel's pick for port 0).
- * Returns 0, 1 when the address is in use (err names it), or -1 (err says why). */
-int tli_probe_listen(const tli_listen *L, int *fd, uint16_t *port, char *err, size_t errlen);
 
 /* ---- TLS generations (server_tls.c) ---- */
 
@@ -137,5 +147,198 @@ tli_gen *tli_gen_ref(tli_gen *g);
 void tli_gen_unref(tli_gen *g);
 /* A ring for cfg: from its key file, else new random keys. NULL with err set. */
 tl_ticket_ring *tli_ring_for(const tl_server_config *cfg, char *err, size_t errlen);
+
+/* ---- the running server (server.c and the files below) ---- */
+
+/* Threads. Each worker owns a loop, its own SO_REUSEPORT socket per listener and the connections
+ * it accepted; other threads reach it only by posting work to its loop, or through the few
+ * atomics below. The control thread (the caller of tl_server_run) handles signals, ticket
+ * rotation and the handshake rate. */
+
+/* The longest PROXY header accepted (v2 allows 64 KiB of TLVs; balancers send a few hundred). */
+#define TLI_PROXY_MAX 1024
+/* How long accepting pauses when the process is out of file descriptors. */
+#define TLI_FD_RETRY_MS 100
+
+typedef struct worker worker;
+
+/* Single-writer counters: only the owning worker writes them, any thread reads them. */
+typedef _Atomic uint64_t counter;
+
+static inline void bump(counter *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
+typedef struct wstats {
+    counter conns_total, conns_closed, refused_source, proxy_invalid, proxy_untrusted, accept_pauses;
+    counter hs_started, hs_ended, hs_full, hs_resumed, hs_failed[TL_HS_FAIL_KINDS], hs_cpu_ns;
+    counter ends[TL_END_LOCAL + 1], bytes_in, bytes_out;
+} wstats;
+
+/* A connection the server made: the owner data of its tl_conn. */
+typedef struct sconn {
+    tl_conn *c;
+    worker *w;
+    struct sconn *prev, *next;
+    union {                        /* an IPv4 or IPv6 address: 28 bytes, not a 128-byte storage */
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } peer;
+    socklen_t peerlen;
+    uint8_t *tlvs;                 /* PROXY v2 TLVs (copied), or NULL */
+    size_t tlvs_len;
+    int listener;
+    bool hs_slot;                  /* holds a handshake slot */
+    bool established;              /* on the worker's list of established connections */
+    struct sconn *est_prev, *est_next;
+    uint64_t est_ms;               /* when its handshake ended (plain: when it was accepted) */
+    bool hs_failed;
+    bool source_counted;
+} sconn;
+
+/* An accepted socket whose PROXY header is still arriving. */
+typedef struct pending {
+    tl_io io;
+    tl_timer timer;
+    worker *w;
+    struct pending *prev, *next;
+    int listener;
+    struct sockaddr_storage peer;
+    socklen_t peerlen;
+    uint64_t deadline_ms;          /* the handshake deadline, which the header's time counts to */
+    size_t have;
+    uint8_t buf[TLI_PROXY_MAX];
+} pending;
+
+typedef struct wlisten {
+    tl_io io;
+    worker *w;
+    int index;
+    bool paused;
+} wlisten;
+
+struct worker {
+    tl_server *srv;
+    int index;
+    pthread_t thread;
+    bool started;
+    tl_loop *loop;
+    wlisten *ls;
+    tli_gen *gen;                  /* what new TLS connections use */
+    tl_conn_opts opts;             /* template for new connections */
+    sconn *conns;
+    sconn *est_head, *est_tail;    /* established connections, oldest first */
+    pending *pendings;
+    size_t nconns, npending;
+    bool draining;
+    tl_timer retry;                /* resume after a rate or fd pause */
+    tl_timer drain_deadline;
+    atomic_bool asleep;            /* a listener waits for a shared slot */
+    atomic_bool wake_posted;
+    tl_work wake_work;
+    tl_work drain_work;
+    tl_work swap_work;
+    atomic_bool swap_posted;
+    pthread_mutex_t swap_lock;
+    tli_gen *next_gen;             /* under swap_lock */
+    tl_work done_work;             /* to the control loop when the worker ends */
+    wstats st;
+};
+
+struct tl_server {
+    tl_server_config *cfg;         /* as started; listeners, workers and limits come from it */
+    tli_gen *first_gen;            /* owns cfg */
+    tl_server_handler handler;
+    tl_log *log;
+    int *fds;                      /* workers x listeners sockets, bound at new */
+    uint16_t *ports;
+    size_t nlisten;
+    unsigned nworkers;
+    worker *workers;
+    tl_pool *pool;
+    tl_ticket_ring *ring;          /* rotated here unless it came from a key file */
+    bool ring_from_file;
+    pthread_mutex_t reload_lock;   /* one reload at a time */
+    pthread_mutex_t gen_lock;      /* the generation and ring below (held briefly) */
+    tli_gen *gen;
+    unsigned gen_serial;
+    tl_rate *rate;
+    tl_addr_limit *per_source;
+    uint64_t max_conns, max_hs;
+    atomic_uint_fast64_t conns, handshakes;
+    atomic_bool stopping;
+    tl_loop *control;
+    tl_work stop_work;
+    tl_timer tick, rotate;
+    unsigned nstarted, workers_done;
+    uint64_t last_hs_total, last_tick_ms;
+    _Atomic uint64_t rate_milli;   /* handshakes per second x 1000 */
+    _Atomic uint64_t reloads, reload_failures;
+};
+
+#define LOG(srv, level, ...) tl_log_write((srv)->log, TL_LOG_##level, __VA_ARGS__)
+
+/* From the bottom up: each file uses only the ones above it (tests/check_circles.sh). */
+
+/* server_config_check.c: whether a listener is TLS; the checks that need no system resource
+ * (tl_server_check adds loading the TLS generation). 0, or -1 with err set. */
+bool tli_any_tls(const tl_server_config *cfg);
+int tli_server_config_check(const tl_server_config *cfg, char *err, size_t errlen);
+
+/* server_admit.c: reserve a slot of *count below max; give back a connection and/or a handshake
+ * slot (waking the listeners that wait for one); stop watching a listener until a slot frees
+ * (PAUSE_SLOTS) or its retry timer fires; the worker's wake_work and retry callbacks. */
+typedef enum { PAUSE_SLOTS, PAUSE_RATE, PAUSE_FDS } pause_why;
+bool tli_take_slot(tl_server *srv, atomic_uint_fast64_t *count, uint64_t max);
+void tli_release_slots(tl_server *srv, bool conn, bool hs);
+void tli_pause_listener(worker *w, wlisten *wl, pause_why why);
+void tli_on_wake(tl_loop *loop, tl_work *work);
+void tli_on_retry(tl_loop *loop, tl_timer *t);
+
+/* server_listen.c: bind every worker's socket for every listener (after the probe); a listener's
+ * address with the port it is bound to. */
+int tli_bind_all(tl_server *srv, char *err, size_t errlen);
+void tli_bound_text(const tl_server *srv, size_t li, char *out, size_t outlen);
+
+/* server_conn.c: the owner of the server's connections; stop a draining worker's loop once it
+ * holds nothing; close an accepted socket that never became a connection (its slots go back);
+ * make the socket a connection (slots held; hs_timeout_ms: the handshake deadline left, 0: the
+ * configured one). */
+extern const tl_conn_owner tli_server_owner;
+void tli_maybe_finish(worker *w);
+void tli_drop_fd(worker *w, int fd, bool tls);
+void tli_start_conn(worker *w, int li, int fd, const struct sockaddr *peer, socklen_t peerlen,
+                    const tl_proxy_info *proxy, uint32_t hs_timeout_ms);
+
+/* server_proxy_header.c: wait for the PROXY header of an accepted socket; end that wait (ok: the
+ * socket became a connection; else it is closed); close a peer not trusted to send one. */
+void tli_start_pending(worker *w, int li, int fd, const struct sockaddr *peer, socklen_t len);
+void tli_end_pending(pending *p, bool ok);
+void tli_refuse_untrusted(worker *w, int li, int fd, const struct sockaddr *peer);
+
+/* server_control.c: the worker's drain callbacks; a generation for cfg (taken over on success);
+ * a worker's switch to a generation and its swap_work callback; the log level cfg sets; the
+ * warning for world-readable keys; the start of the drain; the control thread's signal handler
+ * and timers, and its stop_work callback. */
+void tli_on_drain_deadline(tl_loop *loop, tl_timer *t);
+void tli_on_drain_work(tl_loop *loop, tl_work *work);
+tli_gen *tli_make_gen(tl_server_config *cfg, tl_ticket_ring *ring, char *err, size_t errlen);
+void tli_set_gen(worker *w, tli_gen *g);
+void tli_on_swap(tl_loop *loop, tl_work *work);
+void tli_apply_log_level(tl_server *srv, const tl_server_config *cfg);
+void tli_warn_open_keys(tl_server *srv, const tl_server_config *cfg);
+void tli_begin_drain(tl_server *srv);
+void tli_on_stop_work(tl_loop *loop, tl_work *work);
+void tli_on_signal(tl_loop *loop, int signo, void *data);
+void tli_on_tick(tl_loop *loop, tl_timer *t);
+uint64_t tli_rotate_interval(const tl_server_config *cfg);
+void tli_on_rotate(tl_loop *loop, tl_timer *t);
+
+/* server_worker.c: a worker's setup (its sockets are bound), its thread, its teardown. */
+int tli_init_worker(tl_server *srv, worker *w, int index, char *err, size_t errlen);
+void *tli_worker_main(void *arg);
+void tli_free_worker(tl_server *srv, worker *w);
 
 #endif /* TLSLOOP_SERVER_INT_H */

@@ -1,10 +1,6 @@
-/* server_metrics.c - the server's counters as Prometheus text (tlsloop/server.h), and the
- * writer the metrics pages of the layers above share (tli.h).
- *
- * Text exposition format 0.0.4: a HELP and a TYPE line per family, then its samples. Names carry
- * the "tlsloop_" prefix; counters end in "_total". Counters are summed over workers; per-worker
- * figures are one tl_server_get_stats call away for those who want them.
- */
+/* server_metrics.c - the server's counters as Prometheus text (format 0.0.4, summed over workers;
+ * tlsloop/server.h, docs/server.md "Counters"), and the writer the layers above share (tli.h):
+ * a HELP and a TYPE line per family, names with the "tlsloop_" prefix, counters in "_total". */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>

@@ -1,24 +1,38 @@
-/* server_trust.c - whom a PROXY listener believes (proxy-from, a listener's from=), and the probe
- * that keeps a second process off our addresses (tlsloop/server.h).
+/* server_trust.c - addresses: their text for messages, the ranges of proxy-from and a listener's
+ * from=, and whom a PROXY listener believes.
  *
- * A PROXY header rewrites who the client is: the address in logs, the per-source limit and the
- * header the proxy passes on. So a proxy listener takes one only from the balancers the operator
- * names; a connection from anyone else is closed before a byte of it is read (server.c).
- *
- * Workers bind with SO_REUSEPORT, which lets any socket of the same user join the port and take a
- * share of its connections, silently. Before they bind, each address is bound once without
- * SO_REUSEPORT: that fails with EADDRINUSE while anyone else listens there, as nginx's bind does.
+ * A PROXY header rewrites who the client is (the address in logs, the per-source limit), so a
+ * proxy listener takes one only from the balancers the operator names; anyone else is closed
+ * before a byte is read (server_proxy_header.c).
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "server/server_int.h"
 
-/* ---- address ranges --------------------------------------------------------------------- */
+/* ---- addresses and ranges --------------------------------------------------------------- */
+
+void tli_addr_text(const struct sockaddr *sa, char *buf, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+        tli_fmt(buf, len, "%s:%u", host, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+        tli_fmt(buf, len, "[%s]:%u", host, port);
+    } else {
+        tli_fmt(buf, len, "(family %d)", sa->sa_family);
+    }
+}
 
 int tli_cidr_parse(const char *s, tli_cidr *out, char *err, size_t errlen)
 {
@@ -157,70 +171,4 @@ int tli_check_proxy_trust(const tl_server_config *cfg, char *err, size_t errlen)
         }
     }
     return 0;
-}
-
-/* ---- the probe -------------------------------------------------------------------------- */
-
-int tli_probe_listen(const tli_listen *L, int *fd_out, uint16_t *port, char *err, size_t errlen)
-{
-    *fd_out = -1;
-    struct sockaddr_storage addr;
-    memcpy(&addr, &L->addr, L->addrlen);
-    int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        tli_fmt(err, errlen, "listen %s: socket: %s", L->text, strerror(errno));
-        return -1;
-    }
-    /* SO_REUSEADDR, as the workers' sockets have: a port left in TIME_WAIT by our previous run is
-     * free; one that anyone listens on is not. Without SO_REUSEPORT no group can take us in. */
-    int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        (addr.ss_family == AF_INET6 &&
-         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
-        bind(fd, (struct sockaddr *)&addr, L->addrlen) != 0) {
-        int e = errno;
-        close(fd);
-        char text[64];
-        tli_addr_text((struct sockaddr *)&addr, text, sizeof text);
-        if (e == EADDRINUSE) {
-            tli_fmt(err, errlen, "listen %s: address already in use: another process listens on "
-                    "%s (stop it, or choose another port)", L->text, text);
-            return 1;
-        }
-        tli_fmt(err, errlen, "listen %s: cannot bind %s: %s%s", L->text, text, strerror(e),
-                e == EACCES ? " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" : "");
-        return -1;
-    }
-    struct sockaddr_storage got;
-    socklen_t len = sizeof got;
-    if (getsockname(fd, (struct sockaddr *)&got, &len) != 0) {
-        tli_fmt(err, errlen, "listen %s: getsockname: %s", L->text, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    *port = ntohs(got.ss_family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port
-                                           : ((struct sockaddr_in6 *)&got)->sin6_port);
-    *fd_out = fd;
-    return 0;
-}
-
-int tl_server_probe(const tl_server_config *cfg, char *err, size_t errlen)
-{
-    int *fds = calloc(cfg->n_listens ? cfg->n_listens : 1, sizeof *fds);
-    if (!fds) {
-        tli_fmt(err, errlen, "out of memory");
-        return -1;
-    }
-    int rc = 0;
-    size_t i;
-    uint16_t port;
-    /* Held together, as tl_server_new holds them: two listeners of ours never look like one
-     * another's competitor (listens_overlap refuses real overlaps first). */
-    for (i = 0; i < cfg->n_listens && rc == 0; i++)
-        rc = tli_probe_listen(&cfg->listens[i], &fds[i], &port, err, errlen);
-    for (size_t j = 0; j < i; j++)
-        if (fds[j] >= 0)
-            close(fds[j]);
-    free(fds);
-    return rc;
 }

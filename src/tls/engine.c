@@ -1,10 +1,5 @@
-/*
- * engine.c - the TLS engine's state machine: handshake, wrap/unwrap, read/write, tasks, close.
- *
- * Every entry point follows the same shape: clear the thread's error queue, point the BIO at this
- * call's I/O, run OpenSSL, map its answer to a tl_status, detach the I/O. One function,
- * map_ssl_error, turns SSL_get_error into our vocabulary and records the reason on the engine.
- */
+/* engine.c - the TLS engine's state machine: handshake, wrap/unwrap, read/write, tasks, close
+ * (tlsloop/engine.h; docs/engine.md). */
 #include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,7 +104,8 @@ static tl_status truncated(tl_engine *e)
     return TL_TRUNCATED;
 }
 
-/* Map the failure of an SSL_* call (ret <= 0) to a status. */
+/* Map the failure of an SSL_* call (ret <= 0) to a status: the one place SSL_get_error becomes our
+ * vocabulary, and the reason is recorded on the engine. */
 static tl_status map_ssl_error(tl_engine *e, int ret)
 {
     int err = SSL_get_error(e->ssl, ret);
@@ -313,6 +309,9 @@ void tl_engine_free(tl_engine *e)
 }
 
 /* ---- calls ------------------------------------------------------------------------------- */
+
+/* Every entry point has the same shape: begin (clear the thread's error queue, point the BIO at
+ * this call's I/O), run OpenSSL, map its answer to a tl_status (map_ssl_error), end (detach). */
 
 /* Start every call with an empty error queue (pitfall 7). Peeking first is the same for
  * SSL_get_error, which looks only at the queue's head, and costs a fifth of clearing an empty

@@ -1,18 +1,6 @@
-/*
- * engine_bio.c - the engine's BIO: OpenSSL's only way in and out.
- *
- * Reads come from the caller's buffer (buffer mode) or the transport's recv (transport mode)
- * straight into OpenSSL's record buffer. Writes go to the caller's wrap destination or the
- * transport's send straight from OpenSSL's record buffer; whatever cannot be delivered now is kept
- * in the engine's pending output and reported as written. OpenSSL therefore never sees a write
- * blocked, so it never needs the "retry with the same buffer" dance of SSL_write (pitfall 5), and
- * the engine only encrypts more once the pending output is gone, which bounds it.
- *
- * EOF: when the input has ended and OpenSSL asks for more between two records, the BIO answers
- * "retry" and marks eof_at_boundary, so the engine reports TL_TRUNCATED itself and OpenSSL never
- * takes its fatal unexpected-EOF path (which would also drop the session). In the middle of a
- * record it answers EOF, and OpenSSL fails the connection as it should.
- */
+/* engine_bio.c - the engine's BIO, OpenSSL's only way in and out: the caller's buffers (buffer
+ * mode) or its recv/send (transport mode), straight to and from OpenSSL's record buffers
+ * (docs/design.md, decisions 1, 2 and 4). */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +37,8 @@ static void track_records(tl_engine *e, const uint8_t *p, size_t n)
     }
 }
 
+/* Input has ended. Between two records: "retry", and the engine reports TL_TRUNCATED itself, so
+ * OpenSSL never takes its fatal unexpected-EOF path (which would also drop the session). */
 static int at_eof(BIO *b, tl_engine *e)
 {
     if (tli_engine_at_record_boundary(e)) {
@@ -162,6 +152,8 @@ bool tli_engine_gather_adopt(tl_engine *e)
     return true;
 }
 
+/* What cannot be delivered now waits here and is reported to OpenSSL as written: it never sees a
+ * blocked write (pitfall 5), and the engine encrypts more only once this is gone. */
 static int keep_pending(tl_engine *e, const char *p, size_t n)
 {
     if (tl_buf_append(&e->pending, p, n) == 0)

@@ -1,10 +1,6 @@
-/*
- * tls_ctx_cert.c - certificates, keys and trust anchors of a configuration.
- *
- * A chain is checked once, at load: PEM parses, the key matches the leaf, the leaf is within its
- * validity (unless allowed), every certificate is issued by the next one (leaf first). The chain
- * is then given to OpenSSL as is, with SSL_MODE_NO_AUTO_CHAIN, so no handshake ever builds it.
- */
+/* tls_ctx_cert.c - certificates, keys and trust anchors of a configuration. A chain is checked
+ * once, at load (PEM, key and leaf, validity, order), then given to OpenSSL as is
+ * (SSL_MODE_NO_AUTO_CHAIN): no handshake ever builds it. */
 #include <errno.h>
 #include <stdio.h>
 #include <time.h>

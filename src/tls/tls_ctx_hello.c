@@ -1,25 +1,6 @@
-/*
- * tls_ctx_hello.c - the rules a server holds a ClientHello to beyond OpenSSL 3.0's own, checked in
- * the ClientHello callback (before OpenSSL picks a version, a cipher or a key share), each with
- * the alert its RFC names. tests/e2e/test_tls_conformance.py has a case for each, and
- * docs/server.md ("TLS conformance") lists them beside what OpenSSL decides alone.
- *
- * OpenSSL has already checked the message's framing (lengths of the session ID, suites,
- * compression methods and the extensions block, each extension's header, duplicates of the
- * extensions it knows) when the callback runs; what is left is the content it accepts or judges
- * later with another alert:
- *   - an SSL 2.0-compatible hello (RFC 8446 appendix D.5: NOT RECOMMENDED): protocol_version;
- *   - an empty cipher_suites list (<2..2^16-2>): decode_error, not illegal_parameter;
- *   - no supported_versions and a legacy_version below TLS 1.0 (RFC 8446 appendix D.2):
- *     protocol_version, not handshake_failure;
- *   - supported_versions that is no whole <2..254> list: decode_error, not protocol_version;
- *   - TLS 1.3 with legacy_compression_methods other than exactly [null] (RFC 8446 section 4.1.2):
- *     illegal_parameter (OpenSSL says decode_error when null is missing);
- *   - two key shares for one group (section 4.2.8: "MAY ... abort"): illegal_parameter;
- *   - padding (RFC 7685) that is not all zeros, or longer than TLI_MAX_PADDING: illegal_parameter;
- *   - TLS 1.2 ec_point_formats without "uncompressed" (RFC 8422 section 5.1.2): illegal_parameter.
- * The server_name rules are tls_ctx_sni.c's (they hold with or without names attached).
- */
+/* tls_ctx_hello.c - the rules a server holds a ClientHello to beyond OpenSSL 3.0's own, in the
+ * ClientHello callback, each with the alert its RFC names (docs/server.md, "TLS conformance"; a
+ * case each in tests/e2e/test_tls_conformance.py). The server_name rules are tls_ctx_sni.c's. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -76,6 +57,9 @@ static int key_share_duplicate(const unsigned char *p, size_t n)
     return 0;
 }
 
+/* OpenSSL has checked the hello's framing by now (the lengths of its parts, each extension's
+ * header, duplicates of the extensions it knows); what is left is content it would accept, or
+ * judge later with another alert. Runs before OpenSSL picks a version, a cipher or a key share. */
 int tli_ctx_hello_check(SSL *ssl, int *alert)
 {
     if (SSL_client_hello_isv2(ssl))

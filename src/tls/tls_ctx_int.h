@@ -10,6 +10,13 @@
 #include "tls/tli_tls.h"
 #include "util/tli.h"
 
+/* What a file above tls_ctx_core.c attaches to a configuration and must freeze and free with it:
+ * the SNI names, registered by tls_ctx_sni.c with the first one. */
+typedef struct tli_ctx_part_ops {
+    int (*freeze)(tl_tls_ctx *ctx);   /* 0, or -1 with ctx's error set (under its freeze lock) */
+    void (*free)(tl_tls_ctx *ctx);    /* on the last reference */
+} tli_ctx_part_ops;
+
 /* One SNI name of a default configuration (tls_ctx_sni.c). */
 typedef struct tli_sni_name {
     char *name;                  /* lower case; for a wildcard, what follows "*." */
@@ -51,6 +58,7 @@ struct tl_tls_ctx {
     /* SNI: a default configuration's names, or whether this one is attached under a name. */
     tli_sni_name *names;
     size_t n_names;
+    const tli_ctx_part_ops *names_ops; /* set with the first name (tls_ctx_sni.c) */
     bool is_named;
     tli_leaf leaves[TLI_MAX_LEAVES];
     unsigned n_leaves;
@@ -58,7 +66,7 @@ struct tl_tls_ctx {
     tl_error_kind err_kind;
 };
 
-/* Begin a setter: clears the last error; fails once the configuration is frozen. */
+/* Errors (tls_ctx_core.c). Begin a setter: clears the last error; fails once the configuration is frozen. */
 int tli_ctx_mutable(tl_tls_ctx *ctx, const char *what);
 /* Record an error (with OpenSSL's queued reasons after `what`) and return -1. */
 int tli_ctx_fail_ssl(tl_tls_ctx *ctx, tl_error_kind kind, const char *what);
@@ -73,10 +81,6 @@ int tli_ctx_hello_check(SSL *ssl, int *alert);
  * configuration its server_name selects. Returns 0 (also when nothing changes), or -1 with the
  * alert to send. */
 int tli_ctx_sni_switch(SSL *ssl, tl_tls_ctx *dflt, int *alert);
-/* Freeze every named configuration (under dflt's freeze lock). 0, or -1 with dflt's error set. */
-int tli_ctx_sni_freeze(tl_tls_ctx *dflt);
-/* Drop the references to the named configurations. */
-void tli_ctx_sni_free(tl_tls_ctx *dflt);
 
 /* Key derivation (tls_ctx_kdf.c): the property query for a new SSL_CTX asked to use `want`.
  * NULL for TL_KDF_OPENSSL, or when tlsloop's cannot be used now (FIPS mode, the provider not

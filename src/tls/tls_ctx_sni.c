@@ -89,6 +89,33 @@ tl_tls_ctx *tl_tls_ctx_select(tl_tls_ctx *dflt, const char *sni)
     return named ? named : dflt;
 }
 
+/* Freeze every named configuration (under dflt's freeze lock). 0, or -1 with dflt's error set. */
+static int sni_freeze(tl_tls_ctx *dflt)
+{
+    for (size_t i = 0; i < dflt->n_names; i++) {
+        tli_sni_name *e = &dflt->names[i];
+        if (tli_tls_ctx_freeze(e->ctx, NULL, 0) != 0)
+            return tli_ctx_failf(dflt, e->ctx->err_kind, "name '%s%s': %s",
+                                 e->wildcard ? "*." : "", e->name, e->ctx->err);
+    }
+    return 0;
+}
+
+/* Drop the references to the named configurations. */
+static void sni_free(tl_tls_ctx *dflt)
+{
+    for (size_t i = 0; i < dflt->n_names; i++) {
+        free(dflt->names[i].name);
+        tl_tls_ctx_free(dflt->names[i].ctx);
+    }
+    free(dflt->names);
+    dflt->names = NULL;
+    dflt->n_names = 0;
+}
+
+/* Frozen and freed with the default configuration (tls_ctx_core.c calls up through these). */
+static const tli_ctx_part_ops names_ops = {.freeze = sni_freeze, .free = sni_free};
+
 /* The session ID context of a configuration attached under `name`: SHA-256 of the name, so each
  * name's sessions are its own, and stay resumable across reloads that attach it again. */
 static int derive_sid(const char *name, bool wildcard, unsigned char sid[32])
@@ -151,6 +178,7 @@ int tl_tls_ctx_add_name(tl_tls_ctx *dflt, const char *name, tl_tls_ctx *named)
         return tli_ctx_failf(dflt, TL_ERR_RESOURCE, "add_name: out of memory");
     }
     dflt->names = grown;
+    dflt->names_ops = &names_ops;   /* from now on dflt owns names to free */
     if (derive) {
         if (!SSL_CTX_set_session_id_context(named->ssl, sid, sizeof sid)) {
             free(copy);
@@ -164,28 +192,6 @@ int tl_tls_ctx_add_name(tl_tls_ctx *dflt, const char *name, tl_tls_ctx *named)
     dflt->names[dflt->n_names++] = (tli_sni_name){.name = copy, .len = len, .wildcard = wildcard,
                                                   .ctx = tl_tls_ctx_ref(named)};
     return 0;
-}
-
-int tli_ctx_sni_freeze(tl_tls_ctx *dflt)
-{
-    for (size_t i = 0; i < dflt->n_names; i++) {
-        tli_sni_name *e = &dflt->names[i];
-        if (tli_tls_ctx_freeze(e->ctx, NULL, 0) != 0)
-            return tli_ctx_failf(dflt, e->ctx->err_kind, "name '%s%s': %s",
-                                 e->wildcard ? "*." : "", e->name, e->ctx->err);
-    }
-    return 0;
-}
-
-void tli_ctx_sni_free(tl_tls_ctx *dflt)
-{
-    for (size_t i = 0; i < dflt->n_names; i++) {
-        free(dflt->names[i].name);
-        tl_tls_ctx_free(dflt->names[i].ctx);
-    }
-    free(dflt->names);
-    dflt->names = NULL;
-    dflt->n_names = 0;
 }
 
 /* The host name of a ClientHello's server_name extension (RFC 6066 section 3): *len 0 when there

@@ -1,5 +1,23 @@
-/* status.c - names of the library's statuses and error kinds. */
+/* status.c - names of the library's statuses and error kinds, and tli_fmt, the bounded formatter
+ * the library's messages are written with. */
+#include <stdarg.h>
+#include <stdio.h>
+
 #include <tlsloop/status.h>
+
+#include "util/tli.h"
+
+void tli_fmt(char *buf, size_t len, const char *fmt, ...)
+{
+    if (len == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        buf[0] = '\0';
+}
 
 const char *tl_status_name(tl_status s)
 {

@@ -1,9 +1,5 @@
-/*
- * src/util/tli.h - library-internal declarations shared between modules' .c files.
- *
- * Nothing here is API: the names use the reserved prefix tli_ and are not exported from the shared
- * library. What the tls layer shares privately is in src/tls/tli_tls.h.
- */
+/* src/util/tli.h - library-internal declarations shared between modules' .c files: tli_ names,
+ * never exported (what the tls layer shares privately is in src/tls/tli_tls.h). */
 #ifndef TLSLOOP_TLI_H
 #define TLSLOOP_TLI_H
 
@@ -18,7 +14,7 @@
 /* SipHash-2-4 of data under a 128-bit key (limits.c): a hash that chosen inputs cannot flood. */
 uint64_t tli_siphash24(const uint64_t key[2], const void *data, size_t len);
 
-/* snprintf into a fixed buffer, always terminated, never failing. */
+/* snprintf into a fixed buffer, always terminated, never failing (status.c). */
 void tli_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Prometheus text (format 0.0.4) for the metrics pages (server_metrics.c): append a line, a

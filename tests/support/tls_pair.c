@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tls_pair.h"
 
@@ -226,6 +227,87 @@ void tp_pair_free(tp_pair *p)
 {
     tp_peer_free(&p->c);
     tp_peer_free(&p->s);
+}
+
+void tp_pair_named(tp_pair *p, tl_tls_ctx *cctx, tl_tls_ctx *sctx, const char *name)
+{
+    tl_engine_opts co = {.server_name = name};
+    tp_pair_init(p, cctx, sctx, &co, NULL);
+}
+
+int tp_shake(tp_pair *p)
+{
+    int rc = tp_handshake(&p->c, &p->s, 10);
+    if (rc != 0) {
+        tp_wrap_to(&p->s, &p->c, NULL, 0, NULL);
+        tp_unwrap(&p->c);
+        tp_wrap_to(&p->c, &p->s, NULL, 0, NULL);
+        tp_unwrap(&p->s);
+    }
+    return rc;
+}
+
+bool tp_shake_ok(tp_pair *p, int *failures)
+{
+    if (tp_shake(p) == 0)
+        return true;
+    fprintf(stderr, "  handshake failed: client \"%s\" | server \"%s\"\n", tl_engine_error(p->c.e),
+            tl_engine_error(p->s.e));
+    (*failures)++;
+    return false;
+}
+
+bool tp_connect_ok(tl_tls_ctx *cctx, tl_tls_ctx *sctx, const char *name, int *failures)
+{
+    tp_pair p;
+    tp_pair_named(&p, cctx, sctx, name);
+    bool ok = tp_shake_ok(&p, failures);
+    if (ok) {
+        ok = tp_send(&p.c, &p.s, "q", 1, 10) == 0 && tp_send(&p.s, &p.c, "a", 1, 10) == 0;
+        if (!ok) {
+            fprintf(stderr, "  data after the handshake did not arrive\n");
+            (*failures)++;
+        }
+    }
+    tp_pair_free(&p);
+    return ok;
+}
+
+void tp_free_ctxs(tl_tls_ctx *a, tl_tls_ctx *b)
+{
+    tl_tls_ctx_free(a);
+    tl_tls_ctx_free(b);
+}
+
+tl_certgen_pair tp_issue(const char *cn, bool ca, long nb, long na, const tl_certgen_pair *issuer)
+{
+    tl_certgen_spec spec = {.key = TL_KEY_ECDSA_P256, .common_name = cn, .is_ca = ca,
+                            .not_before = nb, .not_after = na};
+    if (!ca) {
+        spec.dns_names = NAMES;
+        spec.n_dns = 2;
+        spec.ip_addrs = IPS;
+        spec.n_ip = 2;
+    }
+    tl_certgen_pair out = {0};
+    char err[256];
+    if (tl_certgen_issue(&spec, issuer, &out, err, sizeof err) != 0) {
+        fprintf(stderr, "  issue %s: %s\n", cn, err);
+        _exit(1);
+    }
+    return out;
+}
+
+char *tp_cat_pem(const char *a, const char *b, const char *c)
+{
+    size_t n = strlen(a) + (b ? strlen(b) : 0) + (c ? strlen(c) : 0) + 1;
+    char *s = malloc(n);
+    if (!s) {
+        fprintf(stderr, "  tp_cat_pem: out of memory\n");
+        _exit(1);
+    }
+    snprintf(s, n, "%s%s%s", a, b ? b : "", c ? c : "");
+    return s;
 }
 
 void tp_pattern(uint8_t *buf, size_t len, unsigned seed)

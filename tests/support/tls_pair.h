@@ -9,6 +9,7 @@
  * app buffer (plaintext it received). tp_step moves everything one peer can wrap into the other's
  * inbox and lets the other unwrap; net_chunk and dst_size limit the bytes per call, down to 1, to
  * exercise every partial path. Delegated tasks run inline or on a new thread (task_thread).
+ * tp_shake, TP_SHAKE_OK and TP_CONNECT_OK are the handshakes configuration tests check with.
  */
 #ifndef TLSLOOP_TLS_PAIR_H
 #define TLSLOOP_TLS_PAIR_H
@@ -76,6 +77,29 @@ typedef struct tp_pair {
 void tp_pair_init(tp_pair *p, tl_tls_ctx *cctx, tl_tls_ctx *sctx, const tl_engine_opts *copts,
                   const tl_engine_opts *sopts);
 void tp_pair_free(tp_pair *p);
+
+/* A pair on these configurations with the client's server name (NULL: none). */
+void tp_pair_named(tp_pair *p, tl_tls_ctx *cctx, tl_tls_ctx *sctx, const char *name);
+/* Handshake; after a failure one more round in each direction, so that each side has read the
+ * other's alert. 0 when both finished. */
+int tp_shake(tp_pair *p);
+/* A handshake that must succeed: false, with both sides' errors printed and a failure counted in
+ * *failures, if it does not. TP_SHAKE_OK counts in test.h's counter. */
+bool tp_shake_ok(tp_pair *p, int *failures);
+/* One connection (tp_pair_named): the handshake must succeed, then a byte each way; as
+ * tp_shake_ok, and TP_CONNECT_OK counts in test.h's counter. */
+bool tp_connect_ok(tl_tls_ctx *cctx, tl_tls_ctx *sctx, const char *name, int *failures);
+#define TP_SHAKE_OK(p) tp_shake_ok((p), &test_failures_)
+#define TP_CONNECT_OK(cctx, sctx, name) tp_connect_ok((cctx), (sctx), (name), &test_failures_)
+/* Free two configurations. */
+void tp_free_ctxs(tl_tls_ctx *a, tl_tls_ctx *b);
+
+/* An ECDSA certificate (cheap to make) signed by issuer (NULL: self-signed): a CA when ca,
+ * otherwise a leaf for localhost, good.test, 127.0.0.1 and ::1. Valid from now+nb to now+na
+ * seconds. Ends the test (exit 1) if it cannot be made. */
+tl_certgen_pair tp_issue(const char *cn, bool ca, long nb, long na, const tl_certgen_pair *issuer);
+/* Concatenate up to three PEM texts (b, c may be NULL); the caller frees it. */
+char *tp_cat_pem(const char *a, const char *b, const char *c);
 
 /* Fill buf with a deterministic pattern starting at offset seed. */
 void tp_pattern(uint8_t *buf, size_t len, unsigned seed);

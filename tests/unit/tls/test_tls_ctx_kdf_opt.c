@@ -1,6 +1,7 @@
 /*
  * test_tls_ctx_kdf_opt.c - what the opt-in to tlsloop's KDFs and HMAC (TL_KDF_TLSLOOP,
- * src/tls/tls_ctx_kdf.c) promises besides its outputs (test_tls_ctx_kdf.c has those):
+ * src/tls/tls_ctx_kdf.c) promises besides its outputs (test_tls_ctx_kdf.c, test_tls_ctx_kdf_hmac.c
+ * and test_tls_ctx_kdf_handshakes.c have those):
  *   - a site's default properties still choose every other algorithm libssl fetches, with and
  *     without the opt-in (a provider of the test's own, "site", offers SHA2-256 and counts);
  *   - FIPS mode is asked of the library context for each configuration, not once;
