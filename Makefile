@@ -52,6 +52,8 @@ SOMAJOR := $(word 1,$(subst ., ,$(VERSION)))
 # OpenSSL flags, asked of pkg-config once and only when first needed (deps.sh may install it).
 OPENSSL_CFLAGS = $(eval OPENSSL_CFLAGS := $$(shell $(PKG_CONFIG) --cflags libssl libcrypto 2>/dev/null))$(OPENSSL_CFLAGS)
 OPENSSL_LIBS = $(eval OPENSSL_LIBS := $$(or $$(shell $(PKG_CONFIG) --libs libssl libcrypto 2>/dev/null),-lssl -lcrypto))$(OPENSSL_LIBS)
+# liburing: the loop's io_uring backend (src/loop/loop_uring.c).
+URING_LIBS = $(eval URING_LIBS := $$(or $$(shell $(PKG_CONFIG) --libs liburing 2>/dev/null),-luring))$(URING_LIBS)
 
 ifeq ($(SAN),1)
 OPT_CFLAGS := -O1 -g
@@ -73,7 +75,7 @@ LIB_CFLAGS = $(BASE_CFLAGS) -Isrc -fvisibility=hidden -fPIC
 # Programs (tools, tests, examples, benches) may include "test.h" and private headers in src/.
 PROG_CFLAGS = $(BASE_CFLAGS) -Itests -Isrc
 LINK_FLAGS = -pthread $(SAN_FLAGS) $(LDFLAGS)
-LDLIBS_ALL = $(OPENSSL_LIBS) -pthread $(LDLIBS)
+LDLIBS_ALL = $(OPENSSL_LIBS) $(URING_LIBS) -pthread $(LDLIBS)
 # Catch undefined symbols in the shared library (not with sanitizers: clang leaves their runtime
 # out of shared objects).
 ifeq ($(SAN),1)

@@ -13,6 +13,7 @@ PACKAGES=(
     binutils            # ar, nm (tests/check_symbols.sh)
     pkg-config
     libssl-dev          # OpenSSL 3 headers and libraries
+    liburing-dev        # io_uring: the loop's second backend (src/loop/loop_uring.c)
     openssl             # the command-line tool, used by tests as a peer
     python3
     curl

@@ -1,7 +1,7 @@
 /*
- * tlsloop/loop.h - an event loop on epoll: fd watchers, timers, cross-thread posts, signals, a
- * task pool for work that must not run on a loop, and a short scheduler time slice for loop
- * threads so their wake-ups preempt that work.
+ * tlsloop/loop.h - an event loop on epoll or io_uring: fd watchers, timers, cross-thread posts,
+ * signals, a task pool for work that must not run on a loop, and a short scheduler time slice for
+ * loop threads so their wake-ups preempt that work.
  *
  * One loop per thread, never a global one: every function takes the loop it acts on. A loop runs
  * on the thread that calls tl_loop_run; everything here is for that thread only, except
@@ -9,9 +9,11 @@
  *
  * One iteration:
  *   1. apply the batched fd interest changes (one epoll_ctl per watcher whose interest changed
- *      since the last iteration, however often it changed);
+ *      since the last iteration, however often it changed; with io_uring, one poll request
+ *      queued on the ring);
  *   2. run the before-sleep hook;
- *   3. wait in epoll_wait until an fd is ready, the nearest timer is due, or a post arrives;
+ *   3. wait until an fd is ready, the nearest timer is due, or a post arrives (epoll_wait; with
+ *      io_uring, one io_uring_enter that also submits the iteration's requests);
  *   4. read the monotonic clock (once: tl_loop_now is constant for the rest of the iteration);
  *   5. call the ready watchers' callbacks, then the callbacks of the posts, then of due timers.
  *
@@ -29,6 +31,10 @@
  *
  * Errors: functions that can fail return 0 or -1 and never touch errno for the caller; the loop's
  * last error text is tl_loop_error. A fatal epoll failure ends tl_loop_run with -1.
+ *
+ * Backends: epoll, or io_uring (liburing) where the kernel allows it. A loop that asks for
+ * io_uring and cannot have it (io_uring_disabled, a seccomp filter, an old kernel) runs on epoll
+ * and says why in tl_loop_backend_note; making a loop never fails for that reason.
  */
 #ifndef TLSLOOP_LOOP_H
 #define TLSLOOP_LOOP_H
@@ -60,9 +66,10 @@ typedef void (*tl_io_cb)(tl_loop *loop, tl_io *io, unsigned events);
 
 struct tl_io {
     int fd;
-    unsigned want;        /* interest asked for (TL_READABLE | TL_WRITABLE) */
-    unsigned registered;  /* interest the kernel has; private */
+    uint8_t want;         /* interest asked for (TL_READABLE | TL_WRITABLE) */
+    uint8_t registered;   /* interest the kernel has; private */
     bool queued;          /* on the loop's change list; private */
+    uint32_t ticket;      /* private: io_uring, the poll request in flight (0: none) */
     tl_io *next_change;   /* private: the change list is doubly linked, so stop is O(1) */
     tl_io *prev_change;   /* private */
     tl_io_cb cb;
@@ -138,9 +145,32 @@ TL_API int tl_thread_set_slice(uint64_t slice_ns, char *err, size_t errlen);
 
 /* ---- the loop ---- */
 
+/* The I/O backend of a loop. */
+typedef enum tl_io_backend {
+    TL_IO_DEFAULT = 0,   /* the environment's TLSLOOP_IO (epoll, uring, auto) if set, else epoll */
+    TL_IO_EPOLL,
+    TL_IO_URING,         /* io_uring; epoll (with a note) where the kernel refuses it */
+    TL_IO_AUTO,          /* io_uring when the kernel allows it, else epoll */
+} tl_io_backend;
+
+typedef struct tl_loop_opts {
+    tl_io_backend io;
+} tl_loop_opts;
+
+/* "epoll", "uring" or "auto" to a backend; returns 0, or -1 for any other text. */
+TL_API int tl_io_backend_parse(const char *text, tl_io_backend *out);
+/* "epoll", "uring", "auto" or "default". */
+TL_API const char *tl_io_backend_name(tl_io_backend io);
+
 /* A new loop. Also ignores SIGPIPE process-wide (once): writes use MSG_NOSIGNAL, and this is the
  * belt to those braces. NULL with a reason in errbuf (may be NULL) when epoll or eventfd fail. */
 TL_API tl_loop *tl_loop_new(char *errbuf, size_t errlen);
+/* A new loop with options (NULL: as tl_loop_new). */
+TL_API tl_loop *tl_loop_new_ex(const tl_loop_opts *opts, char *errbuf, size_t errlen);
+/* The backend this loop runs on: "epoll" or "io_uring". */
+TL_API const char *tl_loop_backend(const tl_loop *loop);
+/* Why a loop that asked for io_uring runs on epoll ("" when it got what it asked for). */
+TL_API const char *tl_loop_backend_note(const tl_loop *loop);
 /* Free the loop. Watchers and timers must be stopped; posts not yet run are dropped. */
 TL_API void tl_loop_free(tl_loop *loop);
 /* Run until tl_loop_stop. Returns 0, or -1 when epoll failed (see tl_loop_error). */

@@ -1,6 +1,6 @@
-/* loop.c - the event loop's policy: iterations, batched interest changes, the timer heap, posts,
- * signals, deferred frees (docs/conn.md, "The loop"). The epoll calls are in loop_epoll.c, the
- * task pool in loop_pool.c, a loop thread's time slice in loop_sched.c. */
+/* loop.c - the event loop's policy: iterations, batched interest changes, the timer heap, posts
+ * from other threads, signals, deferred frees. The kernel's side is a backend (loop_epoll.c,
+ * loop_uring.c); the task pool is loop_pool.c, a loop thread's time slice loop_sched.c. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -72,15 +72,12 @@ void tl_io_set(tl_loop *loop, tl_io *io, unsigned events)
 static void stop(tl_loop *loop, tl_io *io, bool closing)
 {
     unlink_change(loop, io);
-    io->want = 0;
-    if (io->registered && !closing)
-        tli_epoll_apply(loop, io);
-    io->registered = 0;
+    loop->be->forget(loop, io, closing);
     /* Events of the batch being dispatched may still point to this watcher, whose memory the
      * caller may free as soon as we return: forget them. */
     for (int i = loop->dispatching + 1; loop->dispatching >= 0 && i < loop->nevents; i++)
-        if (loop->events[i].data.ptr == io)
-            loop->events[i].data.ptr = NULL;
+        if (loop->ready[i].io == io)
+            loop->ready[i].io = NULL;
 }
 
 void tl_io_stop(tl_loop *loop, tl_io *io) { stop(loop, io, false); }
@@ -92,7 +89,7 @@ static int apply_changes(tl_loop *loop)
     while (loop->changes) {
         tl_io *io = loop->changes;
         unlink_change(loop, io);
-        if (tli_epoll_apply(loop, io) != 0)
+        if (loop->be->apply(loop, io) != 0)
             rc = -1;
     }
     return rc;
@@ -337,7 +334,48 @@ int tl_loop_on_signal(tl_loop *loop, int signo, void (*cb)(tl_loop *, int, void 
 
 /* ---- the loop ---- */
 
-tl_loop *tl_loop_new(char *errbuf, size_t errlen)
+int tl_io_backend_parse(const char *text, tl_io_backend *out)
+{
+    static const struct { const char *name; tl_io_backend io; } names[] = {
+        {"epoll", TL_IO_EPOLL}, {"uring", TL_IO_URING}, {"io_uring", TL_IO_URING},
+        {"auto", TL_IO_AUTO},
+    };
+    for (size_t i = 0; text && i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(text, names[i].name) == 0) {
+            *out = names[i].io;
+            return 0;
+        }
+    return -1;
+}
+
+const char *tl_io_backend_name(tl_io_backend io)
+{
+    switch (io) {
+    case TL_IO_EPOLL: return "epoll";
+    case TL_IO_URING: return "uring";
+    case TL_IO_AUTO: return "auto";
+    case TL_IO_DEFAULT: break;
+    }
+    return "default";
+}
+
+/* TL_IO_DEFAULT: the environment's choice (TLSLOOP_IO), else epoll. */
+static tl_io_backend resolve(tl_io_backend io, char *note, size_t notelen)
+{
+    if (io != TL_IO_DEFAULT)
+        return io;
+    const char *env = getenv("TLSLOOP_IO");
+    if (!env || !*env)
+        return TL_IO_EPOLL;
+    if (tl_io_backend_parse(env, &io) == 0)
+        return io;
+    tli_fmt(note, notelen, "TLSLOOP_IO=%.40s is not epoll, uring or auto: epoll", env);
+    return TL_IO_EPOLL;
+}
+
+tl_loop *tl_loop_new(char *errbuf, size_t errlen) { return tl_loop_new_ex(NULL, errbuf, errlen); }
+
+tl_loop *tl_loop_new_ex(const tl_loop_opts *opts, char *errbuf, size_t errlen)
 {
     pthread_once(&sigpipe_once, ignore_sigpipe);
     tl_loop *loop = calloc(1, sizeof *loop);
@@ -346,15 +384,25 @@ tl_loop *tl_loop_new(char *errbuf, size_t errlen)
         return NULL;
     }
     loop->dispatching = -1;
+    loop->epfd = -1;
     loop->sigfd = -1;
+    loop->wakefd = -1;
     sigemptyset(&loop->sigmask);
     pthread_mutex_init(&loop->post_lock, NULL);
     atomic_init(&loop->stop, false);
-    loop->epfd = tli_epoll_create(errbuf, errlen);
-    loop->wakefd = loop->epfd < 0 ? -1 : eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (loop->epfd < 0 || loop->wakefd < 0) {
-        if (loop->epfd >= 0)
-            tli_fmt(errbuf, errlen, "eventfd: %s", strerror(errno));
+    tl_io_backend io = resolve(opts ? opts->io : TL_IO_DEFAULT, loop->be_note, sizeof loop->be_note);
+    if (io == TL_IO_URING || io == TL_IO_AUTO) {
+        char why[128];
+        if (tli_uring_init(loop, why, sizeof why) != 0)
+            tli_fmt(loop->be_note, sizeof loop->be_note, "io_uring: %s; running on epoll", why);
+    }
+    if (!loop->be && tli_epoll_init(loop, errbuf, errlen) != 0) {
+        tl_loop_free(loop);
+        return NULL;
+    }
+    loop->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (loop->wakefd < 0) {
+        tli_fmt(errbuf, errlen, "eventfd: %s", strerror(errno));
         tl_loop_free(loop);
         return NULL;
     }
@@ -364,6 +412,9 @@ tl_loop *tl_loop_new(char *errbuf, size_t errlen)
     return loop;
 }
 
+const char *tl_loop_backend(const tl_loop *loop) { return loop->be->name; }
+const char *tl_loop_backend_note(const tl_loop *loop) { return loop->be_note; }
+
 void tl_loop_free(tl_loop *loop)
 {
     if (!loop)
@@ -372,12 +423,13 @@ void tl_loop_free(tl_loop *loop)
         free(loop->deferred[i]);
     free(loop->deferred);
     free(loop->heap);
+    /* The backend first: io_uring's poll requests hold references to these files. */
+    if (loop->be)
+        loop->be->destroy(loop);
     if (loop->sigfd >= 0)
         close(loop->sigfd);
     if (loop->wakefd >= 0)
         close(loop->wakefd);
-    if (loop->epfd >= 0)
-        close(loop->epfd);
     pthread_mutex_destroy(&loop->post_lock);
     free(loop);
 }
@@ -426,12 +478,12 @@ static int dispatch(tl_loop *loop, int n)
     loop->nevents = n;
     for (int i = 0; i < n; i++) {
         loop->dispatching = i;
-        tl_io *io = loop->events[i].data.ptr;
+        tl_io *io = loop->ready[i].io;
         if (!io)
             continue; /* stopped by an earlier callback of this batch */
-        unsigned ev = tli_epoll_events(loop->events[i].events);
-        /* Report only what was asked for, plus hang-ups (which readers must see). */
-        ev &= io->registered | TL_HANGUP;
+        /* Only what was asked for, plus hang-ups (which readers must see): the backend kept
+         * those. */
+        unsigned ev = loop->ready[i].events;
         if (ev) {
             io->cb(loop, io, ev);
             ran++;
@@ -459,7 +511,7 @@ int tl_loop_run_once(tl_loop *loop, int timeout_ms)
     int wait = loop->ready_head || own_posts || atomic_load(&loop->stop)
                    ? 0
                    : next_timeout(loop, timeout_ms);
-    int n = tli_epoll_wait(loop, wait);
+    int n = loop->be->wait(loop, wait);
     if (n < 0)
         goto out;
     loop->now_ns = clock_ns();

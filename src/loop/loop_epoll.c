@@ -1,18 +1,11 @@
-/* loop_epoll.c - the loop's epoll system calls: create, change interest, wait. */
+/* loop_epoll.c - the loop's epoll backend: level-triggered interest by epoll_ctl, one epoll_wait
+ * per iteration. */
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "loop/loop_int.h"
 #include "util/tli.h"
-
-int tli_epoll_create(char *err, size_t errlen)
-{
-    int fd = epoll_create1(EPOLL_CLOEXEC);
-    if (fd < 0)
-        tli_fmt(err, errlen, "epoll_create1: %s", strerror(errno));
-    return fd;
-}
 
 static uint32_t epoll_mask(unsigned want)
 {
@@ -26,7 +19,7 @@ static uint32_t epoll_mask(unsigned want)
     return m;
 }
 
-int tli_epoll_apply(tl_loop *loop, tl_io *io)
+static int epoll_apply(tl_loop *loop, tl_io *io)
 {
     if (io->want == io->registered)
         return 0;
@@ -46,18 +39,16 @@ int tli_epoll_apply(tl_loop *loop, tl_io *io)
     return 0;
 }
 
-int tli_epoll_wait(tl_loop *loop, int timeout_ms)
+/* A closed fd leaves the epoll set by itself (we never dup sockets). */
+static void epoll_forget(tl_loop *loop, tl_io *io, bool closing)
 {
-    int n = epoll_wait(loop->epfd, loop->events, TL_LOOP_MAX_EVENTS, timeout_ms);
-    if (n >= 0)
-        return n;
-    if (errno == EINTR)
-        return 0;
-    tli_fmt(loop->err, sizeof loop->err, "epoll_wait: %s", strerror(errno));
-    return -1;
+    io->want = 0;
+    if (io->registered && !closing)
+        epoll_apply(loop, io);
+    io->registered = 0;
 }
 
-unsigned tli_epoll_events(uint32_t ev)
+static unsigned our_events(uint32_t ev)
 {
     unsigned out = 0;
     if (ev & EPOLLIN)
@@ -67,4 +58,51 @@ unsigned tli_epoll_events(uint32_t ev)
     if (ev & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))
         out |= TL_HANGUP;
     return out;
+}
+
+static int epoll_wait_ready(tl_loop *loop, int timeout_ms)
+{
+    struct epoll_event ev[TL_LOOP_MAX_EVENTS];
+    int n = epoll_wait(loop->epfd, ev, TL_LOOP_MAX_EVENTS, timeout_ms);
+    if (n < 0) {
+        if (errno == EINTR)
+            return 0;
+        tli_fmt(loop->err, sizeof loop->err, "epoll_wait: %s", strerror(errno));
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+    {
+        tl_io *io = ev[i].data.ptr;
+        /* Only what was asked for, plus hang-ups (which readers must see). */
+        loop->ready[i] = (tli_ready){.io = io,
+                                     .events = our_events(ev[i].events) &
+                                               (io->registered | TL_HANGUP)};
+    }
+    return n;
+}
+
+static void epoll_destroy(tl_loop *loop)
+{
+    if (loop->epfd >= 0)
+        close(loop->epfd);
+    loop->epfd = -1;
+}
+
+const tli_backend tli_epoll_backend = {
+    .name = "epoll",
+    .apply = epoll_apply,
+    .forget = epoll_forget,
+    .wait = epoll_wait_ready,
+    .destroy = epoll_destroy,
+};
+
+int tli_epoll_init(tl_loop *loop, char *err, size_t errlen)
+{
+    loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (loop->epfd < 0) {
+        tli_fmt(err, errlen, "epoll_create1: %s", strerror(errno));
+        return -1;
+    }
+    loop->be = &tli_epoll_backend;
+    return 0;
 }

@@ -1,5 +1,5 @@
-/* src/loop/loop_int.h - the loop's private structure and its epoll backend (loop_epoll.c),
- * shared by loop*.c only. */
+/* src/loop/loop_int.h - the loop's private structure and the table of its two backends
+ * (loop_epoll.c, loop_uring.c), shared by loop*.c only. */
 #ifndef TLSLOOP_LOOP_INT_H
 #define TLSLOOP_LOOP_INT_H
 
@@ -9,14 +9,40 @@
 
 #include <tlsloop/loop.h>
 
+/* One ready watcher of a batch: dispatch calls io->cb(events) unless io was stopped meanwhile. */
+typedef struct tli_ready {
+    tl_io *io;
+    unsigned events;   /* TL_READABLE | TL_WRITABLE | TL_HANGUP */
+} tli_ready;
+
+/* A backend: what the loop's policy (loop.c) asks of the kernel. */
+typedef struct tli_backend {
+    const char *name;
+    /* Make the kernel's interest match io->want (io->registered says what it has). */
+    int (*apply)(tl_loop *loop, tl_io *io);
+    /* io leaves the loop; closing: its fd is closed right after, so epoll may skip the call. */
+    void (*forget)(tl_loop *loop, tl_io *io, bool closing);
+    /* Wait (submitting what is queued); fill loop->ready. Returns its count, 0 on timeout or
+     * EINTR, -1 on failure with loop->err set. */
+    int (*wait)(tl_loop *loop, int timeout_ms);
+    void (*destroy)(tl_loop *loop);
+} tli_backend;
+
+extern const tli_backend tli_epoll_backend;
+extern const tli_backend tli_uring_backend;
+typedef struct tli_uring tli_uring;
+
 typedef struct sig_handler {
     void (*cb)(tl_loop *loop, int signo, void *data);
     void *data;
 } sig_handler;
 
 struct tl_loop {
-    int epfd;
-    struct epoll_event events[TL_LOOP_MAX_EVENTS];
+    const tli_backend *be;
+    int epfd;               /* epoll */
+    tli_uring *uring;       /* io_uring */
+    char be_note[160];      /* why io_uring was asked for and not used */
+    tli_ready ready[TL_LOOP_MAX_EVENTS];
     int nevents;            /* events of the batch being dispatched */
     int dispatching;        /* index of the event being dispatched, -1 outside dispatch */
 
@@ -52,13 +78,9 @@ struct tl_loop {
     char err[160];
 };
 
-/* epoll backend */
-int tli_epoll_create(char *err, size_t errlen);
-/* Make the kernel's interest match io->want. Returns 0 or -1 with errno's text in err. */
-int tli_epoll_apply(tl_loop *loop, tl_io *io);
-/* Wait; returns the number of events, 0 on timeout or EINTR, -1 on failure (err set). */
-int tli_epoll_wait(tl_loop *loop, int timeout_ms);
-/* Our event bits for an epoll event mask. */
-unsigned tli_epoll_events(uint32_t ev);
+/* Set up a backend on loop (loop->be is set on success). Return 0, or -1 with the reason in err;
+ * io_uring's failure leaves the loop untouched, for the fall-back to epoll. */
+int tli_epoll_init(tl_loop *loop, char *err, size_t errlen);
+int tli_uring_init(tl_loop *loop, char *err, size_t errlen);
 
 #endif /* TLSLOOP_LOOP_INT_H */
