@@ -34,44 +34,9 @@ static uint64_t clock_ns(void)
 
 /* ---- fd watchers ---- */
 
-void tl_io_init(tl_io *io, int fd, tl_io_cb cb, void *data)
-{
-    memset(io, 0, sizeof *io);
-    io->fd = fd;
-    io->cb = cb;
-    io->data = data;
-}
-
-static void unlink_change(tl_loop *loop, tl_io *io)
-{
-    if (!io->queued)
-        return;
-    if (io->prev_change)
-        io->prev_change->next_change = io->next_change;
-    else
-        loop->changes = io->next_change;
-    if (io->next_change)
-        io->next_change->prev_change = io->prev_change;
-    io->next_change = io->prev_change = NULL;
-    io->queued = false;
-}
-
-void tl_io_set(tl_loop *loop, tl_io *io, unsigned events)
-{
-    io->want = events & (TL_READABLE | TL_WRITABLE);
-    if (io->queued)
-        return;
-    io->queued = true;
-    io->prev_change = NULL;
-    io->next_change = loop->changes;
-    if (loop->changes)
-        loop->changes->prev_change = io;
-    loop->changes = io;
-}
-
 static void stop(tl_loop *loop, tl_io *io, bool closing)
 {
-    unlink_change(loop, io);
+    tli_io_unlink_change(loop, io);
     loop->be->forget(loop, io, closing);
     /* Events of the batch being dispatched may still point to this watcher, whose memory the
      * caller may free as soon as we return: forget them. */
@@ -88,7 +53,7 @@ static int apply_changes(tl_loop *loop)
     int rc = 0;
     while (loop->changes) {
         tl_io *io = loop->changes;
-        unlink_change(loop, io);
+        tli_io_unlink_change(loop, io);
         if (loop->be->apply(loop, io) != 0)
             rc = -1;
     }

@@ -78,6 +78,9 @@ struct tl_loop {
     char err[160];
 };
 
+/* Take io off the change list (loop_io.c). */
+void tli_io_unlink_change(tl_loop *loop, tl_io *io);
+
 /* Set up a backend on loop (loop->be is set on success). Return 0, or -1 with the reason in err;
  * io_uring's failure leaves the loop untouched, for the fall-back to epoll. */
 int tli_epoll_init(tl_loop *loop, char *err, size_t errlen);
