@@ -16,28 +16,9 @@
 
 /* ---- HMAC ---- */
 
-/* libssl 3.0 MACs with "HMAC" fetched under its property query: the TLS 1.3 Finished messages
- * (EVP_Q_mac: fetch, context, digest, key, one message, free), the PSK binder (through the
- * default provider's HMAC signature, which fetches its MAC with the same query) and the session
- * ticket MAC. The default provider's HMAC builds three EVP_MD contexts and fetches its digest on
- * every key; here a key is the two pad states of hmac_key, and a message runs on a copy of the
- * inner one.
- *
- * SHA-256 and SHA-384 without properties (or with our own query, which selects no digest of
- * ours) are computed here. Anything else goes to a delegate: the HMAC that would have served
- * without us ("provider!=tlsloop"), given the digest and the key so far and then every call.
- * That covers other digests, digest properties, the digest flags, and "tls-data-size", the
- * constant-time MAC check of TLS 1.2 CBC records (set on a keyed context before its record:
- * libssl copies the keyed context for every record it reads, so those suites pay a hand-over,
- * a context of OpenSSL's keyed again, per record; tl_tls_ctx_set_ciphers refuses CBC suites,
- * only an application that sets them on the SSL itself meets it).
- * Parameters are read in the default provider's order (digest, then key), a key set by
- * parameter starts a message as its HMAC_Init_ex does, and a message uses the digest its key
- * was set with; the outputs and verdicts are compared with it in
- * tests/unit/tls/test_tls_ctx_kdf_hmac.c.
- * Two refusals where it goes on, neither met by libssl: handing over a message already begun
- * (it would keep the new digest for the next key), and a second final without an init between
- * (it would give bytes of a finished hash state). */
+/* A MAC context: SHA-256/384 keys and messages are ours; anything else is handed, with the key
+ * so far and every later call, to the HMAC that would have served without us. Which calls
+ * libssl makes, the delegate and the two refusals: docs/design.md, decision 10, "HMAC". */
 typedef struct {
     md_kind md;                  /* the digest set: MD_UNSET or ours (others go to `other`) */
     md_kind keyed;               /* the digest the key was set with, which messages use (as
