@@ -54,6 +54,10 @@ OPENSSL_CFLAGS = $(eval OPENSSL_CFLAGS := $$(shell $(PKG_CONFIG) --cflags libssl
 OPENSSL_LIBS = $(eval OPENSSL_LIBS := $$(or $$(shell $(PKG_CONFIG) --libs libssl libcrypto 2>/dev/null),-lssl -lcrypto))$(OPENSSL_LIBS)
 # liburing: the loop's io_uring backend (src/loop/loop_uring.c).
 URING_LIBS = $(eval URING_LIBS := $$(or $$(shell $(PKG_CONFIG) --libs liburing 2>/dev/null),-luring))$(URING_LIBS)
+# libuv: only examples/uv_echo.c, which drives the engine from libuv's loop (the library does not
+# link it; see the per-example flags under "linking").
+UV_CFLAGS = $(eval UV_CFLAGS := $$(shell $(PKG_CONFIG) --cflags libuv 2>/dev/null))$(UV_CFLAGS)
+UV_LIBS = $(eval UV_LIBS := $$(or $$(shell $(PKG_CONFIG) --libs libuv 2>/dev/null),-luv))$(UV_LIBS)
 
 ifeq ($(SAN),1)
 OPT_CFLAGS := -O1 -g
@@ -172,7 +176,7 @@ define write-if-changed
 endef
 
 $(BUILD)/.flags: FORCE
-	$(call write-if-changed,'$(CC) $(LIB_CFLAGS) $(PROG_CFLAGS) $(LINK_FLAGS) $(LDLIBS_ALL)')
+	$(call write-if-changed,'$(CC) $(LIB_CFLAGS) $(PROG_CFLAGS) $(LINK_FLAGS) $(LDLIBS_ALL) $(UV_CFLAGS) $(UV_LIBS)')
 
 $(BUILD)/.lib-objs: FORCE
 	$(call write-if-changed,'$(LIB_OBJS)')
@@ -192,7 +196,7 @@ $(BUILD)/obj/src/%.o: src/%.c $(BUILD)/.flags | $(DEPS_STAMP)
 $(PROG_OBJS): $(BUILD)/obj/%.o: %.c $(BUILD)/.flags | $(DEPS_STAMP)
 	$(say) CC $<
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(PROG_CFLAGS) -MMD -MP -c -o $@ $<
+	$(Q)$(CC) $(PROG_CFLAGS) $(EXAMPLE_CFLAGS) -MMD -MP -c -o $@ $<
 
 # ---- linking -----------------------------------------------------------------------------------
 $(STATIC_LIB): $(LIB_OBJS) $(BUILD)/.lib-objs
@@ -221,10 +225,17 @@ $(UNIT_BINS): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(SUPPORT_OBJS) $(ST
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(LINK_FLAGS) -o $@ $< $(SUPPORT_OBJS) $(STATIC_LIB) $(LDLIBS_ALL)
 
+# An example that needs a library of its own sets EXAMPLE_CFLAGS on its object and EXAMPLE_LIBS
+# on its binary (target-specific; empty for the others).
+EXAMPLE_CFLAGS :=
+EXAMPLE_LIBS :=
+$(BUILD)/obj/examples/uv_echo.o: EXAMPLE_CFLAGS = $(UV_CFLAGS)
+$(BUILD)/examples/uv_echo: EXAMPLE_LIBS = $(UV_LIBS)
+
 $(EXAMPLE_BINS): $(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(STATIC_LIB)
 	$(say) LD $@
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(LINK_FLAGS) -o $@ $< $(STATIC_LIB) $(LDLIBS_ALL)
+	$(Q)$(CC) $(LINK_FLAGS) -o $@ $< $(STATIC_LIB) $(EXAMPLE_LIBS) $(LDLIBS_ALL)
 
 $(BENCH_FILE_BINS): $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(STATIC_LIB)
 	$(say) LD $@

@@ -14,6 +14,7 @@ PACKAGES=(
     pkg-config
     libssl-dev          # OpenSSL 3 headers and libraries
     liburing-dev        # io_uring: the loop's second backend (src/loop/loop_uring.c)
+    libuv1-dev          # libuv: examples/uv_echo.c drives the engine from libuv's loop
     openssl             # the command-line tool, used by tests as a peer
     python3
     curl
@@ -49,7 +50,7 @@ if [[ ${TLSLOOP_SKIP_DEPS:-0} == 1 ]]; then
 fi
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "deps: not a Debian system (no dpkg-query); make sure gcc, make, pkg-config, OpenSSL 3" \
-        "headers, openssl, python3, curl, clang with libFuzzer and procps are installed" >&2
+        "headers, liburing, libuv, openssl, python3, curl, clang with libFuzzer and procps are installed" >&2
     exit 0
 fi
 
