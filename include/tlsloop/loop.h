@@ -43,6 +43,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <tlsloop/api.h>
 
 #ifdef __cplusplus
@@ -69,7 +70,8 @@ struct tl_io {
     uint8_t want;         /* interest asked for (TL_READABLE | TL_WRITABLE) */
     uint8_t registered;   /* interest the kernel has; private */
     bool queued;          /* on the loop's change list; private */
-    uint32_t ticket;      /* private: io_uring, the poll request in flight (0: none) */
+    bool stream;          /* private: completion I/O (tl_io_stream) */
+    uint32_t ticket;      /* private: io_uring, the poll request in flight or the stream's slot */
     tl_io *next_change;   /* private: the change list is doubly linked, so stop is O(1) */
     tl_io *prev_change;   /* private */
     tl_io_cb cb;
@@ -86,6 +88,28 @@ TL_API void tl_io_stop(tl_loop *loop, tl_io *io);
  * descriptor of a socket takes it out of epoll by itself. Only for an fd no other descriptor
  * (dup, a forked child) refers to; otherwise the epoll entry would outlive the watcher. */
 TL_API void tl_io_stop_closing(tl_loop *loop, tl_io *io);
+
+/* ---- completion I/O on stream sockets ----
+ * On an io_uring loop the watcher of a connected stream socket can move from readiness to
+ * completions: the kernel receives into the loop's shared buffers (one multishot recv; an idle
+ * socket holds no buffer of its own) and sends go out with the iteration's other submissions.
+ * Its events then mean: TL_READABLE, bytes, the end of the stream or an error wait for
+ * tl_io_recv; TL_WRITABLE, no send is in flight (the next tl_io_send is taken). Both stay
+ * level-triggered. On an epoll loop tl_io_stream declines and tl_io_recv and tl_io_send are
+ * recv(2) and send(2) on the watcher's fd. */
+
+/* Move a watcher to completion I/O; false when the loop does readiness only (epoll, or io_uring
+ * without provided-buffer rings). Call when the socket is connected. */
+TL_API bool tl_io_stream(tl_loop *loop, tl_io *io);
+/* Like recv(2): bytes copied, 0 at the end of the stream, or -1 with errno (EAGAIN: nothing yet;
+ * the socket's error once the bytes before it are read). */
+TL_API ssize_t tl_io_recv(tl_loop *loop, tl_io *io, void *buf, size_t len);
+/* Like send(2) (flags such as MSG_NOSIGNAL, MSG_MORE): on a stream the bytes taken are copied
+ * and queued, -1 with EAGAIN while an earlier send is in flight, with its errno after it failed. */
+TL_API ssize_t tl_io_send(tl_loop *loop, tl_io *io, const void *buf, size_t len, int flags);
+/* Bytes taken by tl_io_send that the kernel has not yet accepted (0 off streams): shut the
+ * socket's writing side only after they are out. */
+TL_API size_t tl_io_unsent(const tl_loop *loop, const tl_io *io);
 
 /* ---- timers ---- */
 

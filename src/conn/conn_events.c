@@ -79,6 +79,7 @@ static void connected(tl_conn *c)
             c->cbs->on_connect(c, false);
         return;
     }
+    tl_io_stream(c->loop, &c->io);   /* completions from here on, where the loop has them */
     if (c->cbs && c->cbs->on_connect)
         c->cbs->on_connect(c, true);
     if (c->state != ST_CONNECTING)
@@ -101,6 +102,8 @@ static void on_io(tl_loop *loop, tl_io *io, unsigned events)
     tl_conn *c = io->data;
     if (events & (TL_READABLE | TL_HANGUP))
         c->rx_dry = false;   /* the kernel says there is something to read again */
+    if ((events & TL_WRITABLE) && c->io.stream)
+        c->send_ms = tli_conn_now_ms(c);   /* a stream's send completed: progress */
     switch (c->state) {
     case ST_CONNECTING:
         connected(c);
@@ -147,7 +150,7 @@ static void on_timer(tl_loop *loop, tl_timer *t)
          * writable since: ask it now, and a send that moves nothing is the refusal. */
         bool stalled = false;
         if (tli_conn_stall_applies(c) && tli_conn_left(now, c->send_ms, c->stall_timeout_ms) == 0) {
-            if (c->send_blocked) {
+            if (c->send_blocked || tl_io_unsent(c->loop, &c->io)) {
                 stalled = true;
             } else {
                 size_t before = tli_conn_queued(c);
@@ -260,6 +263,7 @@ tl_conn *tl_conn_accept(tl_loop *loop, int fd, const tl_conn_opts *opts)
         close(fd);
         return NULL;
     }
+    tl_io_stream(loop, &c->io);
     if (c->engine) {
         start_tls(c);
         tl_timer_start(loop, &c->timer, c->hs_timeout_ms);

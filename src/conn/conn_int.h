@@ -133,10 +133,16 @@ struct tl_conn {
 
 static inline uint32_t tli_conn_now_ms(const tl_conn *c) { return (uint32_t)tl_loop_now(c->loop); }
 
-/* Output waiting: the write queue and what the type holds. */
-static inline size_t tli_conn_queued(const tl_conn *c)
+/* Output not yet handed to the kernel: the write queue and what the type holds. */
+static inline size_t tli_conn_unwritten(const tl_conn *c)
 {
     return tl_buf_len(&c->wq) + c->type->pending_output(c);
+}
+
+/* Output not yet out: also what a stream's sends hold (the FIN and the close wait for it). */
+static inline size_t tli_conn_queued(const tl_conn *c)
+{
+    return tli_conn_unwritten(c) + tl_io_unsent(c->loop, &c->io);
 }
 
 /* Milliseconds left until `limit` has passed since `mark`; 0 once it has. */

@@ -26,10 +26,11 @@ ssize_t tli_conn_recv(tl_conn *c, void *buf, size_t len)
     /* A TCP recv that returns less than asked found the receive queue empty; asking again
      * before the next readiness event could only say EAGAIN. Level-triggered epoll reports
      * whatever arrives meanwhile, so the syscall is skipped (one per request saved: a TLS
-     * read otherwise ends with a recv that fails). */
+     * read otherwise ends with a recv that fails). On a stream (io_uring) the same holds for
+     * the loop's queue of received buffers. */
     if (c->rx_dry)
         return TL_IO_AGAIN;
-    ssize_t r = recv(c->fd, buf, len, 0);
+    ssize_t r = tl_io_recv(c->loop, &c->io, buf, len);
     if (r > 0) {
         c->active_ms = (uint32_t)tl_loop_now(c->loop);
         c->rx_dry = (size_t)r < len;
@@ -44,7 +45,7 @@ ssize_t tli_conn_send(tl_conn *c, const void *buf, size_t len)
     /* MSG_MORE before the FIN: the kernel holds the last partial segment until shutdown(SHUT_WR)
      * pushes it with the FIN flag set, one packet (and one ACK) instead of two. */
     int flags = MSG_NOSIGNAL | (c->last_send ? MSG_MORE : 0);
-    ssize_t n = io_result(c, send(c->fd, buf, len, flags));
+    ssize_t n = io_result(c, tl_io_send(c->loop, &c->io, buf, len, flags));
     uint32_t now = (uint32_t)tl_loop_now(c->loop);
     if (n > 0)
         c->active_ms = now;

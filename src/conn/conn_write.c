@@ -135,8 +135,9 @@ int tl_conn_write(tl_conn *c, const void *data, size_t len)
         tli_conn_schedule(c, ACT_FLUSH);   /* interest follows the flush, later in this iteration */
         return high_water(c);
     }
-    /* Optimistic write: straight to the socket when nothing waits before it. */
-    if (c->state == ST_OPEN && tli_conn_queued(c) == 0) {
+    /* Optimistic write: straight to the socket when nothing waits before it (a stream's sends
+     * in flight keep their order: it takes bytes behind them). */
+    if (c->state == ST_OPEN && tli_conn_unwritten(c) == 0) {
         tl_result r = c->type->write(c, data, len);
         off = r.consumed;
         c->bytes_out += r.consumed;
@@ -181,7 +182,8 @@ int tl_conn_writev(tl_conn *c, const struct iovec *iov, int iovcnt)
     return after_write(c);
 }
 
-size_t tl_conn_write_queued(const tl_conn *c) { return tli_conn_queued(c); }
+/* What the kernel has of a stream's sends counts as sent, as a socket buffer's bytes do. */
+size_t tl_conn_write_queued(const tl_conn *c) { return tli_conn_unwritten(c); }
 void tl_conn_set_defer_writes(tl_conn *c, bool on) { c->defer_writes = on; }
 
 /* ---- closing --------------------------------------------------------------------------------- */

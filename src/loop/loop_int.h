@@ -26,6 +26,11 @@ typedef struct tli_backend {
      * EINTR, -1 on failure with loop->err set. */
     int (*wait)(tl_loop *loop, int timeout_ms);
     void (*destroy)(tl_loop *loop);
+    /* Completion I/O (tl_io_stream and the calls on a stream's watcher); NULL: readiness only. */
+    int (*stream)(tl_loop *loop, tl_io *io);
+    ssize_t (*recv)(tl_loop *loop, tl_io *io, void *buf, size_t len);
+    ssize_t (*send)(tl_loop *loop, tl_io *io, const void *buf, size_t len, int flags);
+    size_t (*unsent)(const tl_loop *loop, const tl_io *io);
 } tli_backend;
 
 extern const tli_backend tli_epoll_backend;

@@ -1,6 +1,8 @@
-/* loop_io.c - fd watchers: their set-up and the loop's list of interest changes, which loop.c
- * applies once per iteration and the io_uring backend refills to re-arm one-shot polls. */
+/* loop_io.c - fd watchers: their set-up, the loop's list of interest changes (applied by loop.c
+ * once per iteration, refilled by the io_uring backend to re-arm one-shot polls), and socket I/O
+ * that goes to the backend for a stream's watcher and to recv/send for any other. */
 #include <string.h>
+#include <sys/socket.h>
 
 #include "loop/loop_int.h"
 
@@ -37,4 +39,24 @@ void tl_io_set(tl_loop *loop, tl_io *io, unsigned events)
     if (loop->changes)
         loop->changes->prev_change = io;
     loop->changes = io;
+}
+
+bool tl_io_stream(tl_loop *loop, tl_io *io)
+{
+    return io->stream || (loop->be->stream && loop->be->stream(loop, io) == 0);
+}
+
+ssize_t tl_io_recv(tl_loop *loop, tl_io *io, void *buf, size_t len)
+{
+    return io->stream ? loop->be->recv(loop, io, buf, len) : recv(io->fd, buf, len, 0);
+}
+
+ssize_t tl_io_send(tl_loop *loop, tl_io *io, const void *buf, size_t len, int flags)
+{
+    return io->stream ? loop->be->send(loop, io, buf, len, flags) : send(io->fd, buf, len, flags);
+}
+
+size_t tl_io_unsent(const tl_loop *loop, const tl_io *io)
+{
+    return io->stream ? loop->be->unsent(loop, io) : 0;
 }

@@ -1,17 +1,30 @@
-/* loop_uring.c - the loop's io_uring backend: interest as one-shot poll requests queued on the
- * ring (re-armed after each completion, which keeps readiness level-triggered), one
- * io_uring_enter per iteration to submit them all and wait. */
+/* loop_uring.c - the loop's io_uring backend: interest as one-shot poll requests (re-armed after
+ * each completion, which keeps readiness level-triggered), streams on completions (multishot recv
+ * into a provided-buffer ring, staged sends), one io_uring_enter per iteration for all of it.
+ * The stream's life and its invariants: docs/design.md, decision 14. */
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 
 #include "loop/loop_int.h"
 #include "util/tli.h"
 
 #define RING_ENTRIES 1024u
 #define CQ_ENTRIES 8192u
+#define BUF_SIZE 16384u          /* a provided buffer: one TLS record and its header */
+#define BUF_COUNT 256u           /* buffers in the ring (a power of two) */
+#define BUF_GROUP 1
+#define NO_BUF 0xffffu
+#define SEND_MAX (64u * 1024u)   /* bytes one stream send stages */
+#define SPARE_MAX 16             /* staging buffers kept for reuse */
+
+/* user_data: a table index and what it is for; 0 is a cancel's own completion, skipped. */
+enum { OP_POLL = 0, OP_RECV = 1, OP_SEND = 2 };
+#define UD(id, op) ((uint64_t)(id) << 2 | (op))
 
 /* A poll request in flight. Its id is the request's user_data; an id stays taken until the
  * request's completion arrives, so a completion never finds a watcher that was stopped (and
@@ -22,10 +35,41 @@ typedef struct ticket {
     uint8_t mask;     /* the interest asked for */
 } ticket;
 
+/* A stream's slot: what its watcher's completions left for tl_io_recv, the send in flight. A slot
+ * outlives its watcher while requests are in flight (io NULL), so a late completion finds it. */
+typedef struct stream {
+    tl_io *io;              /* NULL: the watcher left */
+    uint32_t next;          /* the hot list, the starved list, or the free list */
+    uint32_t next_starved;
+    uint16_t rx_head, rx_tail;   /* received buffers, oldest first (NO_BUF: none) */
+    uint32_t rx_off;        /* bytes of the head buffer already read */
+    int rx_err, tx_err;     /* the errno the kernel gave, for the next recv/send */
+    bool rx_eof;
+    bool recv_armed;        /* a multishot recv is in flight, until its last completion */
+    bool recv_cancelled;    /* ... and its cancel is queued */
+    bool starved;           /* its recv ended for want of buffers: re-armed when one comes back */
+    bool hot;               /* on the hot list: its events are worked out each iteration */
+    bool send_armed;        /* a send is in flight: of tx[tx_off, tx_len) as it was then */
+    uint64_t armed_seq;     /* the submission round of its latest request */
+    uint8_t *tx;            /* staged bytes: [tx_off, tx_len) not yet sent (SEND_MAX bytes) */
+    uint32_t tx_len, tx_off;
+    int tx_flags;
+} stream;
+
 struct tli_uring {
     struct io_uring ring;
     ticket *t;        /* t[0] unused: id 0 is the user_data of cancels, whose completions we skip */
     uint32_t cap, free_head;
+    uint64_t seq;     /* submission rounds so far: a request armed in this one is not yet submitted */
+
+    stream *s;        /* s[0] unused */
+    uint32_t s_cap, s_free, hot, starved;
+    struct io_uring_buf_ring *br;   /* NULL: the kernel has no provided-buffer rings: no streams */
+    uint8_t *bufs;
+    uint16_t buf_next[BUF_COUNT];
+    uint32_t buf_len[BUF_COUNT];
+    uint8_t *spare[SPARE_MAX];
+    int nspare;
 };
 
 static uint32_t ticket_take(tli_uring *u, tl_io *io, uint8_t mask)
@@ -60,6 +104,7 @@ static struct io_uring_sqe *sqe_get(tl_loop *loop)
     struct io_uring_sqe *sqe = io_uring_get_sqe(&loop->uring->ring);
     if (!sqe) {
         io_uring_submit(&loop->uring->ring);
+        loop->uring->seq++;
         sqe = io_uring_get_sqe(&loop->uring->ring);
     }
     if (!sqe)
@@ -77,15 +122,366 @@ static int cancel(tl_loop *loop, tl_io *io)
     struct io_uring_sqe *sqe = sqe_get(loop);
     if (!sqe)
         return -1;
-    io_uring_prep_poll_remove(sqe, io->ticket);
+    io_uring_prep_poll_remove(sqe, UD(io->ticket, OP_POLL));
     io_uring_sqe_set_data64(sqe, 0);
     io->ticket = 0;
     io->registered = 0;
     return 0;
 }
 
+/* ---- streams: completion I/O ---- */
+
+static stream *slot(tli_uring *u, const tl_io *io) { return &u->s[io->ticket]; }
+
+static void buf_give(tli_uring *u, uint16_t bid)
+{
+    io_uring_buf_ring_add(u->br, u->bufs + (size_t)bid * BUF_SIZE, BUF_SIZE, bid,
+                          io_uring_buf_ring_mask(BUF_COUNT), 0);
+    io_uring_buf_ring_advance(u->br, 1);
+}
+
+static void mark_hot(tli_uring *u, uint32_t id)
+{
+    if (u->s[id].hot)
+        return;
+    u->s[id].hot = true;
+    u->s[id].next = u->hot;
+    u->hot = id;
+}
+
+/* A slot is free again once its watcher left and nothing of it is in flight or listed. */
+static void maybe_free(tli_uring *u, uint32_t id)
+{
+    stream *s = &u->s[id];
+    if (s->io || s->recv_armed || s->send_armed || s->hot || s->starved)
+        return;
+    *s = (stream){.next = u->s_free};
+    u->s_free = id;
+}
+
+static uint8_t *stage_get(tli_uring *u)
+{
+    return u->nspare ? u->spare[--u->nspare] : malloc(SEND_MAX);
+}
+
+static void stage_put(tli_uring *u, uint8_t *p)
+{
+    if (p && u->nspare < SPARE_MAX)
+        u->spare[u->nspare++] = p;
+    else
+        free(p);
+}
+
+/* The events a stream's state gives its watcher's interest. */
+static unsigned stream_events(const stream *s)
+{
+    unsigned want = s->io ? s->io->want : 0, ev = 0;
+    if ((want & TL_READABLE) && (s->rx_head != NO_BUF || s->rx_eof || s->rx_err))
+        ev |= TL_READABLE;
+    if ((want & TL_WRITABLE) && !s->send_armed)
+        ev |= TL_WRITABLE;
+    if (want && (s->rx_err || s->tx_err))
+        ev |= TL_HANGUP;
+    return ev;
+}
+
+/* Walk the hot list: streams with no events leave it; with report, those with events are added
+ * to loop->ready from n on (and stay, level-triggered). Returns the new count. */
+static int walk_hot(tl_loop *loop, int n, bool report)
+{
+    tli_uring *u = loop->uring;
+    uint32_t id = u->hot, keep = 0;
+    u->hot = 0;
+    while (id) {
+        stream *s = &u->s[id];
+        uint32_t next = s->next;
+        unsigned ev = stream_events(s);
+        if (!ev) {
+            s->hot = false;
+            maybe_free(u, id);
+        } else {
+            if (report && n < TL_LOOP_MAX_EVENTS)
+                loop->ready[n++] = (tli_ready){.io = s->io, .events = ev};
+            s->next = keep;
+            keep = id;
+        }
+        id = next;
+    }
+    u->hot = keep;
+    return n;
+}
+
+static int arm_recv(tl_loop *loop, uint32_t id)
+{
+    tli_uring *u = loop->uring;
+    struct io_uring_sqe *sqe = sqe_get(loop);
+    if (!sqe)
+        return -1;
+    io_uring_prep_recv_multishot(sqe, u->s[id].io->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BUF_GROUP;
+    io_uring_sqe_set_data64(sqe, UD(id, OP_RECV));
+    u->s[id].recv_armed = true;
+    u->s[id].armed_seq = u->seq;
+    return 0;
+}
+
+static int cancel_recv(tl_loop *loop, uint32_t id)
+{
+    struct io_uring_sqe *sqe = sqe_get(loop);
+    if (!sqe)
+        return -1;
+    io_uring_prep_cancel64(sqe, UD(id, OP_RECV), 0);
+    io_uring_sqe_set_data64(sqe, 0);
+    loop->uring->s[id].recv_cancelled = true;
+    return 0;
+}
+
+static int submit_send(tl_loop *loop, uint32_t id)
+{
+    tli_uring *u = loop->uring;
+    stream *s = &u->s[id];
+    struct io_uring_sqe *sqe = sqe_get(loop);
+    if (!sqe)
+        return -1;
+    /* MSG_WAITALL: the kernel itself sends the rest of a short send before it completes. */
+    io_uring_prep_send(sqe, s->io->fd, s->tx + s->tx_off, s->tx_len - s->tx_off,
+                       s->tx_flags | MSG_WAITALL);
+    io_uring_sqe_set_data64(sqe, UD(id, OP_SEND));
+    s->send_armed = true;
+    s->armed_seq = u->seq;
+    return 0;
+}
+
+/* Receive while the watcher wants to read; stop (cancel) while it does not, so a paused reader
+ * takes no more buffers from the ring. */
+static int stream_apply(tl_loop *loop, tl_io *io)
+{
+    tli_uring *u = loop->uring;
+    uint32_t id = io->ticket;
+    stream *s = &u->s[id];
+    int rc = 0;
+    if (io->want & TL_READABLE) {
+        if (!s->recv_armed && !s->rx_eof && !s->rx_err && !s->starved)
+            rc = arm_recv(loop, id);
+    } else if (s->recv_armed && !s->recv_cancelled) {
+        rc = cancel_recv(loop, id);
+    }
+    io->registered = io->want;
+    if (io->want)
+        mark_hot(u, id);
+    return rc;
+}
+
+/* The watcher leaves; its slot stays while requests are in flight. A request still in the
+ * submission queue names the fd, which is closed (and may be reused) when we return: submit it
+ * now, while the number still means this socket. */
+static void stream_forget(tl_loop *loop, tl_io *io)
+{
+    tli_uring *u = loop->uring;
+    uint32_t id = io->ticket;
+    stream *s = &u->s[id];
+    while (s->rx_head != NO_BUF) {
+        uint16_t bid = s->rx_head;
+        s->rx_head = u->buf_next[bid];
+        buf_give(u, bid);
+    }
+    s->rx_tail = NO_BUF;
+    if (s->recv_armed && !s->recv_cancelled)
+        cancel_recv(loop, id);
+    if ((s->recv_armed || s->send_armed) && s->armed_seq == u->seq) {
+        io_uring_submit(&u->ring);
+        u->seq++;
+    }
+    s->io = NULL;
+    io->stream = false;
+    io->ticket = 0;
+    io->want = io->registered = 0;
+    maybe_free(u, id);
+}
+
+static void wake_starved(tl_loop *loop)
+{
+    tli_uring *u = loop->uring;
+    while (u->starved) {
+        uint32_t id = u->starved;
+        stream *s = &u->s[id];
+        u->starved = s->next_starved;
+        s->starved = false;
+        if (s->io && (s->io->want & TL_READABLE))
+            tl_io_set(loop, s->io, s->io->want);   /* armed again next iteration */
+        maybe_free(u, id);
+    }
+}
+
+static void recv_done(tl_loop *loop, uint32_t id, const struct io_uring_cqe *cqe)
+{
+    tli_uring *u = loop->uring;
+    stream *s = &u->s[id];
+    if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
+        uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        if (!s->io) {
+            buf_give(u, bid);
+        } else {
+            u->buf_len[bid] = (uint32_t)cqe->res;
+            u->buf_next[bid] = NO_BUF;
+            if (s->rx_tail != NO_BUF)
+                u->buf_next[s->rx_tail] = bid;
+            else
+                s->rx_head = bid;
+            s->rx_tail = bid;
+        }
+    } else if (cqe->res == 0) {
+        s->rx_eof = true;
+    } else if (cqe->res == -ENOBUFS) {
+        if (s->io && !s->starved) {
+            s->starved = true;
+            s->next_starved = u->starved;
+            u->starved = id;
+        }
+    } else if (cqe->res < 0 && cqe->res != -ECANCELED) {
+        s->rx_err = -cqe->res;
+    }
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+        s->recv_armed = s->recv_cancelled = false;
+        /* Ended for another reason than ours (or cancelled, then wanted again): again. */
+        if (s->io && (s->io->want & TL_READABLE) && !s->starved)
+            tl_io_set(loop, s->io, s->io->want);
+    }
+    if (s->io)
+        mark_hot(u, id);
+    maybe_free(u, id);
+}
+
+static void send_done(tl_loop *loop, uint32_t id, const struct io_uring_cqe *cqe)
+{
+    tli_uring *u = loop->uring;
+    stream *s = &u->s[id];
+    s->send_armed = false;
+    if (cqe->res > 0) {
+        s->tx_off += (uint32_t)cqe->res;
+        if (s->tx_off < s->tx_len && s->io && submit_send(loop, id) == 0)
+            return;   /* taken meanwhile, or short (MSG_WAITALL gave up): the rest */
+    } else if (cqe->res < 0 && s->io) {
+        s->tx_err = -cqe->res;
+    }
+    stage_put(u, s->tx);
+    s->tx = NULL;
+    s->tx_len = s->tx_off = 0;
+    if (s->io)
+        mark_hot(u, id);
+    maybe_free(u, id);
+}
+
+static int uring_stream(tl_loop *loop, tl_io *io)
+{
+    tli_uring *u = loop->uring;
+    if (!u->br)
+        return -1;
+    if (!u->s_free) {
+        uint32_t cap = u->s_cap ? u->s_cap * 2 : 256;
+        stream *t = realloc(u->s, cap * sizeof *t);
+        if (!t)
+            return -1;
+        for (uint32_t i = cap - 1; i >= (u->s_cap ? u->s_cap : 1); i--) {
+            t[i] = (stream){.next = u->s_free};
+            u->s_free = i;
+        }
+        u->s = t;
+        u->s_cap = cap;
+    }
+    unsigned want = io->want;
+    cancel(loop, io);   /* a poll in flight from before */
+    tli_io_unlink_change(loop, io);
+    uint32_t id = u->s_free;
+    u->s_free = u->s[id].next;
+    u->s[id] = (stream){.io = io, .rx_head = NO_BUF, .rx_tail = NO_BUF};
+    io->stream = true;
+    io->ticket = id;
+    io->registered = 0;
+    if (want)
+        tl_io_set(loop, io, want);
+    return 0;
+}
+
+static ssize_t uring_recv(tl_loop *loop, tl_io *io, void *buf, size_t len)
+{
+    tli_uring *u = loop->uring;
+    stream *s = slot(u, io);
+    if (s->rx_head == NO_BUF) {
+        errno = s->rx_err ? s->rx_err : EAGAIN;
+        return s->rx_eof && !s->rx_err ? 0 : -1;
+    }
+    size_t got = 0;
+    bool gave = false;
+    while (got < len && s->rx_head != NO_BUF) {
+        uint16_t bid = s->rx_head;
+        size_t n = u->buf_len[bid] - s->rx_off;
+        if (n > len - got)
+            n = len - got;
+        memcpy((uint8_t *)buf + got, u->bufs + (size_t)bid * BUF_SIZE + s->rx_off, n);
+        got += n;
+        s->rx_off += (uint32_t)n;
+        if (s->rx_off == u->buf_len[bid]) {
+            s->rx_head = u->buf_next[bid];
+            if (s->rx_head == NO_BUF)
+                s->rx_tail = NO_BUF;
+            s->rx_off = 0;
+            buf_give(u, bid);
+            gave = true;
+        }
+    }
+    if (gave && u->starved)
+        wake_starved(loop);
+    return (ssize_t)got;
+}
+
+/* Bytes are taken while the staging buffer has room, also behind a send in flight (the kernel
+ * gets them when it completes: one send in flight per socket keeps them in order). */
+static ssize_t uring_send(tl_loop *loop, tl_io *io, const void *buf, size_t len, int flags)
+{
+    tli_uring *u = loop->uring;
+    uint32_t id = io->ticket;
+    stream *s = &u->s[id];
+    if (s->tx_err) {
+        errno = s->tx_err;
+        return -1;
+    }
+    size_t room = SEND_MAX - s->tx_len;
+    if (!len)
+        return 0;
+    if (!room) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (!s->tx && !(s->tx = stage_get(u))) {
+        errno = ENOMEM;
+        return -1;
+    }
+    size_t n = len < room ? len : room;
+    memcpy(s->tx + s->tx_len, buf, n);
+    s->tx_len += (uint32_t)n;
+    s->tx_flags = flags;
+    if (!s->send_armed && submit_send(loop, id) != 0) {
+        s->tx_len -= (uint32_t)n;
+        errno = EAGAIN;
+        return -1;
+    }
+    return (ssize_t)n;
+}
+
+static size_t uring_unsent(const tl_loop *loop, const tl_io *io)
+{
+    const stream *s = &loop->uring->s[io->ticket];
+    return s->tx_len - s->tx_off;
+}
+
+/* ---- the backend ---- */
+
 static int uring_apply(tl_loop *loop, tl_io *io)
 {
+    if (io->stream)
+        return stream_apply(loop, io);
     if (io->want == io->registered && (io->ticket != 0) == (io->want != 0))
         return 0;
     if (cancel(loop, io) != 0)
@@ -107,7 +503,7 @@ static int uring_apply(tl_loop *loop, tl_io *io)
     if (io->want & TL_WRITABLE)
         mask |= POLLOUT;
     io_uring_prep_poll_add(sqe, io->fd, mask);
-    io_uring_sqe_set_data64(sqe, id);
+    io_uring_sqe_set_data64(sqe, UD(id, OP_POLL));
     io->ticket = id;
     io->registered = io->want;
     return 0;
@@ -118,6 +514,10 @@ static int uring_apply(tl_loop *loop, tl_io *io)
 static void uring_forget(tl_loop *loop, tl_io *io, bool closing)
 {
     (void)closing;
+    if (io->stream) {
+        stream_forget(loop, io);
+        return;
+    }
     io->want = 0;
     cancel(loop, io);
     io->registered = 0;
@@ -142,6 +542,9 @@ static int uring_wait(tl_loop *loop, int timeout_ms)
     tli_uring *u = loop->uring;
     struct io_uring_cqe *cqe;
     int rc;
+    /* A stream with events left from the last iteration is reported again: no sleeping. */
+    if (u->hot && (walk_hot(loop, 0, false), u->hot))
+        timeout_ms = 0;
     if (timeout_ms == 0 || io_uring_cq_ready(&u->ring)) {
         rc = io_uring_submit(&u->ring);
     } else {
@@ -150,6 +553,7 @@ static int uring_wait(tl_loop *loop, int timeout_ms)
         rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ms < 0 ? NULL : &ts,
                                               NULL);
     }
+    u->seq++;
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
         tli_fmt(loop->err, sizeof loop->err, "io_uring_enter: %s", strerror(-rc));
         return -1;
@@ -160,9 +564,17 @@ static int uring_wait(tl_loop *loop, int timeout_ms)
         if (n == TL_LOOP_MAX_EVENTS)
             break;   /* the rest waits in the queue for the next iteration */
         seen++;
-        uint64_t id = io_uring_cqe_get_data64(cqe);
-        if (id == 0 || id >= u->cap)
+        uint64_t ud = io_uring_cqe_get_data64(cqe);
+        uint64_t id = ud >> 2;
+        if (ud == 0)
             continue;   /* a cancel's own completion */
+        if ((ud & 3) != OP_POLL) {
+            if (id < u->s_cap)
+                ((ud & 3) == OP_RECV ? recv_done : send_done)(loop, (uint32_t)id, cqe);
+            continue;
+        }
+        if (id >= u->cap)
+            continue;
         tl_io *io = u->t[id].io;
         uint8_t mask = u->t[id].mask;
         ticket_put(u, (uint32_t)id);
@@ -177,16 +589,26 @@ static int uring_wait(tl_loop *loop, int timeout_ms)
             loop->ready[n++] = (tli_ready){.io = io, .events = ev};
     }
     io_uring_cq_advance(&u->ring, seen);
-    return n;
+    return u->hot ? walk_hot(loop, n, true) : n;
 }
 
 static void uring_destroy(tl_loop *loop)
 {
-    if (!loop->uring)
+    tli_uring *u = loop->uring;
+    if (!u)
         return;
-    io_uring_queue_exit(&loop->uring->ring);
-    free(loop->uring->t);
-    free(loop->uring);
+    io_uring_queue_exit(&u->ring);   /* ends every request: nothing points into what follows */
+    for (uint32_t i = 1; i < u->s_cap; i++)
+        free(u->s[i].tx);
+    for (int i = 0; i < u->nspare; i++)
+        free(u->spare[i]);
+    if (u->br) {
+        munmap(u->br, BUF_COUNT * sizeof(struct io_uring_buf));
+        munmap(u->bufs, (size_t)BUF_COUNT * BUF_SIZE);
+    }
+    free(u->s);
+    free(u->t);
+    free(u);
     loop->uring = NULL;
 }
 
@@ -196,7 +618,41 @@ const tli_backend tli_uring_backend = {
     .forget = uring_forget,
     .wait = uring_wait,
     .destroy = uring_destroy,
+    .stream = uring_stream,
+    .recv = uring_recv,
+    .send = uring_send,
+    .unsent = uring_unsent,
 };
+
+/* The provided-buffer ring streams receive into. Where the kernel has none (before 5.19) or
+ * TLSLOOP_IO_STREAMS=0 asks, streams are declined and their sockets run on polls and recv. */
+static void setup_bufs(tli_uring *u)
+{
+    const char *env = getenv("TLSLOOP_IO_STREAMS");
+    if (env && strcmp(env, "0") == 0)
+        return;
+    size_t ring_bytes = BUF_COUNT * sizeof(struct io_uring_buf);
+    size_t buf_bytes = (size_t)BUF_COUNT * BUF_SIZE;
+    void *br = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    void *bufs = mmap(NULL, buf_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    struct io_uring_buf_reg reg = {.ring_addr = (uintptr_t)br, .ring_entries = BUF_COUNT,
+                                   .bgid = BUF_GROUP};
+    if (br == MAP_FAILED || bufs == MAP_FAILED ||
+        io_uring_register_buf_ring(&u->ring, &reg, 0) != 0) {
+        if (br != MAP_FAILED)
+            munmap(br, ring_bytes);
+        if (bufs != MAP_FAILED)
+            munmap(bufs, buf_bytes);
+        return;
+    }
+    u->br = br;
+    u->bufs = bufs;
+    io_uring_buf_ring_init(u->br);
+    for (unsigned i = 0; i < BUF_COUNT; i++)
+        io_uring_buf_ring_add(u->br, u->bufs + (size_t)i * BUF_SIZE, BUF_SIZE, (uint16_t)i,
+                              io_uring_buf_ring_mask(BUF_COUNT), (int)i);
+    io_uring_buf_ring_advance(u->br, BUF_COUNT);
+}
 
 int tli_uring_init(tl_loop *loop, char *err, size_t errlen)
 {
@@ -228,6 +684,7 @@ int tli_uring_init(tl_loop *loop, char *err, size_t errlen)
         free(u);
         return -1;
     }
+    setup_bufs(u);
     loop->uring = u;
     loop->be = &tli_uring_backend;
     return 0;
