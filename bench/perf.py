@@ -95,7 +95,10 @@ LIMIT_KEYS = {"W1-rsa": "hs_full_rsa", "W1-ecdsa": "hs_full_ecdsa", "W2-tls13": 
 
 # tlsloop-kdf: `tlsloop serve --tls-kdf tlsloop`, the opt-in to tlsloop's own key derivation and
 # HMAC (src/tls/tls_ctx_kdf.c); the "tlsloop" column is the default, OpenSSL's own.
-ALSO = {"tlsloop-kdf": "tlsloop-kdf", "h2o": "h2o", "haproxy": "HAProxy"}
+# tlsloop-uring: the same server on the io_uring backend (TLSLOOP_IO=uring: streams on completions).
+ALSO = {"tlsloop-kdf": "tlsloop-kdf", "tlsloop-uring": "tlsloop-uring", "h2o": "h2o",
+        "haproxy": "HAProxy"}
+OURS = ("tlsloop-kdf", "tlsloop-uring")
 
 
 def h2o_cmd(tmp, kind, https, http, www):
@@ -419,7 +422,8 @@ def main():
     ap.add_argument("--workloads", default=",".join(WORKLOADS), metavar="W,...",
                     help="comma-separated subset, e.g. W1-ecdsa,W6 (default: all)")
     ap.add_argument("--also", default="tlsloop-kdf", metavar="SERVERS",
-                    help="more servers in the same rounds: tlsloop-kdf (tlsloop with --tls-kdf "
+                    help="more servers in the same rounds: tlsloop-uring (tlsloop on io_uring), "
+                         "tlsloop-kdf (tlsloop with --tls-kdf "
                          "tlsloop; the default), h2o, haproxy (each adds about 5 min); '' for none")
     ap.add_argument("--build", default=os.environ.get("BUILD", "build"), metavar="DIR",
                     help="build directory whose tlsloop to measure (default $BUILD or build)")
@@ -443,7 +447,7 @@ def main():
               file=sys.stderr)
         return 2
     missing = [t for t in ("nginx", "wrk", "taskset", "prlimit",
-                                *(x for x in also if x != "tlsloop-kdf")) if not shutil.which(t)]
+                                *(x for x in also if x not in OURS)) if not shutil.which(t)]
     if missing:
         print(f"perf: missing {', '.join(missing)} (scripts/deps.sh --bench)", file=sys.stderr)
         return 2
@@ -474,8 +478,10 @@ def main():
                                                   + ncmd, p, tmp)
             for name in also:
                 p = (svn.free_port(), svn.free_port())
-                if name == "tlsloop-kdf":
-                    cmd = svn.tlsloop_cmd(binary, tmp, kind, *p, www) + ["--tls-kdf", "tlsloop"]
+                if name in OURS:
+                    cmd = svn.tlsloop_cmd(binary, tmp, kind, *p, www)
+                    cmd += ["--tls-kdf", "tlsloop"] if name == "tlsloop-kdf" else []
+                    cmd = ["env", "TLSLOOP_IO=uring"] + cmd if name == "tlsloop-uring" else cmd
                     cmd[cmd.index("--max-conns") + 1] = "15000"
                 else:
                     cmd = (h2o_cmd if name == "h2o" else haproxy_cmd)(tmp, kind, *p, www)
@@ -559,8 +565,9 @@ def main():
              f"{platform.release()}, {subprocess.run(['openssl', 'version'], capture_output=True, text=True).stdout.strip()}, "
              f"{subprocess.run(['nginx', '-v'], capture_output=True, text=True).stderr.strip()}")
     for s in also:
-        if s == "tlsloop-kdf":
-            facts += ", tlsloop-kdf: `tlsloop serve --tls-kdf tlsloop`"
+        if s in OURS:
+            facts += (", tlsloop-kdf: `tlsloop serve --tls-kdf tlsloop`" if s == "tlsloop-kdf"
+                      else ", tlsloop-uring: `TLSLOOP_IO=uring tlsloop serve`")
             continue
         v = subprocess.run([s, "-v"], capture_output=True, text=True)
         facts += ", " + (v.stdout or v.stderr).splitlines()[0].strip()
