@@ -69,9 +69,9 @@ static void warn_io_fallback(tl_server *srv)
         return;
     tl_io_backend io = srv->cfg->io;
     if (io == TL_IO_DEFAULT)
-        LOG(srv, WARN, "io (from TLSLOOP_IO): %s", note);
+        LOG(srv, WARN, "io from TLSLOOP_IO: %s", note);
     else
-        tl_log_write(srv->log, io == TL_IO_AUTO ? TL_LOG_INFO : TL_LOG_WARN, "io %s: %s",
+        tl_log_write(srv->log, io == TL_IO_AUTO ? TL_LOG_INFO : TL_LOG_WARN, "io %s requested; %s",
                      tl_io_backend_name(io), note);
 }
 
