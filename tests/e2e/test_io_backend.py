@@ -2,9 +2,11 @@
 """test_io_backend.py - the `io` option of `tlsloop serve` and `tlsloop proxy`: on io_uring they
 serve curl, openssl s_client, gnutls-cli and python's ssl; with io_uring refused (run under
 tests/tools/no_uring: seccomp makes io_uring_setup fail with EPERM or ENOSYS) they start on epoll
-and say why once; the start-up line and /metrics name the backend; bad values are refused.
+and say why once; the start-up line and /metrics name the backend; bad values are refused;
+`tlsloop get` and `tlsloop bench` take --io too.
 """
 import ctypes
+import json
 import os
 import re
 import shutil
@@ -189,6 +191,29 @@ def bad_io_values_are_refused(root):
                      r"epoll", r.stdout), r.stdout
 
 
+@test
+def get_and_bench_take_io(root):
+    srv = Serve("--root", root, "--io", "epoll")
+    try:
+        url = f"https://localhost:{srv.https}/index.html"
+        for wrap, want in (([], expect_on(True)), ([NO_URING], "epoll")):
+            r = subprocess.run([*wrap, BIN, "get", "-v", "--io", "uring", "--cacert", e2e_serve.CA,
+                                url], capture_output=True, text=True, timeout=20 * SLOW)
+            assert r.returncode == 0 and r.stdout == "hello tlsloop\n", r.stderr
+            assert f"* io: {want}\n" in r.stderr, r.stderr
+            assert ("running on epoll" in r.stderr) == (want == "epoll"), r.stderr
+            r = subprocess.run([*wrap, BIN, "bench", "--json", "-n", "20", "--io", "uring",
+                                "--cacert", e2e_serve.CA, url], capture_output=True, text=True,
+                               timeout=60 * SLOW)
+            assert r.returncode == 0, r.stderr
+            assert json.loads(r.stdout)["io"] == want, r.stdout
+        r = subprocess.run([BIN, "get", "--io", "kqueue", url], capture_output=True, text=True,
+                           timeout=20 * SLOW)
+        assert r.returncode == 2 and "--io needs epoll, uring or auto" in r.stderr, r.stderr
+    finally:
+        assert srv.stop() == 0
+
+
 # ---- tlsloop proxy ------------------------------------------------------------------------------
 
 def proxy_echo_and_metrics(cert, wrap, want):
@@ -225,7 +250,8 @@ def main():
         run_selected([serve_on_io_uring_serves_every_client,
                       serve_with_io_uring_refused_runs_on_epoll,
                       serve_auto_takes_io_uring_where_allowed,
-                      serve_default_is_tlsloop_io_else_epoll, bad_io_values_are_refused], root)
+                      serve_default_is_tlsloop_io_else_epoll, bad_io_values_are_refused,
+                      get_and_bench_take_io], root)
         run_selected([proxy_on_io_uring_and_refused], cert)
     return summary()
 
