@@ -32,8 +32,8 @@ RUN_ARGS ?= --access-log -
 # Seconds each fuzz target runs in `make fuzz`; FUZZ_TARGETS selects some (names like fuzz_http).
 FUZZ_SECONDS ?= 300
 FUZZ_TARGETS ?=
-# Phases of `make test` (tests/run.sh): any of normal asan fuzz checks.
-TEST_PHASES ?= normal asan fuzz checks
+# Phases of `make test` (tests/run.sh): any of normal normal-uring asan asan-uring fuzz checks.
+TEST_PHASES ?= normal normal-uring asan asan-uring fuzz checks
 
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
