@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
 # tests/run.sh - tlsloop's whole test suite; `make test` runs it after building build/.
 #
-# Phases (TEST_PHASES, default "normal asan fuzz checks"), one after another, never in parallel:
-#   normal  build/: every tests/unit/<layer>/test_*.c binary, every tests/e2e/*.sh|*.py, every example
-#   asan    the same, built again into build-asan/ with ASan+UBSan (make SAN=1 BUILD=build-asan)
-#   fuzz    each fuzz/fuzz_*.c target (build-fuzz/) for a few seconds over its seed corpus
-#   checks  every tests/check_*.sh (symbols, install) against build/
+# Phases (TEST_PHASES, default "normal normal-uring asan asan-uring fuzz checks"), one after
+# another, never in parallel:
+#   normal        build/: every tests/unit/<layer>/test_*.c binary, every tests/e2e/*.sh|*.py,
+#                 every example (each loop on the default backend: epoll)
+#   normal-uring  build/ again with TLSLOOP_IO=uring (every loop made with the default runs on
+#                 io_uring): the unit tests of the layers in URING_UNIT (loop conn server http
+#                 httpd proxy client), the e2e scripts matching URING_E2E (test_serve_*
+#                 test_server_* test_proxy_* test_get test_examples), every example. Left to the
+#                 epoll pass: the TLS engine and util units (no I/O), test_tls_conformance,
+#                 test_http_conformance and test_bench (the same server code paths, and the time
+#                 budget), test_io_backend (it sets the backend itself). Where io_uring is refused
+#                 the phase says so and runs on epoll.
+#   asan          the normal phase, built again into build-asan/ with ASan+UBSan (make SAN=1
+#                 BUILD=build-asan)
+#   asan-uring    the normal-uring phase on build-asan/
+#   fuzz          each fuzz/fuzz_*.c target (build-fuzz/) for a few seconds over its seed corpus
+#   checks        every tests/check_*.sh (symbols, install) against build/
+# Output and failures carry the phase's name: "[normal-uring] tests/e2e/test_get.py: 1 failed".
 #
 # Counting: a unit test binary and a check script print "N passed, N failed" as their last such
 # line; those numbers are added. A binary that exits non-zero after a line with 0 failed (a leak
@@ -15,14 +28,17 @@
 # sum: "N passed, N failed". The exit status is 1 when anything failed.
 #
 # Every program runs from the repository root under `timeout`, with stdin from /dev/null and these
-# in its environment: TLSLOOP_PHASE (normal|asan), TLSLOOP_BUILD (its build directory),
-# TLSLOOP_BIN (absolute path of that build's tlsloop program), TLSLOOP_ROOT (the repository).
+# in its environment: TLSLOOP_PHASE (normal|asan, also in the -uring phases), TLSLOOP_BUILD (its
+# build directory), TLSLOOP_BIN (absolute path of that build's tlsloop program), TLSLOOP_ROOT (the
+# repository), and TLSLOOP_IO=uring in the -uring phases.
 #
-# Knobs (environment): TEST_PHASES, BUILD, ASAN_BUILD, FUZZ_BUILD, UNIT_TIMEOUT (300), E2E_TIMEOUT
-# (300), EXAMPLE_TIMEOUT (60), CHECK_TIMEOUT (600), FUZZ_SMOKE_SECONDS (20 per target),
-# FUZZ_SMOKE_BUDGET (150 s for all targets together), MAKE.
+# Knobs (environment): TEST_PHASES, URING_UNIT, URING_E2E, BUILD, ASAN_BUILD, FUZZ_BUILD,
+# UNIT_TIMEOUT (300), E2E_TIMEOUT (300), EXAMPLE_TIMEOUT (60), CHECK_TIMEOUT (600),
+# FUZZ_SMOKE_SECONDS (20 per target), FUZZ_SMOKE_BUDGET (150 s for all targets together), MAKE.
+# A TLSLOOP_IO of the caller's is not passed on: the normal and asan phases run on epoll.
 set -u
 cd "$(dirname "$0")/.." || exit 1
+unset TLSLOOP_IO # the -uring phases set it
 ROOT=$PWD
 
 MAKE=${MAKE:-make}
