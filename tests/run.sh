@@ -12,9 +12,11 @@
 #                 epoll pass: the TLS engine and util units (no I/O), test_tls_conformance,
 #                 test_http_conformance and test_bench (the same server code paths, and the time
 #                 budget), test_io_backend (it sets the backend itself). Where io_uring is refused
-#                 the phase says so and runs on epoll. Its programs run URING_JOBS (2) at a
-#                 time: most of their time is spent waiting on deadlines, and two passes one
-#                 program at a time took `make test` past 10 minutes (680 s against 338 s).
+#                 the phase says so and runs on epoll. Its programs run URING_JOBS (3) at a
+#                 time, the e2e scripts (the longest) first, each reported when it ends: most
+#                 of their time is spent waiting on deadlines (their times do not grow side by
+#                 side), and two passes one program at a time took `make test` past 10 minutes
+#                 (680 s against 338 s).
 #   asan          the normal phase, built again into build-asan/ with ASan+UBSan (make SAN=1
 #                 BUILD=build-asan)
 #   asan-uring    the normal-uring phase on build-asan/
@@ -34,9 +36,8 @@
 # build directory), TLSLOOP_BIN (absolute path of that build's tlsloop program), TLSLOOP_ROOT (the
 # repository), and TLSLOOP_IO=uring in the -uring phases.
 #
-# Knobs (environment): TEST_PHASES, URING_UNIT, URING_E2E, URING_JOBS, BUILD, ASAN_BUILD,
-# FUZZ_BUILD,
-# UNIT_TIMEOUT (300), E2E_TIMEOUT (300), EXAMPLE_TIMEOUT (60), CHECK_TIMEOUT (600),
+# Knobs (environment): TEST_PHASES, URING_UNIT, URING_E2E, URING_JOBS (3), BUILD, ASAN_BUILD,
+# FUZZ_BUILD, UNIT_TIMEOUT (300), E2E_TIMEOUT (300), EXAMPLE_TIMEOUT (60), CHECK_TIMEOUT (600),
 # FUZZ_SMOKE_SECONDS (20 per target), FUZZ_SMOKE_BUDGET (150 s for all targets together), MAKE.
 # A TLSLOOP_IO of the caller's is not passed on: the normal and asan phases run on epoll.
 set -u
@@ -51,7 +52,7 @@ FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
 PHASES=${TEST_PHASES:-normal normal-uring asan asan-uring fuzz checks}
 URING_UNIT=${URING_UNIT:-loop conn server http httpd proxy client}
 URING_E2E=${URING_E2E:-test_serve_* test_server_* test_proxy_* test_get test_examples}
-URING_JOBS=${URING_JOBS:-2}
+URING_JOBS=${URING_JOBS:-3}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}
 E2E_TIMEOUT=${E2E_TIMEOUT:-300}
 EXAMPLE_TIMEOUT=${EXAMPLE_TIMEOUT:-60}
@@ -104,7 +105,7 @@ show_log() { # log passed?
 # run_one PHASE KIND TIMEOUT LABEL CMD...
 # KIND: unit (needs the closing line), script (closing line optional), single (exit status only).
 # With PAR above 1 (the -uring phases) up to PAR programs run at once; each one's output and
-# verdict are still printed whole, in the order they were started (run_drain waits for the rest).
+# verdict are printed whole when it ends (run_drain waits for the rest).
 JOB_N=0
 JOB_PIDS=()
 JOB_ARGS=()
@@ -125,22 +126,30 @@ run_one() {
     JOB_PIDS+=($!)
     JOB_ARGS+=("$phase $kind $limit $id $shown $label")
     while [[ ${#JOB_PIDS[@]} -ge ${PAR:-1} ]]; do
-        run_finish_oldest
+        run_finish_one
     done
 }
 
 run_drain() {
     while [[ ${#JOB_PIDS[@]} -gt 0 ]]; do
-        run_finish_oldest
+        run_finish_one
     done
 }
 
-run_finish_oldest() {
-    local phase kind limit id shown label
-    read -r phase kind limit id shown label <<<"${JOB_ARGS[0]}"
-    wait "${JOB_PIDS[0]}" 2>/dev/null
-    JOB_PIDS=("${JOB_PIDS[@]:1}")
-    JOB_ARGS=("${JOB_ARGS[@]:1}")
+# Wait for the first of the running programs to end (the only one, when one at a time), report it.
+run_finish_one() {
+    local phase kind limit id shown label pid i=0
+    if [[ ${#JOB_PIDS[@]} -gt 1 ]]; then
+        wait -n -p pid "${JOB_PIDS[@]}" 2>/dev/null
+        while [[ ${JOB_PIDS[i]} != "$pid" ]]; do
+            i=$((i + 1))
+        done
+    else
+        wait "${JOB_PIDS[0]}" 2>/dev/null
+    fi
+    read -r phase kind limit id shown label <<<"${JOB_ARGS[i]}"
+    JOB_PIDS=("${JOB_PIDS[@]:0:i}" "${JOB_PIDS[@]:i+1}")
+    JOB_ARGS=("${JOB_ARGS[@]:0:i}" "${JOB_ARGS[@]:i+1}")
     local log=$LOGDIR/job$id.log rc=1 secs=0
     [[ -s $LOGDIR/job$id.rc ]] && read -r rc secs <"$LOGDIR/job$id.rc"
     [[ $shown == 1 ]] || echo "--- [$phase] $label"
@@ -191,14 +200,7 @@ run_suite() { # label builddir [uring]
         PAR=$URING_JOBS
         uring_note
     fi
-    for src in tests/unit/*/test_*.c; do
-        [[ -e $src ]] || continue
-        name=${src#tests/unit/}
-        name=${name%.c}
-        layer=${name%%/*}
-        [[ -z $uring || " $URING_UNIT " == *" $layer "* ]] || continue
-        run_one "$label" unit "$UNIT_TIMEOUT" "$dir/tests/$name" "$dir/tests/$name"
-    done
+    [[ -n $uring ]] || run_units "$label" "$dir" ""
     local e2e=() pat
     for src in tests/e2e/*.sh tests/e2e/*.py; do
         [[ -e $src ]] || continue
@@ -214,6 +216,7 @@ run_suite() { # label builddir [uring]
         fi
     done
     run_e2e "$label" "${e2e[@]}"
+    [[ -z $uring ]] || run_units "$label" "$dir" uring # side by side: the long e2e scripts first
     for src in examples/*.c; do
         [[ -e $src ]] || continue
         # A server example runs until stopped; an e2e script drives it with real clients.
@@ -223,6 +226,18 @@ run_suite() { # label builddir [uring]
     done
     run_drain
     unset TLSLOOP_PHASE TLSLOOP_BUILD TLSLOOP_BIN TLSLOOP_IO
+}
+
+run_units() { # label builddir uring
+    local label=$1 dir=$2 uring=$3 src name layer
+    for src in tests/unit/*/test_*.c; do
+        [[ -e $src ]] || continue
+        name=${src#tests/unit/}
+        name=${name%.c}
+        layer=${name%%/*}
+        [[ -z $uring || " $URING_UNIT " == *" $layer "* ]] || continue
+        run_one "$label" unit "$UNIT_TIMEOUT" "$dir/tests/$name" "$dir/tests/$name"
+    done
 }
 
 # io_uring refused on this machine (io_uring_disabled, a seccomp filter): the uring phases run
