@@ -6,6 +6,7 @@
 #   libtlsloop.so.X.Y.Z         shared library, soname libtlsloop.so.X, exports tl_* only
 #   tlsloop                     the program (every tools/*.c, linked with the static library)
 #   tests/<layer>/test_*        one binary per tests/unit/<layer>/test_*.c (+ tests/support/*.c)
+#   tests/tools/<name>          test helper programs the e2e tests run, one per tests/tools/<name>.c
 #   examples/<name>             one binary per examples/<name>.c
 #   bench/<name>                one binary per bench/<name>.c, and per folder bench/<name>/ (its *.c)
 # The fuzzers live in $(FUZZ_BUILD) (default build-fuzz/), built with clang and libFuzzer.
@@ -31,8 +32,8 @@ RUN_ARGS ?= --access-log -
 # Seconds each fuzz target runs in `make fuzz`; FUZZ_TARGETS selects some (names like fuzz_http).
 FUZZ_SECONDS ?= 300
 FUZZ_TARGETS ?=
-# Phases of `make test` (tests/run.sh): any of normal asan fuzz checks.
-TEST_PHASES ?= normal asan fuzz checks
+# Phases of `make test` (tests/run.sh): any of normal normal-uring asan asan-uring fuzz checks.
+TEST_PHASES ?= normal normal-uring asan asan-uring fuzz checks
 
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
@@ -99,6 +100,7 @@ LIB_SRCS := $(sort $(wildcard src/*/*.c))
 TOOL_SRCS := $(sort $(wildcard tools/*.c))
 SUPPORT_SRCS := $(sort $(wildcard tests/support/*.c))
 UNIT_SRCS := $(sort $(wildcard tests/unit/*/test_*.c))
+TESTTOOL_SRCS := $(sort $(wildcard tests/tools/*.c))
 EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
 # A bench program of several files is a folder: bench/<name>/*.c make build/bench/<name>.
@@ -110,6 +112,7 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 TOOL_OBJS := $(TOOL_SRCS:%.c=$(BUILD)/obj/%.o)
 SUPPORT_OBJS := $(SUPPORT_SRCS:%.c=$(BUILD)/obj/%.o)
 PROG_OBJS := $(TOOL_OBJS) $(SUPPORT_OBJS) $(UNIT_SRCS:%.c=$(BUILD)/obj/%.o) \
+	$(TESTTOOL_SRCS:%.c=$(BUILD)/obj/%.o) \
 	$(EXAMPLE_SRCS:%.c=$(BUILD)/obj/%.o) $(BENCH_SRCS:%.c=$(BUILD)/obj/%.o) \
 	$(BENCH_DIR_SRCS:%.c=$(BUILD)/obj/%.o)
 
@@ -119,6 +122,7 @@ SHARED_REAL := $(BUILD)/libtlsloop.so.$(VERSION)
 SHARED_LIBS := $(SHARED_REAL) $(BUILD)/$(SONAME) $(BUILD)/libtlsloop.so
 PROGRAM := $(BUILD)/tlsloop
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+TESTTOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TESTTOOL_SRCS))
 EXAMPLE_BINS := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRCS))
 BENCH_FILE_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 BENCH_DIR_BINS := $(BENCH_DIRS:%=$(BUILD)/bench/%)
@@ -154,7 +158,7 @@ lib: $(STATIC_LIB) $(SHARED_LIBS)
 deps: $(DEPS_STAMP)
 
 # Everything tests/run.sh runs in one phase (normal, or asan with SAN=1 BUILD=build-asan).
-build-tests: all $(UNIT_BINS) $(EXAMPLE_BINS) $(BENCH_BINS)
+build-tests: all $(UNIT_BINS) $(TESTTOOL_BINS) $(EXAMPLE_BINS) $(BENCH_BINS)
 
 test: $(DEPS_STAMP) build-tests
 	@MAKE='$(MAKE)' BUILD='$(BUILD)' FUZZ_BUILD='$(FUZZ_BUILD)' TEST_PHASES='$(TEST_PHASES)' \
@@ -221,6 +225,11 @@ $(PROGRAM): $(TOOL_OBJS) $(STATIC_LIB)
 	$(Q)$(CC) $(LINK_FLAGS) -o $@ $(TOOL_OBJS) $(STATIC_LIB) $(LDLIBS_ALL)
 
 $(UNIT_BINS): $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(SUPPORT_OBJS) $(STATIC_LIB)
+	$(say) LD $@
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(LINK_FLAGS) -o $@ $< $(SUPPORT_OBJS) $(STATIC_LIB) $(LDLIBS_ALL)
+
+$(TESTTOOL_BINS): $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(SUPPORT_OBJS) $(STATIC_LIB)
 	$(say) LD $@
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(LINK_FLAGS) -o $@ $< $(SUPPORT_OBJS) $(STATIC_LIB) $(LDLIBS_ALL)

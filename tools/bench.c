@@ -46,6 +46,8 @@ void cmd_bench_usage(FILE *f)
             "      --tlsv1.2, --tlsv1.3  only this TLS version\n"
             "      --tls-kdf openssl|tlsloop  the client's TLS key derivation and HMAC:\n"
             "                         OpenSSL's own (default) or tlsloop's faster ones\n"
+            "      --io epoll|uring|auto  the loops' I/O backend (default: TLSLOOP_IO, else\n"
+            "                         epoll; auto: io_uring when the kernel allows it)\n"
             "      --no-tickets       TLS 1.2: ask for no session ticket, so --resume resumes\n"
             "                         by session ID from the server's cache\n"
             "      --cipher LIST      TLS 1.3 suites (TLS_...) or a TLS 1.2 cipher list\n"
@@ -184,6 +186,9 @@ int cmd_bench(int argc, char **argv)
         } else if (!strcmp(a, "--tls-kdf")) {
             if (tl_kdf_parse(VALUE(), &cc.kdf) != 0)
                 return usage_error("--tls-kdf needs openssl or tlsloop");
+        } else if (!strcmp(a, "--io")) {
+            if (tl_io_backend_parse(VALUE(), &b->io) != 0)
+                return usage_error("--io needs epoll, uring or auto");
         } else if (!strcmp(a, "--alpn")) {
             if (!(cc.alpn = VALUE()))
                 return usage_error("--alpn needs a list");
@@ -267,11 +272,13 @@ int cmd_bench(int argc, char **argv)
             w->interval_ns = 1e9 * b->threads / b->rate;
             w->queue = malloc(RATE_QUEUE_MAX * sizeof *w->queue);
         }
-        if (!(w->loop = tl_loop_new(err, sizeof err)) || !w->slots ||
-            (b->rate > 0 && !w->queue)) {
+        if (!(w->loop = tl_loop_new_ex(&(tl_loop_opts){.io = b->io}, err, sizeof err)) ||
+            !w->slots || (b->rate > 0 && !w->queue)) {
             fprintf(stderr, "tlsloop bench: %s\n", w->loop ? "out of memory" : err);
             return EXIT_FAILURE_RUN;
         }
+        if (i == 0 && *tl_loop_backend_note(w->loop) && b->io != TL_IO_AUTO)
+            fprintf(stderr, "tlsloop bench: --io: %s\n", tl_loop_backend_note(w->loop));
         w->tfd = -1;
         if (b->rate > 0 && (w->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0) {
             fprintf(stderr, "tlsloop bench: timerfd: %s\n", strerror(errno));

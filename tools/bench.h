@@ -97,6 +97,7 @@ struct bench {
     const char *method;
     char headers[4096];
     int source_ips;
+    tl_io_backend io;              /* --io (TL_IO_DEFAULT: TLSLOOP_IO, else epoll) */
     bool json, quiet;
     worker *w;
     uint64_t t0, t_measure, t_end;

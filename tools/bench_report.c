@@ -67,6 +67,7 @@ void bench_report(bench *b, totals *t, const char *url_text)
     if (b->json) {
         printf("{\n  \"url\": ");
         json_string(url_text);
+        printf(",\n  \"io\": \"%s\"", tl_loop_backend(b->w[0].loop));
         printf(",\n  \"mode\": \"%s\",\n  \"threads\": %d,\n  \"connections\": %d,\n"
                "  \"seconds\": %.3f,\n  \"rate\": %.1f,\n  \"requests\": %llu,\n"
                "  \"requests_per_s\": %.1f,\n  \"handshakes\": {\"full\": %llu, \"resumed\": %llu, "
@@ -103,7 +104,7 @@ void bench_report(bench *b, totals *t, const char *url_text)
         printf(" after %.1f s of warm-up", (double)b->warmup_ms / 1e3);
     if (b->rate > 0)
         printf(", at %.0f/s (latency from the intended send time)", b->rate);
-    printf("\n");
+    printf(", io=%s\n", tl_loop_backend(b->w[0].loop));
     if (b->mode != M_HSONLY)
         printf("  requests     %llu (%.1f/s); 2xx %llu, 3xx %llu, 4xx %llu, 5xx %llu\n",
                (unsigned long long)t->done, (double)t->done / s, (unsigned long long)t->status[2],

@@ -66,6 +66,9 @@ void cmd_get_usage(FILE *f)
             "      --tlsv1.2, --tlsv1.3  use only this TLS version\n"
             "      --tls-kdf openssl|tlsloop  TLS key derivation and HMAC: OpenSSL's own\n"
             "                         (default) or tlsloop's faster ones\n"
+            "      --io epoll|uring|auto  the loop's I/O backend (default: TLSLOOP_IO, else\n"
+            "                         epoll; auto: io_uring when the kernel allows it; -v says\n"
+            "                         which one ran)\n"
             "      --help             this text\n\n"
             "A response complete by its framing whose TLS connection then ends without the\n"
             "server's close_notify is kept (exit 0) with a warning on stderr; -v tells how the\n"
@@ -463,6 +466,7 @@ int cmd_get(int argc, char **argv)
     tl_client_config cc = {.alpn = "http/1.1"};
     const char *url_arg = NULL, *resolves[32];
     size_t nres = 0, hl = 0;
+    tl_io_backend io = TL_IO_DEFAULT;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         /* Options with a value, as "--name value" or "--name=value". */
@@ -517,6 +521,9 @@ int cmd_get(int argc, char **argv)
         } else if (!strcmp(a, "--tls-kdf")) {
             if (tl_kdf_parse(VALUE(), &cc.kdf) != 0)
                 return usage_error("--tls-kdf needs openssl or tlsloop");
+        } else if (!strcmp(a, "--io")) {
+            if (tl_io_backend_parse(VALUE(), &io) != 0)
+                return usage_error("--io needs epoll, uring or auto");
         } else if (!strcmp(a, "--timeout")) {
             uint64_t ms;
             if (!(v = VALUE()) || tl_server_parse_duration(v, &ms) != 0 || ms == 0)
@@ -580,11 +587,15 @@ int cmd_get(int argc, char **argv)
         tl_client_free(r.cl);
         return GET_FAILED;
     }
-    if (!(r.loop = tl_loop_new(err, sizeof err))) {
+    if (!(r.loop = tl_loop_new_ex(&(tl_loop_opts){.io = io}, err, sizeof err))) {
         fprintf(stderr, "tlsloop get: %s\n", err);
         tl_client_free(r.cl);
         return GET_FAILED;
     }
+    if (*tl_loop_backend_note(r.loop) && io != TL_IO_AUTO)
+        fprintf(stderr, "tlsloop get: --io: %s\n", tl_loop_backend_note(r.loop));
+    if (r.verbose)
+        fprintf(stderr, "* io: %s\n", tl_loop_backend(r.loop));
     tl_timer_init(&r.close_timer, on_close_timer, &r);
     tl_timer_init(&r.guard, on_guard, &r);
     start_fetch(&r, false);

@@ -58,6 +58,23 @@ static uint64_t default_max_conns(unsigned workers, size_t nlisten)
     return rl.rlim_cur > reserve + 1 ? rl.rlim_cur - reserve : 1;
 }
 
+/* Once, not per worker: why the loops run on epoll when io_uring was asked for (every loop asks
+ * the same; the first note found is the reason). auto expects it may not get io_uring: info. */
+static void warn_io_fallback(tl_server *srv)
+{
+    const char *note = tl_loop_backend_note(srv->control);
+    for (unsigned i = 0; !*note && i < srv->nworkers; i++)
+        note = tl_loop_backend_note(srv->workers[i].loop);
+    if (!*note)
+        return;
+    tl_io_backend io = srv->cfg->io;
+    if (io == TL_IO_DEFAULT)
+        LOG(srv, WARN, "io from TLSLOOP_IO: %s", note);
+    else
+        tl_log_write(srv->log, io == TL_IO_AUTO ? TL_LOG_INFO : TL_LOG_WARN, "io %s requested; %s",
+                     tl_io_backend_name(io), note);
+}
+
 tl_server *tl_server_new(const tl_server_config *cfg_in, const tl_server_handler *handler,
                          char *err, size_t errlen)
 {
@@ -131,11 +148,12 @@ tl_server *tl_server_new(const tl_server_config *cfg_in, const tl_server_handler
         srv->fds[i] = -1;
     if (tli_bind_all(srv, err, errlen) != 0)
         goto fail;
-    if (!(srv->control = tl_loop_new(err, errlen)))
+    if (!(srv->control = tl_loop_new_ex(&(tl_loop_opts){.io = cfg->io}, err, errlen)))
         goto fail;
     for (unsigned wi = 0; wi < srv->nworkers; wi++)
         if (tli_init_worker(srv, &srv->workers[wi], (int)wi, err, errlen) != 0)
             goto fail;
+    warn_io_fallback(srv);
     srv->stop_work = (tl_work){.done = tli_on_stop_work, .data = srv};
     tl_timer_init(&srv->tick, tli_on_tick, srv);
     tl_timer_init(&srv->rotate, tli_on_rotate, srv);
@@ -193,7 +211,8 @@ int tl_server_run(tl_server *srv, char *err, size_t errlen)
         off += (size_t)snprintf(addrs + off, sizeof addrs - off, "%s%s (%s%s)", i ? ", " : "", a,
                                 L->tls ? "tls" : "plain", L->proxy ? ", proxy" : "");
     }
-    LOG(srv, INFO, "listening on %s with %u workers", addrs, srv->nworkers);
+    LOG(srv, INFO, "listening on %s with %u workers, io=%s", addrs, srv->nworkers,
+        tli_workers_io(srv));
     int rc = tl_loop_run(srv->control);
     if (rc != 0)
         tli_begin_drain(srv);   /* the workers still run: let them finish before they are joined */

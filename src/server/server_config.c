@@ -111,6 +111,13 @@ static int set_tls_kdf(tl_server_config *cfg, const char *v, char *err, size_t e
     return 0;
 }
 
+static int set_io(tl_server_config *cfg, const char *v, char *err, size_t errlen)
+{
+    if (tl_io_backend_parse(v, &cfg->io) != 0)
+        return tli_fmt(err, errlen, "io %s: expected epoll, uring or auto", v ? v : ""), -1;
+    return 0;
+}
+
 static int set_client_cert(tl_server_config *cfg, const char *v, char *err, size_t errlen)
 {
     if (!strcmp(v, "none"))
@@ -219,6 +226,9 @@ static const option OPTIONS[] = {
      F(ticket_key_file), 0, NULL},
     {"ticket-rotate", T_CUSTOM, "TIME", "add a new random ticket key this often, at most 24h "
      "(default session-lifetime/4, capped at 24h)", 0, 0, set_ticket_rotate},
+    {"io", T_CUSTOM, "epoll|uring|auto", "the workers' I/O backend: epoll, io_uring (epoll with a "
+     "warning where the kernel refuses it), or auto: io_uring when the kernel allows it, else "
+     "epoll (default: the TLSLOOP_IO environment variable, else epoll)", 0, 0, set_io},
     {"workers", T_UINT, "N", "worker threads, one loop each (default: one per core)", F(workers), 1024, NULL},
     {"max-conns", T_UINT, "N", "connections across workers; at the limit, new ones wait in the "
      "backlog (default: from the open-files limit)", F(max_conns), 100000000, NULL},

@@ -264,7 +264,7 @@ static bool same_restart_settings(const tl_server_config *a, const tl_server_con
            a->workers == b->workers && a->max_conns == b->max_conns &&
            a->max_handshakes == b->max_handshakes && a->handshake_rate == b->handshake_rate &&
            a->handshake_burst == b->handshake_burst && a->max_per_source == b->max_per_source &&
-           a->delegate == b->delegate && a->loop_slice_ns == b->loop_slice_ns &&
+           a->delegate == b->delegate && a->loop_slice_ns == b->loop_slice_ns && a->io == b->io &&
            !strcmp(a->user ? a->user : "", b->user ? b->user : "");
 }
 
@@ -303,7 +303,7 @@ int tl_server_reload(tl_server *srv, char *err, size_t errlen)
         return -1;
     }
     if (!same_restart_settings(srv->cfg, cfg))
-        LOG(srv, WARN, "reload: listeners, workers, user, limits, the log file and task threads "
+        LOG(srv, WARN, "reload: listeners, workers, io, user, limits, the log file and task threads "
                        "take effect only after a restart");
     pthread_mutex_lock(&srv->gen_lock);
     if (ring && ring != srv->ring) {

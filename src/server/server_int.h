@@ -56,6 +56,7 @@ struct tl_server_config {
     tl_verify client_verify;       /* NONE unless client-cert or client-ca is given */
     int tls_min, tls_max;
     tl_kdf tls_kdf;                /* tls-kdf: OpenSSL's (default) or tlsloop's */
+    tl_io_backend io;              /* io: the loops' backend (TL_IO_DEFAULT: TLSLOOP_IO, else epoll) */
     char *ciphers, *suites, *groups, *alpn;
     bool allow_expired;
     uint64_t session_cache;
@@ -336,9 +337,11 @@ void tli_on_tick(tl_loop *loop, tl_timer *t);
 uint64_t tli_rotate_interval(const tl_server_config *cfg);
 void tli_on_rotate(tl_loop *loop, tl_timer *t);
 
-/* server_worker.c: a worker's setup (its sockets are bound), its thread, its teardown. */
+/* server_worker.c: a worker's setup (its sockets are bound), its thread, its teardown; the
+ * backend the workers' loops run on ("epoll", "io_uring", or "mixed" when they differ). */
 int tli_init_worker(tl_server *srv, worker *w, int index, char *err, size_t errlen);
 void *tli_worker_main(void *arg);
 void tli_free_worker(tl_server *srv, worker *w);
+const char *tli_workers_io(const tl_server *srv);
 
 #endif /* TLSLOOP_SERVER_INT_H */

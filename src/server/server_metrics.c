@@ -48,6 +48,11 @@ int tl_server_metrics_text(tl_server *srv, tl_buf *out)
     tli_prom pw = {out, 0}, *w = &pw;
     tl_server_stats s;
     tl_server_get_stats(srv, -1, &s);
+    tli_prom_family(w, "io_backend", "gauge",
+                    "The I/O backend the workers' loops run on (1), by name (option io).");
+    const char *io = tli_workers_io(srv);
+    tli_prom_sample(w, "io_backend", "backend", "epoll", strcmp(io, "io_uring") != 0);
+    tli_prom_sample(w, "io_backend", "backend", "io_uring", strcmp(io, "epoll") != 0);
     tli_prom_one(w, "connections_open", "gauge", "Connections open now.", (double)s.conns_open);
     tli_prom_one(w, "connections_total", "counter", "Connections accepted.", (double)s.conns_total);
     tli_prom_family(w, "connections_refused_total", "counter",

@@ -96,7 +96,7 @@ int tli_init_worker(tl_server *srv, worker *w, int index, char *err, size_t errl
     w->srv = srv;
     w->index = index;
     pthread_mutex_init(&w->swap_lock, NULL);
-    if (!(w->loop = tl_loop_new(err, errlen)))
+    if (!(w->loop = tl_loop_new_ex(&(tl_loop_opts){.io = srv->cfg->io}, err, errlen)))
         return -1;
     if (!(w->ls = calloc(srv->nlisten, sizeof *w->ls))) {
         tli_fmt(err, errlen, "out of memory");
@@ -146,4 +146,13 @@ void tli_free_worker(tl_server *srv, worker *w)
     tli_gen_unref(w->gen);
     tli_gen_unref(w->next_gen);
     pthread_mutex_destroy(&w->swap_lock);
+}
+
+const char *tli_workers_io(const tl_server *srv)
+{
+    const char *first = srv->nworkers ? tl_loop_backend(srv->workers[0].loop) : "none";
+    for (unsigned i = 1; i < srv->nworkers; i++)
+        if (strcmp(tl_loop_backend(srv->workers[i].loop), first) != 0)
+            return "mixed";
+    return first;
 }

@@ -50,10 +50,13 @@ def echo(c, slow=False):
 # ---- the proxy under test -----------------------------------------------------------------------
 
 class Proxy:
-    def __init__(self, cert, *backends, extra=()):
+    """tlsloop proxy (two workers) before these backends; wrap: a command to run it under."""
+
+    def __init__(self, cert, *backends, extra=(), wrap=()):
         self.log = f"{TMP}/proxy-{time.monotonic_ns()}.log"
-        cmd = [TLSLOOP, "proxy", "--listen", "127.0.0.1:0", "--listen", "127.0.0.1:0,plain",
-               "--cert", cert[0], "--key", cert[1], "--workers", "2", "--log", self.log,
+        cmd = [*wrap, TLSLOOP, "proxy", "--listen", "127.0.0.1:0",
+               "--listen", "127.0.0.1:0,plain", "--cert", cert[0], "--key", cert[1],
+               "--workers", "2", "--log", self.log,
                "--log-level", os.environ.get("PROXY_LOG_LEVEL", "info"), *extra]
         for b in backends:
             cmd += ["--backend", f"127.0.0.1:{b}"]

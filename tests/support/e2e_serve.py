@@ -31,13 +31,14 @@ def setup(tmp):
 # ---- the server under test --------------------------------------------------------------------
 
 class Serve:
-    """tlsloop serve with these options; the URLs it prints are collected."""
+    """tlsloop serve with these options; the URLs it prints are collected. wrap: a command to run
+    it under (tests/tools/no_uring, say)."""
 
-    def __init__(self, *args, listens=None, state=True, env=None, expect=None):
+    def __init__(self, *args, listens=None, state=True, env=None, expect=None, wrap=()):
         self.log = f"{TMP}/serve-{time.monotonic_ns()}.log"
         if listens is None:
             listens = ["127.0.0.1:0", "127.0.0.1:0,plain"]
-        cmd = [BIN, "serve"] + [a for l in listens for a in ("--listen", l)]
+        cmd = list(wrap) + [BIN, "serve"] + [a for l in listens for a in ("--listen", l)]
         if state:
             cmd += ["--state-dir", STATE]
         cmd += ["--log", self.log] + list(args)

@@ -3,14 +3,9 @@
  * watcher stops, files the ring holds). The rest of test_loop runs on both via TLSLOOP_IO. */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -18,6 +13,7 @@
 #include <tlsloop/loop.h>
 
 #include "test.h"
+#include "support/no_uring.h"
 
 /* Whether this kernel lets us have io_uring (io_uring_disabled 0, and no filter in the way). */
 static bool uring_allowed(void)
@@ -107,24 +103,6 @@ TEST(environment_chooses_the_default)
     unsetenv("TLSLOOP_IO");
 }
 
-/* A container that refuses io_uring_setup (EPERM from seccomp, as Docker's default profile
- * does): the loop runs on epoll, says why, and works. */
-static int refuse_io_uring(void)
-{
-    struct sock_filter f[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 3),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-        return -1;
-    return (int)syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
-}
-
 static void on_readable(tl_loop *l, tl_io *io, unsigned ev)
 {
     (void)l;
@@ -133,16 +111,18 @@ static void on_readable(tl_loop *l, tl_io *io, unsigned ev)
         (*(int *)io->data)++;
 }
 
-TEST(refused_io_uring_falls_back_to_epoll)
+/* A loop refused io_uring_setup (err from seccomp: EPERM as Docker's default profile gives,
+ * ENOSYS as a kernel without io_uring): it runs on epoll, says why, and works. */
+static void refused_falls_back(int err, const char *why)
 {
-    REQUIRE(refuse_io_uring() == 0);   /* this test's own process (test.h forks each test) */
+    REQUIRE(nu_refuse_io_uring(err) == 0);   /* this test's own process (test.h forks each test) */
     for (int i = 0; i < 2; i++) {
         tl_loop *l = loop_on(i ? TL_IO_AUTO : TL_IO_URING);
         REQUIRE(l);
         CHECK_STR(tl_loop_backend(l), "epoll");
         const char *note = tl_loop_backend_note(l);
         fprintf(stderr, "  %s\n", note);
-        CHECK(strstr(note, "io_uring_setup: Operation not permitted") != NULL);
+        CHECK(strstr(note, why) != NULL);
         CHECK(strstr(note, "running on epoll") != NULL);
         int fds[2], calls = 0;
         REQUIRE(pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0);
@@ -157,6 +137,16 @@ TEST(refused_io_uring_falls_back_to_epoll)
         close(fds[1]);
         tl_loop_free(l);
     }
+}
+
+TEST(refused_io_uring_falls_back_to_epoll)
+{
+    refused_falls_back(EPERM, "io_uring_setup: Operation not permitted");
+}
+
+TEST(io_uring_missing_falls_back_to_epoll)
+{
+    refused_falls_back(ENOSYS, "io_uring_setup: Function not implemented");
 }
 
 /* Watchers stopped and freed while their poll request is in flight: the completions that follow
@@ -234,6 +224,7 @@ int main(int argc, char **argv)
     RUN(each_backend_when_asked);
     RUN(environment_chooses_the_default);
     RUN(refused_io_uring_falls_back_to_epoll);
+    RUN(io_uring_missing_falls_back_to_epoll);
     RUN(stopped_watcher_with_request_in_flight);
     RUN(closed_socket_is_released_by_the_ring);
     TEST_MAIN_END();

@@ -133,6 +133,16 @@ TEST(values_and_errors)
     CHECK_EQ_INT(cfg->tls_kdf, TL_KDF_TLSLOOP);
     CHECK_EQ_INT(set(cfg, "tls-kdf", "openssl"), 0);
     CHECK_EQ_INT(cfg->tls_kdf, TL_KDF_OPENSSL);
+    CHECK_EQ_INT(cfg->io, TL_IO_DEFAULT);   /* the default: TLSLOOP_IO, else epoll */
+    CHECK(set(cfg, "io", "kqueue") == -1 && strstr(err, "io kqueue: expected epoll, uring or auto"));
+    CHECK(set(cfg, "io", "") == -1 && strstr(err, "io: needs a value (epoll|uring|auto)"));
+    CHECK_EQ_INT(cfg->io, TL_IO_DEFAULT);
+    CHECK_EQ_INT(set(cfg, "io", "uring"), 0);
+    CHECK_EQ_INT(cfg->io, TL_IO_URING);
+    CHECK_EQ_INT(set(cfg, "io", "auto"), 0);
+    CHECK_EQ_INT(cfg->io, TL_IO_AUTO);
+    CHECK_EQ_INT(set(cfg, "io", "epoll"), 0);
+    CHECK_EQ_INT(cfg->io, TL_IO_EPOLL);
     CHECK(set(cfg, "client-cert", "sometimes") == -1);
     CHECK(set(cfg, "log-level", "chatty") == -1 && strstr(err, "debug"));
     CHECK(set(cfg, "alpn", "") == -1 && strstr(err, "needs a value"));
@@ -382,7 +392,8 @@ TEST(usage_lists_every_option)
     const char *names[] = {"--listen", "--cert", "--key", "--ticket-key-file", "--max-conns",
                            "--max-handshakes", "--handshake-rate", "--max-per-source",
                            "--handshake-timeout", "--idle-timeout", "--send-timeout",
-                           "--drain-timeout", "--user", "--log", "--config"};
+                           "--drain-timeout", "--user", "--log", "--config",
+                           "--io epoll|uring|auto"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         CHECK(strstr(buf, names[i]) != NULL);
     free(buf);
