@@ -95,7 +95,7 @@ LIMIT_KEYS = {"W1-rsa": "hs_full_rsa", "W1-ecdsa": "hs_full_ecdsa", "W2-tls13": 
 
 # tlsloop-kdf: `tlsloop serve --tls-kdf tlsloop`, the opt-in to tlsloop's own key derivation and
 # HMAC (src/tls/tls_ctx_kdf.c); the "tlsloop" column is the default, OpenSSL's own.
-# tlsloop-uring: the same server on the io_uring backend (TLSLOOP_IO=uring: streams on completions).
+# tlsloop-uring: the same server on the io_uring backend (`--io uring`: streams on completions).
 ALSO = {"tlsloop-kdf": "tlsloop-kdf", "tlsloop-uring": "tlsloop-uring", "h2o": "h2o",
         "haproxy": "HAProxy"}
 OURS = ("tlsloop-kdf", "tlsloop-uring")
@@ -481,7 +481,7 @@ def main():
                 if name in OURS:
                     cmd = svn.tlsloop_cmd(binary, tmp, kind, *p, www)
                     cmd += ["--tls-kdf", "tlsloop"] if name == "tlsloop-kdf" else []
-                    cmd = ["env", "TLSLOOP_IO=uring"] + cmd if name == "tlsloop-uring" else cmd
+                    cmd += ["--io", "uring"] if name == "tlsloop-uring" else []
                     cmd[cmd.index("--max-conns") + 1] = "15000"
                 else:
                     cmd = (h2o_cmd if name == "h2o" else haproxy_cmd)(tmp, kind, *p, www)
@@ -567,7 +567,7 @@ def main():
     for s in also:
         if s in OURS:
             facts += (", tlsloop-kdf: `tlsloop serve --tls-kdf tlsloop`" if s == "tlsloop-kdf"
-                      else ", tlsloop-uring: `TLSLOOP_IO=uring tlsloop serve`")
+                      else ", tlsloop-uring: `tlsloop serve --io uring`")
             continue
         v = subprocess.run([s, "-v"], capture_output=True, text=True)
         facts += ", " + (v.stdout or v.stderr).splitlines()[0].strip()

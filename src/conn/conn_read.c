@@ -6,9 +6,10 @@
 
 /* ---- reading --------------------------------------------------------------------------------- */
 
+/* A stream's bytes in flight are the loop's (staged), not the queue's or the engine's. */
 static void maybe_release(tl_conn *c)
 {
-    if (tli_conn_queued(c) == 0) {
+    if (tli_conn_unwritten(c) == 0) {
         tl_buf_release(&c->wq);
         c->type->release(c);
     }
