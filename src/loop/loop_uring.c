@@ -16,11 +16,14 @@
 #define RING_ENTRIES 1024u
 #define CQ_ENTRIES 8192u
 #define BUF_SIZE 16384u          /* a provided buffer: one TLS record and its header */
-#define BUF_COUNT 256u           /* buffers in the ring (a power of two) */
+#define BUF_COUNT 256u           /* buffers the ring can hold (a power of two) */
+#define BUF_GROW 16u             /* buffers given to it at first, and each time it runs dry */
 #define BUF_GROUP 1
 #define NO_BUF 0xffffu
-#define SEND_MAX (64u * 1024u)   /* bytes one stream send stages */
-#define SPARE_MAX 16             /* staging buffers kept for reuse */
+#define STAGE_SMALL (32u * 1024u)   /* a stream's staging: requests, responses, handshake flights */
+#define STAGE_BIG (256u * 1024u)    /* ... for a send larger than that (bulk: fewer, larger sends) */
+#define SPARE_MAX 16                /* small staging buffers kept for reuse */
+#define SPARE_BIG_MAX 2             /* big ones (a bulk transfer reuses its own round after round) */
 
 /* user_data: a table index and what it is for; 0 is a cancel's own completion, skipped. */
 enum { OP_POLL = 0, OP_RECV = 1, OP_SEND = 2 };
@@ -51,8 +54,8 @@ typedef struct stream {
     bool hot;               /* on the hot list: its events are worked out each iteration */
     bool send_armed;        /* a send is in flight: of tx[tx_off, tx_len) as it was then */
     uint64_t armed_seq;     /* the submission round of its latest request */
-    uint8_t *tx;            /* staged bytes: [tx_off, tx_len) not yet sent (SEND_MAX bytes) */
-    uint32_t tx_len, tx_off;
+    uint8_t *tx;            /* staged bytes: [tx_off, tx_len) not yet sent */
+    uint32_t tx_len, tx_off, tx_cap;
     int tx_flags;
 } stream;
 
@@ -66,10 +69,11 @@ struct tli_uring {
     uint32_t s_cap, s_free, hot, starved;
     struct io_uring_buf_ring *br;   /* NULL: the kernel has no provided-buffer rings: no streams */
     uint8_t *bufs;
+    uint32_t provisioned;           /* buffers given to the ring so far: it grows when it runs dry */
     uint16_t buf_next[BUF_COUNT];
     uint32_t buf_len[BUF_COUNT];
-    uint8_t *spare[SPARE_MAX];
-    int nspare;
+    uint8_t *spare[SPARE_MAX], *spare_big[SPARE_BIG_MAX];
+    int nspare, nspare_big;
 };
 
 static uint32_t ticket_take(tli_uring *u, tl_io *io, uint8_t mask)
@@ -140,6 +144,21 @@ static void buf_give(tli_uring *u, uint16_t bid)
     io_uring_buf_ring_advance(u->br, 1);
 }
 
+/* More buffers for a ring that ran dry, up to BUF_COUNT: a loop touches only as many as its
+ * busiest moment needed (an idle server's memory does not hold the whole ring). */
+static bool buf_grow(tli_uring *u)
+{
+    uint32_t k = BUF_COUNT - u->provisioned < BUF_GROW ? BUF_COUNT - u->provisioned : BUF_GROW;
+    for (uint32_t i = 0; i < k; i++) {
+        uint16_t bid = (uint16_t)(u->provisioned + i);
+        io_uring_buf_ring_add(u->br, u->bufs + (size_t)bid * BUF_SIZE, BUF_SIZE, bid,
+                              io_uring_buf_ring_mask(BUF_COUNT), (int)i);
+    }
+    io_uring_buf_ring_advance(u->br, (int)k);
+    u->provisioned += k;
+    return k > 0;
+}
+
 static void mark_hot(tli_uring *u, uint32_t id)
 {
     if (u->s[id].hot)
@@ -159,17 +178,27 @@ static void maybe_free(tli_uring *u, uint32_t id)
     u->s_free = id;
 }
 
-static uint8_t *stage_get(tli_uring *u)
+/* Staging for a stream's first send of a round: small unless that send alone is larger. */
+static void stage_get(tli_uring *u, stream *s, size_t len)
 {
-    return u->nspare ? u->spare[--u->nspare] : malloc(SEND_MAX);
+    bool big = len > STAGE_SMALL;
+    if (big)
+        s->tx = u->nspare_big ? u->spare_big[--u->nspare_big] : malloc(STAGE_BIG);
+    else
+        s->tx = u->nspare ? u->spare[--u->nspare] : malloc(STAGE_SMALL);
+    s->tx_cap = s->tx ? (big ? STAGE_BIG : STAGE_SMALL) : 0;
 }
 
-static void stage_put(tli_uring *u, uint8_t *p)
+static void stage_put(tli_uring *u, stream *s)
 {
-    if (p && u->nspare < SPARE_MAX)
-        u->spare[u->nspare++] = p;
+    if (s->tx && s->tx_cap == STAGE_SMALL && u->nspare < SPARE_MAX)
+        u->spare[u->nspare++] = s->tx;
+    else if (s->tx && s->tx_cap == STAGE_BIG && u->nspare_big < SPARE_BIG_MAX)
+        u->spare_big[u->nspare_big++] = s->tx;
     else
-        free(p);
+        free(s->tx);
+    s->tx = NULL;
+    s->tx_cap = 0;
 }
 
 /* The events a stream's state gives its watcher's interest. */
@@ -339,6 +368,8 @@ static void recv_done(tl_loop *loop, uint32_t id, const struct io_uring_cqe *cqe
             s->next_starved = u->starved;
             u->starved = id;
         }
+        if (buf_grow(u))
+            wake_starved(loop);
     } else if (cqe->res < 0 && cqe->res != -ECANCELED) {
         s->rx_err = -cqe->res;
     }
@@ -365,8 +396,7 @@ static void send_done(tl_loop *loop, uint32_t id, const struct io_uring_cqe *cqe
     } else if (cqe->res < 0 && s->io) {
         s->tx_err = -cqe->res;
     }
-    stage_put(u, s->tx);
-    s->tx = NULL;
+    stage_put(u, s);
     s->tx_len = s->tx_off = 0;
     if (s->io)
         mark_hot(u, id);
@@ -447,15 +477,18 @@ static ssize_t uring_send(tl_loop *loop, tl_io *io, const void *buf, size_t len,
         errno = s->tx_err;
         return -1;
     }
-    size_t room = SEND_MAX - s->tx_len;
     if (!len)
         return 0;
+    if (!s->tx) {
+        stage_get(u, s, len);
+        if (!s->tx) {
+            errno = ENOMEM;
+            return -1;
+        }
+    }
+    size_t room = s->tx_cap - s->tx_len;
     if (!room) {
         errno = EAGAIN;
-        return -1;
-    }
-    if (!s->tx && !(s->tx = stage_get(u))) {
-        errno = ENOMEM;
         return -1;
     }
     size_t n = len < room ? len : room;
@@ -602,6 +635,8 @@ static void uring_destroy(tl_loop *loop)
         free(u->s[i].tx);
     for (int i = 0; i < u->nspare; i++)
         free(u->spare[i]);
+    for (int i = 0; i < u->nspare_big; i++)
+        free(u->spare_big[i]);
     if (u->br) {
         munmap(u->br, BUF_COUNT * sizeof(struct io_uring_buf));
         munmap(u->bufs, (size_t)BUF_COUNT * BUF_SIZE);
@@ -648,10 +683,7 @@ static void setup_bufs(tli_uring *u)
     u->br = br;
     u->bufs = bufs;
     io_uring_buf_ring_init(u->br);
-    for (unsigned i = 0; i < BUF_COUNT; i++)
-        io_uring_buf_ring_add(u->br, u->bufs + (size_t)i * BUF_SIZE, BUF_SIZE, (uint16_t)i,
-                              io_uring_buf_ring_mask(BUF_COUNT), (int)i);
-    io_uring_buf_ring_advance(u->br, BUF_COUNT);
+    buf_grow(u);
 }
 
 int tli_uring_init(tl_loop *loop, char *err, size_t errlen)
