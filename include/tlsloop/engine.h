@@ -129,6 +129,12 @@ typedef struct tl_transport {
     void *arg;
 } tl_transport;
 
+/* Transport flags (tl_engine_set_transport_flags). QUEUED: send copies into a queue of the transport's own that leaves later in one
+ * system call, with everything else queued meanwhile (a loop's io_uring stream, tl_io_stream):
+ * each record goes to it as OpenSSL makes it, not first gathered into a buffer of the engine's
+ * (which saves send(2) calls on a socket, and would cost one more copy here). */
+#define TL_TRANSPORT_QUEUED 0x1u
+
 /* Engine flags. */
 #define TL_ENGINE_DELEGATE_TASKS 0x1u /* return TL_NEED_TASK before CPU-heavy handshake steps */
 #define TL_ENGINE_HOLD_LAST_FLIGHT 0x2u /* transport mode: tl_engine_handshake may hold the last
@@ -174,6 +180,9 @@ TL_API tl_result tl_engine_read(tl_engine *e, void *dst, size_t cap);
 TL_API tl_result tl_engine_write(tl_engine *e, const void *src, size_t len);
 /* Send pending output. TL_OK when nothing is left pending, TL_WANT_OUTPUT if the transport is full. */
 TL_API tl_result tl_engine_flush(tl_engine *e);
+/* Say what kind of transport this is (TL_TRANSPORT_*; 0 at first), e.g. once its socket moved to
+ * completion I/O. Between calls, on the owner's thread. */
+TL_API void tl_engine_set_transport_flags(tl_engine *e, unsigned flags);
 /* The last write: application bytes, then our close_notify, in one send (a connection that ends
  * after its answer saves a system call and a packet). When the transport cannot take all of src
  * (consumed < len), close_notify is not queued: write the rest, then tl_engine_close. */

@@ -105,7 +105,9 @@ TL_API bool tl_io_stream(tl_loop *loop, tl_io *io);
  * the socket's error once the bytes before it are read). */
 TL_API ssize_t tl_io_recv(tl_loop *loop, tl_io *io, void *buf, size_t len);
 /* Like send(2) (flags such as MSG_NOSIGNAL, MSG_MORE): on a stream the bytes taken are copied
- * and queued, -1 with EAGAIN while an earlier send is in flight, with its errno after it failed. */
+ * into the stream's staging buffer (32 KiB, or 256 KiB for bulk) and all a stream staged in one
+ * iteration leaves in one send when it ends; -1 with EAGAIN when the buffer is full (also behind
+ * a send in flight), with the send's errno after it failed. */
 TL_API ssize_t tl_io_send(tl_loop *loop, tl_io *io, const void *buf, size_t len, int flags);
 /* Bytes taken by tl_io_send that the kernel has not yet accepted (0 off streams): shut the
  * socket's writing side only after they are out. */

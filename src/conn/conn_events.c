@@ -79,7 +79,7 @@ static void connected(tl_conn *c)
             c->cbs->on_connect(c, false);
         return;
     }
-    tl_io_stream(c->loop, &c->io);   /* completions from here on, where the loop has them */
+    tli_conn_stream(c);   /* completions from here on, where the loop has them */
     if (c->cbs && c->cbs->on_connect)
         c->cbs->on_connect(c, true);
     if (c->state != ST_CONNECTING)
@@ -201,6 +201,14 @@ static ssize_t tp_send(void *arg, const void *buf, size_t len)
     return tli_conn_send(arg, buf, len);
 }
 
+/* The socket's I/O on the loop's completions where it has them (io_uring): sends are queued
+ * there, and the engine hands them its records one by one instead of gathering them itself. */
+void tli_conn_stream(tl_conn *c)
+{
+    if (tl_io_stream(c->loop, &c->io) && c->engine)
+        tl_engine_set_transport_flags(c->engine, TL_TRANSPORT_QUEUED);
+}
+
 static tl_conn *conn_new(tl_loop *loop, int fd, const tl_conn_opts *o, tl_role role)
 {
     tl_conn *c = calloc(1, sizeof *c);
@@ -263,7 +271,7 @@ tl_conn *tl_conn_accept(tl_loop *loop, int fd, const tl_conn_opts *opts)
         close(fd);
         return NULL;
     }
-    tl_io_stream(loop, &c->io);
+    tli_conn_stream(c);
     if (c->engine) {
         start_tls(c);
         tl_timer_start(loop, &c->timer, c->hs_timeout_ms);

@@ -181,6 +181,7 @@ void tli_conn_do_handshake(tl_conn *c);
 
 /* Socket I/O shared by both types: recv/send with MSG_NOSIGNAL, errors recorded on c. Return
  * bytes, 0 at EOF (recv), TL_IO_AGAIN or TL_IO_ERROR. */
+void tli_conn_stream(tl_conn *c);
 ssize_t tli_conn_recv(tl_conn *c, void *buf, size_t len);
 ssize_t tli_conn_send(tl_conn *c, const void *buf, size_t len);
 

@@ -53,6 +53,8 @@ typedef struct stream {
     bool starved;           /* its recv ended for want of buffers: re-armed when one comes back */
     bool hot;               /* on the hot list: its events are worked out each iteration */
     bool send_armed;        /* a send is in flight: of tx[tx_off, tx_len) as it was then */
+    bool tx_queued;         /* on the send list: staged bytes to be sent when the round ends */
+    uint32_t next_tx;
     uint64_t armed_seq;     /* the submission round of its latest request */
     uint8_t *tx;            /* staged bytes: [tx_off, tx_len) not yet sent */
     uint32_t tx_len, tx_off, tx_cap;
@@ -66,7 +68,7 @@ struct tli_uring {
     uint64_t seq;     /* submission rounds so far: a request armed in this one is not yet submitted */
 
     stream *s;        /* s[0] unused */
-    uint32_t s_cap, s_free, hot, starved;
+    uint32_t s_cap, s_free, hot, starved, txq;
     struct io_uring_buf_ring *br;   /* NULL: the kernel has no provided-buffer rings: no streams */
     uint8_t *bufs;
     uint32_t provisioned;           /* buffers given to the ring so far: it grows when it runs dry */
@@ -172,7 +174,7 @@ static void mark_hot(tli_uring *u, uint32_t id)
 static void maybe_free(tli_uring *u, uint32_t id)
 {
     stream *s = &u->s[id];
-    if (s->io || s->recv_armed || s->send_armed || s->hot || s->starved)
+    if (s->io || s->recv_armed || s->send_armed || s->hot || s->starved || s->tx_queued)
         return;
     *s = (stream){.next = u->s_free};
     u->s_free = id;
@@ -189,16 +191,38 @@ static void stage_get(tli_uring *u, stream *s, size_t len)
     s->tx_cap = s->tx ? (big ? STAGE_BIG : STAGE_SMALL) : 0;
 }
 
+static void stage_release(tli_uring *u, uint8_t *p, uint32_t cap)
+{
+    if (p && cap == STAGE_SMALL && u->nspare < SPARE_MAX)
+        u->spare[u->nspare++] = p;
+    else if (p && cap == STAGE_BIG && u->nspare_big < SPARE_BIG_MAX)
+        u->spare_big[u->nspare_big++] = p;
+    else
+        free(p);
+}
+
 static void stage_put(tli_uring *u, stream *s)
 {
-    if (s->tx && s->tx_cap == STAGE_SMALL && u->nspare < SPARE_MAX)
-        u->spare[u->nspare++] = s->tx;
-    else if (s->tx && s->tx_cap == STAGE_BIG && u->nspare_big < SPARE_BIG_MAX)
-        u->spare_big[u->nspare_big++] = s->tx;
-    else
-        free(s->tx);
+    stage_release(u, s->tx, s->tx_cap);
     s->tx = NULL;
     s->tx_cap = 0;
+}
+
+/* A small staging buffer not in flight, too small for a write: a big one, with what it held. */
+static void stage_grow(tli_uring *u, stream *s)
+{
+    uint8_t *small = s->tx;
+    size_t have = s->tx_len - s->tx_off;
+    stage_get(u, s, STAGE_BIG);
+    if (!s->tx) {
+        s->tx = small;   /* no memory for a big one: the small one goes on */
+        s->tx_cap = STAGE_SMALL;
+        return;
+    }
+    memcpy(s->tx, small + s->tx_off, have);
+    s->tx_len = (uint32_t)have;
+    s->tx_off = 0;
+    stage_release(u, small, STAGE_SMALL);
 }
 
 /* The events a stream's state gives its watcher's interest. */
@@ -282,6 +306,28 @@ static int submit_send(tl_loop *loop, uint32_t id)
     return 0;
 }
 
+/* The round's staged bytes leave, one send per stream for all that its writes staged since the
+ * last round (a response's records, a download's chunks: one request, one copy). */
+static void send_queued(tl_loop *loop)
+{
+    tli_uring *u = loop->uring;
+    uint32_t id = u->txq, later = 0;
+    u->txq = 0;
+    while (id) {
+        stream *s = &u->s[id];
+        uint32_t next = s->next_tx;
+        if (!s->send_armed && s->tx_off < s->tx_len && submit_send(loop, id) != 0) {
+            s->next_tx = later;   /* no submission entry even after submitting: next round */
+            later = id;
+        } else {
+            s->tx_queued = false;
+            maybe_free(u, id);
+        }
+        id = next;
+    }
+    u->txq = later;
+}
+
 /* Receive while the watcher wants to read; stop (cancel) while it does not, so a paused reader
  * takes no more buffers from the ring. */
 static int stream_apply(tl_loop *loop, tl_io *io)
@@ -318,6 +364,8 @@ static void stream_forget(tl_loop *loop, tl_io *io)
     s->rx_tail = NO_BUF;
     if (s->recv_armed && !s->recv_cancelled)
         cancel_recv(loop, id);
+    if (!s->send_armed && s->tx_off < s->tx_len)
+        submit_send(loop, id);   /* staged before the close: it leaves, as send(2) would have */
     if ((s->recv_armed || s->send_armed) && s->armed_seq == u->seq) {
         io_uring_submit(&u->ring);
         u->seq++;
@@ -466,8 +514,10 @@ static ssize_t uring_recv(tl_loop *loop, tl_io *io, void *buf, size_t len)
     return (ssize_t)got;
 }
 
-/* Bytes are taken while the staging buffer has room, also behind a send in flight (the kernel
- * gets them when it completes: one send in flight per socket keeps them in order). */
+/* Bytes are staged while the buffer has room, also behind a send in flight (the kernel gets
+ * them when it completes: one send in flight per socket keeps them in order); a stream's bytes of
+ * one round leave together when it ends (send_queued). A small buffer not yet in flight becomes a
+ * big one when a write needs more room. */
 static ssize_t uring_send(tl_loop *loop, tl_io *io, const void *buf, size_t len, int flags)
 {
     tli_uring *u = loop->uring;
@@ -481,10 +531,12 @@ static ssize_t uring_send(tl_loop *loop, tl_io *io, const void *buf, size_t len,
         return 0;
     if (!s->tx) {
         stage_get(u, s, len);
-        if (!s->tx) {
-            errno = ENOMEM;
-            return -1;
-        }
+    } else if (!s->send_armed && s->tx_cap == STAGE_SMALL && s->tx_len + len > STAGE_SMALL) {
+        stage_grow(u, s);
+    }
+    if (!s->tx) {
+        errno = ENOMEM;
+        return -1;
     }
     size_t room = s->tx_cap - s->tx_len;
     if (!room) {
@@ -495,10 +547,10 @@ static ssize_t uring_send(tl_loop *loop, tl_io *io, const void *buf, size_t len,
     memcpy(s->tx + s->tx_len, buf, n);
     s->tx_len += (uint32_t)n;
     s->tx_flags = flags;
-    if (!s->send_armed && submit_send(loop, id) != 0) {
-        s->tx_len -= (uint32_t)n;
-        errno = EAGAIN;
-        return -1;
+    if (!s->send_armed && !s->tx_queued) {
+        s->tx_queued = true;
+        s->next_tx = u->txq;
+        u->txq = id;
     }
     return (ssize_t)n;
 }
@@ -575,6 +627,7 @@ static int uring_wait(tl_loop *loop, int timeout_ms)
     tli_uring *u = loop->uring;
     struct io_uring_cqe *cqe;
     int rc;
+    send_queued(loop);
     /* A stream with events left from the last iteration is reported again: no sleeping. */
     if (u->hot && (walk_hot(loop, 0, false), u->hot))
         timeout_ms = 0;

@@ -468,11 +468,13 @@ static tl_status do_wrap(tl_engine *e, const uint8_t *src, size_t len, size_t *c
     /* One record at a time, and only while nothing is pending: pending output stays bounded.
      * On a transport, the records of a write that spans several are gathered and leave in one
      * send per TLI_GATHER_MAX bytes (a 64 KiB write: one system call instead of four, for one
-     * copy of the ciphertext). */
-    e->gathering = e->sink == SINK_TRANSPORT && (len > MAX_PLAINTEXT_PER_RECORD || e->gather_hold);
+     * copy of the ciphertext); a queued transport gathers them itself (TL_TRANSPORT_QUEUED). */
+    bool queued = e->tp_flags & TL_TRANSPORT_QUEUED;   /* it gathers itself */
+    e->gathering = e->sink == SINK_TRANSPORT && !queued &&
+                   (len > MAX_PLAINTEXT_PER_RECORD || e->gather_hold);
     if (merge) {
         e->held = false;
-        if (tli_engine_gather_adopt(e)) {
+        if (!queued && tli_engine_gather_adopt(e)) {
             e->gathering = true;
         } else if (!drain_pending(e)) {
             e->gathering = false;   /* nothing gathered yet: later output goes to pending */
@@ -572,6 +574,11 @@ tl_result tl_engine_flush(tl_engine *e)
     if (!drain_pending(e))
         st = output_blocked(e);
     return end(e, st, 0);
+}
+
+void tl_engine_set_transport_flags(tl_engine *e, unsigned flags)
+{
+    e->tp_flags = flags;
 }
 
 tl_result tl_engine_handshake(tl_engine *e)

@@ -22,6 +22,7 @@ struct tl_engine {
     SSL *ssl;
     tl_tls_ctx *cfg;            /* owned reference */
     tl_transport tp;
+    unsigned tp_flags;   /* TL_TRANSPORT_* */
     bool has_tp;
 
     /* The current call's I/O, read by the BIO. Outside calls: in == NULL, sink == SINK_PENDING. */

@@ -1,6 +1,7 @@
 /* test_loop_stream.c - completion I/O on stream watchers (tl_io_stream, tl_io_recv, tl_io_send):
  * bytes in order both ways, the buffer ring running dry and refilling, a paused reader taking no
- * buffers, a socket closed with a send still queued, and the epoll loop's plain recv/send. */
+ * buffers, a socket closed with a send still queued, a round's sends leaving together, and the
+ * epoll loop's plain recv/send. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -332,6 +333,50 @@ TEST(closed_with_a_send_queued)
     tl_loop_free(l);
 }
 
+/* Sends of one round leave together when it ends: none before, and more than the small staging
+ * buffer holds is taken (it becomes a big one); bytes staged behind the send in flight follow. */
+TEST(a_round_leaves_in_one_send)
+{
+    tl_loop *l = uring_loop();
+    if (!l)
+        return;
+    int p[2];
+    REQUIRE(tcp_pair(p) == 0);
+    tl_io io;
+    end e = {0};
+    tl_io_init(&io, p[0], end_cb, &e);
+    CHECK(tl_io_stream(l, &io));
+    enum { PIECE = 20000, PIECES = 3, LATER = 100000 };
+    size_t total = PIECE * PIECES + LATER;
+    uint8_t *out = malloc(total), *in = malloc(total);
+    REQUIRE(out && in);
+    pattern(out, total, 7);
+    for (int i = 0; i < PIECES; i++)
+        CHECK(tl_io_send(l, &io, out + i * PIECE, PIECE, MSG_NOSIGNAL) == PIECE);
+    CHECK(tl_io_unsent(l, &io) == PIECE * PIECES);
+    char b[16];
+    CHECK(recv(p[1], b, sizeof b, MSG_DONTWAIT) < 0 && errno == EAGAIN);   /* not yet sent */
+    tl_loop_run_once(l, 0);   /* the round ends: its send is submitted */
+    CHECK(tl_io_send(l, &io, out + PIECE * PIECES, LATER, MSG_NOSIGNAL) == LATER);
+    size_t got = 0;
+    for (int i = 0; i < 2000 && got < total; i++) {
+        tl_loop_run_once(l, 0);
+        ssize_t k = recv(p[1], in + got, total - got, MSG_DONTWAIT);
+        if (k > 0)
+            got += (size_t)k;
+        else
+            usleep(500);
+    }
+    CHECK(got == total && memcmp(in, out, total) == 0);
+    CHECK(tl_io_unsent(l, &io) == 0);
+    tl_io_stop(l, &io);
+    close(p[0]);
+    close(p[1]);
+    free(out);
+    free(in);
+    tl_loop_free(l);
+}
+
 /* Where the loop does readiness only, tl_io_stream declines and the calls are recv and send. */
 TEST(epoll_declines_streams)
 {
@@ -375,6 +420,7 @@ int main(int argc, char **argv)
     RUN(ring_runs_dry_and_refills);
     RUN(paused_reader_takes_no_buffers);
     RUN(closed_with_a_send_queued);
+    RUN(a_round_leaves_in_one_send);
     RUN(epoll_declines_streams);
     TEST_MAIN_END();
 }

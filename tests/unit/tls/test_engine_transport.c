@@ -193,6 +193,40 @@ TEST(socketpair_eof_without_close_notify) { eof_case(false, TL_TRUNCATED); }
 
 /* ---- the last write ---- */
 
+/* A 64 KiB write: gathered into one send on a socket; on a queued transport (which gathers
+ * itself, TL_TRANSPORT_QUEUED) each of its four records is handed over as made. Both arrive. */
+static void write_64k_case(unsigned tp_flags, int want_sends)
+{
+    tl_tls_ctx *sctx = tp_server_ctx(&tp.ecdsa, TL_TLS1_3, TL_TLS1_3), *cctx = tp_client_ctx(0, 0);
+    side c, s;
+    sides(&c, &s, cctx, sctx, 0);
+    REQUIRE(handshake(&c, &s) == 0);
+    char tmp[256];
+    tl_engine_read(c.e, tmp, sizeof tmp);   /* TLS 1.3 tickets */
+    tl_engine_set_transport_flags(s.e, tp_flags);
+    enum { LEN = 65536 };
+    static uint8_t out[LEN], in[LEN];
+    for (size_t i = 0; i < LEN; i++)
+        out[i] = (uint8_t)(i * 7 + 3);
+    counted_sends = 0;
+    tl_result r = tl_engine_write(s.e, out, LEN);
+    CHECK_EQ_INT(r.status, TL_OK);
+    CHECK_EQ_INT(r.consumed, LEN);
+    CHECK_EQ_INT(counted_sends, want_sends);
+    size_t got = 0;
+    for (int i = 0; i < 100 && got < LEN; i++) {
+        tl_result q = tl_engine_read(c.e, in + got, LEN - got);
+        got += q.produced;
+    }
+    CHECK(got == LEN && memcmp(in, out, LEN) == 0);
+    close_sides(&c, &s);
+    tl_tls_ctx_free(sctx);
+    tl_tls_ctx_free(cctx);
+}
+
+TEST(large_write_gathered_on_a_socket) { write_64k_case(0, 1); }
+TEST(large_write_record_by_record_when_queued) { write_64k_case(TL_TRANSPORT_QUEUED, 4); }
+
 /* tl_engine_write_close: the answer and close_notify in one send; the peer reads the answer,
  * then a clean close. With a full socket, close_notify waits until the rest is written. */
 static void write_close_case(int version)
@@ -511,6 +545,8 @@ int main(int argc, char **argv)
     RUN(held_tickets_leave_with_a_flush);
     RUN(last_flight_not_held_without_data);
     RUN(last_flight_not_held_without_the_flag);
+    RUN(large_write_gathered_on_a_socket);
+    RUN(large_write_record_by_record_when_queued);
     RUN(mock_one_byte_transport);
     RUN(mock_send_failure);
     RUN(task_output_stays_pending);
