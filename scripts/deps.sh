@@ -22,6 +22,7 @@ PACKAGES=(
     procps              # ps, pkill -P, pgrep in test scripts
     coreutils           # timeout
     gnutls-bin          # gnutls-cli: a TLS peer from another library (tests/e2e/test_server_tls.py)
+    chromium            # a real browser, headless, against tlsloop serve (tests/e2e/test_chromium.py)
 )
 
 # `deps.sh --bench`: what `make bench` needs besides (the servers it compares with, the load).
@@ -50,7 +51,8 @@ if [[ ${TLSLOOP_SKIP_DEPS:-0} == 1 ]]; then
 fi
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "deps: not a Debian system (no dpkg-query); make sure gcc, make, pkg-config, OpenSSL 3" \
-        "headers, liburing, libuv, openssl, python3, curl, clang with libFuzzer and procps are installed" >&2
+        "headers, liburing, libuv, openssl, python3, curl, gnutls-cli, chromium, clang with libFuzzer and" \
+        "procps are installed" >&2
     exit 0
 fi
 

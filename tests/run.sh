@@ -11,7 +11,8 @@
 #                 test_server_* test_proxy_* test_get test_examples), every example. Left to the
 #                 epoll pass: the TLS engine and util units (no I/O), test_tls_conformance,
 #                 test_http_conformance and test_bench (the same server code paths, and the time
-#                 budget), test_io_backend (it sets the backend itself). Where io_uring is refused
+#                 budget), test_io_backend and test_chromium (they choose the backend with
+#                 --io themselves, in every phase). Where io_uring is refused
 #                 the phase says so and runs on epoll. Its programs run URING_JOBS (3) at a
 #                 time, the e2e scripts (the longest) first, each reported when it ends: most
 #                 of their time is spent waiting on deadlines (their times do not grow side by
