@@ -15,6 +15,9 @@ PACKAGES=(
     libssl-dev          # OpenSSL 3 headers and libraries
     liburing-dev        # io_uring: the loop's second backend (src/loop/loop_uring.c)
     libuv1-dev          # libuv: examples/uv_echo.c drives the engine from libuv's loop
+    libnghttp2-dev      # nghttp2: HTTP/2 framing and HPACK for serve, get and bench (src/h2)
+    nghttp2-client      # nghttp and h2load: HTTP/2 peers in the tests
+    python3-h2          # python's h2: crafted HTTP/2 frames in the tests (attacks, limits)
     openssl             # the command-line tool, used by tests as a peer
     python3
     curl
