@@ -67,7 +67,8 @@ def nginx_h2_cmd(tmp, https, http, www):
 
 
 def parse_h2load(out):
-    """(requests done, succeeded, failed+errored+timeout, 2xx, seconds, bytes, protocol) or None."""
+    """(requests done, succeeded, failed+errored+timeout, 2xx, seconds, bytes, protocol) or None.
+    The 2xx count includes streams still open when the duration ended (not done)."""
     m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) "
                   r"failed, (\d+) errored, (\d+) timeout", out)
     f = re.search(r"finished in ([\d.]+)(ms|s)", out)
@@ -80,7 +81,7 @@ def parse_h2load(out):
     secs = float(f.group(1)) * (1e-3 if f.group(2) == "ms" else 1)
     return {"done": int(m.group(3)), "ok": int(m.group(4)),
             "bad": int(m.group(5)) + int(m.group(6)) + int(m.group(7)),
-            "s2xx": int(st.group(1)) if st else 0,   # streams started at the end count here too "secs": secs,
+            "s2xx": int(st.group(1)) if st else 0, "secs": secs,
             "data": int(tr.group(3)) if tr else 0, "proto": proto.group(1) if proto else "?"}
 
 

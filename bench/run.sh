@@ -18,6 +18,9 @@
 #      sender and receiver; a few seconds)
 #   8. storm: p99 of established connections during a full-handshake flood (bench/storm.sh; one
 #      round of 5 s runs, about 35 s)
+#   9. h2_bench: HTTP/2 serving against nginx and h2o with h2load (-c 50 -m 10 small file, the same
+#      over HTTP/1.1, a 16 MiB download; about 2 minutes); H2=0 skips it, H2_ARGS replace its
+#      arguments
 # Knobs: BENCH_ARGS go to bench_engine (e.g. --quick); IDLE_CONNS sets the connection count;
 # NGINX_ARGS replace perf's arguments (e.g. "--quick"), NGINX=0 skips
 # it and bench_validate; VALIDATE=0 skips bench_validate alone; PROXY=0 skips proxy_bench,
@@ -66,5 +69,11 @@ if [ "${STORM:-1}" != 0 ]; then
     echo "=== storm $storm_args"
     # shellcheck disable=SC2086 # the arguments are words on purpose
     BUILD="$BUILD" bash bench/storm.sh $storm_args || rc=1
+fi
+if [ "${H2:-1}" != 0 ]; then
+    echo
+    echo "=== h2_bench ${H2_ARGS:-}"
+    # shellcheck disable=SC2086 # the arguments are words on purpose
+    python3 bench/h2_bench.py --build "$BUILD" ${H2_ARGS:-} || rc=1
 fi
 exit $rc
