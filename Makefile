@@ -58,6 +58,9 @@ URING_LIBS = $(eval URING_LIBS := $$(or $$(shell $(PKG_CONFIG) --libs liburing 2
 # nghttp2: HTTP/2 framing and HPACK (the library links it).
 NGHTTP2_CFLAGS = $(eval NGHTTP2_CFLAGS := $$(shell $(PKG_CONFIG) --cflags libnghttp2 2>/dev/null))$(NGHTTP2_CFLAGS)
 NGHTTP2_LIBS = $(eval NGHTTP2_LIBS := $$(or $$(shell $(PKG_CONFIG) --libs libnghttp2 2>/dev/null),-lnghttp2))$(NGHTTP2_LIBS)
+# jansson: JSON for the ACME client (the library links it).
+JANSSON_CFLAGS = $(eval JANSSON_CFLAGS := $$(shell $(PKG_CONFIG) --cflags jansson 2>/dev/null))$(JANSSON_CFLAGS)
+JANSSON_LIBS = $(eval JANSSON_LIBS := $$(or $$(shell $(PKG_CONFIG) --libs jansson 2>/dev/null),-ljansson))$(JANSSON_LIBS)
 # libuv: only examples/uv_echo.c, which drives the engine from libuv's loop (the library does not
 # link it; see the per-example flags under "linking").
 UV_CFLAGS = $(eval UV_CFLAGS := $$(shell $(PKG_CONFIG) --cflags libuv 2>/dev/null))$(UV_CFLAGS)
@@ -78,12 +81,12 @@ endif
 CFLAGS ?= $(OPT_CFLAGS)
 LDFLAGS ?=
 BASE_CFLAGS = -std=gnu11 -Wall -Wextra $(WERROR) -pthread -Iinclude -D_GNU_SOURCE \
-	$(OPENSSL_CFLAGS) $(NGHTTP2_CFLAGS) $(SAN_FLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
+	$(OPENSSL_CFLAGS) $(NGHTTP2_CFLAGS) $(JANSSON_CFLAGS) $(SAN_FLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
 LIB_CFLAGS = $(BASE_CFLAGS) -Isrc -fvisibility=hidden -fPIC
 # Programs (tools, tests, examples, benches) may include "test.h" and private headers in src/.
 PROG_CFLAGS = $(BASE_CFLAGS) -Itests -Isrc
 LINK_FLAGS = -pthread $(SAN_FLAGS) $(LDFLAGS)
-LDLIBS_ALL = $(OPENSSL_LIBS) $(URING_LIBS) $(NGHTTP2_LIBS) -pthread $(LDLIBS)
+LDLIBS_ALL = $(OPENSSL_LIBS) $(URING_LIBS) $(NGHTTP2_LIBS) $(JANSSON_LIBS) -pthread $(LDLIBS)
 # Catch undefined symbols in the shared library (not with sanitizers: clang leaves their runtime
 # out of shared objects).
 ifeq ($(SAN),1)
@@ -94,7 +97,7 @@ endif
 
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_BASE_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -O1 -g -pthread -Iinclude -D_GNU_SOURCE \
-	$(OPENSSL_CFLAGS) $(NGHTTP2_CFLAGS) $(EXTRA_CFLAGS)
+	$(OPENSSL_CFLAGS) $(NGHTTP2_CFLAGS) $(JANSSON_CFLAGS) $(EXTRA_CFLAGS)
 FUZZ_LIB_CFLAGS = $(FUZZ_BASE_CFLAGS) -Isrc -fsanitize=fuzzer-no-link $(FUZZ_SAN)
 FUZZ_PROG_CFLAGS = $(FUZZ_BASE_CFLAGS) -Isrc -Itests -fsanitize=fuzzer $(FUZZ_SAN)
 

@@ -18,6 +18,8 @@ PACKAGES=(
     libnghttp2-dev      # nghttp2: HTTP/2 framing and HPACK for serve, get and bench (src/h2)
     nghttp2-client      # nghttp and h2load: HTTP/2 peers in the tests
     python3-h2          # python's h2: crafted HTTP/2 frames in the tests (attacks, limits)
+    libjansson-dev      # JSON for the ACME client (src/acme)
+    pebble              # Let's Encrypt's ACME test server, started by the ACME tests
     openssl             # the command-line tool, used by tests as a peer
     python3
     curl
