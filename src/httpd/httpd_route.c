@@ -178,6 +178,15 @@ static bool dot_refused(const tl_httpd *h, const char *path, size_t len)
     return false;
 }
 
+/* The prefix page (tl_httpd_add_prefix_page) a path falls under, or NULL. */
+static const hpage *prefix_page(const tl_httpd *h, const char *path)
+{
+    for (size_t i = 0; i < h->npages; i++)
+        if (h->pages[i].prefix && !strncmp(path, h->pages[i].path, strlen(h->pages[i].path)))
+            return &h->pages[i];
+    return NULL;
+}
+
 void tli_httpd_respond(hconn *hc, const tl_http_request *req, const tl_http_message *msg)
 {
     tl_httpd *h = of_conn(hc);
@@ -206,6 +215,14 @@ void tli_httpd_respond(hconn *hc, const tl_http_request *req, const tl_http_mess
             tli_httpd_error_reply(hc, &rv, 405, false);
         else
             serve_page(hc, &rv, &(hpage){.path = h->metrics_path, .fn = metrics_page}, path);
+        return;
+    }
+    const hpage *pre = prefix_page(h, path);   /* before the redirect (ACME HTTP-01) */
+    if (pre) {
+        if (!get && !head)
+            tli_httpd_error_reply(hc, &rv, 405, false);
+        else
+            serve_page(hc, &rv, pre, path);
         return;
     }
     if (h->redirect_https && !tl_conn_is_tls(hc->c) && h->https_port) {
