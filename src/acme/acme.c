@@ -3,6 +3,7 @@
  * certificate into the running server through its reload (the SIGHUP path). */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -495,7 +496,13 @@ int tl_acme_start(tl_acme *a, tl_server *srv, char *err, size_t errlen)
         return -1;
     a->stop_work.done = on_stop_work;
     a->stop_work.data = a;
-    if (pthread_create(&a->thread, NULL, acme_main, a) != 0) {
+    /* Signals are the control thread's (tl_server_run): the thread starts with all blocked. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&a->thread, NULL, acme_main, a);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
         tli_fmt(err, errlen, "cannot start the ACME thread");
         return -1;
     }

@@ -1,0 +1,354 @@
+#!/usr/bin/env python3
+"""test_acme.py - the ACME client (tlsloop/acme.h) for real, against Debian's pebble (Let's
+Encrypt's ACME test server) on loopback, started and stopped (by PID) by each test with its own
+JSON configuration: its validation ports pointed at tlsloop's listeners, its own TLS certificate
+(made here), no VA sleeps, no nonce rejections, no authorization reuse. The names are "localhost",
+which pebble resolves through /etc/hosts. First issuance by tls-alpn-01 and by http-01 (the served
+certificate's issuer is pebble's, seen by openssl s_client), the state kept across a restart with
+pebble down, renewal forced by a short lifetime (certificateValidityPeriod), a failing challenge
+(retried, with a clear log line), an ACME server that is down at start (the self-signed
+certificate is served meanwhile), the lock file, and tlsloop proxy.
+"""
+import fcntl
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from e2e import SLOW, TcpServer, run_selected, summary, test, wait_for  # noqa: E402
+import e2e_serve  # noqa: E402
+from e2e_serve import BIN, Serve  # noqa: E402
+
+PEBBLE = shutil.which("pebble") or "/usr/bin/pebble"
+TMP = None
+PEBBLE_CERT = PEBBLE_KEY = None
+
+
+def free_port():
+    """A loopback port nobody listens on now (pebble's validation ports must be known before
+    tlsloop starts on them, so these are picked here, not by the kernel at bind time)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Pebble:
+    """pebble on loopback: its ACME port, a management port, the validation ports given."""
+
+    def __init__(self, http_port=None, tls_port=None, port=None, validity=None):
+        self.port = port or free_port()
+        conf = {"pebble": {
+            "listenAddress": f"127.0.0.1:{self.port}",
+            "managementListenAddress": f"127.0.0.1:{free_port()}",
+            "certificate": PEBBLE_CERT, "privateKey": PEBBLE_KEY,
+            "httpPort": http_port or free_port(), "tlsPort": tls_port or free_port(),
+            "ocspResponderURL": "", "externalAccountBindingRequired": False}}
+        if validity:
+            conf["pebble"]["certificateValidityPeriod"] = validity
+        path = f"{TMP}/pebble-{self.port}.json"
+        with open(path, "w") as f:
+            json.dump(conf, f)
+        env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0",
+                   PEBBLE_AUTHZREUSE="0")
+        self.log = f"{TMP}/pebble-{self.port}.log"
+        self.out = open(self.log, "w")
+        self.proc = subprocess.Popen([PEBBLE, "-config", path], stdout=self.out,
+                                     stderr=subprocess.STDOUT, env=env)
+        wait_for(lambda: "ACME directory available" in open(self.log).read() or
+                 self.proc.poll() is not None, 20, "pebble to start")
+        assert self.proc.poll() is None, open(self.log).read()
+
+    @property
+    def url(self):
+        return f"https://127.0.0.1:{self.port}/dir"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, 15)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, 9)
+            self.proc.wait()
+        self.out.close()
+
+
+def acme_args(url, state, *more):
+    return ["--acme-domain", "localhost", "--acme-directory", url, "--acme-ca", PEBBLE_CERT,
+            "--acme-state", state, "--acme-retry", "1s", "--workers", "1", *more]
+
+
+def served_cert(port):
+    """(issuer, subject, serial) of the certificate a handshake for localhost gets, by s_client."""
+    s = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
+                        "localhost", "-alpn", "http/1.1"], input="", capture_output=True,
+                       text=True, timeout=20 * SLOW)
+    m = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", s.stdout, re.S)
+    assert m, s.stdout + s.stderr
+    x = subprocess.run(["openssl", "x509", "-noout", "-issuer", "-subject", "-serial"],
+                       input=m.group(0), capture_output=True, text=True, timeout=10)
+    f = dict(line.split("=", 1) for line in x.stdout.splitlines())
+    return f["issuer"].strip(), f["subject"].strip(), f["serial"].strip()
+
+
+def https_get(port, path="/"):
+    c = ssl.create_default_context()
+    c.check_hostname = False
+    c.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW) as raw:
+        with c.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                      .encode())
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    return data
+
+
+def plain_get(port, path):
+    with socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+ISSUED = r"acme: certificate for localhost issued by [^\n]*Pebble Intermediate CA"
+
+
+def count(text, pattern):
+    return len(re.findall(pattern, text))
+
+
+@test
+def tls_alpn_01_first_issuance_then_restart_with_pebble_down():
+    tls, plain = free_port(), free_port()
+    peb = Pebble(tls_port=tls)
+    state = f"{TMP}/alpn"
+    try:
+        srv = Serve(*acme_args(peb.url, state), listens=[f"127.0.0.1:{tls}",
+                                                         f"127.0.0.1:{plain},plain"])
+        try:
+            srv.wait_log(r"acme: no certificate from the ACME server yet: serving a self-signed")
+            srv.wait_log(ISSUED, 30)
+            assert "tls-alpn-01 challenge valid" in srv.log_text()
+            assert "reloaded: generation 2" in srv.log_text()
+            issuer, subject, serial = served_cert(tls)
+            assert "Pebble Intermediate CA" in issuer, issuer
+            assert "localhost" in subject, subject
+            # Other handshakes are not disturbed: a plain HTTPS request is answered.
+            assert https_get(tls).startswith(b"HTTP/1.1 200"), "normal request failed"
+            for name in ("account.key", "certificate.pem"):
+                mode = stat.S_IMODE(os.stat(f"{state}/{name}").st_mode)
+                assert mode == 0o600, (name, oct(mode))
+            assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
+        finally:
+            assert srv.stop() == 0
+    finally:
+        peb.stop()
+    # Pebble is gone: a restart serves the saved certificate at once and asks for nothing.
+    srv = Serve(*acme_args(peb.url, state), listens=["127.0.0.1:0", "127.0.0.1:0,plain"])
+    try:
+        srv.wait_log(r"acme: serving the certificate for localhost from [^\n]*Pebble")
+        assert served_cert(srv.https)[2] == serial
+        time.sleep(1)
+        assert "getting a certificate" not in srv.log_text()
+    finally:
+        assert srv.stop() == 0
+
+
+@test
+def http_01_first_issuance():
+    tls, plain = free_port(), free_port()
+    peb = Pebble(http_port=plain)
+    try:
+        srv = Serve(*acme_args(peb.url, f"{TMP}/http01", "--acme-challenge", "http-01"),
+                    listens=[f"127.0.0.1:{tls}", f"127.0.0.1:{plain},plain"])
+        try:
+            srv.wait_log(ISSUED, 30)
+            assert "http-01 challenge valid" in srv.log_text()
+            issuer, _, _ = served_cert(tls)
+            assert "Pebble Intermediate CA" in issuer, issuer
+            # The challenge is over: its path is a 404 again, as is any unknown token.
+            got = plain_get(plain, "/.well-known/acme-challenge/unknown-token")
+            assert got.startswith(b"HTTP/1.1 404"), got[:100]
+            assert "/.well-known/acme-challenge/" in open(peb.log).read()
+        finally:
+            assert srv.stop() == 0
+    finally:
+        peb.stop()
+
+
+@test
+def renewal_before_a_short_lifetime_ends():
+    tls = free_port()
+    peb = Pebble(tls_port=tls, validity=9)   # renewed at about 6 s
+    try:
+        srv = Serve(*acme_args(peb.url, f"{TMP}/renew"), listens=[f"127.0.0.1:{tls}"])
+        try:
+            srv.wait_log(ISSUED, 30)
+            first = served_cert(tls)[2]
+            wait_for(lambda: count(srv.log_text(), ISSUED) >= 2, 30, "a renewal")
+            assert "renewing the certificate for localhost" in srv.log_text()
+            wait_for(lambda: served_cert(tls)[2] != first, 10, "the renewed certificate served")
+            assert "Pebble Intermediate CA" in served_cert(tls)[0]
+        finally:
+            assert srv.stop() == 0
+    finally:
+        peb.stop()
+
+
+@test
+def failing_challenge_is_retried_and_logged():
+    tls, plain = free_port(), free_port()
+    peb = Pebble(http_port=free_port())   # pebble validates on a port nobody listens on
+    try:
+        srv = Serve(*acme_args(peb.url, f"{TMP}/fail", "--acme-challenge", "http-01"),
+                    listens=[f"127.0.0.1:{tls}", f"127.0.0.1:{plain},plain"])
+        try:
+            srv.wait_log(r"acme: issuing the certificate for localhost failed: the http-01 "
+                         r"challenge for localhost failed: [^\n]+", 30)
+            srv.wait_log(r"acme: attempt 1 for localhost failed; next in 1 s \(serving the "
+                         r"self-signed certificate meanwhile\)")
+            srv.wait_log(r"acme: attempt 2 for localhost failed; next in 2 s", 30)
+            issuer, subject, _ = served_cert(tls)
+            assert issuer == subject, (issuer, subject)   # still the self-signed one
+        finally:
+            assert srv.stop() == 0
+    finally:
+        peb.stop()
+
+
+@test
+def acme_server_down_at_start():
+    tls = free_port()
+    port = free_port()
+    srv = Serve(*acme_args(f"https://127.0.0.1:{port}/dir", f"{TMP}/down"),
+                listens=[f"127.0.0.1:{tls}"])
+    try:
+        srv.wait_log(r"acme: issuing the certificate for localhost failed: cannot reach the ACME "
+                     r"server 127.0.0.1:\d+", 20)
+        srv.wait_log(r"attempt 1 for localhost failed; next in 1 s")
+        issuer, subject, _ = served_cert(tls)
+        assert issuer == subject and "localhost" in subject, (issuer, subject)
+        assert https_get(tls).startswith(b"HTTP/1.1 200")
+        peb = Pebble(tls_port=tls, port=port)   # it comes up: the next retry gets a certificate
+        try:
+            srv.wait_log(ISSUED, 40)
+            assert "Pebble Intermediate CA" in served_cert(tls)[0]
+        finally:
+            peb.stop()
+    finally:
+        assert srv.stop() == 0
+
+
+@test
+def lock_held_by_another_instance_waits():
+    tls = free_port()
+    peb = Pebble(tls_port=tls)
+    state = f"{TMP}/lock"
+    os.makedirs(state, mode=0o700)
+    lock = open(f"{state}/lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)   # "another instance" is issuing
+    try:
+        srv = Serve(*acme_args(peb.url, state), listens=[f"127.0.0.1:{tls}"])
+        try:
+            srv.wait_log(r"another instance is issuing \(the lock is held\)", 20)
+            time.sleep(1.5)
+            assert count(srv.log_text(), ISSUED) == 0
+            assert "POST /order-plz" not in open(peb.log).read()
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            srv.wait_log(ISSUED, 30)
+        finally:
+            assert srv.stop() == 0
+    finally:
+        lock.close()
+        peb.stop()
+
+
+@test
+def proxy_gets_a_certificate_by_tls_alpn_01():
+    tls = free_port()
+    backend = TcpServer(lambda c: c.sendall(c.recv(100)))
+    peb = Pebble(tls_port=tls)
+    log = f"{TMP}/proxy.log"
+    proc = subprocess.Popen([BIN, "proxy", "--listen", f"127.0.0.1:{tls}", "--backend",
+                             f"127.0.0.1:{backend.port}", "--log", log,
+                             *acme_args(peb.url, f"{TMP}/proxy")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: re.search(ISSUED, open(log).read() if os.path.exists(log) else ""), 30,
+                 "the proxy's certificate")
+        assert "Pebble Intermediate CA" in served_cert(tls)[0]
+        bad = subprocess.run([BIN, "proxy", "--listen", "127.0.0.1:0", "--listen",
+                              "127.0.0.1:0,plain", "--backend", "127.0.0.1:1",
+                              *acme_args(peb.url, f"{TMP}/proxy2", "--acme-challenge",
+                                         "http-01")], capture_output=True, text=True,
+                             timeout=20)
+        assert bad.returncode == 2 and "http-01 needs an HTTP server" in bad.stderr, bad.stderr
+    finally:
+        proc.terminate()
+        assert proc.wait(20 * SLOW) == 0, proc.stderr.read()
+        peb.stop()
+
+
+@test
+def options_are_checked():
+    for args, msg in [(["--acme-domain", "*.example.com"], "no wildcards"),
+                      (["--acme-domain", "localhost", "--acme-challenge", "dns-01"],
+                       "expected tls-alpn-01 or http-01"),
+                      (["--acme-domain", "localhost", "--acme-directory", "ftp://x"],
+                       "https:// URL"),
+                      (["--acme-domain", "localhost", "--acme-ca", f"{TMP}/missing.pem"],
+                       "acme-ca"),
+                      (["--acme-domain", "localhost", "--acme-challenge", "tls-alpn-01",
+                        "--listen", "127.0.0.1:0,plain"], "needs a TLS listener")]:
+        r = subprocess.run([BIN, "serve", "--state-dir", f"{TMP}/opt", *args], capture_output=True,
+                           text=True, timeout=20)
+        assert r.returncode == 2 and msg in r.stderr, (args, r.returncode, r.stderr)
+    h = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True, timeout=20)
+    for name in ("acme-domain", "acme-directory", "acme-ca", "acme-email", "acme-state",
+                 "acme-challenge", "acme-retry"):
+        assert f"--{name}" in h.stdout, name
+
+
+def main():
+    global TMP, PEBBLE_CERT, PEBBLE_KEY
+    if not os.path.exists(PEBBLE):
+        print("FAIL pebble is not installed (apt-get install pebble)")
+        print("0 passed, 1 failed")
+        sys.exit(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        TMP = tmp
+        e2e_serve.setup(tmp)
+        PEBBLE_CERT, PEBBLE_KEY = f"{tmp}/pebble.pem", f"{tmp}/pebble.key"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", PEBBLE_KEY, "-out",
+                        PEBBLE_CERT, "-days", "2", "-subj", "/CN=pebble test",
+                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                       check=True, capture_output=True)
+        run_selected([tls_alpn_01_first_issuance_then_restart_with_pebble_down,
+                      http_01_first_issuance, renewal_before_a_short_lifetime_ends,
+                      failing_challenge_is_retried_and_logged, acme_server_down_at_start,
+                      lock_held_by_another_instance_waits, proxy_gets_a_certificate_by_tls_alpn_01,
+                      options_are_checked])
+    sys.exit(summary())
+
+
+if __name__ == "__main__":
+    main()
