@@ -7,9 +7,9 @@
  * Setting up. tl_acme_config_init adds the ACME options (acme-directory, acme-ca, acme-email,
  * acme-domain (repeat), acme-state, acme-challenge, acme-retry; tl_acme_usage lists them) to a
  * server configuration. With at least one acme-domain, tl_acme_new reads them, prepares the state
- * directory (made 0700) and adds its certificate to the configuration (cert and key: one file,
- * the key then the chain); tl_acme_start, after tl_server_new, starts the client's thread; tl_acme_stop
- * and tl_acme_free after tl_server_run returned.
+ * directory (made 0700) and adds its certificate to the configuration (cert and key: one
+ * file, the key then the chain); tl_acme_start, after tl_server_new, starts the client's thread;
+ * tl_acme_stop and tl_acme_free after tl_server_run returned.
  *
  * State directory: account.key (the account's ECDSA P-256 key, made once, mode 0600),
  * certificate.pem (the certificate's own P-256 key, then the chain the ACME server sent; 0600),

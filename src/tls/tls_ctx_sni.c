@@ -226,6 +226,20 @@ static int apply_named(SSL *ssl, const tl_tls_ctx *dflt, tl_tls_ctx *named)
                : -1;
 }
 
+/* Move the connection to `to`; the default stays its session configuration (ticket keys, cache).
+ * 0, or -1 with the alert. */
+static int switch_to(SSL *ssl, tl_tls_ctx *dflt, tl_tls_ctx *to, int *alert)
+{
+    tli_ssl_state *st = SSL_get_app_data(ssl);
+    if (st)
+        st->session_cfg = dflt;
+    if (apply_named(ssl, dflt, to) != 0) {
+        *alert = SSL_AD_INTERNAL_ERROR;
+        return -1;
+    }
+    return 0;
+}
+
 int tli_ctx_sni_switch(SSL *ssl, tl_tls_ctx *dflt, int *alert)
 {
     /* Checked with or without names: one rule for every configuration (OpenSSL alone takes an
@@ -242,14 +256,7 @@ int tli_ctx_sni_switch(SSL *ssl, tl_tls_ctx *dflt, int *alert)
     tl_tls_ctx *named = find(dflt, sni, len);
     if (!named || SSL_get_SSL_CTX(ssl) == named->ssl)
         return 0; /* the default, or already switched */
-    tli_ssl_state *st = SSL_get_app_data(ssl);
-    if (st)
-        st->session_cfg = dflt;
-    if (apply_named(ssl, dflt, named) != 0) {
-        *alert = SSL_AD_INTERNAL_ERROR;
-        return -1;
-    }
-    return 0;
+    return switch_to(ssl, dflt, named, alert);
 }
 
 /* ---- handshakes handed over by ALPN (tl_tls_ctx_set_alpn_switch) ------------------------- */
@@ -301,7 +308,9 @@ int tli_ctx_alpn_switch(SSL *ssl, tl_tls_ctx *dflt, int *alert)
 {
     const unsigned char *p, *sni = NULL;
     size_t n, len = 0;
-    if (!dflt->switch_fn || !SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p, &n) ||
+    if (!dflt->switch_fn ||
+        !SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p,
+                                   &n) ||
         alpn_offers(p, n, dflt->switch_proto) != 1)
         return 0;   /* a malformed list is OpenSSL's to refuse */
     if (client_hello_sni(ssl, &sni, &len) != 0) {
@@ -317,12 +326,5 @@ int tli_ctx_alpn_switch(SSL *ssl, tl_tls_ctx *dflt, int *alert)
     tl_tls_ctx *to = dflt->switch_fn(len ? name : NULL, dflt->switch_data);
     if (!to || SSL_get_SSL_CTX(ssl) == to->ssl)
         return 0;
-    tli_ssl_state *st = SSL_get_app_data(ssl);
-    if (st)
-        st->session_cfg = dflt;
-    if (apply_named(ssl, dflt, to) != 0) {
-        *alert = SSL_AD_INTERNAL_ERROR;
-        return -1;
-    }
-    return 1;
+    return switch_to(ssl, dflt, to, alert) == 0 ? 1 : -1;
 }
