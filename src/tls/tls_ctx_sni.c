@@ -318,10 +318,11 @@ int tli_ctx_alpn_switch(SSL *ssl, tl_tls_ctx *dflt, int *alert)
         *alert = SSL_AD_DECODE_ERROR;
         return -1;
     }
-    char name[MAX_NAME + 1];
-    if (len > MAX_NAME || memchr(sni, 0, len))
+    char name[MAX_NAME + 1] = "";
+    if (len > MAX_NAME || (len && memchr(sni, 0, len)))
         return 0;
-    memcpy(name, sni, len);
+    if (len)
+        memcpy(name, sni, len);
     name[len] = 0;
     tl_tls_ctx *to = dflt->switch_fn(len ? name : NULL, dflt->switch_data);
     if (!to || SSL_get_SSL_CTX(ssl) == to->ssl)
