@@ -11,7 +11,7 @@
 
 #include "acme/acme_int.h"
 
-#define BAD_NONCE_RETRIES 3
+#define BAD_NONCE_RETRIES 5
 #define POLL_ATTEMPTS 60
 #define POLL_DEFAULT_MS 1000
 #define POLL_MAX_MS 10000

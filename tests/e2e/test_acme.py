@@ -43,7 +43,7 @@ def free_port():
 class Pebble:
     """pebble on loopback: its ACME port, a management port, the validation ports given."""
 
-    def __init__(self, http_port=None, tls_port=None, port=None, validity=None):
+    def __init__(self, http_port=None, tls_port=None, port=None, validity=None, nonce_reject=0):
         self.port = port or free_port()
         conf = {"pebble": {
             "listenAddress": f"127.0.0.1:{self.port}",
@@ -56,7 +56,7 @@ class Pebble:
         path = f"{TMP}/pebble-{self.port}.json"
         with open(path, "w") as f:
             json.dump(conf, f)
-        env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0",
+        env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT=str(nonce_reject),
                    PEBBLE_AUTHZREUSE="0")
         self.log = f"{TMP}/pebble-{self.port}.log"
         self.out = open(self.log, "w")
@@ -188,6 +188,22 @@ def http_01_first_issuance():
             got = plain_get(plain, "/.well-known/acme-challenge/unknown-token")
             assert got.startswith(b"HTTP/1.1 404"), got[:100]
             assert "/.well-known/acme-challenge/" in open(peb.log).read()
+        finally:
+            assert srv.stop() == 0
+    finally:
+        peb.stop()
+
+
+@test
+def bad_nonces_are_retried():
+    tls = free_port()
+    peb = Pebble(tls_port=tls, nonce_reject=50)   # half of the good nonces refused as bad
+    try:
+        srv = Serve(*acme_args(peb.url, f"{TMP}/nonce", "--log-level", "debug"),
+                    listens=[f"127.0.0.1:{tls}"])
+        try:
+            srv.wait_log(ISSUED, 40)
+            assert "badNonce from" in srv.log_text()
         finally:
             assert srv.stop() == 0
     finally:
@@ -343,7 +359,8 @@ def main():
                         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
                        check=True, capture_output=True)
         run_selected([tls_alpn_01_first_issuance_then_restart_with_pebble_down,
-                      http_01_first_issuance, renewal_before_a_short_lifetime_ends,
+                      http_01_first_issuance, bad_nonces_are_retried,
+                      renewal_before_a_short_lifetime_ends,
                       failing_challenge_is_retried_and_logged, acme_server_down_at_start,
                       lock_held_by_another_instance_waits, proxy_gets_a_certificate_by_tls_alpn_01,
                       options_are_checked])
