@@ -274,6 +274,22 @@ def acme_server_down_at_start():
 
 
 @test
+def stop_while_a_request_hangs():
+    # An ACME server that accepts and never answers: SIGTERM must not wait for the request's
+    # 30-second deadline.
+    hang = TcpServer(lambda c: time.sleep(60))
+    srv = Serve(*acme_args(f"http://127.0.0.1:{hang.port}/dir", f"{TMP}/hang"),
+                listens=["127.0.0.1:0"])
+    try:
+        wait_for(lambda: hang.accepted >= 1, 10, "the directory request")
+        time.sleep(0.2)
+    finally:
+        t0 = time.monotonic()
+        assert srv.stop() == 0
+        assert time.monotonic() - t0 < 5 * SLOW, time.monotonic() - t0
+
+
+@test
 def lock_held_by_another_instance_waits():
     tls = free_port()
     peb = Pebble(tls_port=tls)
@@ -362,7 +378,8 @@ def main():
                       http_01_first_issuance, bad_nonces_are_retried,
                       renewal_before_a_short_lifetime_ends,
                       failing_challenge_is_retried_and_logged, acme_server_down_at_start,
-                      lock_held_by_another_instance_waits, proxy_gets_a_certificate_by_tls_alpn_01,
+                      stop_while_a_request_hangs, lock_held_by_another_instance_waits,
+                      proxy_gets_a_certificate_by_tls_alpn_01,
                       options_are_checked])
     sys.exit(summary())
 
