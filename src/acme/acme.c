@@ -280,6 +280,16 @@ tl_acme *tl_acme_new(tl_server_config *cfg, const char *default_state, char *err
     }
     if (account_key(a, err, errlen) != 0 || placeholder(a, err, errlen) != 0)
         goto fail;
+    /* Root making the files in a directory someone else owns (a server that drops privileges
+     * to that user): the files are that user's too, so renewals can replace them. */
+    struct stat sb;
+    if (geteuid() == 0 && stat(a->state, &sb) == 0 && sb.st_uid != 0 &&
+        (chown(a->account_path, sb.st_uid, sb.st_gid) != 0 ||
+         chown(a->cert_path, sb.st_uid, sb.st_gid) != 0)) {
+        tli_fmt(err, errlen, "acme-state %s: cannot give the files to its owner (uid %u): %s",
+                a->state, (unsigned)sb.st_uid, strerror(errno));
+        goto fail;
+    }
     if (!(a->thumbprint = tli_acme_thumbprint(a->account_key))) {
         tli_fmt(err, errlen, "cannot compute the account key's thumbprint");
         goto fail;
@@ -489,6 +499,14 @@ static void *acme_main(void *arg)
 
 int tl_acme_start(tl_acme *a, tl_server *srv, char *err, size_t errlen)
 {
+    /* After tl_server_new, which may have dropped privileges (user): the files made before
+     * must still be ours to renew and reload. */
+    if (access(a->state, W_OK | X_OK) != 0 || access(a->cert_path, R_OK | W_OK) != 0) {
+        tli_fmt(err, errlen, "acme-state %s: not readable and writable by uid %u (after dropping "
+                "privileges, with user?): renewals could not be saved; make the directory and "
+                "its files that user's (chown -R)", a->state, (unsigned)geteuid());
+        return -1;
+    }
     a->srv = srv;
     a->log = tl_server_log(srv);
     tl_client_config cc = {.ca_file = a->ca_file, .alpn = "http/1.1", .resolver_threads = 1};
