@@ -172,7 +172,18 @@ static int account_key(tl_acme *a, char *err, size_t errlen)
  * by their browsers; the log says why). */
 static int placeholder(tl_acme *a, char *err, size_t errlen)
 {
-    if (access(a->cert_path, F_OK) == 0)
+    /* A certificate that expired (the ACME server was out of reach for its whole last third)
+     * would stop the server from starting at all: the placeholder serves instead, and the log
+     * says so once the thread runs. */
+    char *pem = read_text(a->cert_path);
+    int64_t nb, na;
+    bool self;
+    bool usable = pem && tli_acme_cert_times(pem, &nb, &na, &self) == 0 && na > time(NULL) + 60;
+    if (pem) {
+        OPENSSL_cleanse(pem, strlen(pem));
+        free(pem);
+    }
+    if (usable)
         return 0;
     tl_certgen_spec spec = {.key = TL_KEY_ECDSA_P256, .dns_names = (const char *const *)a->domains,
                             .n_dns = a->n_domains, .not_before = -3600,

@@ -3,6 +3,9 @@
  * once and kept), the configuration it changes (cert and key), the option checks and the choice
  * of challenge, and the challenge table (HTTP-01 answers, the TLS-ALPN-01 hook). */
 #include <sys/stat.h>
+#include <time.h>
+
+#include <tlsloop/certgen.h>
 
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -84,6 +87,40 @@ TEST(state_directory_files_and_placeholder)
     free(tp);
     X509_free(x);
     EVP_PKEY_free(k);
+    tl_acme_free(a);
+    tl_server_config_free(cfg);
+}
+
+TEST(expired_certificate_is_replaced_by_the_placeholder)
+{
+    char state[128], path[200], err[400];
+    snprintf(state, sizeof state, "%s/expired", dir);
+    snprintf(path, sizeof path, "%s/certificate.pem", state);
+    REQUIRE(mkdir(state, 0700) == 0);
+    static const char *const dns[] = {"e.test"};
+    tl_certgen_spec spec = {.key = TL_KEY_ECDSA_P256, .dns_names = dns, .n_dns = 1,
+                            .not_before = -7200, .not_after = -3600};
+    tl_certgen_pair p = {0};
+    REQUIRE(tl_certgen_issue(&spec, NULL, &p, err, sizeof err) == 0);
+    REQUIRE(tl_certgen_write(&p, path, NULL, err, sizeof err) == 0);
+    const char *opts[] = {"listen", "127.0.0.1:0", "acme-domain", "e.test", "acme-state", state,
+                          NULL};
+    tl_server_config *cfg = config(opts);
+    tl_acme *a = tl_acme_new(cfg, "/nonexistent", err, sizeof err);
+    REQUIRE(a);
+    FILE *f = fopen(path, "r");
+    char *text = NULL;
+    size_t cap = 0;
+    REQUIRE(f && getdelim(&text, &cap, 0, f) > 0);
+    fclose(f);
+    int64_t nb, na;
+    bool self;
+    REQUIRE(tli_acme_cert_times(text, &nb, &na, &self) == 0);
+    CHECK(self && na > time(NULL) + 86400);
+    /* and the server accepts the configuration now */
+    CHECK(tl_server_check(cfg, err, sizeof err) == 0);
+    free(text);
+    tl_certgen_pair_free(&p);
     tl_acme_free(a);
     tl_server_config_free(cfg);
 }
@@ -185,6 +222,7 @@ int main(int argc, char **argv)
     if (!mkdtemp(dir))
         return 1;
     RUN(state_directory_files_and_placeholder);
+    RUN(expired_certificate_is_replaced_by_the_placeholder);
     RUN(default_state_and_challenge_choice);
     RUN(option_checks);
     RUN(challenge_table);
