@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import stat
@@ -188,6 +189,11 @@ def http_01_first_issuance():
             got = plain_get(plain, "/.well-known/acme-challenge/unknown-token")
             assert got.startswith(b"HTTP/1.1 404"), got[:100]
             assert "/.well-known/acme-challenge/" in open(peb.log).read()
+            # SIGHUP rereads the certificate file: the same certificate, a new generation.
+            serial = served_cert(tls)[2]
+            os.kill(srv.proc.pid, signal.SIGHUP)
+            srv.wait_log(r"reloaded: generation 3")
+            assert served_cert(tls)[2] == serial
         finally:
             assert srv.stop() == 0
     finally:
