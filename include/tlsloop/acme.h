@@ -35,7 +35,8 @@
  *
  * Renewal. A certificate is renewed once two thirds of its lifetime (notBefore to notAfter) have
  * passed, less a random jitter of up to a thirtieth of the lifetime (instances sharing an account
- * spread out). A failed attempt is logged with its reason and retried after acme-retry, doubling
+ * spread out), or, when the ACME server offers renewal information (RFC 9773), at a random
+ * moment of the window it suggests. A failed attempt is logged with its reason and retried after acme-retry, doubling
  * each time up to a day (and never later than the certificate's expiry allows). A new certificate
  * is written, then tl_server_reload makes a new TLS generation (the SIGHUP path): new handshakes
  * use it, established connections keep theirs. Another instance holding the lock is waited for,

@@ -26,6 +26,8 @@
  * renewed it). */
 #define WATCH_MS 60000ull
 #define MAX_DOMAINS 100
+/* How often the renewal information is asked again while waiting. */
+#define ARI_RECHECK_S (6 * 3600)
 
 /* ---- options ---------------------------------------------------------------------------- */
 
@@ -339,6 +341,7 @@ typedef struct certstate {
     bool ok, self_issued;
     int64_t not_before, not_after;
     char issuer[256];
+    char ari_id[256];              /* RFC 9773's identifier, "" when it has none */
 } certstate;
 
 static certstate read_cert(tl_acme *a)
@@ -353,12 +356,24 @@ static certstate read_cert(tl_acme *a)
             X509_NAME_oneline(X509_get_issuer_name(x), cs.issuer, sizeof cs.issuer);
         X509_free(x);
         BIO_free(b);
+        char ignored[200];
+        char *id = cs.self_issued ? NULL : tli_acme_ari_id(pem, ignored, sizeof ignored);
+        if (id && strlen(id) < sizeof cs.ari_id)
+            strcpy(cs.ari_id, id);
+        free(id);
     }
     if (pem) {
         OPENSSL_cleanse(pem, strlen(pem));
         free(pem);
     }
     return cs;
+}
+
+static uint64_t random_below(uint64_t n)
+{
+    uint64_t r = 0;
+    RAND_bytes((unsigned char *)&r, sizeof r);
+    return n ? r % n : 0;
 }
 
 /* When the certificate is due: two thirds of its life, less up to a thirtieth of it at random.
@@ -368,10 +383,34 @@ static int64_t due_at(tl_acme *a, const certstate *cs)
     if (!cs->ok || cs->self_issued || cs->not_after <= cs->not_before)
         return 0;
     int64_t life = cs->not_after - cs->not_before;
-    uint32_t r = 0;
-    RAND_bytes((unsigned char *)&r, sizeof r);
-    int64_t jitter = life / 30 > 0 ? (int64_t)(r % (uint64_t)(life / 30 + 1)) : 0;
+    int64_t jitter = life / 30 > 0 ? (int64_t)random_below((uint64_t)(life / 30 + 1)) : 0;
     return cs->not_before + (int64_t)((double)life * a->renew_fraction) - jitter;
+}
+
+/* The ACME server's renewal window (RFC 9773), when it offers one: a random moment in it
+ * replaces *due (earlier or later: the server knows of revocations and load). Asked again every
+ * ARI_RECHECK_S while waiting. */
+static void ari_due(tl_acme *a, const certstate *cs, int64_t *due)
+{
+    if (!cs->ok || cs->self_issued || !*cs->ari_id)
+        return;
+    int64_t start, end;
+    char err[700];
+    int rc = tli_acme_renewal_info(a, cs->ari_id, &start, &end, err, sizeof err);
+    if (rc < 0) {
+        ALOG(a, WARN, "renewal information: %s (renewing at two thirds of the lifetime instead)",
+             err);
+        return;
+    }
+    if (rc == 0)
+        return;
+    int64_t at = start + (int64_t)random_below((uint64_t)(end - start) + 1);
+    if (at >= cs->not_after)
+        at = *due;   /* a window past expiry is not to be trusted */
+    if (at != *due)
+        ALOG(a, INFO, "renewal window from the ACME server: %lld s from now",
+             (long long)(at - time(NULL)));
+    *due = at;
 }
 
 static void names_text(tl_acme *a, char *out, size_t len)
@@ -392,11 +431,21 @@ static void swap_in(tl_acme *a, const char *why)
         ALOG(a, INFO, "%s: new handshakes use it", why);
 }
 
-/* Issue now, under the lock. true when a new certificate was written and swapped in. */
-static bool issue_locked(tl_acme *a, const char *names)
+/* When to renew: due_at, or the ACME server's window; *asked is when the window was asked. */
+static int64_t schedule(tl_acme *a, const certstate *cs, int64_t *asked)
+{
+    int64_t due = due_at(a, cs);
+    *asked = time(NULL);
+    ari_due(a, cs, &due);
+    return due;
+}
+
+/* Issue now, under the lock (replaces: the ARI identifier of the certificate it replaces, or
+ * NULL). true when a new certificate was written and swapped in. */
+static bool issue_locked(tl_acme *a, const char *names, const char *replaces)
 {
     char err[1024], *pem = NULL;
-    if (tli_acme_issue(a, &pem, err, sizeof err) != 0) {
+    if (tli_acme_issue(a, replaces, &pem, err, sizeof err) != 0) {
         pthread_mutex_lock(&a->lock);
         bool stopping = a->stopping;
         pthread_mutex_unlock(&a->lock);
@@ -437,9 +486,13 @@ static void *acme_main(void *arg)
         ALOG(a, INFO, "serving the certificate for %s from %s (issued by %s)", names,
              a->cert_path, served.issuer);
     unsigned failures = 0;
-    int64_t due = due_at(a, &served);
+    int64_t asked = 0, due = schedule(a, &served, &asked);
     for (;;) {
         int64_t now = time(NULL);
+        if (now < due && now - asked >= ARI_RECHECK_S && *served.ari_id) {
+            due = schedule(a, &served, &asked);
+            continue;
+        }
         if (now < due) {
             uint64_t wait = (uint64_t)(due - now) * 1000;
             if (!tli_acme_sleep(a, wait < WATCH_MS ? wait : WATCH_MS))
@@ -449,7 +502,7 @@ static void *acme_main(void *arg)
             if (cs.ok && !cs.self_issued && cs.not_after != served.not_after) {
                 served = cs;
                 swap_in(a, "took up the certificate another instance saved");
-                due = due_at(a, &served);
+                due = schedule(a, &served, &asked);
             }
             continue;
         }
@@ -471,14 +524,15 @@ static void *acme_main(void *arg)
             served = cs;
             close(fd);
             swap_in(a, "took up the certificate another instance saved");
-            due = due_at(a, &served);
+            due = schedule(a, &served, &asked);
             failures = 0;
             continue;
         }
         ALOG(a, INFO, "%s certificate for %s from %s (%s)",
              served.self_issued ? "getting a" : "renewing the", names, a->directory,
              a->challenge == TL_ACME_HTTP_01 ? "http-01" : "tls-alpn-01");
-        bool ok = issue_locked(a, names);
+        bool ok = issue_locked(a, names, served.self_issued || !*served.ari_id ? NULL
+                                                                              : served.ari_id);
         close(fd);   /* releases the lock */
         pthread_mutex_lock(&a->lock);
         bool stopping = a->stopping;
@@ -487,7 +541,7 @@ static void *acme_main(void *arg)
             break;
         if (ok) {
             served = read_cert(a);
-            due = due_at(a, &served);
+            due = schedule(a, &served, &asked);
             failures = 0;
             continue;
         }
@@ -574,6 +628,7 @@ void tl_acme_free(tl_acme *a)
     free(a->url_nonce);
     free(a->url_account);
     free(a->url_order);
+    free(a->url_renewal);
     pthread_mutex_destroy(&a->lock);
     pthread_mutex_destroy(&a->chal_lock);
     pthread_cond_destroy(&a->cond);

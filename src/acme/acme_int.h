@@ -67,6 +67,12 @@ char *tli_acme_alpn_cert(EVP_PKEY *key, const char *name, const char *key_authz,
  * placeholder is). 0, or -1 when there is no certificate. */
 int tli_acme_cert_times(const char *pem, int64_t *not_before, int64_t *not_after,
                         bool *self_issued);
+/* RFC 9773's certificate identifier of a PEM chain's leaf: base64url(authority key identifier)
+ * "." base64url(serial number's DER content octets). New, or NULL with err. */
+char *tli_acme_ari_id(const char *pem, char *err, size_t errlen);
+/* An RFC 3339 date-time ("2025-01-02T03:04:05Z", fractions and +hh:mm allowed) as Unix time.
+ * 0, or -1. */
+int tli_acme_parse_time(const char *s, int64_t *out);
 
 /* ---- acme_http.c ---- */
 
@@ -115,6 +121,7 @@ struct tl_acme {
     char *kid;                     /* the account URL */
     char *nonce;                   /* the next Replay-Nonce to use */
     char *url_nonce, *url_account, *url_order;
+    char *url_renewal;             /* renewalInfo (RFC 9773), NULL when not offered */
     atomic_uint_fast64_t issued, failures;
 
     /* the challenges being answered (chal_lock): read by worker threads */
@@ -150,6 +157,11 @@ tl_tls_ctx *tli_acme_alpn_switch(const char *sni, void *data);
 
 /* acme_proto.c: one whole issuance for the configured names: account, order, challenges,
  * finalize, download. On success *pem is the new key followed by the chain. 0, or -1 with err. */
-int tli_acme_issue(tl_acme *a, char **pem, char *err, size_t errlen);
+int tli_acme_issue(tl_acme *a, const char *replaces, char **pem, char *err, size_t errlen);
+/* acme_proto.c: the renewal window the ACME server suggests for the certificate with this ARI
+ * identifier (RFC 9773; GET renewalInfo/ID): 1 with *start and *end, 0 when the server offers no
+ * renewal information, -1 with err. */
+int tli_acme_renewal_info(tl_acme *a, const char *ari_id, int64_t *start, int64_t *end,
+                          char *err, size_t errlen);
 
 #endif /* TLSLOOP_ACME_INT_H */

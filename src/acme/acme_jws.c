@@ -453,3 +453,55 @@ int tli_acme_cert_times(const char *pem, int64_t *not_before, int64_t *not_after
     X509_free(x);
     return 0;
 }
+
+char *tli_acme_ari_id(const char *pem, char *err, size_t errlen)
+{
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    const ASN1_OCTET_STRING *kid = x ? X509_get0_authority_key_id(x) : NULL;
+    uint8_t *der = NULL;
+    int n = x ? i2d_ASN1_INTEGER(X509_get0_serialNumber(x), &der) : -1;
+    char *out = NULL, *k = NULL, *sn = NULL;
+    /* The serial's DER content octets: after the tag and a short-form length (serials are at
+     * most 20 octets, RFC 5280 section 4.1.2.2). */
+    if (!kid || n < 3 || der[1] >= 0x80 || der[1] != n - 2)
+        tli_fmt(err, errlen, "the certificate has no authority key identifier or serial for its "
+                "renewal information");
+    else if (!(k = tli_b64url(ASN1_STRING_get0_data(kid), (size_t)ASN1_STRING_length(kid))) ||
+             !(sn = tli_b64url(der + 2, (size_t)n - 2)) || asprintf(&out, "%s.%s", k, sn) < 0)
+        out = NULL, tli_fmt(err, errlen, "out of memory");
+    ERR_clear_error();
+    free(k);
+    free(sn);
+    OPENSSL_free(der);
+    X509_free(x);
+    return out;
+}
+
+int tli_acme_parse_time(const char *s, int64_t *out)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!p)
+        return -1;
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9'; p++)
+            ;
+    long off = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
+        off = (strtol(p + 1, NULL, 10) * 60 + strtol(p + 4, NULL, 10)) * 60;
+        if (*p == '-')
+            off = -off;
+        p += 6;
+    } else {
+        return -1;
+    }
+    if (*p)
+        return -1;
+    *out = (int64_t)timegm(&tm) - off;
+    return 0;
+}

@@ -134,6 +134,9 @@ static int directory(tl_acme *a, char *err, size_t errlen)
     else if ((a->url_nonce = strdup(n)) && (a->url_account = strdup(acc)) &&
              (a->url_order = strdup(ord)))
         rc = 0;
+    const char *ri = json_string_value(json_object_get(j, "renewalInfo"));
+    if (rc == 0 && ri && !(a->url_renewal = strdup(ri)))
+        rc = -1, tli_fmt(err, errlen, "out of memory");
     else
         tli_fmt(err, errlen, "out of memory");
     json_decref(j);
@@ -327,7 +330,37 @@ static int download(tl_acme *a, const char *url, char **chain, char *err, size_t
     return 0;
 }
 
-int tli_acme_issue(tl_acme *a, char **pem, char *err, size_t errlen)
+int tli_acme_renewal_info(tl_acme *a, const char *ari_id, int64_t *start, int64_t *end,
+                          char *err, size_t errlen)
+{
+    if (directory(a, err, errlen) != 0)
+        return -1;
+    if (!a->url_renewal)
+        return 0;
+    char url[2048];
+    tli_fmt(url, sizeof url, "%s%s%s", a->url_renewal,
+            a->url_renewal[strlen(a->url_renewal) - 1] == '/' ? "" : "/", ari_id);
+    tli_acme_resp r;
+    if (tli_acme_http(a, "GET", url, NULL, NULL, &r, err, errlen) != 0)
+        return -1;
+    json_t *j = r.status == 200 ? json_loads(r.body, 0, NULL) : NULL;
+    json_t *w = json_object_get(j, "suggestedWindow");
+    const char *s = json_string_value(json_object_get(w, "start"));
+    const char *e = json_string_value(json_object_get(w, "end"));
+    int rc = 1;
+    if (!s || !e || tli_acme_parse_time(s, start) != 0 || tli_acme_parse_time(e, end) != 0 ||
+        *end < *start) {
+        char why[600];
+        problem_text(&r, why, sizeof why);
+        tli_fmt(err, errlen, "renewalInfo %s: no usable suggestedWindow (%s)", url, why);
+        rc = -1;
+    }
+    json_decref(j);
+    tli_acme_resp_free(&r);
+    return rc;
+}
+
+int tli_acme_issue(tl_acme *a, const char *replaces, char **pem, char *err, size_t errlen)
 {
     static const char *const PROCESSING[] = {"pending", "processing", NULL};
     *err = 0;
@@ -338,6 +371,9 @@ int tli_acme_issue(tl_acme *a, char **pem, char *err, size_t errlen)
         json_array_append_new(ids, json_pack("{s:s,s:s}", "type", "dns", "value",
                                              a->domains[i]));
     json_t *req = json_pack("{s:o}", "identifiers", ids);
+    /* RFC 9773 section 5: say which certificate this one replaces (servers with ARI only). */
+    if (req && replaces && a->url_renewal)
+        json_object_set_new(req, "replaces", json_string(replaces));
     char *payload = req ? json_dumps(req, JSON_COMPACT) : NULL;
     json_decref(req);
     char *order_url = NULL;

@@ -9,6 +9,7 @@ pebble down, renewal forced by a short lifetime (certificateValidityPeriod), a f
 (retried, with a clear log line), an ACME server that is down at start (the self-signed
 certificate is served meanwhile), the lock file, and tlsloop proxy.
 """
+import base64
 import fcntl
 import json
 import os
@@ -21,7 +22,9 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from e2e import SLOW, TcpServer, run_selected, summary, test, wait_for  # noqa: E402
@@ -235,6 +238,95 @@ def renewal_before_a_short_lifetime_ends():
         peb.stop()
 
 
+class AriFront:
+    """An HTTPS directory in front of pebble (2.4 has no renewal information): pebble's own, plus
+    renewalInfo here (RFC 9773). The first window asked for opens a second from now, later ones
+    in a day; the identifiers asked for are kept."""
+
+    def __init__(self, pebble_url):
+        import http.server
+        front = self
+        self.asked = []
+        with urllib.request.urlopen(pebble_url, context=ssl.create_default_context(
+                cafile=PEBBLE_CERT), timeout=10) as r:
+            self.directory = json.load(r)
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                if self.path == "/dir":
+                    d = dict(front.directory,
+                             renewalInfo=f"https://127.0.0.1:{front.port}/renewal-info/")
+                    body = json.dumps(d).encode()
+                elif self.path.startswith("/renewal-info/"):
+                    front.asked.append(self.path.rsplit("/", 1)[1])
+                    soon = len(front.asked) == 1
+                    t0 = time.time() + (1 if soon else 86400)
+                    fmt = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+                    body = json.dumps({"suggestedWindow": {"start": fmt(t0),
+                                                           "end": fmt(t0 + 1)}}).encode()
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        c.load_cert_chain(PEBBLE_CERT, PEBBLE_KEY)
+        self.httpd.socket = c.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def ari_id(port):
+    """RFC 9773's identifier of the served leaf, computed here independently."""
+    from cryptography import x509
+    s = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
+                        "localhost"], input="", capture_output=True, text=True, timeout=20)
+    pem = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", s.stdout, re.S)
+    cert = x509.load_pem_x509_certificate(pem.group(0).encode())
+    kid = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    n = cert.serial_number
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    return b64(kid) + "." + b64(n.to_bytes((n.bit_length() + 8) // 8, "big"))
+
+
+@test
+def renewal_window_from_renewal_information():
+    tls = free_port()
+    peb = Pebble(tls_port=tls, validity=3600)   # two thirds: 40 minutes; the window says now
+    front = AriFront(peb.url)
+    try:
+        srv = Serve(*acme_args(f"https://127.0.0.1:{front.port}/dir", f"{TMP}/ari"),
+                    listens=[f"127.0.0.1:{tls}"])
+        try:
+            srv.wait_log(ISSUED, 30)
+            first = ari_id(tls)
+            wait_for(lambda: count(srv.log_text(), ISSUED) >= 2, 30, "a renewal by the window")
+            assert re.search(r"acme: renewal window from the ACME server: -?\d+ s from now",
+                             srv.log_text())
+            assert front.asked and front.asked[0] == first, (front.asked, first)
+            wait_for(lambda: len(front.asked) >= 2, 10, "the new certificate's window")
+            assert front.asked[1] == ari_id(tls) != first
+            time.sleep(1.5)
+            assert count(srv.log_text(), ISSUED) == 2   # the later window is not now
+        finally:
+            assert srv.stop() == 0
+    finally:
+        front.stop()
+        peb.stop()
+
+
 @test
 def failing_challenge_is_retried_and_logged():
     tls, plain = free_port(), free_port()
@@ -382,7 +474,7 @@ def main():
                        check=True, capture_output=True)
         run_selected([tls_alpn_01_first_issuance_then_restart_with_pebble_down,
                       http_01_first_issuance, bad_nonces_are_retried,
-                      renewal_before_a_short_lifetime_ends,
+                      renewal_before_a_short_lifetime_ends, renewal_window_from_renewal_information,
                       failing_challenge_is_retried_and_logged, acme_server_down_at_start,
                       stop_while_a_request_hangs, lock_held_by_another_instance_waits,
                       proxy_gets_a_certificate_by_tls_alpn_01,

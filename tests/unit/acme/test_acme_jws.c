@@ -326,6 +326,56 @@ TEST(write_file_atomic_0600_and_key_roundtrip)
     rmdir(dir);
 }
 
+TEST(ari_identifier_of_rfc9773_example)
+{
+    /* RFC 9773 section 4.1: keyIdentifier 69:88:5B:6B:87:46:40:41:E1:B3:7B:84:7B:A0:AE:2C:DE:01:
+     * C8:D4 and serial 0x87654321 give "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE". */
+    static const uint8_t kid[20] = {0x69, 0x88, 0x5B, 0x6B, 0x87, 0x46, 0x40, 0x41, 0xE1, 0xB3,
+                                    0x7B, 0x84, 0x7B, 0xA0, 0xAE, 0x2C, 0xDE, 0x01, 0xC8, 0xD4};
+    EVP_PKEY *k = tli_acme_key_new(NULL, 0);
+    X509 *x = X509_new();
+    AUTHORITY_KEYID *akid = AUTHORITY_KEYID_new();
+    REQUIRE(k && x && akid);
+    akid->keyid = ASN1_OCTET_STRING_new();
+    ASN1_OCTET_STRING_set(akid->keyid, kid, sizeof kid);
+    ASN1_INTEGER_set_uint64(X509_get_serialNumber(x), 0x87654321u);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, k);
+    REQUIRE(X509_add1_ext_i2d(x, NID_authority_key_identifier, akid, 0, 0) == 1);
+    REQUIRE(X509_sign(x, k, EVP_sha256()) > 0);
+    BIO *b = BIO_new(BIO_s_mem());
+    PEM_write_bio_X509(b, x);
+    char *pem;
+    long n = BIO_get_mem_data(b, &pem);
+    char *text = strndup(pem, (size_t)n), err[200];
+    char *id = tli_acme_ari_id(text, err, sizeof err);
+    CHECK_STR(id, "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
+    free(id);
+    /* Without an authority key identifier: refused with a reason. */
+    char *self = tli_acme_alpn_cert(k, "x.test", "a.b", err, sizeof err);
+    CHECK(!tli_acme_ari_id(self, err, sizeof err));
+    CHECK_HAS(err, "authority key identifier");
+    free(self);
+    free(text);
+    BIO_free(b);
+    AUTHORITY_KEYID_free(akid);
+    X509_free(x);
+    EVP_PKEY_free(k);
+}
+
+TEST(rfc3339_times)
+{
+    int64_t t;
+    CHECK(tli_acme_parse_time("2021-01-03T00:00:00Z", &t) == 0 && t == 1609632000);
+    CHECK(tli_acme_parse_time("2021-01-03T00:00:00.123456Z", &t) == 0 && t == 1609632000);
+    CHECK(tli_acme_parse_time("2021-01-03T01:30:00+01:30", &t) == 0 && t == 1609632000);
+    CHECK(tli_acme_parse_time("2021-01-02T23:00:00-01:00", &t) == 0 && t == 1609632000);
+    CHECK(tli_acme_parse_time("2021-01-03 00:00:00Z", &t) != 0);
+    CHECK(tli_acme_parse_time("2021-01-03T00:00:00", &t) != 0);    /* no zone */
+    CHECK(tli_acme_parse_time("2021-01-03T00:00:00Zx", &t) != 0);
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
@@ -338,5 +388,7 @@ int main(int argc, char **argv)
     RUN(csr_names_and_signature);
     RUN(alpn_validation_certificate);
     RUN(write_file_atomic_0600_and_key_roundtrip);
+    RUN(ari_identifier_of_rfc9773_example);
+    RUN(rfc3339_times);
     TEST_MAIN_END();
 }
