@@ -14,6 +14,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <tlsloop/certgen.h>
 
@@ -342,6 +343,7 @@ typedef struct certstate {
     int64_t not_before, not_after;
     char issuer[256];
     char ari_id[256];              /* RFC 9773's identifier, "" when it has none */
+    bool covers;                   /* it has every configured name */
 } certstate;
 
 static certstate read_cert(tl_acme *a)
@@ -354,6 +356,11 @@ static certstate read_cert(tl_acme *a)
         X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
         if (x)
             X509_NAME_oneline(X509_get_issuer_name(x), cs.issuer, sizeof cs.issuer);
+        cs.covers = x != NULL;
+        for (size_t i = 0; x && i < a->n_domains; i++)
+            cs.covers = cs.covers &&
+                        X509_check_host(x, a->domains[i], 0, X509_CHECK_FLAG_NO_WILDCARDS,
+                                        NULL) == 1;
         X509_free(x);
         BIO_free(b);
         char ignored[200];
@@ -380,8 +387,8 @@ static uint64_t random_below(uint64_t n)
  * The placeholder, or no certificate: now. */
 static int64_t due_at(tl_acme *a, const certstate *cs)
 {
-    if (!cs->ok || cs->self_issued || cs->not_after <= cs->not_before)
-        return 0;
+    if (!cs->ok || cs->self_issued || !cs->covers || cs->not_after <= cs->not_before)
+        return 0;   /* now (a name was added to acme-domain: a certificate for all, now) */
     int64_t life = cs->not_after - cs->not_before;
     int64_t jitter = life / 30 > 0 ? (int64_t)random_below((uint64_t)(life / 30 + 1)) : 0;
     return cs->not_before + (int64_t)((double)life * a->renew_fraction) - jitter;
@@ -392,7 +399,7 @@ static int64_t due_at(tl_acme *a, const certstate *cs)
  * ARI_RECHECK_S while waiting. */
 static void ari_due(tl_acme *a, const certstate *cs, int64_t *due)
 {
-    if (!cs->ok || cs->self_issued || !*cs->ari_id)
+    if (!cs->ok || cs->self_issued || !cs->covers || !*cs->ari_id)
         return;
     int64_t start, end;
     char err[700];
@@ -483,8 +490,10 @@ static void *acme_main(void *arg)
         ALOG(a, WARN, "no certificate from the ACME server yet: serving a self-signed one for %s "
              "until %s issues one", names, a->directory);
     else
-        ALOG(a, INFO, "serving the certificate for %s from %s (issued by %s)", names,
-             a->cert_path, served.issuer);
+        ALOG(a, INFO, "serving the certificate for %s from %s (issued by %s)%s", names,
+             a->cert_path, served.issuer,
+             served.covers ? "" : "; it lacks a name given with acme-domain: a new one is asked "
+                                  "for now");
     unsigned failures = 0;
     int64_t asked = 0, due = schedule(a, &served, &asked);
     for (;;) {
@@ -529,7 +538,8 @@ static void *acme_main(void *arg)
             continue;
         }
         ALOG(a, INFO, "%s certificate for %s from %s (%s)",
-             served.self_issued ? "getting a" : "renewing the", names, a->directory,
+             served.self_issued || !served.covers ? "getting a" : "renewing the", names,
+             a->directory,
              a->challenge == TL_ACME_HTTP_01 ? "http-01" : "tls-alpn-01");
         bool ok = issue_locked(a, names, served.self_issued || !*served.ari_id ? NULL
                                                                               : served.ari_id);

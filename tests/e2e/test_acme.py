@@ -32,6 +32,7 @@ import e2e_serve  # noqa: E402
 from e2e_serve import BIN, Serve  # noqa: E402
 
 PEBBLE = shutil.which("pebble") or "/usr/bin/pebble"
+CHALLTESTSRV = shutil.which("pebble-challtestsrv") or "/usr/bin/pebble-challtestsrv"
 TMP = None
 PEBBLE_CERT = PEBBLE_KEY = None
 
@@ -47,7 +48,8 @@ def free_port():
 class Pebble:
     """pebble on loopback: its ACME port, a management port, the validation ports given."""
 
-    def __init__(self, http_port=None, tls_port=None, port=None, validity=None, nonce_reject=0):
+    def __init__(self, http_port=None, tls_port=None, port=None, validity=None, nonce_reject=0,
+                 dns=None):
         self.port = port or free_port()
         conf = {"pebble": {
             "listenAddress": f"127.0.0.1:{self.port}",
@@ -64,7 +66,8 @@ class Pebble:
                    PEBBLE_AUTHZREUSE="0")
         self.log = f"{TMP}/pebble-{self.port}.log"
         self.out = open(self.log, "w")
-        self.proc = subprocess.Popen([PEBBLE, "-config", path], stdout=self.out,
+        self.proc = subprocess.Popen([PEBBLE, "-config", path] + (["-dnsserver", dns] if dns else []),
+                                     stdout=self.out,
                                      stderr=subprocess.STDOUT, env=env)
         wait_for(lambda: "ACME directory available" in open(self.log).read() or
                  self.proc.poll() is not None, 20, "pebble to start")
@@ -236,6 +239,77 @@ def renewal_before_a_short_lifetime_ends():
             assert srv.stop() == 0
     finally:
         peb.stop()
+
+
+class FakeDns:
+    """pebble-challtestsrv as a DNS server only: every name is 127.0.0.1 (no AAAA answers)."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.log = f"{TMP}/dns-{self.port}.log"
+        self.out = open(self.log, "w")
+        self.proc = subprocess.Popen([CHALLTESTSRV, "-dns01", f"127.0.0.1:{self.port}",
+                                      "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+                                      "-http01", "", "-https01", "", "-tlsalpn01", "",
+                                      "-management", f"127.0.0.1:{free_port()}"],
+                                     stdout=self.out, stderr=subprocess.STDOUT)
+        wait_for(lambda: "Starting challenge servers" in open(self.log).read() or
+                 self.proc.poll() is not None, 10, "pebble-challtestsrv to start")
+        time.sleep(0.2)
+        assert self.proc.poll() is None, open(self.log).read()
+
+    @property
+    def addr(self):
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, 15)
+        self.proc.wait(10)
+        self.out.close()
+
+
+def san_names(port, sni):
+    from cryptography import x509
+    s = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
+                        sni], input="", capture_output=True, text=True, timeout=20)
+    pem = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", s.stdout, re.S)
+    cert = x509.load_pem_x509_certificate(pem.group(0).encode())
+    ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    return sorted(ext.value.get_values_for_type(x509.DNSName)), cert.issuer.rfc4514_string()
+
+
+@test
+def several_names_and_a_name_added_later():
+    tls = free_port()
+    dns = FakeDns()
+    peb = Pebble(tls_port=tls, dns=dns.addr)
+    state = f"{TMP}/names"
+    base = ["--acme-directory", peb.url, "--acme-ca", PEBBLE_CERT, "--acme-state", state,
+            "--acme-retry", "1s", "--workers", "1"]
+    issued = r"acme: certificate for a\.test, b\.test[^\n]* issued by [^\n]*Pebble"
+    try:
+        srv = Serve("--acme-domain", "a.test", "--acme-domain", "b.test", *base,
+                    listens=[f"127.0.0.1:{tls}"])
+        try:
+            srv.wait_log(issued, 30)
+            names, issuer = san_names(tls, "b.test")
+            assert names == ["a.test", "b.test"] and "Pebble" in issuer, (names, issuer)
+        finally:
+            assert srv.stop() == 0
+        # c.test added: the saved certificate lacks it, so a new one is asked for at once.
+        srv = Serve("--acme-domain", "a.test", "--acme-domain", "b.test", "--acme-domain",
+                    "c.test", *base, listens=[f"127.0.0.1:{tls}"])
+        try:
+            srv.wait_log(r"it lacks a name given with acme-domain: a new one is asked for now")
+            srv.wait_log(r"acme: certificate for a\.test, b\.test, c\.test[^\n]* issued by", 30)
+            names, _ = san_names(tls, "c.test")
+            assert names == ["a.test", "b.test", "c.test"], names
+        finally:
+            assert srv.stop() == 0
+    finally:
+        peb.stop()
+        dns.stop()
 
 
 class AriFront:
@@ -475,6 +549,7 @@ def main():
         run_selected([tls_alpn_01_first_issuance_then_restart_with_pebble_down,
                       http_01_first_issuance, bad_nonces_are_retried,
                       renewal_before_a_short_lifetime_ends, renewal_window_from_renewal_information,
+                      several_names_and_a_name_added_later,
                       failing_challenge_is_retried_and_logged, acme_server_down_at_start,
                       stop_while_a_request_hangs, lock_held_by_another_instance_waits,
                       proxy_gets_a_certificate_by_tls_alpn_01,
