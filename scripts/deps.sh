@@ -20,6 +20,10 @@ PACKAGES=(
     python3-h2          # python's h2: crafted HTTP/2 frames in the tests (attacks, limits)
     libjansson-dev      # JSON for the ACME client (src/acme)
     pebble              # Let's Encrypt's ACME test server, started by the ACME tests
+    libsystemd-dev      # sd_notify and socket activation (src/server)
+    memcached           # a shared TLS session store, started by the scale-out tests
+    redis-server        # the other session store, started by the scale-out tests
+    haproxy             # the L4 balancer in front of several instances (scale-out tests)
     openssl             # the command-line tool, used by tests as a peer
     python3
     curl
