@@ -93,6 +93,23 @@ typedef void (*tl_httpd_page_fn)(tl_httpd *h, tl_httpd_page *page, void *data);
 /* Serve fn at exactly this path (before files of the root; before tl_server_run). 0 or -1. */
 TL_API int tl_httpd_add_page(tl_httpd *h, const char *path, tl_httpd_page_fn fn, void *data);
 
+/* Why an HTTP/2 connection was ended, or a stream of it refused or reset, to defend the server
+ * (docs/http.md, "HTTP/2"). */
+typedef enum tl_h2_abuse {
+    TL_H2_ABUSE_RESET = 0,        /* rapid reset: streams the client reset early, past the rate */
+    TL_H2_ABUSE_CONTINUATION,     /* a header block over too many CONTINUATION frames */
+    TL_H2_ABUSE_HEADERS,          /* a header list over max-header-size once decoded (431) */
+    TL_H2_ABUSE_FLOOD,            /* SETTINGS, PING, WINDOW_UPDATE, PRIORITY, empty DATA frames
+                                     past the rate */
+    TL_H2_ABUSE_STREAMS,          /* streams refused over h2-max-streams */
+    TL_H2_ABUSE_STALL,            /* answer data that could not move for h2-send-timeout */
+    TL_H2_ABUSE_BODY,             /* request bodies over max-body (413, then reset) */
+    TL_H2_ABUSE_PROTOCOL,         /* other protocol errors that ended a connection */
+    TL_H2_ABUSE_KINDS
+} tl_h2_abuse;
+/* "rapid_reset", "continuation", ... (the metrics' label values). */
+TL_API const char *tl_h2_abuse_name(tl_h2_abuse kind);
+
 typedef struct tl_httpd_stats {
     uint64_t requests;             /* request heads read (valid or not) */
     uint64_t status[6];            /* answers by class: [2] is 2xx, ..., [5] is 5xx */
@@ -102,6 +119,10 @@ typedef struct tl_httpd_stats {
     uint64_t timeouts;             /* 408s: a head or body too slow */
     uint64_t body_bytes;           /* bytes of answer bodies sent */
     uint64_t cache_hits, cache_misses;
+    uint64_t requests_h1, requests_h2;   /* requests by protocol (HTTP/1.x, HTTP/2) */
+    uint64_t h2_conns;             /* connections that spoke HTTP/2 */
+    uint64_t h2_streams;           /* HTTP/2 streams the clients opened */
+    uint64_t h2_abuse[TL_H2_ABUSE_KINDS];   /* see tl_h2_abuse */
 } tl_httpd_stats;
 /* Counters summed over workers. Any thread. */
 TL_API void tl_httpd_get_stats(tl_httpd *h, tl_httpd_stats *out);
