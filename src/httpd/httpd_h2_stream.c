@@ -209,8 +209,8 @@ static void nv_add(nvset *v, const char *name, size_t nl, const char *value, siz
 {
     if (v->n == sizeof v->nv / sizeof v->nv[0])
         return;
-    v->nv[v->n++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)value, nl, vl,
-                                 NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
+    /* nghttp2 copies them (the values live on the stack) */
+    v->nv[v->n++] = (nghttp2_nv){(uint8_t *)name, (uint8_t *)value, nl, vl, NGHTTP2_NV_FLAG_NONE};
 }
 
 static void nv_lit(nvset *v, const char *name, const char *value)
