@@ -274,8 +274,12 @@ static void check_end(h2conn *h2)
 {
     if (h2->closing)
         return;
-    bool want = nghttp2_session_want_read(h2->s) || nghttp2_session_want_write(h2->s);
-    if (h2->dead || !want || ((h2->hc->eof || h2->goaway_sent) && h2->nstreams == 0))
+    bool can_write = nghttp2_session_want_write(h2->s);
+    bool want = nghttp2_session_want_read(h2->s) || can_write;
+    /* After the client's end of stream no WINDOW_UPDATE can come: once nothing can be written
+     * within the windows it gave, the streams left would wait forever. */
+    bool stuck = h2->hc->eof && !can_write && !h2->wblocked;
+    if (h2->dead || !want || stuck || (h2->goaway_sent && h2->nstreams == 0))
         end_now(h2);
 }
 
