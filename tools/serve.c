@@ -38,7 +38,10 @@ void cmd_serve_usage(FILE *f)
             "127.0.0.1:8080, a certificate for localhost made on first start (its CA is kept in\n"
             "the state directory; the command that trusts it is printed), and a built-in page.\n"
             "Options go on the command line (--name value) or in a --config file (name value).\n"
-            "SIGTERM drains, SIGHUP reloads certificates and keys, SIGUSR1 reopens the logs.\n\n"
+            "HTTP/2 over TLS when the client offers it (ALPN h2,http/1.1 unless --alpn says\n"
+            "otherwise), and on plain listeners with --h2c (prior knowledge); HTTP/1.1 else.\n"
+            "SIGTERM drains (HTTP/2: GOAWAY), SIGHUP reloads certificates and keys, SIGUSR1\n"
+            "reopens the logs.\n\n"
             "  --check                        check the configuration (files, certificates) and exit\n"
             "  --help                         this text\n\n"
             "HTTP:\n");

@@ -107,8 +107,8 @@ static const tl_server_option OPTIONS[] = {
      "HTTP/2 preface; default off). TLS listeners speak h2 when ALPN picks it", NULL, false},
     {"h2-max-streams", "N", "HTTP/2 streams a client may have open at once (default 100; more "
      "are refused)", check_streams, false},
-    {"h2-window", "SIZE", "HTTP/2 receive window per stream and per connection (default 64k)",
-     check_window, false},
+    {"h2-window", "SIZE", "HTTP/2 receive window for request bodies, per stream and per "
+     "connection (default 65535, the protocol's initial one)", check_window, false},
     {"h2-send-timeout", "TIME", "HTTP/2: a stream whose answer cannot move (the client's window "
      "stays shut) is reset after this, a connection none of whose answers move is ended "
      "(default 30s)", tl_server_check_duration, false},
