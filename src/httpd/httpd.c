@@ -220,7 +220,8 @@ tl_httpd *tl_httpd_new(const tl_server_config *cfg, char *err, size_t errlen)
     h->answered = tli_httpd_answered;
     h->handler = (tl_server_handler){.cbs = &h->cbs, .on_open = tli_httpd_conn_open,
                                      .on_drain = tli_httpd_conn_drain, .on_reopen = on_reopen,
-                                     .data = h, .half_close = true};
+                                     .on_reload = tli_httpd_conn_reload, .data = h,
+                                     .half_close = true};
     return h;
 oom:
     tli_fmt(err, errlen, "out of memory");

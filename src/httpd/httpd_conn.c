@@ -450,6 +450,15 @@ void tli_httpd_conn_drain(tl_conn *c, void *data)
         close_conn(hc);
 }
 
+/* A reload: an HTTP/2 client is asked with GOAWAY to come back on a new connection (which the
+ * new certificates serve), its streams in flight finishing first; HTTP/1.1 connections go on. */
+void tli_httpd_conn_reload(tl_conn *c, void *data)
+{
+    (void)data;
+    hconn *hc = tl_conn_data(c);
+    if (hc && hc->h2)
+        tli_httpd_h2_drain(hc);
+}
 
 /* A connection whose on_open failed has no state: its callbacks do nothing. */
 #define GUARD(c)                                                                                \

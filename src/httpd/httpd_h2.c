@@ -248,6 +248,8 @@ int tli_httpd_h2_start(hconn *hc, const uint8_t *data, size_t len)
     }
     hc->h2 = h2;
     hbump(&hc->w->st.h2_conns, 1);
+    if (hc->draining)
+        tli_httpd_h2_drain(hc);   /* the drain came during the handshake */
     tl_conn_resume_read(hc->c);
     arm(h2, tick_ms(h));
     if (len)
@@ -274,12 +276,17 @@ static void check_end(h2conn *h2)
 {
     if (h2->closing)
         return;
+    if (h2->dead) {
+        if (!h2->wblocked)
+            end_now(h2);   /* the GOAWAY is out (or queued): close */
+        return;
+    }
     bool can_write = nghttp2_session_want_write(h2->s);
     bool want = nghttp2_session_want_read(h2->s) || can_write;
     /* After the client's end of stream no WINDOW_UPDATE can come: once nothing can be written
      * within the windows it gave, the streams left would wait forever. */
     bool stuck = h2->hc->eof && !can_write && !h2->wblocked;
-    if (h2->dead || !want || stuck || (h2->goaway_sent && h2->nstreams == 0))
+    if (!want || stuck || (h2->goaway_sent && h2->nstreams == 0))
         end_now(h2);
 }
 
@@ -376,7 +383,7 @@ void tli_httpd_h2_eof(hconn *hc)
         check_end(h2);   /* the answers under way finish first */
 }
 
-/* Drain (SIGTERM): GOAWAY with the largest stream id first (no new streams, please), then, a
+/* Drain (SIGTERM), and reload: GOAWAY with the largest stream id first (no new streams, please), then, a
  * moment later, the real one with the last stream taken; the streams in flight finish, then the
  * connection closes with close_notify. */
 void tli_httpd_h2_drain(hconn *hc)

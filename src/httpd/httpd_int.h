@@ -230,6 +230,7 @@ void tli_httpd_answered(hconn *hc);
 /* The server handler's and the connection's callbacks (tl_httpd_new puts them in place). */
 void tli_httpd_conn_open(tl_conn *c, void *data);
 void tli_httpd_conn_drain(tl_conn *c, void *data);
+void tli_httpd_conn_reload(tl_conn *c, void *data);
 void tli_httpd_conn_read(tl_conn *c, const uint8_t *d, size_t n);
 void tli_httpd_conn_writable(tl_conn *c);
 void tli_httpd_conn_eof(tl_conn *c, tl_conn_end how);

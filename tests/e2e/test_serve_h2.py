@@ -370,6 +370,28 @@ def goaway_on_sigterm_streams_in_flight_finish(root, sha):
 
 
 @test
+def goaway_on_reload(root):
+    srv = serve(root)
+    try:
+        r = Raw(srv.https)
+        r.send(r.headers(1))
+        assert any(isinstance(f, hf.DataFrame) and "END_STREAM" in f.flags for f in r.frames(2))
+        srv.proc.send_signal(signal.SIGHUP)
+        srv.wait_log(r"reloaded: generation")
+        t0 = time.monotonic()
+        g = r.goaway(5)
+        assert g is not None and (g.last_stream_id, g.error_code) == (1, 0), g
+        assert time.monotonic() - t0 < 3 * SLOW   # and the connection ended
+        r.close()
+        c = Client(srv.https)   # a new connection is served
+        sid = c.request("/index.html")
+        assert c.until(lambda: sid in c.ended) and c.bodies[sid] == b"hello tlsloop\n"
+        c.close()
+    finally:
+        assert srv.stop() == 0
+
+
+@test
 def rapid_reset_ends_the_connection(root):
     srv = serve(root)
     try:
@@ -608,7 +630,7 @@ def main():
         sha = make_files(root)
         tests = [(curl_over_h2_same_semantics_as_http1, ()), (nghttp_many_streams_and_h2load, ()),
                  (big_download_by_sha256, (sha,)), (slow_stream_does_not_hold_the_others, ()),
-                 (goaway_on_sigterm_streams_in_flight_finish, (sha,)),
+                 (goaway_on_sigterm_streams_in_flight_finish, (sha,)), (goaway_on_reload, ()),
                  (rapid_reset_ends_the_connection, ()),
                  (continuation_flood_ends_the_connection, ()), (hpack_bomb_gets_431, ()),
                  (control_frame_floods_end_the_connection, ()),
