@@ -248,12 +248,43 @@ def curl_over_h2_same_semantics_as_http1(root):
         assert metric(srv, "http_requests_by_protocol_total", "HTTP/1.1") >= 2
     finally:
         assert srv.stop() == 0
-    # Without the h2c option, a plain listener does not take the preface (505 over HTTP/1.1).
-    srv = Serve("--root", root)
+    # Without the h2c option, a plain listener does not take the preface (505 over HTTP/1.1);
+    # the alpn option rules: http/1.1 alone keeps curl on HTTP/1.1.
+    srv = Serve("--root", root, "--alpn", "http/1.1")
     try:
         with plain_sock(srv.http) as s:
             s.sendall(PREFACE)
             assert b" 505 " in s.recv(4096).split(b"\r\n")[0] + b" "
+        r = curl("--http2", "-w", " %{http_version}", f"https://localhost:{srv.https}/index.html")
+        assert r.stdout == b"hello tlsloop\n 1.1", r
+    finally:
+        assert srv.stop() == 0
+
+
+@test
+def h2c_preface_in_pieces(root):
+    srv = serve(root)
+    try:
+        # The preface a byte at a time, then the frames: HTTP/2 all the same.
+        with plain_sock(srv.http) as s:
+            for b in PREFACE:
+                s.sendall(bytes([b]))
+                time.sleep(0.005)
+            enc = hpack.Encoder()
+            block = enc.encode([(":method", "GET"), (":path", "/index.html"),
+                                (":scheme", "http"), (":authority", "localhost")])
+            s.sendall(hf.SettingsFrame(0).serialize() +
+                      hf.HeadersFrame(1, block, flags=["END_HEADERS", "END_STREAM"]).serialize())
+            data, end = b"", time.monotonic() + 5 * SLOW
+            while b"hello tlsloop" not in data and time.monotonic() < end:
+                data += s.recv(65536)
+            assert b"hello tlsloop\n" in data, data
+        # A beginning of the preface that turns out otherwise is HTTP/1.1 after all.
+        with plain_sock(srv.http) as s:
+            s.sendall(b"PR")
+            time.sleep(0.05)
+            s.sendall(b"OPFIND / HTTP/1.1\r\nHost: l\r\n\r\n")
+            assert s.recv(4096).startswith(b"HTTP/1.1 405 "), "not answered over HTTP/1.1"
     finally:
         assert srv.stop() == 0
 
@@ -628,7 +659,8 @@ def main():
         setup(tmp)
         root = make_root()
         sha = make_files(root)
-        tests = [(curl_over_h2_same_semantics_as_http1, ()), (nghttp_many_streams_and_h2load, ()),
+        tests = [(curl_over_h2_same_semantics_as_http1, ()), (h2c_preface_in_pieces, ()),
+                 (nghttp_many_streams_and_h2load, ()),
                  (big_download_by_sha256, (sha,)), (slow_stream_does_not_hold_the_others, ()),
                  (goaway_on_sigterm_streams_in_flight_finish, (sha,)), (goaway_on_reload, ()),
                  (rapid_reset_ends_the_connection, ()),
