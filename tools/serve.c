@@ -244,10 +244,11 @@ static void builtin_page(tl_httpd *h, tl_httpd_page *page, void *data)
     if (e) {
         tl_engine_info info;
         tl_engine_get_info(e, &info);
-        put(b, "<p>You came over <b>%s</b> with %s%s%s, %s session.</p>\n",
+        put(b, "<p>You came over <b>%s</b> with %s%s%s, %s session, %s.</p>\n",
             info.version ? info.version : "TLS", info.cipher ? info.cipher : "?",
             info.group ? " and " : "", info.group ? info.group : "",
-            info.resumed ? "a resumed" : "a new");
+            info.resumed ? "a resumed" : "a new",
+            !strcmp(info.alpn, "h2") ? "speaking HTTP/2" : "speaking HTTP/1.1");
     } else {
         put(b, "<p>You came over plain HTTP.</p>\n");
     }
@@ -262,6 +263,7 @@ static void builtin_page(tl_httpd *h, tl_httpd_page *page, void *data)
         failed += s.handshakes_failed[i];
     row(b, "failed TLS handshakes", failed);
     row(b, "HTTP requests", hs.requests);
+    row(b, "HTTP/2 requests", hs.requests_h2);
     row(b, "answers 2xx", hs.status[2]);
     row(b, "answers 3xx", hs.status[3]);
     row(b, "answers 4xx", hs.status[4]);

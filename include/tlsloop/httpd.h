@@ -1,6 +1,6 @@
 /*
- * tlsloop/httpd.h - an HTTP/1.1 server on the server core (tlsloop/server.h): static files from a
- * root directory, pages the application adds, Prometheus metrics on a listener of their own
+ * tlsloop/httpd.h - an HTTP/1.1 and HTTP/2 server on the server core (tlsloop/server.h): static
+ * files from a root directory, pages the application adds, Prometheus metrics on a listener of their own
  * (metrics-listen; the public listeners never serve them), an access log, and a redirect from
  * plain listeners to HTTPS. `tlsloop serve` is a thin program over it.
  *
@@ -23,6 +23,15 @@
  * header-timeout of its first byte (slowloris: 408 and close), a body within body-timeout, and a
  * connection waiting for its next request closes after keepalive-timeout. Draining (SIGTERM): an
  * idle connection closes at once, a busy one after its answer (sent with Connection: close).
+ *
+ * HTTP/2 (RFC 9113, framing and HPACK by nghttp2): a TLS connection whose ALPN picked "h2" (the
+ * server's alpn option; tlsloop serve offers h2,http/1.1 by default), or a plain one that starts
+ * with the HTTP/2 preface when the h2c option is on. Its requests get the same answers as
+ * HTTP/1.1's (one routing decides them); files are read only as the client's flow-control
+ * windows and the connection's write queue take them. Limits against rapid reset, CONTINUATION
+ * floods, HPACK bombs, control-frame floods, too many streams (h2-max-streams) and windows held
+ * shut (h2-send-timeout) end the connection with GOAWAY or reset the stream (tl_h2_abuse counts
+ * them). A drain or a reload sends GOAWAY; streams in flight finish, then close_notify.
  *
  * Files. The path is decoded and normalised (tl_http_normalize_path) and opened below the root
  * with openat2(RESOLVE_BENEATH): "..", encoded dots, and symbolic links that lead out of the root

@@ -34,7 +34,7 @@ static bool spend(h2conn *h2, double *tokens)
 }
 
 /* End the connection for what the client did: GOAWAY with code, then close once it is out. */
-static void tli_h2_fail(h2conn *h2, tl_h2_abuse kind, uint32_t code, const char *why)
+static void fail(h2conn *h2, tl_h2_abuse kind, uint32_t code, const char *why)
 {
     if (h2->dead)
         return;
@@ -63,7 +63,7 @@ static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *
         h2->block_bytes += hd->length;
         if (++h2->block_frames > H2_MAX_CONTINUATIONS ||
             h2->block_bytes > 2 * of_conn(h2->hc)->max_header + 16384) {
-            tli_h2_fail(h2, TL_H2_ABUSE_CONTINUATION, NGHTTP2_ENHANCE_YOUR_CALM,
+            fail(h2, TL_H2_ABUSE_CONTINUATION, NGHTTP2_ENHANCE_YOUR_CALM,
                         "a header block over too many CONTINUATION frames");
             return NGHTTP2_ERR_CALLBACK_FAILURE;
         }
@@ -84,7 +84,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
         if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
             hs->body_done = true;
         if (hs->too_big && ++h2->bad_blocks > H2_MAX_BAD_BLOCKS) {
-            tli_h2_fail(h2, TL_H2_ABUSE_HEADERS, NGHTTP2_ENHANCE_YOUR_CALM,
+            fail(h2, TL_H2_ABUSE_HEADERS, NGHTTP2_ENHANCE_YOUR_CALM,
                         "header lists over max-header-size, again and again");
             return NGHTTP2_ERR_CALLBACK_FAILURE;
         }
@@ -111,7 +111,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
          * work it never sends, beyond the concurrent-stream limit. Each reset of a stream still
          * in progress spends a token. */
         if (hs && !spend(h2, &h2->reset_tokens)) {
-            tli_h2_fail(h2, TL_H2_ABUSE_RESET, NGHTTP2_ENHANCE_YOUR_CALM,
+            fail(h2, TL_H2_ABUSE_RESET, NGHTTP2_ENHANCE_YOUR_CALM,
                         "rapid reset: streams reset faster than the limit");
             return NGHTTP2_ERR_CALLBACK_FAILURE;
         }
@@ -120,7 +120,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
         break;
     }
     if (flood && !spend(h2, &h2->flood_tokens)) {
-        tli_h2_fail(h2, TL_H2_ABUSE_FLOOD, NGHTTP2_ENHANCE_YOUR_CALM,
+        fail(h2, TL_H2_ABUSE_FLOOD, NGHTTP2_ENHANCE_YOUR_CALM,
                     "a flood of control or empty frames");
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
@@ -194,7 +194,7 @@ static uint64_t tick_ms(const tl_httpd *h)
     return t < 20 ? 20 : t;
 }
 
-static void tli_h2_flush(h2conn *h2);
+static void flush(h2conn *h2);
 
 static void arm(h2conn *h2, uint64_t ms)
 {
@@ -255,7 +255,7 @@ int tli_httpd_h2_start(hconn *hc, const uint8_t *data, size_t len)
     if (len)
         tli_httpd_h2_read(hc, data, len);
     else
-        tli_h2_flush(h2);
+        flush(h2);
     return 0;
 }
 
@@ -290,7 +290,7 @@ static void check_end(h2conn *h2)
         end_now(h2);
 }
 
-static void tli_h2_flush(h2conn *h2)
+static void flush(h2conn *h2)
 {
     if (h2->closing || h2->flushing)
         return;
@@ -354,9 +354,9 @@ void tli_httpd_h2_read(hconn *hc, const uint8_t *data, size_t len)
                                                       : NGHTTP2_ENHANCE_YOUR_CALM;
         char why[128];
         snprintf(why, sizeof why, "the client's input: %s", nghttp2_strerror((int)rc));
-        tli_h2_fail(h2, kind, code, why);
+        fail(h2, kind, code, why);
     }
-    tli_h2_flush(h2);
+    flush(h2);
 }
 
 void tli_httpd_h2_writable(hconn *hc)
@@ -373,7 +373,7 @@ void tli_httpd_h2_writable(hconn *hc)
             hs->progress_ns = h2->progress_ns;
             nghttp2_session_resume_data(h2->s, hs->id);
         }
-    tli_h2_flush(h2);
+    flush(h2);
 }
 
 void tli_httpd_h2_eof(hconn *hc)
@@ -395,7 +395,7 @@ void tli_httpd_h2_drain(hconn *hc)
     nghttp2_submit_shutdown_notice(h2->s);
     h2->goaway_ns = tl_loop_now_ns(tl_conn_loop(hc->c)) + H2_GOAWAY_DELAY_MS * 1000000u;
     arm(h2, H2_GOAWAY_DELAY_MS);
-    tli_h2_flush(h2);
+    flush(h2);
 }
 
 static void goaway(h2conn *h2)
@@ -421,12 +421,12 @@ void tli_httpd_h2_timer(hconn *hc)
         goaway(h2);   /* idle: a polite end, no stream is cut */
     } else if (h2->hdr_t0_ns && now - h2->hdr_t0_ns >= h->header_timeout_ms * ms) {
         hbump(&hc->w->st.timeouts, 1);
-        tli_h2_fail(h2, TL_H2_ABUSE_PROTOCOL, NGHTTP2_PROTOCOL_ERROR,
+        fail(h2, TL_H2_ABUSE_PROTOCOL, NGHTTP2_PROTOCOL_ERROR,
                     "a header block did not end within header-timeout");
     } else if (h2->pending && !h2->wblocked &&
                now - h2->progress_ns >= h->h2_send_timeout_ms * ms) {
         /* The client's connection window stays shut: nothing of any answer moves. */
-        tli_h2_fail(h2, TL_H2_ABUSE_STALL, NGHTTP2_FLOW_CONTROL_ERROR,
+        fail(h2, TL_H2_ABUSE_STALL, NGHTTP2_FLOW_CONTROL_ERROR,
                     "no answer data could move for h2-send-timeout (a shut window)");
     } else {
         for (h2stream *hs = h2->streams; hs; hs = hs->next) {
@@ -446,7 +446,7 @@ void tli_httpd_h2_timer(hconn *hc)
         }
     }
     arm(h2, h2->notice_sent && !h2->goaway_sent ? H2_GOAWAY_DELAY_MS : tick_ms(h));
-    tli_h2_flush(h2);
+    flush(h2);
 }
 
 void tli_httpd_h2_close(hconn *hc)
