@@ -432,7 +432,11 @@ void tli_httpd_h2_timer(hconn *hc)
         for (h2stream *hs = h2->streams; hs; hs = hs->next) {
             if (hs->reset)
                 continue;
+            /* Only a stream its own window keeps shut: one that waits its turn behind others
+             * on a slow connection is not the client's doing. Its window shut when it last
+             * sent, so progress_ns says since when. */
             if (hs->left && !hs->deferred &&
+                nghttp2_session_get_stream_remote_window_size(h2->s, hs->id) <= 0 &&
                 now - hs->progress_ns >= h->h2_send_timeout_ms * ms) {
                 hbump(&hc->w->st.h2_abuse[TL_H2_ABUSE_STALL], 1);
                 hs->reset = true;
