@@ -296,12 +296,7 @@ int cmd_serve(int argc, char **argv)
     }
     char err[1024];
     bool check = false;
-    /* An HTTP server says so in ALPN unless told otherwise (options given later replace it):
-     * HTTP/2 first, then HTTP/1.1 (a client that offers neither gets HTTP/1.1 too). */
-    if (set_default(cfg, "alpn", "h2,http/1.1") != 0) {
-        tl_server_config_free(cfg);
-        return EXIT_FAILURE_RUN;
-    }
+    /* ALPN: tl_httpd_config_init made h2,http/1.1 the default (options given later replace it). */
     int rc = tool_server_args("serve", cfg, argc, argv, &check, cmd_serve_usage);
     if (rc != 0)
         return rc == 1 ? EXIT_OK : rc;

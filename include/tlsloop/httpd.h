@@ -25,7 +25,7 @@
  * idle connection closes at once, a busy one after its answer (sent with Connection: close).
  *
  * HTTP/2 (RFC 9113, framing and HPACK by nghttp2): a TLS connection whose ALPN picked "h2" (the
- * server's alpn option; tlsloop serve offers h2,http/1.1 by default), or a plain one that starts
+ * server's alpn option, h2,http/1.1 unless set), or a plain one that starts
  * with the HTTP/2 preface when the h2c option is on. Its requests get the same answers as
  * HTTP/1.1's (one routing decides them); files are read only as the client's flow-control
  * windows and the connection's write queue take them. Limits against rapid reset, CONTINUATION
@@ -68,7 +68,8 @@ extern "C" {
 
 typedef struct tl_httpd tl_httpd;
 
-/* Add the HTTP options to cfg (before any option is set). Returns 0 or -1. */
+/* Add the HTTP options to cfg (before any option is set), and make ALPN "h2,http/1.1" the
+ * default (an alpn option given later replaces it). Returns 0 or -1. */
 TL_API int tl_httpd_config_init(tl_server_config *cfg);
 /* After every option is set, before tl_server_check and tl_httpd_new: with metrics-listen, add its
  * plain listener (the last one; tlsloop/server.h). 0, or -1 with err. */

@@ -117,7 +117,13 @@ static const tl_server_option OPTIONS[] = {
 
 int tl_httpd_config_init(tl_server_config *cfg)
 {
-    return tl_server_config_extend(cfg, OPTIONS, N_OPTIONS);
+    /* An HTTP server says so in ALPN unless told otherwise (options given later replace it):
+     * HTTP/2 first, then HTTP/1.1 (a client that offers neither gets HTTP/1.1 too). */
+    char err[128];
+    if (tl_server_config_extend(cfg, OPTIONS, N_OPTIONS) != 0 ||
+        tl_server_config_set(cfg, "alpn", "h2,http/1.1", err, sizeof err) != 0)
+        return -1;
+    return 0;
 }
 
 int tl_httpd_config_finish(tl_server_config *cfg, char *err, size_t errlen)
