@@ -1,8 +1,8 @@
 /*
  * tlsloop/httpd.h - an HTTP/1.1 and HTTP/2 server on the server core (tlsloop/server.h): static
- * files from a root directory, pages the application adds, Prometheus metrics on a listener of their own
- * (metrics-listen; the public listeners never serve them), an access log, and a redirect from
- * plain listeners to HTTPS. `tlsloop serve` is a thin program over it.
+ * files from a root directory, pages the application adds, Prometheus metrics on a listener of
+ * their own (metrics-listen; the public listeners never serve them), an access log, and a
+ * redirect from plain listeners to HTTPS. `tlsloop serve` is a thin program over it.
  *
  * Setting up. tl_httpd_config_init adds the HTTP options (root, index, access-log, metrics,
  * header-timeout, ...; tl_httpd_usage lists them) to a server configuration, so the command line

@@ -383,9 +383,9 @@ void tli_httpd_h2_eof(hconn *hc)
         check_end(h2);   /* the answers under way finish first */
 }
 
-/* Drain (SIGTERM), and reload: GOAWAY with the largest stream id first (no new streams, please), then, a
- * moment later, the real one with the last stream taken; the streams in flight finish, then the
- * connection closes with close_notify. */
+/* Drain (SIGTERM), and reload: GOAWAY with the largest stream id first (no new streams, please),
+ * then, a moment later, the real one with the last stream taken; the streams in flight finish,
+ * then the connection closes with close_notify. */
 void tli_httpd_h2_drain(hconn *hc)
 {
     h2conn *h2 = hc->h2;
@@ -416,8 +416,8 @@ void tli_httpd_h2_timer(hconn *hc)
     const uint64_t ms = 1000000u;
     if (h2->notice_sent && !h2->goaway_sent && now >= h2->goaway_ns)
         goaway(h2);
-    if (h2->nstreams == 0 && !h2->goaway_sent &&
-        now - h2->idle_ns >= (h2->had_stream ? h->keepalive_timeout_ms : h->header_timeout_ms) * ms) {
+    uint64_t idle_ms = h2->had_stream ? h->keepalive_timeout_ms : h->header_timeout_ms;
+    if (h2->nstreams == 0 && !h2->goaway_sent && now - h2->idle_ns >= idle_ms * ms) {
         goaway(h2);   /* idle: a polite end, no stream is cut */
     } else if (h2->hdr_t0_ns && now - h2->hdr_t0_ns >= h->header_timeout_ms * ms) {
         hbump(&hc->w->st.timeouts, 1);

@@ -270,7 +270,8 @@ def counter(text, name, labels=""):
     return float(m.group(1))
 
 
-ACCESS_RE = re.compile(r'^\S+ - - \[[^]]+\] "GET (\S+) (HTTP/1\.1|HTTP/2\.0)" (\d{3}) (\d+) "[^"]*" "[^"]*" '
+ACCESS_RE = re.compile(r'^\S+ - - \[[^]]+\] "GET (\S+) (HTTP/1\.1|HTTP/2\.0)" (\d{3}) (\d+) '
+                       r'"[^"]*" "[^"]*" '
                        r'(\S+) (\S+) (new|resumed|-) \S+$')
 
 

@@ -241,7 +241,8 @@ def curl_over_h2_same_semantics_as_http1(root):
         r = curl("-w", " %{http_version}", f"http://localhost:{srv.http}/index.html")
         assert r.stdout == b"hello tlsloop\n 1.1", r   # and HTTP/1.1 there still
         log = open(alog).read()
-        assert re.search(r'"GET /index\.html HTTP/2\.0" 200 14 "-" "curl/[^"]+" TLSv1\.3 ', log), log
+        assert re.search(r'"GET /index\.html HTTP/2\.0" 200 14 "-" "curl/[^"]+" TLSv1\.3 ',
+                         log), log
         assert re.search(r'"GET /data\.bin HTTP/2\.0" 206 100 ', log), log
         assert re.search(r'"GET /index\.html HTTP/1\.1" 200 14 ', log), log
         assert metric(srv, "http_requests_by_protocol_total", "HTTP/2") >= 12
