@@ -196,6 +196,9 @@ void tli_on_swap(tl_loop *loop, tl_work *work)
     pthread_mutex_unlock(&w->swap_lock);
     if (g)
         tli_set_gen(w, g);
+    if (g && w->srv->handler.on_reload && !w->draining)
+        for (sconn *s = w->conns; s; s = s->next)
+            w->srv->handler.on_reload(s->c, w->srv->handler.data);
 }
 
 static void publish(tl_server *srv, tli_gen *g)
