@@ -15,7 +15,7 @@ PACKAGES=(
     libssl-dev          # OpenSSL 3 headers and libraries
     liburing-dev        # io_uring: the loop's second backend (src/loop/loop_uring.c)
     libuv1-dev          # libuv: examples/uv_echo.c drives the engine from libuv's loop
-    libnghttp2-dev      # nghttp2: HTTP/2 framing and HPACK for serve, get and bench (src/h2)
+    libnghttp2-dev      # nghttp2: HTTP/2 framing and HPACK: the server (src/httpd) and the client (src/client)
     nghttp2-client      # nghttp and h2load: HTTP/2 peers in the tests
     python3-h2          # python's h2: crafted HTTP/2 frames in the tests (attacks, limits)
     libjansson-dev      # JSON for the ACME client (src/acme)
