@@ -68,6 +68,8 @@ void bench_report(bench *b, totals *t, const char *url_text)
         printf("{\n  \"url\": ");
         json_string(url_text);
         printf(",\n  \"io\": \"%s\"", tl_loop_backend(b->w[0].loop));
+        printf(",\n  \"protocol\": \"%s\",\n  \"streams_per_connection\": %d",
+               b->h2 ? "h2" : b->mode == M_HSONLY ? "none" : "http/1.1", b->streams);
         printf(",\n  \"mode\": \"%s\",\n  \"threads\": %d,\n  \"connections\": %d,\n"
                "  \"seconds\": %.3f,\n  \"rate\": %.1f,\n  \"requests\": %llu,\n"
                "  \"requests_per_s\": %.1f,\n  \"handshakes\": {\"full\": %llu, \"resumed\": %llu, "
@@ -97,8 +99,14 @@ void bench_report(bench *b, totals *t, const char *url_text)
                t->saturated ? "true" : "false");
         return;
     }
+    char mode[80];
+    if (b->h2)
+        snprintf(mode, sizeof mode, "HTTP/2, %d stream%s per connection", b->streams,
+                 b->streams == 1 ? "" : "s");
+    else
+        snprintf(mode, sizeof mode, "%s", MODE_NAMES[b->mode]);
     printf("tlsloop bench %s: %s, %d thread%s, %d connection%s, %.1f s measured", url_text,
-           MODE_NAMES[b->mode], b->threads, b->threads == 1 ? "" : "s", b->conns,
+           mode, b->threads, b->threads == 1 ? "" : "s", b->conns,
            b->conns == 1 ? "" : "s", t->seconds);
     if (b->warmup_ms)
         printf(" after %.1f s of warm-up", (double)b->warmup_ms / 1e3);
