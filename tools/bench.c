@@ -52,7 +52,7 @@ void cmd_bench_usage(FILE *f)
             "      --no-tickets       TLS 1.2: ask for no session ticket, so --resume resumes\n"
             "                         by session ID from the server's cache\n"
             "      --cipher LIST      TLS 1.3 suites (TLS_...) or a TLS 1.2 cipher list\n"
-            "      --alpn LIST        protocols offered (default http/1.1; h2 with --h2)\n"
+            "      --alpn LIST        protocols offered (default http/1.1; h2,http/1.1 with --h2)\n"
             "      --h2               HTTP/2 on kept connections (ALPN h2; over http:// by prior\n"
             "                         knowledge, as h2load); a server that does not select h2\n"
             "                         is an error\n"
@@ -246,8 +246,10 @@ int cmd_bench(int argc, char **argv)
     if (b->h2 && b->mode != M_KEEPALIVE)
         return usage_error("--h2 runs on kept connections: not with --new-conn, --resume or "
                            "--handshake-only");
+    /* h2 and http/1.1, as h2load offers them: a server that cannot speak HTTP/2 then answers
+     * with http/1.1 (an error the report names) rather than a no_application_protocol alert. */
     if (b->h2 && !alpn_given)
-        cc.alpn = "h2";
+        cc.alpn = "h2,http/1.1";
     if (!b->streams)
         b->streams = 1;
     struct in_addr target4;
@@ -399,6 +401,7 @@ int cmd_bench(int argc, char **argv)
         tot->resumed += atomic_load(&w->resumed);
         tot->bytes += atomic_load(&w->bytes);
         tot->errors += atomic_load(&w->errors);
+        tot->retried += atomic_load(&w->retried);
         for (int k = 0; k < 6; k++)
             tot->status[k] += w->status[k];
         hist_merge(&tot->lat, &w->lat);

@@ -94,6 +94,7 @@ struct worker {
     bool stopping;
     int open;                      /* slots not idle */
     _Atomic uint64_t done, full, resumed, errors, bytes;   /* for progress (measured window) */
+    _Atomic uint64_t retried;      /* --h2: refused streams sent again */
     uint64_t status[6];
     hist lat, connect, handshake, lag;
     errtab errs;
@@ -143,7 +144,7 @@ void *bench_worker_main(void *arg);
 
 /* The threads' figures merged over the measured window. */
 typedef struct totals {
-    uint64_t done, full, resumed, bytes, errors, status[6];
+    uint64_t done, full, resumed, bytes, errors, retried, status[6];
     hist lat, connect, handshake, lag;
     errtab errs;
     double seconds, cpu_pct;

@@ -295,10 +295,28 @@ static void h2_done(tl_client_h2 *h, tl_http_result res, const char *why, void *
     (void)h;
     h2op *op = req;
     slot *s = op->s;
-    bool ok = res == TL_HTTP_DONE && op->status > 0 && op->status < 400;
-    result_error(s, res, why);
+    worker *w = s->w;
+    bench *b = w->b;
     op->used = false;
     s->inflight--;
+    if (res == TL_HTTP_CONN_FAILED && strstr(why, "refused the stream") && !w->stopping) {
+        /* Not processed (above a GOAWAY's last stream, as nginx's keepalive_requests ends a
+         * connection; or RST_STREAM REFUSED_STREAM): sent again, on this connection or the
+         * slot's next, still counted from its first start. */
+        if (measuring(b, now_ns()))
+            atomic_fetch_add_explicit(&w->retried, 1, memory_order_relaxed);
+        if (b->rate > 0 && w->qlen < RATE_QUEUE_MAX) {
+            w->qhead = (w->qhead + RATE_QUEUE_MAX - 1) % RATE_QUEUE_MAX;
+            w->queue[w->qhead] = op->t_start;
+            w->qlen++;
+        } else if (b->total_n) {
+            atomic_fetch_sub(&b->started_n, 1);
+        }
+        h2_fill(s);
+        return;
+    }
+    bool ok = res == TL_HTTP_DONE && op->status > 0 && op->status < 400;
+    result_error(s, res, why);
     finished_at(s, op->t_start, ok, 0);
     h2_fill(s);
 }

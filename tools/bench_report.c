@@ -94,7 +94,8 @@ void bench_report(bench *b, totals *t, const char *url_text)
             json_string(t->errs.kind[i]);
             printf(": %llu", (unsigned long long)t->errs.n[i]);
         }
-        printf("},\n  \"errors_total\": %llu,\n  \"generator_cpu_percent\": %.1f,\n"
+        printf("},\n  \"streams_retried\": %llu", (unsigned long long)t->retried);
+        printf(",\n  \"errors_total\": %llu,\n  \"generator_cpu_percent\": %.1f,\n"
                "  \"generator_saturated\": %s\n}\n", (unsigned long long)t->errors, t->cpu_pct,
                t->saturated ? "true" : "false");
         return;
@@ -124,6 +125,9 @@ void bench_report(bench *b, totals *t, const char *url_text)
     printf("  TLS          full handshakes %llu (%.1f/s), resumed %llu (%.1f/s)\n",
            (unsigned long long)t->full, (double)t->full / s, (unsigned long long)t->resumed,
            (double)t->resumed / s);
+    if (b->h2)
+        printf("  streams      refused by the server and sent again: %llu\n",
+               (unsigned long long)t->retried);
     printf("  received     %.2f MB body (%.2f MB/s)\n", (double)t->bytes / 1e6,
            (double)t->bytes / 1e6 / s);
     text_percentiles(b->mode == M_HSONLY ? "connection" : "latency", &t->lat);
