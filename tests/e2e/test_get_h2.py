@@ -14,6 +14,12 @@ same counts agrees; a server that does not select h2 ends the run with that erro
 as 4xx errors; nginx ending each connection by GOAWAY after 50 requests (keepalive_requests):
 the streams it refused are sent again, none lost, none counted twice.
 
+And against a small HTTP/2 server on python's h2 (h2c by prior knowledge) that misbehaves on
+purpose: a body shorter than its content-length with END_STREAM (malformed, exit 9), a
+connection cut inside the body (truncated, 9), RST_STREAM (9), GOAWAY refusing the stream (9),
+no answer (--timeout: 28), 150 header fields (over the limit: 9), and a 103 before the 200
+(skipped: 0).
+
 Runs from the repository root; TLSLOOP_BIN is the tlsloop program (build/tlsloop by default).
 Needs h2o, nginx and h2load (scripts/deps.sh). Ends with "N passed, N failed".
 """
@@ -26,6 +32,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
@@ -182,6 +189,88 @@ http {{
         stop_process(self.proc, 20, "nginx")
 
 
+class CraftedH2:
+    """An HTTP/2 server (plain TCP, prior knowledge) on python's h2; what it does depends on the
+    request's path."""
+
+    def __init__(self):
+        try:
+            import h2.connection  # noqa: F401
+        except ImportError:   # Debian's python3-h2, for a python3 that is not Debian's
+            sys.path.append("/usr/lib/python3/dist-packages")
+        import h2.config
+        import h2.connection
+        import h2.events
+        self.h2 = h2
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        h2 = self.h2
+        conn = h2.connection.H2Connection(config=h2.config.H2Configuration(
+            client_side=False, validate_outbound_headers=False))
+        conn.initiate_connection()
+        try:
+            c.sendall(conn.data_to_send())
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    return
+                for ev in conn.receive_data(data):
+                    if isinstance(ev, h2.events.RequestReceived):
+                        path = dict(ev.headers)[b":path"].decode()
+                        if not self._answer(conn, c, ev.stream_id, path):
+                            return
+                c.sendall(conn.data_to_send())
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def _answer(self, conn, c, sid, path):
+        """False: close the connection now."""
+        ok = [(":status", "200"), ("content-length", "100")]
+        if path == "/short-cl":
+            conn.send_headers(sid, ok)
+            conn.send_data(sid, b"x" * 10, end_stream=True)
+        elif path == "/cut":
+            conn.send_headers(sid, ok)
+            conn.send_data(sid, b"x" * 10)
+            c.sendall(conn.data_to_send())
+            return False
+        elif path == "/rst":
+            conn.send_headers(sid, ok)
+            conn.reset_stream(sid, error_code=2)   # INTERNAL_ERROR
+        elif path == "/goaway":
+            conn.close_connection(error_code=0, last_stream_id=0)
+        elif path == "/silent":
+            pass
+        elif path == "/many-headers":
+            conn.send_headers(sid, [(":status", "200")] + [(f"x-h{i}", "v") for i in range(150)],
+                              end_stream=True)
+        elif path == "/interim":
+            conn.send_headers(sid, [(":status", "103"), ("link", "</a.css>; rel=preload")])
+            conn.send_headers(sid, [(":status", "200"), ("content-length", "5")])
+            conn.send_data(sid, b"fine\n", end_stream=True)
+        else:
+            conn.send_headers(sid, [(":status", "404"), ("content-length", "0")], end_stream=True)
+        return True
+
+    def close(self):
+        self.sock.close()
+
+
 # ---- get --http2 --------------------------------------------------------------------------------
 
 @test
@@ -279,6 +368,31 @@ def get_h2c_prior_knowledge(h2o):
     assert r.returncode == 0 and r.stdout == b"hello over h2\n", err
     assert "no h2c upgrade" in err and "* HTTP: HTTP/1.1" in err, err
     assert h2o.log_lines()[-1].startswith("HTTP/1.1 200"), h2o.log_lines()[-1:]
+
+
+@test
+def get_h2_misbehaving_server(bad):
+    url = f"http://127.0.0.1:{bad.port}"
+    pk = "--http2-prior-knowledge"
+    r = get(pk, f"{url}/short-cl")
+    assert r.returncode == 9 and b"malformed response" in r.stderr and b"content-length" in \
+        r.stderr, r.stderr
+    r = get(pk, f"{url}/cut")
+    assert r.returncode == 9 and b"after 10 bytes of the body" in r.stderr, r.stderr
+    r = get(pk, f"{url}/rst")
+    assert r.returncode == 9 and b"reset (INTERNAL_ERROR)" in r.stderr, r.stderr
+    r = get(pk, f"{url}/goaway")
+    assert r.returncode == 9 and b"refused the stream" in r.stderr and b"GOAWAY" in r.stderr, \
+        r.stderr
+    t0 = time.monotonic()
+    r = get(pk, "--timeout", "1s", f"{url}/silent")
+    assert r.returncode == 28 and b"waiting for the response" in r.stderr, r.stderr
+    assert time.monotonic() - t0 < 3 * SLOW
+    r = get(pk, f"{url}/many-headers")
+    assert r.returncode == 9 and b"over 100 header fields" in r.stderr, r.stderr
+    r = get("-v", pk, f"{url}/interim")
+    assert r.returncode == 0 and r.stdout == b"fine\n", r.stderr
+    assert b"< HTTP/2 200" in r.stderr and b"HTTP/2 103" not in r.stderr, r.stderr
 
 
 # ---- bench --h2 ---------------------------------------------------------------------------------
@@ -385,9 +499,12 @@ def main():
         fail("setup", f"needs {', '.join(missing)} (scripts/deps.sh installs them)")
         return summary()
     TMP = tempfile.mkdtemp(prefix="tlsloop-h2.")
-    h2o = ngx = None
+    h2o = ngx = bad = None
     try:
         make_files()
+        bad = CraftedH2()
+        if not sys.argv[1:] or "get_h2_misbehaving_server" in sys.argv[1:]:
+            get_h2_misbehaving_server(bad)
         h2o = H2o()
         ngx = Nginx()
         for t in (get_h2_small_verbose, get_h2_big_file, get_h2_head_and_404,
@@ -406,6 +523,8 @@ def main():
         for s in (h2o, ngx):
             if s:
                 s.stop()
+        if bad:
+            bad.close()
         shutil.rmtree(TMP, ignore_errors=True)
     return summary()
 
