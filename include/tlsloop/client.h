@@ -237,8 +237,8 @@ TL_API int32_t tl_client_h2_request(tl_client_h2 *h, const char *method, const c
 TL_API bool tl_client_h2_reusable(const tl_client_h2 *h);
 /* Requests sent whose on_done has not come yet. */
 TL_API size_t tl_client_h2_in_flight(const tl_client_h2 *h);
-/* The server's SETTINGS_MAX_CONCURRENT_STREAMS (UINT32_MAX before its SETTINGS came or when it
- * set none). */
+/* The server's SETTINGS_MAX_CONCURRENT_STREAMS, as nghttp2 keeps it: 100 until the server's
+ * first SETTINGS arrive, then its value (a very large one when it set none). */
 TL_API uint32_t tl_client_h2_max_streams(const tl_client_h2 *h);
 /* End gracefully: requests under way end with TL_HTTP_CLOSED, GOAWAY (NO_ERROR) is sent, then
  * the connection closes as tl_client_http_close does. Idempotent. */
