@@ -45,6 +45,8 @@ void cmd_get_usage(FILE *f)
             "name.\n\n"
             "  -o, --output FILE      write the body to FILE\n"
             "  -I, --head             send HEAD and print the response headers only\n"
+            "  -i, --include          write the response headers before the body (each\n"
+            "                         redirect's too, with -L)\n"
             "  -v, --verbose          show the request, the response headers, the HTTP version\n"
             "                         and the TLS facts (protocol, cipher, ALPN, resumed,\n"
             "                         certificate, verification)\n"
@@ -98,7 +100,7 @@ typedef struct run {
                                      the -H headers belong to */
     const char *method, *start_method;
     char headers[8192];           /* the -H headers */
-    bool head_only, verbose, fail_on_http, follow, insecure;
+    bool head_only, include, verbose, fail_on_http, follow, insecure;
     bool location_trusted, allow_downgrade;
     bool send_headers;            /* the -H headers go with this request */
     unsigned max_redirs, redirects;
@@ -217,22 +219,34 @@ static void tls_facts(run *r, tl_conn *c, char *alpn, size_t alpnlen)
             r->insecure ? "OFF (--insecure)" : i.verify_result == 0 ? "ok" : i.verify_error);
 }
 
+/* The response head: as it came, to the output (-I, -i), or marked "< " on stderr (-v). */
+static void print_head(const run *r, FILE *f, bool raw, const tl_http_response *resp)
+{
+    const char *mark = raw ? "" : "< ";
+    if (r->h2)
+        fprintf(f, "%sHTTP/2 %d\r\n", mark, resp->status);
+    else
+        fprintf(f, "%sHTTP/1.%d %d %.*s\r\n", mark, resp->minor_version, resp->status,
+                (int)resp->reason_len, resp->reason);
+    for (size_t i = 0; i < resp->num_headers; i++) {
+        const tl_http_header *h = &resp->headers[i];
+        fprintf(f, "%s%.*s: %.*s\r\n", mark, (int)h->name_len, h->name, (int)h->value_len,
+                h->value);
+    }
+    fprintf(f, raw ? "\r\n" : "<\n");
+}
+
 static void head(run *r, const tl_http_response *resp)
 {
     r->status = resp->status;
     r->location[0] = 0;
-    bool print = r->head_only || r->verbose;
-    FILE *hf = r->head_only ? r->out : stderr;
-    if (print && r->h2)
-        fprintf(hf, "%sHTTP/2 %d\r\n", r->head_only ? "" : "< ", resp->status);
-    else if (print)
-        fprintf(hf, "%sHTTP/1.%d %d %.*s\r\n", r->head_only ? "" : "< ", resp->minor_version,
-                resp->status, (int)resp->reason_len, resp->reason);
+    if (r->head_only || (r->include && r->write_body && !r->exit_code &&
+                         !(r->fail_on_http && resp->status >= 400)))
+        print_head(r, r->out, true, resp);
+    if (r->verbose && !r->head_only)
+        print_head(r, stderr, false, resp);
     for (size_t i = 0; i < resp->num_headers; i++) {
         const tl_http_header *h = &resp->headers[i];
-        if (print)
-            fprintf(hf, "%s%.*s: %.*s\r\n", r->head_only ? "" : "< ", (int)h->name_len, h->name,
-                    (int)h->value_len, h->value);
         if (h->name_len == 8 && !strncasecmp(h->name, "location", 8)) {
             /* One too long to keep is kept as a mark: following it fails with a reason. */
             size_t n = h->value_len < sizeof r->location ? h->value_len : 1;
@@ -240,8 +254,6 @@ static void head(run *r, const tl_http_response *resp)
             r->location[n] = 0;
         }
     }
-    if (print)
-        fprintf(hf, r->head_only ? "\r\n" : "<\n");
     bool redirect = r->follow && r->location[0] &&
                     (resp->status == 301 || resp->status == 302 || resp->status == 303 ||
                      resp->status == 307 || resp->status == 308);
@@ -605,6 +617,8 @@ int cmd_get(int argc, char **argv)
         } else if (!strcmp(a, "-I") || !strcmp(a, "--head")) {
             r.head_only = true;
             r.method = "HEAD";
+        } else if (!strcmp(a, "-i") || !strcmp(a, "--include")) {
+            r.include = true;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             r.verbose = true;
         } else if (!strcmp(a, "--http2")) {

@@ -5,7 +5,7 @@ on ephemeral loopback ports and stopped by PID.
 
 Covers: get --http2 over TLS (ALPN h2): -v shows ALPN h2, "HTTP: HTTP/2" and the response head as
 HTTP/2 sends it; the body byte for byte (sha256) for a small file and a 4 MiB one, from h2o and
-from nginx; -I; a 404 (exit 0, and 7 with --fail); a server that speaks only http/1.1 (nginx
+from nginx; -I and -i; a 404 (exit 0, and 7 with --fail); a server that speaks only http/1.1 (nginx
 without http2 on that port): the fallback to HTTP/1.1, said under -v; plain get -v says HTTP/1.1
 too; --http2-prior-knowledge over http:// (h2c, h2o), and --http2 over http:// staying HTTP/1.1
 with a note. bench --h2 -m 10: exactly -n requests, all 2xx, every one seen by the server as
@@ -322,6 +322,14 @@ def get_h2_head_and_404(h2o):
     assert r.returncode == 0, r.stderr
     out = r.stdout.decode()
     assert out.startswith("HTTP/2 200\r\n") and "content-length: 14\r\n" in out, out
+    for extra in (["--http2"], []):   # -i: the head, as it came, then the body
+        r = get("-i", *extra, "--cacert", f"{TMP}/ca.pem",
+                f"https://127.0.0.1:{h2o.https}/hello.txt")
+        assert r.returncode == 0, r.stderr
+        first = b"HTTP/2 200\r\n" if extra else b"HTTP/1.1 200 OK\r\n"
+        assert r.stdout.startswith(first), r.stdout
+        assert r.stdout.endswith(b"\r\n\r\nhello over h2\n"), r.stdout
+        assert (b"content-length: 14\r\n" if extra else b"Content-Length: 14\r\n") in r.stdout
     r = get("--http2", "--cacert", f"{TMP}/ca.pem", f"https://127.0.0.1:{h2o.https}/missing")
     assert r.returncode == 0, r.stderr   # an HTTP status is no failure without --fail
     r = get("-v", "-f", "--http2", "--cacert", f"{TMP}/ca.pem",
