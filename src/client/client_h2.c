@@ -274,7 +274,8 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
     case NGHTTP2_GOAWAY:
         h->goaway = true;
         snprintf(h->goaway_text, sizeof h->goaway_text,
-                 "the server sent GOAWAY (%s, last stream %d)", nghttp2_http2_strerror(f->goaway.error_code), f->goaway.last_stream_id);
+                 "the server sent GOAWAY (%s, last stream %d)",
+                 nghttp2_http2_strerror(f->goaway.error_code), f->goaway.last_stream_id);
         break;
     default:
         break;
