@@ -5,9 +5,9 @@ on ephemeral loopback ports and stopped by PID.
 
 Covers: get --http2 over TLS (ALPN h2): -v shows ALPN h2, "HTTP: HTTP/2" and the response head as
 HTTP/2 sends it; the body byte for byte (sha256) for a small file and a 4 MiB one, from h2o and
-from nginx; -I and -i; a 404 (exit 0, and 7 with --fail); a server that speaks only http/1.1 (nginx
-without http2 on that port): the fallback to HTTP/1.1, said under -v; plain get -v says HTTP/1.1
-too; --http2-prior-knowledge over http:// (h2c, h2o), and --http2 over http:// staying HTTP/1.1
+from nginx; -I and -i; -L; a 404 (exit 0, and 7 with --fail); a server that speaks only
+http/1.1 (nginx without http2 on that port): the fallback to HTTP/1.1, said under -v; plain get
+-v says HTTP/1.1 too; --http2-prior-knowledge over http:// (h2c, h2o), and --http2 over http:// staying HTTP/1.1
 with a note. bench --h2 -m 10: exactly -n requests, all 2xx, every one seen by the server as
 HTTP/2 (h2o's access log) and on as many connections as asked; h2load on the same server and the
 same counts agrees; a server that does not select h2 ends the run with that error; 404s counted
@@ -178,6 +178,7 @@ http {{
         ssl_certificate {TMP}/leaf.pem;
         ssl_certificate_key {TMP}/leaf.key;
         root {TMP}/www;
+        location = /moved {{ return 301 /hello.txt; }}
     }}
 }}
 """)
@@ -313,6 +314,12 @@ def get_h2_from_nginx(ngx):
     assert sha(r.stdout) == want
     r = get("--http2", "--cacert", f"{TMP}/ca.pem", f"https://127.0.0.1:{ngx.h2}/hello.txt")
     assert r.returncode == 0 and r.stdout == b"hello over h2\n", (r.stdout, r.stderr)
+    # -L: the redirect's location (a lower-case field in HTTP/2) followed, over HTTP/2 again.
+    r = get("-v", "-L", "--http2", "--cacert", f"{TMP}/ca.pem",
+            f"https://127.0.0.1:{ngx.h2}/moved")
+    err = r.stderr.decode()
+    assert r.returncode == 0 and r.stdout == b"hello over h2\n", err
+    assert "< HTTP/2 301" in err and err.count("* HTTP: HTTP/2") == 2, err
 
 
 @test
