@@ -5,14 +5,14 @@ on ephemeral loopback ports and stopped by PID.
 
 Covers: get --http2 over TLS (ALPN h2): -v shows ALPN h2, "HTTP: HTTP/2" and the response head as
 HTTP/2 sends it; the body byte for byte (sha256) for a small file and a 4 MiB one, from h2o and
-from nginx; -I and -i; -L; a 404 (exit 0, and 7 with --fail); a server that speaks only
-http/1.1 (nginx without http2 on that port): the fallback to HTTP/1.1, said under -v; plain get
--v says HTTP/1.1 too; --http2-prior-knowledge over http:// (h2c, h2o), and --http2 over http://
-staying HTTP/1.1 with a note. bench --h2 -m 10: exactly -n requests, all 2xx, every one seen by the server as
-HTTP/2 (h2o's access log) and on as many connections as asked; h2load on the same server and the
-same counts agrees; a server that does not select h2 ends the run with that error; 404s counted
-as 4xx errors; nginx ending each connection by GOAWAY after 50 requests (keepalive_requests):
-the streams it refused are sent again, none lost, none counted twice.
+from nginx; -I and -i; -L; a 404 (exit 0, and 7 with --fail); a server that speaks only http/1.1
+(nginx without http2 on that port): the fallback to HTTP/1.1, said under -v; plain get -v says
+HTTP/1.1 too; --http2-prior-knowledge over http:// (h2c, h2o), and --http2 over http:// staying
+HTTP/1.1 with a note. bench --h2 -m 10: exactly -n requests, all 2xx, every one seen by the server
+as HTTP/2 (h2o's access log) and on as many connections as asked; h2load on the same server and the
+same counts agrees; a server that does not select h2 ends the run with that error; 404s counted as
+4xx errors; nginx ending each connection by GOAWAY after 50 requests (keepalive_requests): the
+streams it refused are sent again, none lost, none counted twice.
 
 And against a small HTTP/2 server on python's h2 (h2c by prior knowledge) that misbehaves on
 purpose: a body shorter than its content-length with END_STREAM (malformed, exit 9), a
