@@ -354,8 +354,8 @@ static void c_read(tl_conn *c, const uint8_t *p, size_t n)
     if (rv < 0) {
         snprintf(h->err, sizeof h->err, "HTTP/2: %s", nghttp2_strerror((int)rv));
         nghttp2_session_terminate_session(h->s, NGHTTP2_PROTOCOL_ERROR);
+        h->closing = true;   /* first: nothing new from the callbacks fail_all calls */
         fail_all(h, h->err);
-        h->closing = true;
     }
     flush(h);
 }
@@ -399,6 +399,7 @@ static void r_timer(tl_loop *loop, tl_timer *t)
     (void)loop;
     h2req *r = t->data;
     tl_client_h2 *h = r->h;
+    int32_t id = r->id;   /* r may be gone after its on_done (a close from there) */
     char why[200];
     if (!r->head_done)
         snprintf(why, sizeof why, "waiting for the response (stream %d sent, no head came back)",
@@ -408,7 +409,8 @@ static void r_timer(tl_loop *loop, tl_timer *t)
                  r->id, (unsigned long long)r->got);
     req_done(r, TL_HTTP_TIMED_OUT, why);
     /* The request stays known to nghttp2 (a zombie) until its stream closes. */
-    nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, r->id, NGHTTP2_CANCEL);
+    if (!h->closing)
+        nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
     flush(h);
 }
 
