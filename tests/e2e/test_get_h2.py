@@ -202,6 +202,7 @@ class CraftedH2:
         import h2.config
         import h2.connection
         import h2.events
+        import h2.exceptions
         self.h2 = h2
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -234,8 +235,8 @@ class CraftedH2:
                         if not self._answer(conn, c, ev.stream_id, path):
                             return
                 c.sendall(conn.data_to_send())
-        except OSError:
-            pass
+        except (OSError, h2.exceptions.ProtocolError):
+            pass   # the client's frames after our GOAWAY: h2 refuses them, we are done
         finally:
             c.close()
 
