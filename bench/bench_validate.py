@@ -214,8 +214,8 @@ def main():
     conf = cmd[-1]
     text = open(conf).read().replace(
         "access_log off;",
-        f"log_format reuse '$ssl_session_reused';\n    access_log {tmp}/reuse.log reuse;\n"
-        f"    log_format proto '$server_protocol';\n    access_log {tmp}/nginx-proto.log proto;")
+        f"log_format reuse '$ssl_session_reused $server_protocol';\n"
+        f"    access_log {tmp}/reuse.log reuse;")
     # HTTP/2 on the TLS listener too (section 4); wrk offers no ALPN: HTTP/1.1 as before.
     text = text.replace(f"listen 127.0.0.1:{p2[0]} ssl;", f"listen 127.0.0.1:{p2[0]} ssl http2;")
     open(conf, "w").write(text)
@@ -230,7 +230,7 @@ def main():
         if a.only != "h1":
             ok &= h2_checks(binary, a, out, [
                 ("h2o", h2o, f"{tmp}/h2o-access.log", "HTTP/2"),
-                ("nginx", ngx, f"{tmp}/nginx-proto.log", "HTTP/2.0")])
+                ("nginx", ngx, f"{tmp}/reuse.log", "HTTP/2.0")])
     finally:
         tls.stop()
         ngx.stop()
@@ -281,7 +281,7 @@ def h1_checks(binary, a, out, tls, ngx, tmp, cnf):
             if srv is tls:
                 f0, r0 = svn.tlsloop_handshakes(srv)
             else:
-                n0 = len(open(f"{tmp}/reuse.log").read().split())
+                n0 = len(log_lines(f"{tmp}/reuse.log"))
             rep = tl_bench(binary, mode, "-c", "20", "-d", f"{a.duration}s", "--warmup", "0",
                            url)
             time.sleep(0.5)   # the last closes reach the server's counters and log
@@ -289,7 +289,7 @@ def h1_checks(binary, a, out, tls, ngx, tmp, cnf):
                 f1, r1 = svn.tlsloop_handshakes(srv)
                 sf, sr = f1 - f0, r1 - r0
             else:
-                marks = open(f"{tmp}/reuse.log").read().split()[n0:]
+                marks = [x.split()[0] for x in log_lines(f"{tmp}/reuse.log")[n0:]]
                 sf, sr = marks.count("."), marks.count("r")
             bf, br = rep["handshakes"]["full"], rep["handshakes"]["resumed"]
             # The server may count up to -c more: connections cut off as the run ended;
