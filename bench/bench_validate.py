@@ -37,6 +37,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 spec = importlib.util.spec_from_file_location("svn", os.path.join(HERE, "serve_vs_nginx.py"))
 svn = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(svn)
+spec = importlib.util.spec_from_file_location("perf", os.path.join(HERE, "perf.py"))
+perf = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(perf)
 
 
 def tl_bench(binary, *args, timeout=120):
@@ -72,33 +75,14 @@ def h2load(url, args, timeout):
 
 
 def h2o_conf(tmp, https, http, www):
-    """h2o with one thread (perf.py's configuration) and an access log of protocol and status."""
-    conf = f"{tmp}/h2o-validate.conf"
-    with open(conf, "w") as f:
-        f.write(f"""num-threads: 1
-max-connections: 15000
-error-log: {tmp}/h2o-validate.error.log
-access-log:
-  path: {tmp}/h2o-access.log
-  format: "%H %s"
-listen:
-  host: 127.0.0.1
-  port: {https}
-  ssl:
-    certificate-file: {tmp}/ecdsa.pem
-    key-file: {tmp}/ecdsa.key
-    minimum-version: TLSv1.2
-    ocsp-update-interval: 0
-listen:
-  host: 127.0.0.1
-  port: {http}
-hosts:
-  default:
-    paths:
-      /:
-        file.dir: {www}
-""")
-    return ["h2o", "-c", conf]
+    """perf.py's h2o (one thread, the same certificate and files) with an access log of the
+    protocol and status of every request."""
+    cmd = perf.h2o_cmd(tmp, "ecdsa", https, http, www)
+    conf = cmd[-1]
+    log = f'access-log:\n  path: {tmp}/h2o-access.log\n  format: "%H %s"\n'
+    text = open(conf).read().replace("error-log:", log + "error-log:", 1)
+    open(conf, "w").write(text)
+    return cmd
 
 
 def log_lines(path):

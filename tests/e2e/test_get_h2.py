@@ -32,11 +32,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from e2e import SLOW, fail, stop_process, summary, test, wait_for  # noqa: E402
+from e2e import SLOW, TcpServer, fail, stop_process, summary, test, wait_for  # noqa: E402
 
 BIN = os.environ.get("TLSLOOP_BIN", "build/tlsloop")
 TMP = None
@@ -204,19 +203,8 @@ class CraftedH2:
         import h2.events
         import h2.exceptions
         self.h2 = h2
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+        self.srv = TcpServer(self._serve)
+        self.port = self.srv.port
 
     def _serve(self, c):
         h2 = self.h2
@@ -235,10 +223,8 @@ class CraftedH2:
                         if not self._answer(conn, c, ev.stream_id, path):
                             return
                 c.sendall(conn.data_to_send())
-        except (OSError, h2.exceptions.ProtocolError):
+        except h2.exceptions.ProtocolError:
             pass   # the client's frames after our GOAWAY: h2 refuses them, we are done
-        finally:
-            c.close()
 
     def _answer(self, conn, c, sid, path):
         """False: close the connection now."""
@@ -270,7 +256,7 @@ class CraftedH2:
         return True
 
     def close(self):
-        self.sock.close()
+        self.srv.close()
 
 
 # ---- get --http2 --------------------------------------------------------------------------------
