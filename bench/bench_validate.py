@@ -93,9 +93,16 @@ def log_lines(path):
         return []
 
 
-# h2load 1.52 negotiates TLS 1.2 with its first suite: tlsloop bench does the same in section 4,
-# so that the two differ in their HTTP/2 only.
-H2_TLS = ["--tlsv1.2", "--cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"]
+def h2load_tls(url):
+    """The TLS version and suite h2load negotiates with this server, as tlsloop bench options:
+    both generators then differ in their HTTP/2 only."""
+    r = subprocess.run(["h2load", "-n", "1", "-c", "1", url], capture_output=True, text=True,
+                       timeout=30)
+    v = re.search(r"TLS Protocol: (TLSv1\.[23])", r.stdout)
+    c = re.search(r"Cipher: (\S+)", r.stdout)
+    if not (v and c):
+        raise SystemExit(f"h2load failed: {r.stdout}{r.stderr}")
+    return ["--tlsv1.3" if v.group(1) == "TLSv1.3" else "--tlsv1.2", "--cipher", c.group(1)]
 
 
 def children_cpu():
@@ -112,8 +119,10 @@ def h2_checks(binary, a, out, servers):
     out.append("| server | generator | requests | succeeded (2xx) | failed/errored | "
                "server log lines | all HTTP/2 | agree |")
     out.append("|---|---|---|---|---|---|---|---|")
+    tls_args = {}
     for name, srv, log, mark in servers:
         url = f"https://127.0.0.1:{srv.https}/hello.txt"
+        tls_args[name] = h2load_tls(url)
         for gen in ("h2load", "tlsloop bench"):
             before = len(log_lines(log))
             if gen == "h2load":
@@ -121,7 +130,8 @@ def h2_checks(binary, a, out, servers):
                     url, ["-n", str(n), "-c", "50", "-m", "10"], 120)
                 bad = failed + errored
             else:
-                rep = tl_bench(binary, "--h2", "-m", "10", "-c", "50", "-n", str(n), *H2_TLS, url)
+                rep = tl_bench(binary, "--h2", "-m", "10", "-c", "50", "-n", str(n),
+                               *tls_args[name], url)
                 done, ok2, bad = rep["requests"], rep["status"]["2xx"], rep["errors_total"]
                 succ = ok2
             time.sleep(0.5)   # the last lines reach the log
@@ -147,7 +157,7 @@ def h2_checks(binary, a, out, servers):
                 c0, g0 = srv.cpu(), children_cpu()
                 if which == "ours":
                     rep = tl_bench(binary, "--h2", "-m", "10", "-c", "50", "-d", f"{a.duration}s",
-                                   *H2_TLS, url)
+                                   *tls_args[name], url)
                     ok &= rep["errors_total"] == 0
                     ours.append(rep["requests_per_s"])
                     lat_o.append(rep["latency_ms"]["mean"])
@@ -169,7 +179,8 @@ def h2_checks(binary, a, out, servers):
         ratio = mo / mt if mt else 0
         ok &= 0.9 <= ratio <= 1.1
         med = statistics.median
-        out.append(f"| {name} | {mo:.0f} | {mt:.0f} | **{ratio:.2f}** | "
+        tls = f"{tls_args[name][0][2:]} {tls_args[name][2]}"   # "tlsv1.3 TLS_AES_128_GCM_SHA256"
+        out.append(f"| {name} ({tls}) | {mo:.0f} | {mt:.0f} | **{ratio:.2f}** | "
                    f"{med(cpu_o):.1f}, {med(cpu_t):.1f} | {med(gen_o):.1f}, {med(gen_t):.1f} | "
                    f"{med(lat_o):.2f}, {med(lat_t):.2f} |")
     return ok
