@@ -25,7 +25,7 @@
 #define OUT_CHUNK (64u * 1024u)        /* gathered output written once it reaches this */
 
 typedef struct field {
-    uint32_t name, name_len, value, value_len;   /* offsets into h2req.fields */
+    uint32_t name, name_len, value, value_len;   /* offsets into tl_client_h2.head */
 } field;
 
 typedef struct h2req {
@@ -34,9 +34,6 @@ typedef struct h2req {
     void *data;
     int32_t id;
     tl_timer timer;
-    tl_buf fields;                 /* the head's names and values, until it is delivered */
-    field fld[MAX_FIELDS];
-    int nf;
     int status;
     uint64_t got;                  /* body bytes delivered */
     bool head_done;                /* the final head was delivered */
@@ -61,6 +58,11 @@ struct tl_client_h2 {
     tl_conn_end peer_end;
     char err[200];                 /* the session's failure, in words */
     char goaway_text[120];         /* the server's GOAWAY, in words */
+    /* The response head being received: one at a time, since a header block (HEADERS and its
+     * CONTINUATIONs) is never interleaved with another frame (RFC 9113 section 4.3). */
+    tl_buf head;                   /* its names and values */
+    field fld[MAX_FIELDS];
+    int nf;
 };
 
 static void destroy(tl_client_h2 *h);
@@ -74,7 +76,8 @@ static void req_done(h2req *r, tl_http_result res, const char *why)
     h->in_flight--;
     if (!h->conn_gone)
         tl_timer_stop(tl_conn_loop(h->c), &r->timer);
-    tl_buf_free(&r->fields);
+    if (!h->in_flight)
+        tl_buf_free(&h->head);   /* idle: no buffers */
     if (h->cbs->on_done)
         h->cbs->on_done(h, res, why, r->data);
 }
@@ -88,7 +91,6 @@ static void req_free(h2req *r)
         h->reqs = r->next;
     if (r->next)
         r->next->prev = r->prev;
-    tl_buf_free(&r->fields);
     free(r);
 }
 
@@ -154,7 +156,8 @@ static void flush(tl_client_h2 *h)
                 continue;
             int w = tl_conn_write(h->c, tl_buf_rptr(&h->out), tl_buf_len(&h->out));
             tl_buf_consume(&h->out, tl_buf_len(&h->out));
-            tl_buf_release(&h->out);
+            if (!h->in_flight)
+                tl_buf_release(&h->out);   /* idle: no buffers; busy: kept for the next turn */
             if (w < 0)
                 return;   /* the connection is closing or failed: its on_close follows */
             if (w == 1)
@@ -180,14 +183,19 @@ static h2req *stream_req(nghttp2_session *s, int32_t id)
     return r && !r->done ? r : NULL;
 }
 
+static void head_reset(tl_client_h2 *h)
+{
+    h->nf = 0;
+    tl_buf_consume(&h->head, tl_buf_len(&h->head));
+}
+
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
-    (void)ud;
+    tl_client_h2 *h = ud;
     h2req *r = f->hd.type == NGHTTP2_HEADERS ? stream_req(s, f->hd.stream_id) : NULL;
     if (r && !r->head_done) {
-        r->nf = 0;
+        head_reset(h);
         r->status = 0;
-        tl_buf_free(&r->fields);
     }
     return 0;
 }
@@ -197,7 +205,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
                      void *ud)
 {
     (void)flags;
-    (void)ud;
+    tl_client_h2 *h = ud;
     h2req *r = f->hd.type == NGHTTP2_HEADERS ? stream_req(s, f->hd.stream_id) : NULL;
     if (!r || r->head_done)
         return 0;   /* trailers: not kept */
@@ -210,22 +218,22 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     }
     if (namelen && name[0] == ':')
         return 0;
-    size_t at = tl_buf_len(&r->fields);
-    if (r->nf == MAX_FIELDS || at + namelen + valuelen > MAX_HEAD) {
+    size_t at = tl_buf_len(&h->head);
+    if (h->nf == MAX_FIELDS || at + namelen + valuelen > MAX_HEAD) {
         char why[100];
-        snprintf(why, sizeof why, "response head over %s", r->nf == MAX_FIELDS
+        snprintf(why, sizeof why, "response head over %s", h->nf == MAX_FIELDS
                  ? "100 header fields" : "64 KiB");
         req_done(r, TL_HTTP_BAD_RESPONSE, why);
         nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_CANCEL);
         return 0;
     }
-    if (tl_buf_append(&r->fields, name, namelen) != 0 ||
-        tl_buf_append(&r->fields, value, valuelen) != 0) {
+    if (tl_buf_append(&h->head, name, namelen) != 0 ||
+        tl_buf_append(&h->head, value, valuelen) != 0) {
         req_done(r, TL_HTTP_CONN_FAILED, "out of memory");
         nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_CANCEL);
         return 0;
     }
-    r->fld[r->nf++] = (field){(uint32_t)at, (uint32_t)namelen, (uint32_t)(at + namelen),
+    h->fld[h->nf++] = (field){(uint32_t)at, (uint32_t)namelen, (uint32_t)(at + namelen),
                               (uint32_t)valuelen};
     return 0;
 }
@@ -233,17 +241,17 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 static void deliver_head(tl_client_h2 *h, h2req *r)
 {
     tl_http_header hs[MAX_FIELDS];
-    const char *base = (const char *)tl_buf_rptr(&r->fields);
-    for (int i = 0; i < r->nf; i++)
-        hs[i] = (tl_http_header){base + r->fld[i].name, r->fld[i].name_len,
-                                 base + r->fld[i].value, r->fld[i].value_len};
+    const char *base = (const char *)tl_buf_rptr(&h->head);
+    for (int i = 0; i < h->nf; i++)
+        hs[i] = (tl_http_header){base + h->fld[i].name, h->fld[i].name_len,
+                                 base + h->fld[i].value, h->fld[i].value_len};
     tl_http_response resp = {.minor_version = 0, .status = r->status, .reason = "",
                              .headers = hs, .max_headers = MAX_FIELDS,
-                             .num_headers = (size_t)r->nf};
+                             .num_headers = (size_t)h->nf};
     r->head_done = true;
     if (h->cbs->on_head)
         h->cbs->on_head(h, &resp, r->data);
-    tl_buf_free(&r->fields);
+    head_reset(h);
 }
 
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
@@ -255,8 +263,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
         if (!r)
             break;
         if (!r->head_done && r->status >= 100 && r->status < 200) {
-            r->nf = 0;   /* interim (103 Early Hints, 100 Continue): the real head follows */
-            tl_buf_free(&r->fields);
+            head_reset(h);   /* interim (103 Early Hints, 100 Continue): the real head follows */
             break;
         }
         if (!r->head_done)
@@ -423,6 +430,7 @@ static void destroy(tl_client_h2 *h)
     while (h->reqs)
         req_free(h->reqs);
     tl_buf_free(&h->out);
+    tl_buf_free(&h->head);
     free(h);
 }
 
