@@ -331,9 +331,12 @@ static void close_facts(run *r, tl_conn_end how)
          tls ? "the server's close_notify: " : "the server's side: ",
          tls ? peer_close_text(theirs) : theirs == TL_END_CLEAN ? "closed" : tl_conn_end_name(theirs),
          (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out);
-    /* For the response written out (not a redirect's, not one --fail refuses). */
+    /* For the response written out (not a redirect's, not one --fail refuses). Over HTTP/2 we
+     * end first (GOAWAY, close_notify) after END_STREAM: a server that then closes without
+     * answering our close_notify (nginx does) cut nothing off; -v says how it ended. */
+    bool h2_after_ours = r->h2 && peer == TL_END_NONE;
     if (tls && r->complete && !r->skip_body && theirs != TL_END_CLEAN && !r->exit_code &&
-        !r->warned) {
+        !r->warned && !h2_after_ours) {
         r->warned = true;
         fprintf(stderr, "tlsloop get: warning: the response was complete by its framing, but "
                         "the connection then ended without the server's close_notify (%s)\n",

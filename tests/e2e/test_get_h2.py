@@ -275,6 +275,7 @@ def get_h2_small_verbose(h2o):
     assert "> user-agent: tlsloop/" in err, err   # sent in lower case
     assert "< HTTP/2 200" in err and "< content-length: 14" in err, err
     assert "* verification: ok" in err, err
+    assert "the server's close_notify: received" in err, err   # h2o answers ours
     assert h2o.log_lines()[-1].startswith("HTTP/2 200"), h2o.log_lines()[-1:]
 
 
@@ -299,6 +300,9 @@ def get_h2_from_nginx(ngx):
     assert r.returncode == 0, err
     assert "* HTTP: HTTP/2" in err and "< HTTP/2 200" in err, err
     assert sha(r.stdout) == want
+    # We end first (GOAWAY, close_notify); nginx closes without answering it: no warning over
+    # HTTP/2 (nothing was cut off: END_STREAM said so), -v tells.
+    assert "we closed first" in err and "warning" not in err, err
     r = get("--http2", "--cacert", f"{TMP}/ca.pem", f"https://127.0.0.1:{ngx.h2}/hello.txt")
     assert r.returncode == 0 and r.stdout == b"hello over h2\n", (r.stdout, r.stderr)
     # -L: the redirect's location (a lower-case field in HTTP/2) followed, over HTTP/2 again.
