@@ -140,8 +140,12 @@ static void result_error(slot *s, tl_http_result res, const char *why)
     case TL_HTTP_TRUNCATED: snprintf(kind, sizeof kind, "truncated response"); break;
     case TL_HTTP_BAD_RESPONSE: snprintf(kind, sizeof kind, "bad response"); break;
     default:
-        snprintf(kind, sizeof kind, "%s", strstr(why, "refused the stream") ? "stream refused"
-                                          : strstr(why, "reset") ? "reset" : "connection failed");
+        if (!strncmp(why, "HTTP/2", 6))   /* what nghttp2 said: not HTTP/2, or broke its rules */
+            snprintf(kind, sizeof kind, "%.79s", why);
+        else
+            snprintf(kind, sizeof kind, "%s", strstr(why, "refused the stream") ? "stream refused"
+                                              : strstr(why, "reset") ? "reset"
+                                                                     : "connection failed");
     }
     error(s, kind);
 }

@@ -339,6 +339,8 @@ static int on_error(nghttp2_session *s, int lib_error, const char *msg, size_t l
     (void)s;
     (void)lib_error;
     tl_client_h2 *h = ud;
+    while (len && (msg[len - 1] == '.' || msg[len - 1] == ' '))
+        len--;   /* it goes on inside our sentence */
     /* The last one is kept: it says why nghttp2 ends the session, when it does. */
     snprintf(h->err, sizeof h->err, "HTTP/2 protocol error: %.*s", (int)len, msg);
     return 0;

@@ -18,7 +18,7 @@ And against a small HTTP/2 server on python's h2 (h2c by prior knowledge) that m
 purpose: a body shorter than its content-length with END_STREAM (malformed, exit 9), a
 connection cut inside the body (truncated, 9), RST_STREAM (9), GOAWAY refusing the stream (9),
 no answer (--timeout: 28), 150 header fields (over the limit: 9), and a 103 before the 200
-(skipped: 0).
+(skipped: 0); and h2c towards a server that answers in HTTP/1.1 (9; bench names the error).
 
 Runs from the repository root; TLSLOOP_BIN is the tlsloop program (build/tlsloop by default).
 Needs h2o, nginx and h2load (scripts/deps.sh). Ends with "N passed, N failed".
@@ -401,6 +401,25 @@ def get_h2_misbehaving_server(bad):
     assert b"< HTTP/2 200" in r.stderr and b"HTTP/2 103" not in r.stderr, r.stderr
 
 
+@test
+def h2c_against_an_http1_server():
+    """Prior knowledge towards a server that answers the preface with HTTP/1.1: what nghttp2
+    says (no SETTINGS came), exit 9; bench counts it by that name."""
+    def h1(sock):
+        sock.recv(65536)
+        sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    srv = TcpServer(h1)
+    try:
+        r = get("--http2-prior-knowledge", f"http://127.0.0.1:{srv.port}/")
+        assert r.returncode == 9 and b"HTTP/2 protocol error" in r.stderr and \
+            b"SETTINGS" in r.stderr, r.stderr
+        rc, rep = bench("--h2", "-c", "1", "-n", "3", f"http://127.0.0.1:{srv.port}/")
+        assert rc == 1 and rep["requests"] == 0, rep
+        assert any(k.startswith("HTTP/2 protocol error") for k in rep["errors"]), rep
+    finally:
+        srv.close()
+
+
 # ---- bench --h2 ---------------------------------------------------------------------------------
 
 @test
@@ -511,6 +530,8 @@ def main():
         bad = CraftedH2()
         if not sys.argv[1:] or "get_h2_misbehaving_server" in sys.argv[1:]:
             get_h2_misbehaving_server(bad)
+        if not sys.argv[1:] or "h2c_against_an_http1_server" in sys.argv[1:]:
+            h2c_against_an_http1_server()
         h2o = H2o()
         ngx = Nginx()
         for t in (get_h2_small_verbose, get_h2_big_file, get_h2_head_and_404,
