@@ -433,6 +433,7 @@ def bench_h2_counts(h2o):
     assert rep["protocol"] == "h2" and rep["streams_per_connection"] == 10, rep
     assert rep["requests"] == 2000 and rep["status"]["2xx"] == 2000, rep
     assert rep["errors_total"] == 0 and rep["streams_retried"] == 0, rep
+    assert rep["outcome"] == {"succeeded": 2000, "failed": 0, "errored": 0, "timeout": 0}, rep
     assert rep["handshakes"]["full"] + rep["handshakes"]["resumed"] == 4, rep
     assert rep["bytes"] == 2000 * 14, rep
     lines = h2o.log_lines()[before:]
@@ -489,6 +490,13 @@ def bench_h2_404_counted(h2o):
                     f"https://127.0.0.1:{h2o.https}/missing")
     assert rc == 1, rep
     assert rep["status"]["4xx"] == 100 and rep["errors"].get("HTTP 4xx") == 100, rep
+    # In h2load's terms, as h2load itself counts the same run.
+    assert rep["outcome"] == {"succeeded": 0, "failed": 100, "errored": 0, "timeout": 0}, rep
+    r = subprocess.run(["h2load", "-n", "100", "-c", "2", "-m", "10",
+                        f"https://127.0.0.1:{h2o.https}/missing"],
+                       capture_output=True, text=True, timeout=60 * SLOW)
+    assert re.search(r"100 done, 0 succeeded, 100 failed, 0 errored, 0 timeout", r.stdout), \
+        r.stdout
 
 
 @test
