@@ -584,16 +584,21 @@ uint32_t tl_client_h2_max_streams(const tl_client_h2 *h)
 
 void tl_client_h2_close(tl_client_h2 *h)
 {
-    if (h->closing || h->conn_gone) {
-        if (!h->conn_gone)
-            tl_conn_close(h->c);
+    if (h->conn_gone)
+        return;
+    if (!h->closing) {
+        h->closing = true;
+        for (h2req *r = h->reqs; r; r = r->next)
+            if (!r->done)
+                req_done(r, TL_HTTP_CLOSED, "closed while the response was arriving");
+        nghttp2_session_terminate_session(h->s, NGHTTP2_NO_ERROR);
+    }
+    /* From inside an nghttp2 call (an on_done, say) the GOAWAY is written when it returns, and
+     * the connection closed after it (flush): closing it now would drop the GOAWAY. */
+    if (h->busy) {
+        h->flush_again = true;
         return;
     }
-    h->closing = true;
-    for (h2req *r = h->reqs; r; r = r->next)
-        if (!r->done)
-            req_done(r, TL_HTTP_CLOSED, "closed while the response was arriving");
-    nghttp2_session_terminate_session(h->s, NGHTTP2_NO_ERROR);
     flush(h);
     if (!h->conn_gone)
         tl_conn_close(h->c);

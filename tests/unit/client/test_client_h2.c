@@ -42,6 +42,7 @@ typedef struct server {
     uint32_t max_streams;          /* its SETTINGS_MAX_CONCURRENT_STREAMS */
     int open_streams, max_open_seen, requests;
     bool goaway_after_first;       /* GOAWAY (last stream = the first request's) */
+    bool goaway_seen;              /* the client's GOAWAY came */
     sconn *conns[16];
 } server;
 
@@ -99,6 +100,8 @@ static int s_begin(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 static int s_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
     sconn *sc = ud;
+    if (f->hd.type == NGHTTP2_GOAWAY)
+        S.goaway_seen = true;
     if (f->hd.type != NGHTTP2_HEADERS || !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
         return 0;
     S.requests++;
@@ -415,6 +418,21 @@ TEST(close_with_streams_under_way)
     teardown(loop, cl);
 }
 
+TEST(close_from_inside_on_done_sends_goaway)
+{
+    tl_client *cl;
+    tl_loop *loop = setup(&cl, 100);
+    C.close_after_done = true;   /* tl_client_h2_close from inside nghttp2's callback */
+    CHECK(tl_client_h2_request(C.h, "GET", "127.0.0.1", "/a", NULL, 5000, &C.r[0]) > 0);
+    CHECK(tl_client_h2_request(C.h, "GET", "127.0.0.1", "/silent", NULL, 5000, &C.r[1]) > 0);
+    run_until(loop, is_closed, 5000);
+    CHECK(C.closed);
+    CHECK(C.r[0].res == TL_HTTP_DONE && C.r[1].res == TL_HTTP_CLOSED);
+    CHECK(C.r[0].dones == 1 && C.r[1].dones == 1);
+    CHECK(S.goaway_seen);   /* written before the connection closed */
+    teardown(loop, cl);
+}
+
 TEST(abort_from_inside_on_body)
 {
     tl_client *cl;
@@ -486,6 +504,7 @@ int main(int argc, char **argv)
     RUN(many_requests_beyond_max_concurrent_streams);
     RUN(big_body_and_a_deadline_beside_it);
     RUN(close_with_streams_under_way);
+    RUN(close_from_inside_on_done_sends_goaway);
     RUN(abort_from_inside_on_body);
     RUN(reset_stream_and_goaway);
     RUN(malformed_request_headers_refused);
