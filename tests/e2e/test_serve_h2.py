@@ -655,6 +655,43 @@ def idle_and_header_deadlines(root):
         assert srv.stop() == 0
 
 
+@test
+def h2_through_tlsloop_proxy_to_an_h2c_backend(root, sha):
+    """The proxy is TCP-level: with `--alpn h2,http/1.1` it selects h2 for a client that offers
+    it and carries the bytes to a backend that speaks h2c with prior knowledge (here tlsloop
+    serve --h2c); a client that offers only http/1.1 gets HTTP/1.1 through the same proxy, which
+    the backend tells apart by the preface. PROXY v2 carries the ALPN chosen (PP2_TYPE_ALPN,
+    docs/proxy.md)."""
+    tmp = e2e_serve.TMP
+    cert, key = f"{tmp}/px-cert.pem", f"{tmp}/px-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-days", "2",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    srv = serve(root)
+    plog = f"{tmp}/px-{time.monotonic_ns()}.log"
+    px = subprocess.Popen([e2e_serve.BIN, "proxy", "--listen", "127.0.0.1:0", "--cert", cert,
+                           "--key", key, "--alpn", "h2,http/1.1", "--workers", "1", "--log", plog,
+                           "--backend", f"127.0.0.1:{srv.http}"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        m = re.match(r"tlsloop proxy: listening on port (\d+)", px.stdout.readline())
+        assert m, px.stderr.read()
+        base = f"https://localhost:{m.group(1)}"
+        r = curl("--cacert", cert, "--http2", "-w", " %{http_version}", f"{base}/index.html")
+        assert r.stdout == b"hello tlsloop\n 2", r
+        r = curl("--cacert", cert, "--http2", f"{base}/big.bin")
+        assert r.returncode == 0 and hashlib.sha256(r.stdout).hexdigest() == sha
+        r = curl("--cacert", cert, "--http1.1", "-w", " %{http_version}", f"{base}/index.html")
+        assert r.stdout == b"hello tlsloop\n 1.1", r
+        assert metric(srv, "http_requests_by_protocol_total", "HTTP/2") >= 2
+        assert metric(srv, "http_requests_by_protocol_total", "HTTP/1.1") >= 1
+    finally:
+        px.terminate()
+        assert px.wait(20 * SLOW) == 0, px.stderr.read()
+        assert srv.stop() == 0
+
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         setup(tmp)
@@ -669,7 +706,8 @@ def main():
                  (control_frame_floods_end_the_connection, ()),
                  (concurrent_streams_over_the_limit_are_refused, ()),
                  (shut_window_hits_the_send_timeout, ()),
-                 (request_bodies_over_max_body_get_413, ()), (idle_and_header_deadlines, ())]
+                 (request_bodies_over_max_body_get_413, ()), (idle_and_header_deadlines, ()),
+                 (h2_through_tlsloop_proxy_to_an_h2c_backend, (sha,))]
         only = sys.argv[1:]
         for t, extra in tests:
             if not only or t.__name__ in only:
