@@ -164,7 +164,7 @@ static void on_ready(tl_loop *loop, tl_io *io, unsigned events)
         }
         budget--;
         if (!offer(loop, l, fd, (struct sockaddr *)&peer, len))
-            return;   /* refused: held, offered again next iteration or on resume */
+            break;   /* refused: held, offered again next iteration or on resume */
     }
     if (l->held_n) {
         if (l->running)
@@ -191,8 +191,11 @@ static void on_ready(tl_loop *loop, tl_io *io, unsigned events)
                 l->on_error(loop, l, err);
             return;
         }
-        if (!offer(loop, l, fd, (struct sockaddr *)&peer, len))
+        if (!offer(loop, l, fd, (struct sockaddr *)&peer, len)) {
+            if (l->running && l->held_n)
+                list(loop, l);   /* refused, not paused: again next iteration */
             return;
+        }
     }
 }
 
