@@ -33,21 +33,7 @@ static uint64_t clock_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* ---- fd watchers ---- */
-
-static void stop(tl_loop *loop, tl_io *io, bool closing)
-{
-    tli_io_unlink_change(loop, io);
-    loop->be->forget(loop, io, closing);
-    /* Events of the batch being dispatched may still point to this watcher, whose memory the
-     * caller may free as soon as we return: forget them. */
-    for (int i = loop->dispatching + 1; loop->dispatching >= 0 && i < loop->nevents; i++)
-        if (loop->ready[i].io == io)
-            loop->ready[i].io = NULL;
-}
-
-void tl_io_stop(tl_loop *loop, tl_io *io) { stop(loop, io, false); }
-void tl_io_stop_closing(tl_loop *loop, tl_io *io) { stop(loop, io, true); }
+/* ---- fd watchers (the rest is loop_io.c) ---- */
 
 static int apply_changes(tl_loop *loop)
 {
