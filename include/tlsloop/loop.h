@@ -1,7 +1,8 @@
 /*
- * tlsloop/loop.h - an event loop on epoll or io_uring: fd watchers, timers, cross-thread posts,
- * signals, a task pool for work that must not run on a loop, and a short scheduler time slice for
- * loop threads so their wake-ups preempt that work.
+ * tlsloop/loop.h - an event loop on epoll or io_uring: fd watchers, listeners that hand over
+ * accepted sockets, timers, cross-thread posts, signals, a task pool for work that must not run
+ * on a loop, and a short scheduler time slice for loop threads so their wake-ups preempt that
+ * work.
  *
  * One loop per thread, never a global one: every function takes the loop it acts on. A loop runs
  * on the thread that calls tl_loop_run; everything here is for that thread only, except
