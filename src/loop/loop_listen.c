@@ -142,17 +142,14 @@ static bool offer(tl_loop *loop, tl_listen *l, int fd, const struct sockaddr *pe
     return false;
 }
 
-/* The listener's events: an error to report, the sockets it holds, then (polling) accept4 until
- * the backlog is empty, the callback refuses, or the iteration's share is handed over. */
+/* The listener's events: the sockets it holds, an error to report, then (polling) accept4 until
+ * the backlog is empty, the callback refuses, or the iteration's share is handed over. The held
+ * sockets go first: they take descriptors, and an EMFILE reported before them would pause the
+ * listener, whose every resume re-arms an accept that fails at once: they would never be taken,
+ * nor their descriptors freed. */
 static void on_ready(tl_loop *loop, tl_io *io, unsigned events)
 {
     tl_listen *l = of(io);
-    if (l->err) {
-        int err = l->err;
-        l->err = 0;
-        if (l->on_error)
-            l->on_error(loop, l, err);
-    }
     int budget = TL_LOOP_MAX_ACCEPTS;
     while (l->running && l->held_n && budget > 0) {
         int fd = unhold(l);
@@ -165,6 +162,12 @@ static void on_ready(tl_loop *loop, tl_io *io, unsigned events)
         budget--;
         if (!offer(loop, l, fd, (struct sockaddr *)&peer, len))
             break;   /* refused: held, offered again next iteration or on resume */
+    }
+    if (l->err) {
+        int err = l->err;
+        l->err = 0;
+        if (l->on_error)
+            l->on_error(loop, l, err);
     }
     if (l->held_n) {
         if (l->running)
