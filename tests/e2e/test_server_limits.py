@@ -188,7 +188,8 @@ def out_of_descriptors_pauses_and_resumes(c):
         for t in threads:
             t.start()
         srv.wait_log(r"accept on .*: Too many open files; pausing")
-        time.sleep(0.5)
+        wait_for(lambda: len(served) > 10, what="the first clients served")
+        time.sleep(0.3)   # the ones the server could take are served by now
         with lock:
             first = list(served)
         assert 10 < len(first) < n, len(first)
