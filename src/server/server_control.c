@@ -126,11 +126,11 @@ static void drain_worker(worker *w)
     w->draining = true;
     tl_server *srv = w->srv;
     for (size_t i = 0; i < srv->nlisten; i++) {
-        if (w->ls[i].io.fd < 0)
+        if (tl_listen_fd(&w->ls[i].lis) < 0)
             continue;
-        tl_io_stop(w->loop, &w->ls[i].io);
-        close(w->ls[i].io.fd);
-        w->ls[i].io.fd = -1;
+        tl_listen_stop(w->loop, &w->ls[i].lis);   /* its accept cancelled before the close */
+        close(tl_listen_fd(&w->ls[i].lis));
+        w->ls[i].lis.io.fd = -1;
         srv->fds[(size_t)w->index * srv->nlisten + i] = -1;
     }
     tl_timer_stop(w->loop, &w->retry);
