@@ -95,10 +95,15 @@ LIMIT_KEYS = {"W1-rsa": "hs_full_rsa", "W1-ecdsa": "hs_full_ecdsa", "W2-tls13": 
 
 # tlsloop-kdf: `tlsloop serve --tls-kdf tlsloop`, the opt-in to tlsloop's own key derivation and
 # HMAC (src/tls/tls_ctx_kdf.c); the "tlsloop" column is the default, OpenSSL's own.
-# tlsloop-uring: the same server on the io_uring backend (`--io uring`: streams on completions).
-ALSO = {"tlsloop-kdf": "tlsloop-kdf", "tlsloop-uring": "tlsloop-uring", "h2o": "h2o",
-        "haproxy": "HAProxy"}
-OURS = ("tlsloop-kdf", "tlsloop-uring")
+# tlsloop-uring: the same server on the io_uring backend (`--io uring`: streams on completions,
+# listeners on a multishot accept); tlsloop-uring-single and tlsloop-uring-poll: the same with
+# TLSLOOP_IO_ACCEPT=single (a one-shot accept re-armed per connection) or =poll (readiness and
+# accept4, as on epoll), to measure what the multishot accept saves per connection.
+ALSO = {"tlsloop-kdf": "tlsloop-kdf", "tlsloop-uring": "tlsloop-uring",
+        "tlsloop-uring-single": "tlsloop-uring-single", "tlsloop-uring-poll": "tlsloop-uring-poll",
+        "h2o": "h2o", "haproxy": "HAProxy"}
+OURS = ("tlsloop-kdf", "tlsloop-uring", "tlsloop-uring-single", "tlsloop-uring-poll")
+ACCEPT_ENV = {"tlsloop-uring-single": "single", "tlsloop-uring-poll": "poll"}
 
 
 def h2o_cmd(tmp, kind, https, http, www):
@@ -423,6 +428,8 @@ def main():
                     help="comma-separated subset, e.g. W1-ecdsa,W6 (default: all)")
     ap.add_argument("--also", default="tlsloop-kdf", metavar="SERVERS",
                     help="more servers in the same rounds: tlsloop-uring (tlsloop on io_uring), "
+                         "tlsloop-uring-single, tlsloop-uring-poll (its listeners on one-shot "
+                         "accepts, or polls and accept4, TLSLOOP_IO_ACCEPT), "
                          "tlsloop-kdf (tlsloop with --tls-kdf "
                          "tlsloop; the default), h2o, haproxy (each adds about 5 min); '' for none")
     ap.add_argument("--build", default=os.environ.get("BUILD", "build"), metavar="DIR",
@@ -481,12 +488,13 @@ def main():
                 if name in OURS:
                     cmd = svn.tlsloop_cmd(binary, tmp, kind, *p, www)
                     cmd += ["--tls-kdf", "tlsloop"] if name == "tlsloop-kdf" else []
-                    cmd += ["--io", "uring"] if name == "tlsloop-uring" else []
+                    cmd += ["--io", "uring"] if name.startswith("tlsloop-uring") else []
                     cmd[cmd.index("--max-conns") + 1] = "15000"
                 else:
                     cmd = (h2o_cmd if name == "h2o" else haproxy_cmd)(tmp, kind, *p, www)
-                servers[(name, kind)] = svn.Server(f"{name}-{kind}", ["prlimit", "--nofile=20000"]
-                                                   + cmd, p, tmp)
+                env = ["env", f"TLSLOOP_IO_ACCEPT={ACCEPT_ENV[name]}"] if name in ACCEPT_ENV else []
+                servers[(name, kind)] = svn.Server(f"{name}-{kind}", env + ["prlimit",
+                                                   "--nofile=20000"] + cmd, p, tmp)
         for w in workloads:
             kind = "rsa" if w in ("W1-rsa", "W6") else "ecdsa"
             # W5 is a count, not a rate; W6's p99 is the noisiest figure (the VM's millisecond
@@ -567,7 +575,8 @@ def main():
     for s in also:
         if s in OURS:
             facts += (", tlsloop-kdf: `tlsloop serve --tls-kdf tlsloop`" if s == "tlsloop-kdf"
-                      else ", tlsloop-uring: `tlsloop serve --io uring`")
+                      else f", {s}: `tlsloop serve --io uring`" + (
+                          f" with TLSLOOP_IO_ACCEPT={ACCEPT_ENV[s]}" if s in ACCEPT_ENV else ""))
             continue
         v = subprocess.run([s, "-v"], capture_output=True, text=True)
         facts += ", " + (v.stdout or v.stderr).splitlines()[0].strip()
