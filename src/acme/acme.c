@@ -561,6 +561,10 @@ static void *acme_main(void *arg)
             delay *= 2;
         if (delay > a->retry_max_ms)
             delay = a->retry_max_ms;
+        /* Never wait past half of what the certificate served has left. */
+        int64_t left = served.self_issued ? 0 : served.not_after - time(NULL);
+        if (left > 0 && (uint64_t)left * 500 < delay)
+            delay = (uint64_t)left * 500 > a->retry_ms ? (uint64_t)left * 500 : a->retry_ms;
         failures++;
         ALOG(a, WARN, "attempt %u for %s failed; next in %llu s (serving %s meanwhile)", failures,
              names, (unsigned long long)(delay / 1000),
