@@ -10,6 +10,7 @@ pebble down, renewal forced by a short lifetime (certificateValidityPeriod), a f
 certificate is served meanwhile), the lock file, and tlsloop proxy.
 """
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -45,7 +46,34 @@ def free_port():
         return s.getsockname()[1]
 
 
-class Pebble:
+class Helper:
+    """A helper process with its output in a log file; stop() ends it by its PID."""
+
+    def start(self, cmd, ready, what, env=None):
+        self.out = open(self.log, "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT, env=env)
+        wait_for(lambda: ready in open(self.log).read() or self.proc.poll() is not None, 20,
+                 f"{what} to start")
+        assert self.proc.poll() is None, open(self.log).read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, 15)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, 9)
+            self.proc.wait()
+        self.out.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Pebble(Helper):
     """pebble on loopback: its ACME port, a management port, the validation ports given."""
 
     def __init__(self, http_port=None, tls_port=None, port=None, validity=None, nonce_reject=0,
@@ -65,27 +93,22 @@ class Pebble:
         env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT=str(nonce_reject),
                    PEBBLE_AUTHZREUSE="0")
         self.log = f"{TMP}/pebble-{self.port}.log"
-        self.out = open(self.log, "w")
-        self.proc = subprocess.Popen([PEBBLE, "-config", path] + (["-dnsserver", dns] if dns else []),
-                                     stdout=self.out,
-                                     stderr=subprocess.STDOUT, env=env)
-        wait_for(lambda: "ACME directory available" in open(self.log).read() or
-                 self.proc.poll() is not None, 20, "pebble to start")
-        assert self.proc.poll() is None, open(self.log).read()
+        self.start([PEBBLE, "-config", path] + (["-dnsserver", dns] if dns else []),
+                   "ACME directory available", "pebble", env)
 
     @property
     def url(self):
         return f"https://127.0.0.1:{self.port}/dir"
 
-    def stop(self):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, 15)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, 9)
-            self.proc.wait()
-        self.out.close()
+
+@contextlib.contextmanager
+def serving(*args, listens):
+    """tlsloop serve (e2e_serve.Serve) for a with block: it must exit 0 on SIGTERM after it."""
+    srv = Serve(*args, listens=listens)
+    try:
+        yield srv
+    finally:
+        assert srv.stop() == 0
 
 
 def acme_args(url, state, *more):
@@ -93,46 +116,45 @@ def acme_args(url, state, *more):
             "--acme-state", state, "--acme-retry", "1s", "--workers", "1", *more]
 
 
-def served_cert(port):
-    """(issuer, subject, serial) of the certificate a handshake for localhost gets, by s_client."""
+def served_x509(port, sni, *fields):
+    """openssl x509 -noout FIELDS of the leaf a handshake (SNI sni, ALPN http/1.1) gets, by
+    openssl s_client."""
     s = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
-                        "localhost", "-alpn", "http/1.1"], input="", capture_output=True,
-                       text=True, timeout=20 * SLOW)
+                        sni, "-alpn", "http/1.1"], input="", capture_output=True, text=True,
+                       timeout=20 * SLOW)
     m = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", s.stdout, re.S)
     assert m, s.stdout + s.stderr
-    x = subprocess.run(["openssl", "x509", "-noout", "-issuer", "-subject", "-serial"],
-                       input=m.group(0), capture_output=True, text=True, timeout=10)
-    f = dict(line.split("=", 1) for line in x.stdout.splitlines())
+    return subprocess.run(["openssl", "x509", "-noout", *fields], input=m.group(0),
+                          capture_output=True, text=True, timeout=10).stdout
+
+
+def served_cert(port):
+    """(issuer, subject, serial) of the certificate a handshake for localhost gets."""
+    x = served_x509(port, "localhost", "-issuer", "-subject", "-serial")
+    f = dict(line.split("=", 1) for line in x.splitlines())
     return f["issuer"].strip(), f["subject"].strip(), f["serial"].strip()
+
+
+def fetch(sock, path):
+    """GET path on a connected socket; the whole answer (Connection: close)."""
+    with sock as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data
 
 
 def https_get(port, path="/"):
     c = ssl.create_default_context()
     c.check_hostname = False
     c.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW) as raw:
-        with c.wrap_socket(raw, server_hostname="localhost") as s:
-            s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-                      .encode())
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-    return data
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW)
+    return fetch(c.wrap_socket(raw, server_hostname="localhost"), path)
 
 
 def plain_get(port, path):
-    with socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return data
+    return fetch(socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW), path)
 
 
 ISSUED = r"acme: certificate for localhost issued by [^\n]*Pebble Intermediate CA"
@@ -145,140 +167,97 @@ def count(text, pattern):
 @test
 def tls_alpn_01_first_issuance_then_restart_with_pebble_down():
     tls, plain = free_port(), free_port()
-    peb = Pebble(tls_port=tls)
     state = f"{TMP}/alpn"
-    try:
-        srv = Serve(*acme_args(peb.url, state), listens=[f"127.0.0.1:{tls}",
-                                                         f"127.0.0.1:{plain},plain"])
-        try:
-            srv.wait_log(r"acme: no certificate from the ACME server yet: serving a self-signed")
-            srv.wait_log(ISSUED, 30)
-            assert "tls-alpn-01 challenge valid" in srv.log_text()
-            assert "reloaded: generation 2" in srv.log_text()
-            issuer, subject, serial = served_cert(tls)
-            assert "Pebble Intermediate CA" in issuer, issuer
-            assert "localhost" in subject, subject
-            # Other handshakes are not disturbed: a plain HTTPS request is answered.
-            assert https_get(tls).startswith(b"HTTP/1.1 200"), "normal request failed"
-            for name in ("account.key", "certificate.pem"):
-                mode = stat.S_IMODE(os.stat(f"{state}/{name}").st_mode)
-                assert mode == 0o600, (name, oct(mode))
-            assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
-        finally:
-            assert srv.stop() == 0
-    finally:
-        peb.stop()
+    with Pebble(tls_port=tls) as peb, \
+            serving(*acme_args(peb.url, state),
+                    listens=[f"127.0.0.1:{tls}", f"127.0.0.1:{plain},plain"]) as srv:
+        srv.wait_log(r"acme: no certificate from the ACME server yet: serving a self-signed")
+        srv.wait_log(ISSUED, 30)
+        assert "tls-alpn-01 challenge valid" in srv.log_text()
+        assert "reloaded: generation 2" in srv.log_text()
+        issuer, subject, serial = served_cert(tls)
+        assert "Pebble Intermediate CA" in issuer, issuer
+        assert "localhost" in subject, subject
+        # Other handshakes are not disturbed: a plain HTTPS request is answered.
+        assert https_get(tls).startswith(b"HTTP/1.1 200"), "normal request failed"
+        for name in ("account.key", "certificate.pem"):
+            mode = stat.S_IMODE(os.stat(f"{state}/{name}").st_mode)
+            assert mode == 0o600, (name, oct(mode))
+        assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
     # Pebble is gone: a restart serves the saved certificate at once and asks for nothing.
-    srv = Serve(*acme_args(peb.url, state), listens=["127.0.0.1:0", "127.0.0.1:0,plain"])
-    try:
+    with serving(*acme_args(peb.url, state), listens=["127.0.0.1:0", "127.0.0.1:0,plain"]) as srv:
         srv.wait_log(r"acme: serving the certificate for localhost from [^\n]*Pebble")
         assert served_cert(srv.https)[2] == serial
         time.sleep(1)
         assert "getting a certificate" not in srv.log_text()
-    finally:
-        assert srv.stop() == 0
 
 
 @test
 def http_01_first_issuance():
     tls, plain = free_port(), free_port()
-    peb = Pebble(http_port=plain)
-    try:
-        srv = Serve(*acme_args(peb.url, f"{TMP}/http01", "--acme-challenge", "http-01"),
-                    listens=[f"127.0.0.1:{tls}", f"127.0.0.1:{plain},plain"])
-        try:
-            srv.wait_log(ISSUED, 30)
-            assert "http-01 challenge valid" in srv.log_text()
-            issuer, _, _ = served_cert(tls)
-            assert "Pebble Intermediate CA" in issuer, issuer
-            # The challenge is over: its path is a 404 again, as is any unknown token.
-            got = plain_get(plain, "/.well-known/acme-challenge/unknown-token")
-            assert got.startswith(b"HTTP/1.1 404"), got[:100]
-            assert "/.well-known/acme-challenge/" in open(peb.log).read()
-            # SIGHUP rereads the certificate file: the same certificate, a new generation.
-            serial = served_cert(tls)[2]
-            os.kill(srv.proc.pid, signal.SIGHUP)
-            srv.wait_log(r"reloaded: generation 3")
-            assert served_cert(tls)[2] == serial
-        finally:
-            assert srv.stop() == 0
-    finally:
-        peb.stop()
+    with Pebble(http_port=plain) as peb, \
+            serving(*acme_args(peb.url, f"{TMP}/http01", "--acme-challenge", "http-01"),
+                    listens=[f"127.0.0.1:{tls}", f"127.0.0.1:{plain},plain"]) as srv:
+        srv.wait_log(ISSUED, 30)
+        assert "http-01 challenge valid" in srv.log_text()
+        issuer, _, _ = served_cert(tls)
+        assert "Pebble Intermediate CA" in issuer, issuer
+        # The challenge is over: its path is a 404 again, as is any unknown token.
+        got = plain_get(plain, "/.well-known/acme-challenge/unknown-token")
+        assert got.startswith(b"HTTP/1.1 404"), got[:100]
+        assert "/.well-known/acme-challenge/" in open(peb.log).read()
+        # SIGHUP rereads the certificate file: the same certificate, a new generation.
+        serial = served_cert(tls)[2]
+        os.kill(srv.proc.pid, signal.SIGHUP)
+        srv.wait_log(r"reloaded: generation 3")
+        assert served_cert(tls)[2] == serial
 
 
 @test
 def bad_nonces_are_retried():
     tls = free_port()
-    peb = Pebble(tls_port=tls, nonce_reject=50)   # half of the good nonces refused as bad
-    try:
-        srv = Serve(*acme_args(peb.url, f"{TMP}/nonce", "--log-level", "debug"),
-                    listens=[f"127.0.0.1:{tls}"])
-        try:
-            srv.wait_log(ISSUED, 40)
-            assert "badNonce from" in srv.log_text()
-        finally:
-            assert srv.stop() == 0
-    finally:
-        peb.stop()
+    # pebble refuses half of the good nonces as bad ones
+    with Pebble(tls_port=tls, nonce_reject=50) as peb, \
+            serving(*acme_args(peb.url, f"{TMP}/nonce", "--log-level", "debug"),
+                    listens=[f"127.0.0.1:{tls}"]) as srv:
+        srv.wait_log(ISSUED, 40)
+        assert "badNonce from" in srv.log_text()
 
 
 @test
 def renewal_before_a_short_lifetime_ends():
     tls = free_port()
-    peb = Pebble(tls_port=tls, validity=9)   # renewed at about 6 s
-    try:
-        srv = Serve(*acme_args(peb.url, f"{TMP}/renew"), listens=[f"127.0.0.1:{tls}"])
-        try:
-            srv.wait_log(ISSUED, 30)
-            first = served_cert(tls)[2]
-            wait_for(lambda: count(srv.log_text(), ISSUED) >= 2, 30, "a renewal")
-            assert "renewing the certificate for localhost" in srv.log_text()
-            wait_for(lambda: served_cert(tls)[2] != first, 10, "the renewed certificate served")
-            assert "Pebble Intermediate CA" in served_cert(tls)[0]
-        finally:
-            assert srv.stop() == 0
-    finally:
-        peb.stop()
+    with Pebble(tls_port=tls, validity=9) as peb, \
+            serving(*acme_args(peb.url, f"{TMP}/renew"), listens=[f"127.0.0.1:{tls}"]) as srv:
+        srv.wait_log(ISSUED, 30)   # renewed at about 6 s
+        first = served_cert(tls)[2]
+        wait_for(lambda: count(srv.log_text(), ISSUED) >= 2, 30, "a renewal")
+        assert "renewing the certificate for localhost" in srv.log_text()
+        wait_for(lambda: served_cert(tls)[2] != first, 10, "the renewed certificate served")
+        assert "Pebble Intermediate CA" in served_cert(tls)[0]
 
 
-class FakeDns:
+class FakeDns(Helper):
     """pebble-challtestsrv as a DNS server only: every name is 127.0.0.1 (no AAAA answers)."""
 
     def __init__(self):
         self.port = free_port()
         self.log = f"{TMP}/dns-{self.port}.log"
-        self.out = open(self.log, "w")
-        self.proc = subprocess.Popen([CHALLTESTSRV, "-dns01", f"127.0.0.1:{self.port}",
-                                      "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
-                                      "-http01", "", "-https01", "", "-tlsalpn01", "",
-                                      "-management", f"127.0.0.1:{free_port()}"],
-                                     stdout=self.out, stderr=subprocess.STDOUT)
-        wait_for(lambda: "Starting challenge servers" in open(self.log).read() or
-                 self.proc.poll() is not None, 10, "pebble-challtestsrv to start")
-        time.sleep(0.2)
-        assert self.proc.poll() is None, open(self.log).read()
+        self.start([CHALLTESTSRV, "-dns01", f"127.0.0.1:{self.port}", "-defaultIPv4",
+                    "127.0.0.1", "-defaultIPv6", "", "-http01", "", "-https01", "", "-tlsalpn01",
+                    "", "-management", f"127.0.0.1:{free_port()}"], "Starting challenge servers",
+                   "pebble-challtestsrv")
+        time.sleep(0.2)   # its DNS socket comes up right after that line
 
     @property
     def addr(self):
         return f"127.0.0.1:{self.port}"
 
-    def stop(self):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, 15)
-        self.proc.wait(10)
-        self.out.close()
-
 
 def leaf_facts(port, sni="localhost"):
-    """The served leaf's DNS names, issuer, authority key identifier and serial (bytes), read by
-    openssl s_client and openssl x509."""
-    s = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
-                        sni], input="", capture_output=True, text=True, timeout=20 * SLOW)
-    pem = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", s.stdout, re.S)
-    assert pem, s.stdout + s.stderr
-    x = subprocess.run(["openssl", "x509", "-noout", "-ext",
-                        "authorityKeyIdentifier,subjectAltName", "-serial", "-issuer"],
-                       input=pem.group(0), capture_output=True, text=True, timeout=10).stdout
+    """The served leaf's DNS names, issuer, authority key identifier (bytes) and serial."""
+    x = served_x509(port, sni, "-ext", "authorityKeyIdentifier,subjectAltName", "-serial",
+                    "-issuer")
     names = sorted(re.findall(r"DNS:([^,\s]+)", x))
     aki = re.search(r"Authority Key Identifier:\s*\n\s*(?:keyid:)?([0-9A-F:]+)", x)
     serial = re.search(r"serial=([0-9A-F]+)", x).group(1)
@@ -296,34 +275,23 @@ def san_names(port, sni):
 @test
 def several_names_and_a_name_added_later():
     tls = free_port()
-    dns = FakeDns()
-    peb = Pebble(tls_port=tls, dns=dns.addr)
     state = f"{TMP}/names"
-    base = ["--acme-directory", peb.url, "--acme-ca", PEBBLE_CERT, "--acme-state", state,
-            "--acme-retry", "1s", "--workers", "1"]
     issued = r"acme: certificate for a\.test, b\.test[^\n]* issued by [^\n]*Pebble"
-    try:
-        srv = Serve("--acme-domain", "a.test", "--acme-domain", "b.test", *base,
-                    listens=[f"127.0.0.1:{tls}"])
-        try:
+    with FakeDns() as dns, Pebble(tls_port=tls, dns=dns.addr) as peb:
+        base = ["--acme-directory", peb.url, "--acme-ca", PEBBLE_CERT, "--acme-state", state,
+                "--acme-retry", "1s", "--workers", "1"]
+        with serving("--acme-domain", "a.test", "--acme-domain", "b.test", *base,
+                     listens=[f"127.0.0.1:{tls}"]) as srv:
             srv.wait_log(issued, 30)
             names, issuer = san_names(tls, "b.test")
             assert names == ["a.test", "b.test"] and "Pebble" in issuer, (names, issuer)
-        finally:
-            assert srv.stop() == 0
         # c.test added: the saved certificate lacks it, so a new one is asked for at once.
-        srv = Serve("--acme-domain", "a.test", "--acme-domain", "b.test", "--acme-domain",
-                    "c.test", *base, listens=[f"127.0.0.1:{tls}"])
-        try:
+        with serving("--acme-domain", "a.test", "--acme-domain", "b.test", "--acme-domain",
+                     "c.test", *base, listens=[f"127.0.0.1:{tls}"]) as srv:
             srv.wait_log(r"it lacks a name given with acme-domain: a new one is asked for now")
             srv.wait_log(r"acme: certificate for a\.test, b\.test, c\.test[^\n]* issued by", 30)
             names, _ = san_names(tls, "c.test")
             assert names == ["a.test", "b.test", "c.test"], names
-        finally:
-            assert srv.stop() == 0
-    finally:
-        peb.stop()
-        dns.stop()
 
 
 class AriFront:
@@ -371,7 +339,10 @@ class AriFront:
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
-    def stop(self):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -387,71 +358,53 @@ def ari_id(port):
 @test
 def renewal_window_from_renewal_information():
     tls = free_port()
-    peb = Pebble(tls_port=tls, validity=3600)   # two thirds: 40 minutes; the window says now
-    front = AriFront(peb.url)
-    try:
-        srv = Serve(*acme_args(f"https://127.0.0.1:{front.port}/dir", f"{TMP}/ari"),
-                    listens=[f"127.0.0.1:{tls}"])
-        try:
-            srv.wait_log(ISSUED, 30)
-            first = ari_id(tls)
-            wait_for(lambda: count(srv.log_text(), ISSUED) >= 2, 30, "a renewal by the window")
-            assert re.search(r"acme: renewal window from the ACME server: -?\d+ s from now",
-                             srv.log_text())
-            assert front.asked and front.asked[0] == first, (front.asked, first)
-            wait_for(lambda: len(front.asked) >= 2, 10, "the new certificate's window")
-            assert front.asked[1] == ari_id(tls) != first
-            time.sleep(1.5)
-            assert count(srv.log_text(), ISSUED) == 2   # the later window is not now
-        finally:
-            assert srv.stop() == 0
-    finally:
-        front.stop()
-        peb.stop()
+    # two thirds of the lifetime: 40 minutes; the window says now
+    with Pebble(tls_port=tls, validity=3600) as peb, AriFront(peb.url) as front, \
+            serving(*acme_args(f"https://127.0.0.1:{front.port}/dir", f"{TMP}/ari"),
+                    listens=[f"127.0.0.1:{tls}"]) as srv:
+        srv.wait_log(ISSUED, 30)
+        first = ari_id(tls)
+        wait_for(lambda: count(srv.log_text(), ISSUED) >= 2, 30, "a renewal by the window")
+        assert re.search(r"acme: renewal window from the ACME server: -?\d+ s from now",
+                         srv.log_text())
+        assert front.asked and front.asked[0] == first, (front.asked, first)
+        wait_for(lambda: len(front.asked) >= 2, 10, "the new certificate's window")
+        assert front.asked[1] == ari_id(tls) != first
+        time.sleep(1.5)
+        assert count(srv.log_text(), ISSUED) == 2   # the later window is not now
 
 
 @test
 def failing_challenge_is_retried_and_logged():
     tls, plain = free_port(), free_port()
-    peb = Pebble(http_port=free_port())   # pebble validates on a port nobody listens on
-    try:
-        srv = Serve(*acme_args(peb.url, f"{TMP}/fail", "--acme-challenge", "http-01"),
-                    listens=[f"127.0.0.1:{tls}", f"127.0.0.1:{plain},plain"])
-        try:
-            srv.wait_log(r"acme: issuing the certificate for localhost failed: the http-01 "
-                         r"challenge for localhost failed: [^\n]+", 30)
-            srv.wait_log(r"acme: attempt 1 for localhost failed; next in 1 s \(serving the "
-                         r"self-signed certificate meanwhile\)")
-            srv.wait_log(r"acme: attempt 2 for localhost failed; next in 2 s", 30)
-            issuer, subject, _ = served_cert(tls)
-            assert issuer == subject, (issuer, subject)   # still the self-signed one
-        finally:
-            assert srv.stop() == 0
-    finally:
-        peb.stop()
+    # pebble validates on a port nobody listens on
+    with Pebble(http_port=free_port()) as peb, \
+            serving(*acme_args(peb.url, f"{TMP}/fail", "--acme-challenge", "http-01"),
+                    listens=[f"127.0.0.1:{tls}", f"127.0.0.1:{plain},plain"]) as srv:
+        srv.wait_log(r"acme: issuing the certificate for localhost failed: the http-01 "
+                     r"challenge for localhost failed: [^\n]+", 30)
+        srv.wait_log(r"acme: attempt 1 for localhost failed; next in 1 s \(serving the "
+                     r"self-signed certificate meanwhile\)")
+        srv.wait_log(r"acme: attempt 2 for localhost failed; next in 2 s", 30)
+        issuer, subject, _ = served_cert(tls)
+        assert issuer == subject, (issuer, subject)   # still the self-signed one
 
 
 @test
 def acme_server_down_at_start():
-    tls = free_port()
-    port = free_port()
-    srv = Serve(*acme_args(f"https://127.0.0.1:{port}/dir", f"{TMP}/down"),
-                listens=[f"127.0.0.1:{tls}"])
-    try:
+    tls, port = free_port(), free_port()
+    with serving(*acme_args(f"https://127.0.0.1:{port}/dir", f"{TMP}/down"),
+                 listens=[f"127.0.0.1:{tls}"]) as srv:
         srv.wait_log(r"acme: issuing the certificate for localhost failed: cannot reach the ACME "
                      r"server 127.0.0.1:\d+", 20)
         srv.wait_log(r"attempt 1 for localhost failed; next in 1 s")
         issuer, subject, _ = served_cert(tls)
         assert issuer == subject and "localhost" in subject, (issuer, subject)
         assert https_get(tls).startswith(b"HTTP/1.1 200")
-        peb = Pebble(tls_port=tls, port=port)   # it comes up: the next retry gets a certificate
-        try:
+        # It comes up: the next retry gets a certificate.
+        with Pebble(tls_port=tls, port=port):
             srv.wait_log(ISSUED, 40)
             assert "Pebble Intermediate CA" in served_cert(tls)[0]
-        finally:
-            peb.stop()
-    finally:
-        assert srv.stop() == 0
 
 
 @test
@@ -473,51 +426,43 @@ def stop_while_a_request_hangs():
 @test
 def lock_held_by_another_instance_waits():
     tls = free_port()
-    peb = Pebble(tls_port=tls)
     state = f"{TMP}/lock"
     os.makedirs(state, mode=0o700)
-    lock = open(f"{state}/lock", "w")
-    fcntl.flock(lock, fcntl.LOCK_EX)   # "another instance" is issuing
-    try:
-        srv = Serve(*acme_args(peb.url, state), listens=[f"127.0.0.1:{tls}"])
-        try:
+    with open(f"{state}/lock", "w") as lock, Pebble(tls_port=tls) as peb:
+        fcntl.flock(lock, fcntl.LOCK_EX)   # "another instance" is issuing
+        with serving(*acme_args(peb.url, state), listens=[f"127.0.0.1:{tls}"]) as srv:
             srv.wait_log(r"another instance is issuing \(the lock is held\)", 20)
             time.sleep(1.5)
             assert count(srv.log_text(), ISSUED) == 0
             assert "POST /order-plz" not in open(peb.log).read()
             fcntl.flock(lock, fcntl.LOCK_UN)
             srv.wait_log(ISSUED, 30)
-        finally:
-            assert srv.stop() == 0
-    finally:
-        lock.close()
-        peb.stop()
 
 
 @test
 def proxy_gets_a_certificate_by_tls_alpn_01():
     tls = free_port()
     backend = TcpServer(lambda c: c.sendall(c.recv(100)))
-    peb = Pebble(tls_port=tls)
     log = f"{TMP}/proxy.log"
-    proc = subprocess.Popen([BIN, "proxy", "--listen", f"127.0.0.1:{tls}", "--backend",
-                             f"127.0.0.1:{backend.port}", "--log", log,
-                             *acme_args(peb.url, f"{TMP}/proxy")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: re.search(ISSUED, open(log).read() if os.path.exists(log) else ""), 30,
-                 "the proxy's certificate")
-        assert "Pebble Intermediate CA" in served_cert(tls)[0]
-        bad = subprocess.run([BIN, "proxy", "--listen", "127.0.0.1:0", "--listen",
-                              "127.0.0.1:0,plain", "--backend", "127.0.0.1:1",
-                              *acme_args(peb.url, f"{TMP}/proxy2", "--acme-challenge",
-                                         "http-01")], capture_output=True, text=True,
-                             timeout=20)
-        assert bad.returncode == 2 and "http-01 needs an HTTP server" in bad.stderr, bad.stderr
-    finally:
-        proc.terminate()
-        assert proc.wait(20 * SLOW) == 0, proc.stderr.read()
-        peb.stop()
+    with Pebble(tls_port=tls) as peb:
+        proc = subprocess.Popen([BIN, "proxy", "--listen", f"127.0.0.1:{tls}", "--backend",
+                                 f"127.0.0.1:{backend.port}", "--log", log,
+                                 *acme_args(peb.url, f"{TMP}/proxy")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: re.search(ISSUED, open(log).read() if os.path.exists(log) else ""),
+                     30, "the proxy's certificate")
+            assert "Pebble Intermediate CA" in served_cert(tls)[0]
+            bad = subprocess.run([BIN, "proxy", "--listen", "127.0.0.1:0", "--listen",
+                                  "127.0.0.1:0,plain", "--backend", "127.0.0.1:1",
+                                  *acme_args(peb.url, f"{TMP}/proxy2", "--acme-challenge",
+                                             "http-01")], capture_output=True, text=True,
+                                 timeout=20)
+            assert bad.returncode == 2 and "http-01 needs an HTTP server" in bad.stderr, \
+                bad.stderr
+        finally:
+            proc.terminate()
+            assert proc.wait(20 * SLOW) == 0, proc.stderr.read()
 
 
 @test
