@@ -13,7 +13,8 @@
  *
  * State directory: account.key (the account's ECDSA P-256 key, made once, mode 0600),
  * certificate.pem (the certificate's own P-256 key, then the chain the ACME server sent; 0600),
- * lock (flock: one instance issues at a time). Until the first certificate arrives,
+ * lock (flock: one instance issues at a time), challenges/ (the pending ones, so that every
+ * instance sharing the directory answers them). Until the first certificate arrives,
  * certificate.pem holds a self-signed certificate for the names (made at the first start), the
  * server serves it, and the log says so. Every file is written whole to a temporary name and
  * renamed, so a reader (another instance, a SIGHUP) never sees half of one.

@@ -288,8 +288,10 @@ tl_acme *tl_acme_new(tl_server_config *cfg, const char *default_state, char *err
         tli_fmt(err, errlen, "acme-state %.200s...: the path is too long", a->state);
         goto fail;
     }
-    if (mkdirs(a->state) != 0) {
-        tli_fmt(err, errlen, "acme-state %s: cannot create it: %s", a->state, strerror(errno));
+    char chal_dir[4200];
+    snprintf(chal_dir, sizeof chal_dir, "%s/challenges", a->state);
+    if (mkdirs(chal_dir) != 0) {
+        tli_fmt(err, errlen, "acme-state %s: cannot create it: %s", chal_dir, strerror(errno));
         goto fail;
     }
     if (account_key(a, err, errlen) != 0 || placeholder(a, err, errlen) != 0)
@@ -299,7 +301,8 @@ tl_acme *tl_acme_new(tl_server_config *cfg, const char *default_state, char *err
     struct stat sb;
     if (geteuid() == 0 && stat(a->state, &sb) == 0 && sb.st_uid != 0 &&
         (chown(a->account_path, sb.st_uid, sb.st_gid) != 0 ||
-         chown(a->cert_path, sb.st_uid, sb.st_gid) != 0)) {
+         chown(a->cert_path, sb.st_uid, sb.st_gid) != 0 ||
+         chown(chal_dir, sb.st_uid, sb.st_gid) != 0)) {
         tli_fmt(err, errlen, "acme-state %s: cannot give the files to its owner (uid %u): %s",
                 a->state, (unsigned)sb.st_uid, strerror(errno));
         goto fail;
@@ -580,7 +583,10 @@ int tl_acme_start(tl_acme *a, tl_server *srv, char *err, size_t errlen)
 {
     /* After tl_server_new, which may have dropped privileges (user): the files made before
      * must still be ours to renew and reload. */
-    if (access(a->state, W_OK | X_OK) != 0 || access(a->cert_path, R_OK | W_OK) != 0) {
+    char chal_dir[4200];
+    snprintf(chal_dir, sizeof chal_dir, "%s/challenges", a->state);
+    if (access(a->state, W_OK | X_OK) != 0 || access(a->cert_path, R_OK | W_OK) != 0 ||
+        access(chal_dir, W_OK | X_OK) != 0) {
         tli_fmt(err, errlen, "acme-state %s: not readable and writable by uid %u (after dropping "
                 "privileges, with user?): renewals could not be saved; make the directory and "
                 "its files that user's (chown -R)", a->state, (unsigned)geteuid());

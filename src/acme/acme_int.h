@@ -91,8 +91,10 @@ typedef struct tli_acme_http01 {
 } tli_acme_http01;
 
 typedef struct tli_acme_alpn01 {
-    char *name;
+    char *name;                    /* lower case */
+    char *key_authz;
     tl_tls_ctx *tls;               /* the validation configuration (owned) */
+    bool foreign;                  /* another instance's, from its shared file */
 } tli_acme_alpn01;
 
 struct tl_acme {
@@ -145,7 +147,8 @@ int tli_acme_http(tl_acme *a, const char *method, const char *url, const char *c
 /* acme_http.c: sleep up to ms on the ACME thread; false when tl_acme_stop asks it to end. */
 bool tli_acme_sleep(tl_acme *a, uint64_t ms);
 
-/* acme_chal.c: answer a challenge from now on; stop answering it. 0 or -1 with err. */
+/* acme_chal.c: answer a challenge from now on (also written to challenges/ in the state
+ * directory, for other instances sharing it); stop answering it. 0 or -1 with err. */
 int tli_acme_chal_http_add(tl_acme *a, const char *token, const char *key_authz);
 void tli_acme_chal_http_del(tl_acme *a, const char *token);
 int tli_acme_chal_alpn_add(tl_acme *a, const char *name, const char *key_authz, char *err,

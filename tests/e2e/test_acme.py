@@ -440,6 +440,30 @@ def lock_held_by_another_instance_waits():
 
 
 @test
+def two_instances_share_the_state_directory():
+    # pebble validates at A; A's own ACME server is out of reach, so B issues, A answers B's
+    # challenge from the shared directory, and A then takes up the certificate B saved.
+    for chal in ("tls-alpn-01", "http-01"):
+        tls_a, plain_a, tls_b = free_port(), free_port(), free_port()
+        state = f"{TMP}/shared-{chal}"
+        dead = f"https://127.0.0.1:{free_port()}/dir"
+        with Pebble(tls_port=tls_a, http_port=plain_a) as peb, \
+                serving(*acme_args(dead, state, "--acme-challenge", chal),
+                        listens=[f"127.0.0.1:{tls_a}", f"127.0.0.1:{plain_a},plain"]) as a, \
+                serving(*acme_args(peb.url, state, "--acme-challenge", chal),
+                        listens=[f"127.0.0.1:{tls_b}", f"127.0.0.1:0,plain"]) as b:
+            b.wait_log(ISSUED, 30)
+            if chal == "tls-alpn-01":
+                assert "answering the tls-alpn-01 challenge another instance asked for" in \
+                    a.log_text()
+            a.wait_log(r"acme: took up the certificate another instance saved: new handshakes "
+                       r"use it", 30)
+            assert served_cert(tls_a)[2] == served_cert(tls_b)[2]
+            assert "Pebble Intermediate CA" in served_cert(tls_a)[0]
+            assert os.listdir(f"{state}/challenges") == []   # nothing left pending
+
+
+@test
 def proxy_gets_a_certificate_by_tls_alpn_01():
     tls = free_port()
     backend = TcpServer(lambda c: c.sendall(c.recv(100)))
@@ -506,6 +530,7 @@ def main():
                       several_names_and_a_name_added_later,
                       failing_challenge_is_retried_and_logged, acme_server_down_at_start,
                       stop_while_a_request_hangs, lock_held_by_another_instance_waits,
+                      two_instances_share_the_state_directory,
                       proxy_gets_a_certificate_by_tls_alpn_01,
                       options_are_checked])
     sys.exit(summary())

@@ -3,6 +3,7 @@
  * once and kept), the configuration it changes (cert and key), the option checks and the choice
  * of challenge, and the challenge table (HTTP-01 answers, the TLS-ALPN-01 hook). */
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <tlsloop/certgen.h>
@@ -211,6 +212,59 @@ TEST(challenge_table)
     tli_acme_chal_alpn_del(a, "c.test");
     CHECK(!tli_acme_alpn_switch("c.test", a));
     CHECK(a->n_retired == 1);   /* kept alive for handshakes that may still use it */
+    /* Ours are shared with other instances while pending, and gone after. */
+    char path[256];
+    snprintf(path, sizeof path, "%s/challenges/http-01.tok1", state);
+    CHECK(access(path, F_OK) != 0);
+    REQUIRE(tli_acme_chal_http_add(a, "tok9", "tok9.thumb") == 0);
+    snprintf(path, sizeof path, "%s/challenges/http-01.tok9", state);
+    CHECK_EQ_INT(mode_of(path), 0600);
+    tli_acme_chal_http_del(a, "tok9");
+    CHECK(access(path, F_OK) != 0);
+    tl_acme_free(a);
+    tl_server_config_free(cfg);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) < 0 || fclose(f) != 0)
+        abort();
+}
+
+TEST(another_instances_challenges_from_the_shared_directory)
+{
+    char state[128], err[400], path[256];
+    snprintf(state, sizeof state, "%s/shared", dir);
+    const char *opts[] = {"listen", "127.0.0.1:0", "listen", "127.0.0.1:0,plain", "acme-domain",
+                          "s.test", "acme-state", state, NULL};
+    tl_server_config *cfg = config(opts);
+    tl_acme *a = tl_acme_new(cfg, "/nonexistent", err, sizeof err);
+    REQUIRE(a);
+    /* What another instance's tli_acme_chal_*_add writes. */
+    snprintf(path, sizeof path, "%s/challenges/http-01.otherTok", state);
+    write_text(path, "otherTok.thumb");
+    tl_buf b = {0};
+    CHECK_EQ_INT(tl_acme_http01(a, "/.well-known/acme-challenge/otherTok", &b), 1);
+    CHECK(tl_buf_len(&b) == 14 && !memcmp(tl_buf_rptr(&b), "otherTok.thumb", 14));
+    tl_buf_free(&b);
+    CHECK_EQ_INT(tl_acme_http01(a, "/.well-known/acme-challenge/../challenges/x", &b), 0);
+    CHECK_EQ_INT(tl_acme_http01(a, "/.well-known/acme-challenge/.hidden", &b), 0);
+    unlink(path);
+    CHECK_EQ_INT(tl_acme_http01(a, "/.well-known/acme-challenge/otherTok", &b), 0);
+
+    snprintf(path, sizeof path, "%s/challenges/tls-alpn-01.s.test", state);
+    CHECK(!tli_acme_alpn_switch("s.test", a));
+    write_text(path, "t1.thumb");
+    tl_tls_ctx *v1 = tli_acme_alpn_switch("S.test", a);
+    CHECK(v1 != NULL);
+    CHECK(tli_acme_alpn_switch("s.test", a) == v1);   /* made once */
+    write_text(path, "t2.thumb");                     /* a new challenge for the name */
+    tl_tls_ctx *v2 = tli_acme_alpn_switch("s.test", a);
+    CHECK(v2 != NULL && v2 != v1);
+    unlink(path);
+    CHECK(!tli_acme_alpn_switch("s.test", a));        /* over: dropped */
+    CHECK(!tli_acme_alpn_switch("../../etc/x", a));
     tl_acme_free(a);
     tl_server_config_free(cfg);
 }
@@ -226,6 +280,7 @@ int main(int argc, char **argv)
     RUN(default_state_and_challenge_choice);
     RUN(option_checks);
     RUN(challenge_table);
+    RUN(another_instances_challenges_from_the_shared_directory);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
