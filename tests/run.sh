@@ -39,7 +39,9 @@
 #
 # Knobs (environment): TEST_PHASES, URING_UNIT, URING_E2E, URING_JOBS (3), BUILD, ASAN_BUILD,
 # FUZZ_BUILD, UNIT_TIMEOUT (300), E2E_TIMEOUT (300), EXAMPLE_TIMEOUT (60), CHECK_TIMEOUT (600),
-# FUZZ_SMOKE_SECONDS (20 per target), FUZZ_SMOKE_BUDGET (150 s for all targets together), MAKE.
+# FUZZ_SMOKE_SECONDS (20 per target), FUZZ_SMOKE_BUDGET (150 s for all targets together), MAKE,
+# E2E_JOBS (2: the e2e scripts of the normal and asan phases run two at a time; the unit tests one
+# at a time), FUZZ_JOBS (2 fuzz targets at a time).
 # A TLSLOOP_IO of the caller's is not passed on: the normal and asan phases run on epoll.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -54,6 +56,8 @@ PHASES=${TEST_PHASES:-normal normal-uring asan asan-uring fuzz checks}
 URING_UNIT=${URING_UNIT:-loop conn server http httpd proxy client}
 URING_E2E=${URING_E2E:-test_serve_* test_server_* test_proxy_* test_get test_get_h2 test_examples}
 URING_JOBS=${URING_JOBS:-3}
+E2E_JOBS=${E2E_JOBS:-2}
+FUZZ_JOBS=${FUZZ_JOBS:-2}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}
 E2E_TIMEOUT=${E2E_TIMEOUT:-300}
 EXAMPLE_TIMEOUT=${EXAMPLE_TIMEOUT:-60}
@@ -216,6 +220,7 @@ run_suite() { # label builddir [uring]
             e2e+=("$src")
         fi
     done
+    [[ -n $uring ]] || PAR=$E2E_JOBS # the units ran one at a time; the e2e scripts two by two
     run_e2e "$label" "${e2e[@]}"
     [[ -z $uring ]] || run_units "$label" "$dir" uring # side by side: the long e2e scripts first
     for src in examples/*.c; do
@@ -312,11 +317,12 @@ phase_fuzz() {
     local secs=$((FUZZ_SMOKE_BUDGET / ${#targets[@]}))
     [[ $secs -le $FUZZ_SMOKE_SECONDS ]] || secs=$FUZZ_SMOKE_SECONDS
     [[ $secs -ge 5 ]] || secs=5
-    local t
+    local t PAR=$FUZZ_JOBS
     for t in "${targets[@]}"; do
         run_one fuzz single $((secs + 120)) "$FUZZ_BUILD/$t (${secs}s)" \
             bash scripts/fuzz-run.sh --smoke "$secs" "$t"
     done
+    run_drain
 }
 
 phase_checks() {

@@ -44,6 +44,8 @@ void cmd_bench_usage(FILE *f)
             "      --rate R           open loop: R operations per second in total, latency from\n"
             "                         each one's intended send time (no coordinated omission);\n"
             "                         its threads ask the scheduler for a short slice\n"
+            "      --default-slice    with --rate: keep the scheduler's default slice, as other\n"
+            "                         load generators do\n"
             "      --tlsv1.2, --tlsv1.3  only this TLS version\n"
             "      --tls-kdf openssl|tlsloop  the client's TLS key derivation and HMAC:\n"
             "                         OpenSSL's own (default) or tlsloop's faster ones\n"
@@ -177,6 +179,8 @@ int cmd_bench(int argc, char **argv)
             b->rate = v ? strtod(v, &e) : 0;
             if (!v || *e || !(b->rate > 0) || b->rate > 1e7)
                 return usage_error("--rate needs operations per second above 0");
+        } else if (!strcmp(a, "--default-slice")) {
+            b->default_slice = true;
         } else if (!strcmp(a, "--tlsv1.2")) {
             cc.tls_min = cc.tls_max = TL_TLS1_2;
         } else if (!strcmp(a, "--tlsv1.3")) {
@@ -243,6 +247,8 @@ int cmd_bench(int argc, char **argv)
         return usage_error("--new-conn, --resume and --handshake-only need an https:// URL");
     if (b->streams && !b->h2)
         return usage_error("-m (streams per connection) needs --h2");
+    if (b->default_slice && !(b->rate > 0))
+        return usage_error("--default-slice goes with --rate");
     if (b->h2 && b->mode != M_KEEPALIVE)
         return usage_error("--h2 runs on kept connections: not with --new-conn, --resume or "
                            "--handshake-only");

@@ -107,6 +107,7 @@ struct bench {
     int threads, conns;
     uint64_t duration_ms, warmup_ms, total_n;
     double rate;
+    bool default_slice;            /* --default-slice: --rate without the short slice */
     uint32_t timeout_ms;
     const char *method;
     char headers[4096];

@@ -573,7 +573,8 @@ void *bench_worker_main(void *arg)
         /* A latency client shares its CPU with other load (a flood generator, W6): with a
          * short slice its wake-ups preempt that load instead of waiting out a default slice,
          * so what it measures is the server's delay, not its own. Best effort. */
-        tl_thread_set_slice(RATE_SLICE_NS, NULL, 0);
+        if (!w->b->default_slice)
+            tl_thread_set_slice(RATE_SLICE_NS, NULL, 0);
         w->next_due = w->b->t0 + (uint64_t)(w->interval_ns * w->id / w->b->threads);
         tl_io_set(w->loop, &w->tick, TL_READABLE);
         arm_tick(w);
