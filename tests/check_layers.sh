@@ -22,7 +22,7 @@ declare -A below=(
 # public header: its layer
 declare -A header_layer=(
     [api]=util [status]=util [buf]=util [log]=util
-    [tls_ctx]=tls [engine]=tls [certgen]=tls
+    [tls_ctx]=tls [engine]=tls [certgen]=tls [ocsp]=tls
     [loop]=loop [conn]=conn
     [server]=server [limits]=server [proxyproto]=server
     [http]=http [client]=client [httpd]=httpd [proxy]=proxy
