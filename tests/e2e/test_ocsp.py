@@ -1,0 +1,342 @@
+#!/usr/bin/env python3
+"""test_ocsp.py - OCSP stapling (ocsp-staple, docs/ocsp.md) and `tlsloop get --ocsp`, with
+`openssl ocsp` as the CA's responder on a loopback port this script picks, started and stopped
+here.
+
+A test CA issues: a delegated OCSP responder certificate (id-kp-OCSPSigning), and leaves whose
+AIA OCSP URL points at that responder: localhost (good), revoked.test (revoked in the index),
+other.test (good; its response is the "wrong file" for localhost), and must.test (must-staple,
+TLS feature status_request, whose responder URL points at a port nobody listens on).
+
+Covers: a response fetched from the responder and stapled, seen by `openssl s_client -status`
+(OCSP Response Status: successful, Cert Status: good) and checked by `tlsloop get --ocsp -v`;
+a revoked status logged as an error and not stapled (get --ocsp fails, exit 5); ocsp-staple FILE
+with the right response stapled and another certificate's refused, and SIGHUP rereading the file;
+a must-staple certificate without a response warned about; a certificate without an OCSP URL
+stapling nothing with one info line; ocsp-staple off. Then, with a one-minute nextUpdate
+(-nmin 1): the response refreshed before it expires (thisUpdate changes), the responder stopped
+(the last good response stays stapled until its nextUpdate, then none), and a restart with the
+responder down serving the response kept on disk (ocsp-cache).
+
+Runs from the repository root; TLSLOOP_BIN is the tlsloop program (build/tlsloop by default).
+Ends with "N passed, N failed".
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import e2e_serve  # noqa: E402
+from e2e import SLOW, fail, summary, test  # noqa: E402
+from e2e_serve import Serve  # noqa: E402
+
+BIN = os.environ.get("TLSLOOP_BIN", "build/tlsloop")
+TMP = None
+PORT = None        # the responder's
+DEAD_PORT = None   # nobody listens there
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def openssl(*args, **kw):
+    return subprocess.run(["openssl", *args], check=True, capture_output=True, text=True, **kw)
+
+
+def make_pki():
+    """The CA, the responder's certificate, the leaves and the responder's index."""
+    d = TMP
+    with open(f"{d}/ca.ext", "w") as f:
+        f.write("[ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
+                "subjectKeyIdentifier=hash\n"
+                "[resp]\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                "extendedKeyUsage=OCSPSigning\n")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", f"{d}/ca.key", "-out", f"{d}/ca.pem", "-days", "30",
+            "-subj", "/CN=tlsloop OCSP test CA", "-extensions", "ca", "-config", f"{d}/ca.ext")
+
+    def issue(name, ext_section, ext_text):
+        with open(f"{d}/{name}.ext", "w") as f:
+            f.write(f"[{ext_section}]\n{ext_text}")
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", f"{d}/{name}.key", "-out", f"{d}/{name}.csr", "-subj", f"/CN={name}")
+        openssl("x509", "-req", "-in", f"{d}/{name}.csr", "-CA", f"{d}/ca.pem", "-CAkey",
+                f"{d}/ca.key", "-CAcreateserial", "-days", "20", "-out", f"{d}/{name}.pem",
+                "-extfile", f"{d}/{name}.ext", "-extensions", ext_section)
+        os.chmod(f"{d}/{name}.key", 0o600)
+        # The chain file: leaf, then its issuer (the CA stands in for an intermediate).
+        with open(f"{d}/{name}-chain.pem", "w") as out:
+            out.write(open(f"{d}/{name}.pem").read() + open(f"{d}/ca.pem").read())
+
+    issue("responder", "resp", "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+          "extendedKeyUsage=OCSPSigning\n")
+    leaf = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n" \
+           "extendedKeyUsage=serverAuth\n"
+    aia = f"authorityInfoAccess=OCSP;URI:http://127.0.0.1:{PORT}/\n"
+    issue("localhost", "leaf", leaf + aia + "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    issue("revoked.test", "leaf", leaf + aia + "subjectAltName=DNS:revoked.test\n")
+    issue("other.test", "leaf", leaf + aia + "subjectAltName=DNS:other.test\n")
+    issue("must.test", "leaf", leaf + f"authorityInfoAccess=OCSP;URI:http://127.0.0.1:{DEAD_PORT}/\n"
+          "tlsfeature=status_request\nsubjectAltName=DNS:must.test\n")
+    issue("noaia.test", "leaf", leaf + "subjectAltName=DNS:noaia.test\n")
+    with open(f"{d}/index.txt", "w") as idx:
+        for name in ("localhost", "revoked.test", "other.test", "must.test", "noaia.test"):
+            serial = openssl("x509", "-in", f"{d}/{name}.pem", "-noout", "-serial").stdout
+            serial = serial.strip().split("=")[1]
+            if name == "revoked.test":
+                idx.write(f"R\t301231235959Z\t{time.strftime('%y%m%d%H%M%SZ', time.gmtime(time.time() - 3600))},"
+                          f"keyCompromise\t{serial}\tunknown\t/CN={name}\n")
+            else:
+                idx.write(f"V\t301231235959Z\t\t{serial}\tunknown\t/CN={name}\n")
+    with open(f"{d}/index.txt.attr", "w") as f:
+        f.write("unique_subject = no\n")
+
+
+class Responder:
+    """openssl ocsp on PORT: one request at a time, nextUpdate nmin minutes after thisUpdate."""
+
+    def __init__(self, nmin=60):
+        self.log = open(f"{TMP}/responder-{time.monotonic_ns()}.log", "w")
+        self.proc = subprocess.Popen(
+            ["openssl", "ocsp", "-index", f"{TMP}/index.txt", "-port", str(PORT),
+             "-rsigner", f"{TMP}/responder.pem", "-rkey", f"{TMP}/responder.key",
+             "-CA", f"{TMP}/ca.pem", "-nmin", str(nmin), "-ignore_err"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        # Ready when it says so (a probe connection would wedge it: it serves one at a time and
+        # waits for that one's request).
+        end = time.monotonic() + 10 * SLOW
+        while time.monotonic() < end:
+            if "waiting for OCSP client connections" in open(self.log.name).read():
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"openssl ocsp ended: {open(self.log.name).read()}")
+            time.sleep(0.05)
+        raise RuntimeError("openssl ocsp did not start listening")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def status(port, name="localhost"):
+    """What openssl s_client -status says of the stapled response: (status line, cert status,
+    thisUpdate), or (None, None, None) for none."""
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", name,
+                        "-status", "-CAfile", f"{TMP}/ca.pem"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20 * SLOW)
+    out = r.stdout
+    assert "CONNECTED" in out, out + r.stderr
+    if "OCSP response: no response sent" in out:
+        return None, None, None
+    rs = re.search(r"OCSP Response Status: (\S+)", out)
+    cs = re.search(r"Cert Status: (\S+)", out)
+    tu = re.search(r"This Update: (.+)", out)
+    return (rs and rs.group(1), cs and cs.group(1), tu and tu.group(1).strip())
+
+
+def serve(name, *args):
+    return Serve("--cert", f"{TMP}/{name}-chain.pem", "--key", f"{TMP}/{name}.key",
+                 "--ocsp-cache", f"{TMP}/cache", *args, listens=["127.0.0.1:0"], state=False)
+
+
+def get(port, *args, name="localhost"):
+    return subprocess.run([BIN, "get", "--ocsp", "--cacert", f"{TMP}/ca.pem", "--resolve",
+                           f"{name}:{port}:127.0.0.1", *args, f"https://{name}:{port}/"],
+                          capture_output=True, text=True, timeout=30 * SLOW)
+
+
+def fetch_der(name, out):
+    """A response for certificate `name` from the responder, saved as DER (openssl ocsp)."""
+    openssl("ocsp", "-issuer", f"{TMP}/ca.pem", "-cert", f"{TMP}/{name}.pem", "-url",
+            f"http://127.0.0.1:{PORT}/", "-respout", out, "-CAfile", f"{TMP}/ca.pem",
+            "-no_nonce", timeout=30)
+
+
+@test
+def fetched_and_stapled():
+    srv = serve("localhost")
+    try:
+        srv.wait_log(r"ocsp: localhost: stapling a good response \(from http://127\.0\.0\.1")
+        rs, cs, _ = status(srv.https)
+        assert (rs, cs) == ("successful", "good"), (rs, cs)
+        r = get(srv.https, "-v")
+        assert r.returncode == 0, r.stderr
+        assert re.search(r"\* OCSP: good \(stapled; thisUpdate .* valid until", r.stderr), r.stderr
+        # Kept on disk for a restart, under the certificate's hash, written atomically.
+        files = os.listdir(f"{TMP}/cache")
+        assert any(re.fullmatch(r"[0-9a-f]{64}\.der", f) for f in files), files
+        assert not any(f.endswith(".tmp") for f in files), files
+    finally:
+        assert srv.stop() == 0
+
+
+@test
+def revoked_logged_not_stapled():
+    srv = serve("revoked.test")
+    try:
+        srv.wait_log(r"\[error\] ocsp: revoked\.test: REVOKED")
+        assert "stapling a good response" not in srv.log_text()
+        rs, cs, _ = status(srv.https, "revoked.test")
+        assert rs is None, (rs, cs)
+        r = get(srv.https, name="revoked.test")
+        assert r.returncode == 5, (r.returncode, r.stderr)
+        assert "stapled no OCSP response" in r.stderr, r.stderr
+    finally:
+        assert srv.stop() == 0
+
+
+@test
+def file_right_and_wrong_and_sighup():
+    right, wrong, live = f"{TMP}/right.der", f"{TMP}/wrong.der", f"{TMP}/live.der"
+    fetch_der("localhost", right)
+    fetch_der("other.test", wrong)
+    with open(live, "wb") as f:
+        f.write(open(right, "rb").read())
+    srv = serve("localhost", "--ocsp-staple", live)
+    try:
+        srv.wait_log(r"ocsp: localhost: stapling a good response \(from ocsp-staple ")
+        rs, cs, _ = status(srv.https)
+        assert (rs, cs) == ("successful", "good"), (rs, cs)
+        assert get(srv.https).returncode == 0
+        # Another certificate's response: refused on SIGHUP, and nothing stapled.
+        with open(live, "wb") as f:
+            f.write(open(wrong, "rb").read())
+        srv.proc.send_signal(signal.SIGHUP)
+        srv.wait_log(r"\[error\] ocsp-staple .*live\.der: refused, nothing is stapled: localhost: the "
+                     r"OCSP response is not for this certificate")
+        srv.wait_log(r"reloaded: generation 2")
+        rs, cs, _ = status(srv.https)
+        assert rs is None, (rs, cs)
+        r = get(srv.https)
+        assert r.returncode == 5 and "--ocsp:" in r.stderr, r.stderr
+        # Never a network fetch in file mode.
+        assert "from http://" not in srv.log_text()
+    finally:
+        assert srv.stop() == 0
+    # At start, the wrong one is refused too.
+    srv = serve("localhost", "--ocsp-staple", wrong)
+    try:
+        srv.wait_log(r"\[error\] ocsp-staple .*wrong\.der: refused")
+        assert status(srv.https)[0] is None
+    finally:
+        assert srv.stop() == 0
+
+
+@test
+def must_staple_warned_no_url_info_and_off():
+    srv = serve("must.test")
+    try:
+        srv.wait_log(r"\[warn\] ocsp: must\.test: the certificate is must-staple", timeout=30)
+        srv.wait_log(r"ocsp: must\.test: fetching a response from http://127\.0\.0\.1:\d+/ failed")
+    finally:
+        assert srv.stop() == 0
+    srv = serve("noaia.test")
+    try:
+        srv.wait_log(r"\[info\] ocsp: noaia\.test: the certificate names no OCSP responder")
+        assert status(srv.https, "noaia.test")[0] is None
+        r = get(srv.https, name="noaia.test")
+        assert r.returncode == 5 and "stapled no OCSP response" in r.stderr, r.stderr
+    finally:
+        assert srv.stop() == 0
+    srv = serve("localhost", "--ocsp-staple", "off")
+    try:
+        time.sleep(1)
+        assert "ocsp:" not in srv.log_text(), srv.log_text()
+        assert status(srv.https)[0] is None
+    finally:
+        assert srv.stop() == 0
+
+
+def when(text):
+    return time.mktime(time.strptime(text.replace(" GMT", ""), "%b %d %H:%M:%S %Y"))
+
+
+@test
+def refresh_responder_down_and_restart_from_disk():
+    """-nmin 1: refreshed at 30 s, kept after the responder stops until nextUpdate, then none."""
+    global RESPONDER
+    RESPONDER.stop()
+    RESPONDER = Responder(nmin=1)
+    cache = f"{TMP}/cache-refresh"
+    srv = Serve("--cert", f"{TMP}/localhost-chain.pem", "--key", f"{TMP}/localhost.key",
+                "--ocsp-cache", cache, listens=["127.0.0.1:0"], state=False)
+    again = None
+    try:
+        srv.wait_log(r"ocsp: localhost: stapling a good response \(from http")
+        rs, cs, first = status(srv.https)
+        assert (rs, cs) == ("successful", "good") and first, (rs, cs, first)
+        # Refreshed half way to nextUpdate: a new thisUpdate about 30 s later.
+        end = time.monotonic() + 50
+        second = first
+        while second == first and time.monotonic() < end:
+            time.sleep(1)
+            second = status(srv.https)[2]
+        assert second and second != first, (first, second)
+        assert 20 <= when(second) - when(first) <= 45, (first, second)
+        # The responder goes away: the response held stays stapled until its nextUpdate.
+        RESPONDER.stop()
+        stopped = time.time()
+        expires = when(second) + 60
+        srv.wait_log(r"fetching a response from http://127\.0\.0\.1:\d+/ failed: .*the response "
+                     r"held stays stapled until", timeout=45)
+        # A restart with the responder down serves what was kept on disk.
+        assert time.time() < expires - 3, "too late to check the restart"
+        again = Serve("--cert", f"{TMP}/localhost-chain.pem", "--key", f"{TMP}/localhost.key",
+                      "--ocsp-cache", cache, listens=["127.0.0.1:0"], state=False)
+        again.wait_log(r"ocsp: localhost: stapling a good response \(kept in ")
+        if time.time() < expires - 1:
+            rs, cs, tu = status(again.https)
+            assert (rs, cs, tu) == ("successful", "good", second), (rs, cs, tu)
+            rs, cs, tu = status(srv.https)
+            assert (rs, cs, tu) == ("successful", "good", second), (rs, cs, tu)
+        # After nextUpdate: no staple at all, never an expired one.
+        while time.time() < expires + 1:
+            time.sleep(0.5)
+        for s in (srv, again):
+            rs, cs, tu = status(s.https)
+            assert rs is None, (rs, cs, tu)
+        srv.wait_log(r"the stapled response expired and no new one could be had", timeout=30)
+        assert time.time() - stopped < 120
+    finally:
+        assert srv.stop() == 0
+        if again:
+            assert again.stop() == 0
+
+
+RESPONDER = None
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory() as tmp:
+        TMP = tmp
+        e2e_serve.setup(tmp)
+        PORT, DEAD_PORT = free_port(), free_port()
+        make_pki()
+        try:
+            RESPONDER = Responder()
+        except RuntimeError as e:
+            fail("responder", str(e))
+            sys.exit(summary())
+        try:
+            only = sys.argv[1:]
+            for t in (fetched_and_stapled, revoked_logged_not_stapled,
+                      file_right_and_wrong_and_sighup, must_staple_warned_no_url_info_and_off,
+                      refresh_responder_down_and_restart_from_disk):
+                if not only or t.__name__ in only:
+                    t()
+        finally:
+            RESPONDER.stop()
+    sys.exit(summary())
