@@ -45,6 +45,7 @@ typedef struct ocsp_cert {
     bool must_staple;
     bool used;                     /* by the newest generation */
     bool cache_read;
+    bool announced;                /* "no responder" / "no issuer" said (once) */
     tli_staple *staple;
     tl_ocsp_info info;             /* the response stapled now, when has */
     bool has;
@@ -594,6 +595,9 @@ static void on_kick(tl_loop *loop, tl_work *w)
  * response kept in the cache if it still checks. */
 static void first_sight(tli_ocsp *o, ocsp_cert *c)
 {
+    if ((!c->url || !c->issuer) && c->announced)
+        return;
+    c->announced = !c->url || !c->issuer;
     if (!c->url) {
         LOG(o->srv, INFO, "ocsp: %s: the certificate names no OCSP responder (no AIA OCSP URL): "
             "not stapling", c->name);
