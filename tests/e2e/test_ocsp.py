@@ -10,6 +10,7 @@ TLS feature status_request, whose responder URL points at a port nobody listens 
 
 Covers: a response fetched from the responder and stapled, seen by `openssl s_client -status`
 (OCSP Response Status: successful, Cert Status: good) and checked by `tlsloop get --ocsp -v`;
+two SNI certificates, each stapled with its own response;
 a revoked status logged as an error and not stapled (get --ocsp fails, exit 5); ocsp-staple FILE
 with the right response stapled and another certificate's refused, and SIGHUP rereading the file;
 a must-staple certificate without a response warned about; a certificate without an OCSP URL
@@ -184,6 +185,37 @@ def fetched_and_stapled():
         assert srv.stop() == 0
 
 
+def staple_serial(port, name):
+    """The serial number the stapled response's certificate ID names (openssl s_client -status)."""
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", name,
+                        "-status", "-CAfile", f"{TMP}/ca.pem"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20 * SLOW)
+    m = re.search(r"Serial Number: ([0-9A-F]+)", r.stdout)
+    return m and m.group(1)
+
+
+def serial_of(name):
+    out = openssl("x509", "-in", f"{TMP}/{name}.pem", "-noout", "-serial").stdout
+    return out.strip().split("=")[1].upper()
+
+
+@test
+def sni_certificates_have_their_own_staples():
+    srv = Serve("--cert", f"{TMP}/localhost-chain.pem", "--key", f"{TMP}/localhost.key",
+                "--cert", f"{TMP}/other.test-chain.pem", "--key", f"{TMP}/other.test.key",
+                "--ocsp-cache", f"{TMP}/cache-sni", listens=["127.0.0.1:0"], state=False)
+    try:
+        srv.wait_log(r"ocsp: localhost: stapling a good response \(from http")
+        srv.wait_log(r"ocsp: other\.test: stapling a good response \(from http")
+        assert staple_serial(srv.https, "localhost") == serial_of("localhost")
+        assert staple_serial(srv.https, "other.test") == serial_of("other.test")
+        for name in ("localhost", "other.test"):
+            r = get(srv.https, "-v", name=name)
+            assert r.returncode == 0 and "* OCSP: good" in r.stderr, r.stderr
+    finally:
+        assert srv.stop() == 0
+
+
 @test
 def revoked_logged_not_stapled():
     srv = serve("revoked.test")
@@ -332,7 +364,8 @@ if __name__ == "__main__":
             sys.exit(summary())
         try:
             only = sys.argv[1:]
-            for t in (fetched_and_stapled, revoked_logged_not_stapled,
+            for t in (fetched_and_stapled, sni_certificates_have_their_own_staples,
+                      revoked_logged_not_stapled,
                       file_right_and_wrong_and_sighup, must_staple_warned_no_url_info_and_off,
                       refresh_responder_down_and_restart_from_disk):
                 if not only or t.__name__ in only:
