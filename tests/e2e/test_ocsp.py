@@ -10,7 +10,7 @@ TLS feature status_request, whose responder URL points at a port nobody listens 
 
 Covers: a response fetched from the responder and stapled, seen by `openssl s_client -status`
 (OCSP Response Status: successful, Cert Status: good) and checked by `tlsloop get --ocsp -v`;
-two SNI certificates, each stapled with its own response;
+two SNI certificates, each stapled with its own response; `tlsloop proxy` stapling as well;
 a revoked status logged as an error and not stapled (get --ocsp fails, exit 5); ocsp-staple FILE
 with the right response stapled and another certificate's refused, and SIGHUP rereading the file;
 a must-staple certificate without a response warned about; a certificate without an OCSP URL
@@ -32,8 +32,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import e2e_proxy  # noqa: E402
 import e2e_serve  # noqa: E402
-from e2e import SLOW, fail, summary, test  # noqa: E402
+from e2e import SLOW, TcpServer, fail, stop_process, summary, test  # noqa: E402
 from e2e_serve import Serve  # noqa: E402
 
 BIN = os.environ.get("TLSLOOP_BIN", "build/tlsloop")
@@ -217,6 +218,23 @@ def sni_certificates_have_their_own_staples():
 
 
 @test
+def proxy_staples_too():
+    backend = TcpServer(e2e_proxy.echo)
+    e2e_proxy.TMP = TMP
+    p = e2e_proxy.Proxy((f"{TMP}/localhost-chain.pem", f"{TMP}/localhost.key"), backend.port,
+                        extra=("--ocsp-cache", f"{TMP}/cache-proxy"))
+    try:
+        end = time.monotonic() + 10 * SLOW
+        while "stapling a good response" not in p.log_text() and time.monotonic() < end:
+            time.sleep(0.05)
+        rs, cs, _ = status(p.tls)
+        assert (rs, cs) == ("successful", "good"), (rs, cs, p.log_text())
+    finally:
+        assert stop_process(p.proc, 20, "tlsloop proxy") == 0
+        backend.close()
+
+
+@test
 def revoked_logged_not_stapled():
     srv = serve("revoked.test")
     try:
@@ -365,7 +383,7 @@ if __name__ == "__main__":
         try:
             only = sys.argv[1:]
             for t in (fetched_and_stapled, sni_certificates_have_their_own_staples,
-                      revoked_logged_not_stapled,
+                      proxy_staples_too, revoked_logged_not_stapled,
                       file_right_and_wrong_and_sighup, must_staple_warned_no_url_info_and_off,
                       refresh_responder_down_and_restart_from_disk):
                 if not only or t.__name__ in only:
