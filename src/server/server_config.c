@@ -225,8 +225,8 @@ static const option OPTIONS[] = {
      "staples that DER response (reread on SIGHUP); every response is checked first", 0, 0,
      set_ocsp_staple},
     {"ocsp-cache", T_STRING, "DIR", "where fetched OCSP responses are kept across restarts "
-     "(default $XDG_STATE_HOME/tlsloop/ocsp, else ~/.local/state/tlsloop/ocsp)", F(ocsp_cache), 0,
-     NULL},
+     "(default $XDG_STATE_HOME/tlsloop/ocsp, else ~/.local/state/tlsloop/ocsp; serve: the "
+     "state-dir's ocsp/)", F(ocsp_cache), 0, NULL},
     {"client-ca", T_STRING, "FILE", "CA certificates for client certificates (mTLS)", F(client_ca), 0, NULL},
     {"client-cert", T_CUSTOM, "none|optional|require",
      "ask clients for a certificate (default: require with client-ca, else none)", 0, 0, set_client_cert},
@@ -384,6 +384,8 @@ size_t tl_server_config_count(const tl_server_config *cfg, const char *name)
         return cfg->n_listens;
     if (!strcmp(name, "cert"))
         return cfg->n_certs;
+    if (!strcmp(name, "ocsp-cache"))
+        return cfg->ocsp_cache != NULL;
     if (!strcmp(name, "tls-listen")) {
         size_t n = 0;
         for (size_t i = 0; i < cfg->n_listens; i++)

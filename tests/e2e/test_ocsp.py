@@ -184,6 +184,19 @@ def fetched_and_stapled():
         assert not any(f.endswith(".tmp") for f in files), files
     finally:
         assert srv.stop() == 0
+    # serve --state-dir without ocsp-cache: kept in the state directory's ocsp/.
+    srv = Serve("--cert", f"{TMP}/localhost-chain.pem", "--key", f"{TMP}/localhost.key",
+                listens=["127.0.0.1:0"], state=True)
+    try:
+        srv.wait_log(r"ocsp: localhost: stapling a good response \(from http")
+        kept = f"{e2e_serve.STATE}/ocsp"
+        wait = time.monotonic() + 5 * SLOW
+        while time.monotonic() < wait and not (
+                os.path.isdir(kept) and any(f.endswith(".der") for f in os.listdir(kept))):
+            time.sleep(0.05)
+        assert any(f.endswith(".der") for f in os.listdir(kept)), os.listdir(kept)
+    finally:
+        assert srv.stop() == 0
 
 
 def staple_serial(port, name):
