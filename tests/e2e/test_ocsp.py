@@ -168,6 +168,17 @@ def fetch_der(name, out):
             "-no_nonce", timeout=30)
 
 
+def wait_kept(d):
+    """The files of d once a response (*.der) is there (it is written after the log line)."""
+    end = time.monotonic() + 5 * SLOW
+    while time.monotonic() < end:
+        files = os.listdir(d) if os.path.isdir(d) else []
+        if any(f.endswith(".der") for f in files):
+            return files
+        time.sleep(0.05)
+    raise AssertionError(f"no response kept in {d}")
+
+
 @test
 def fetched_and_stapled():
     srv = serve("localhost")
@@ -179,7 +190,7 @@ def fetched_and_stapled():
         assert r.returncode == 0, r.stderr
         assert re.search(r"\* OCSP: good \(stapled; thisUpdate .* valid until", r.stderr), r.stderr
         # Kept on disk for a restart, under the certificate's hash, written atomically.
-        files = os.listdir(f"{TMP}/cache")
+        files = wait_kept(f"{TMP}/cache")
         assert any(re.fullmatch(r"[0-9a-f]{64}\.der", f) for f in files), files
         assert not any(f.endswith(".tmp") for f in files), files
     finally:
@@ -189,12 +200,7 @@ def fetched_and_stapled():
                 listens=["127.0.0.1:0"], state=True)
     try:
         srv.wait_log(r"ocsp: localhost: stapling a good response \(from http")
-        kept = f"{e2e_serve.STATE}/ocsp"
-        wait = time.monotonic() + 5 * SLOW
-        while time.monotonic() < wait and not (
-                os.path.isdir(kept) and any(f.endswith(".der") for f in os.listdir(kept))):
-            time.sleep(0.05)
-        assert any(f.endswith(".der") for f in os.listdir(kept)), os.listdir(kept)
+        assert wait_kept(f"{e2e_serve.STATE}/ocsp")
     finally:
         assert srv.stop() == 0
 
