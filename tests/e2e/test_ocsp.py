@@ -14,7 +14,9 @@ two SNI certificates, each stapled with its own response; `tlsloop proxy` stapli
 a revoked status logged as an error and not stapled (get --ocsp fails, exit 5); ocsp-staple FILE
 with the right response stapled and another certificate's refused, and SIGHUP rereading the file;
 a must-staple certificate without a response warned about; a certificate without an OCSP URL
-stapling nothing with one info line; ocsp-staple off. Then, with a one-minute nextUpdate
+stapling nothing with one info line; ocsp-staple off; `get --ocsp` against `openssl s_server
+-status_file` stapling a good response, another certificate's, a revoked one, and none (exit 0,
+then 5 with the reason each time). Then, with a one-minute nextUpdate
 (-nmin 1): the response refreshed before it expires (thisUpdate changes), the responder stopped
 (the last good response stays stapled until its nextUpdate, then none), and a restart with the
 responder down serving the response kept on disk (ocsp-cache).
@@ -29,6 +31,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
@@ -330,6 +333,56 @@ def must_staple_warned_no_url_info_and_off():
         assert srv.stop() == 0
 
 
+class SServer:
+    """openssl s_server -www with this certificate, stapling this DER file (None: nothing)."""
+
+    def __init__(self, name, staple):
+        self.port = free_port()
+        cmd = ["openssl", "s_server", "-accept", f"127.0.0.1:{self.port}", "-cert",
+               f"{TMP}/{name}.pem", "-key", f"{TMP}/{name}.key", "-cert_chain", f"{TMP}/ca.pem",
+               "-www"]
+        if staple:
+            cmd += ["-status_file", staple]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+        end = time.monotonic() + 10 * SLOW
+        while time.monotonic() < end and b"ACCEPT" not in self.proc.stdout.readline():
+            pass
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+@test
+def get_ocsp_against_s_server():
+    """Staples nobody here checked before: good, another certificate's, revoked, none."""
+    right, wrong, revoked = f"{TMP}/g-right.der", f"{TMP}/g-wrong.der", f"{TMP}/g-revoked.der"
+    fetch_der("localhost", right)
+    fetch_der("other.test", wrong)
+    fetch_der("revoked.test", revoked)
+    cases = [("localhost", right, 0, r"\* OCSP: good \(stapled;"),
+             ("localhost", wrong, 5, r"--ocsp: the OCSP response is not for this certificate"),
+             ("revoked.test", revoked, 5, r"--ocsp: the stapled OCSP response says the certificate "
+                                          r"is revoked"),
+             ("localhost", None, 5, r"--ocsp: the server stapled no OCSP response")]
+    for name, staple, code, want in cases:
+        srv = SServer(name, staple)
+        try:
+            r = get(srv.port, "-v", name=name)
+            assert r.returncode == code and re.search(want, r.stderr), (name, staple, r.returncode,
+                                                                      r.stderr)
+            if code == 0:   # without --ocsp nothing is asked or checked
+                r = subprocess.run([BIN, "get", "--cacert", f"{TMP}/ca.pem", "--resolve",
+                                    f"{name}:{srv.port}:127.0.0.1", f"https://{name}:{srv.port}/"],
+                                   capture_output=True, text=True, timeout=30 * SLOW)
+                assert r.returncode == 0, r.stderr
+        finally:
+            srv.stop()
+
+
 def when(text):
     return time.mktime(time.strptime(text.replace(" GMT", ""), "%b %d %H:%M:%S %Y"))
 
@@ -404,7 +457,7 @@ if __name__ == "__main__":
             for t in (fetched_and_stapled, sni_certificates_have_their_own_staples,
                       proxy_staples_too, revoked_logged_not_stapled,
                       file_right_and_wrong_and_sighup, must_staple_warned_no_url_info_and_off,
-                      refresh_responder_down_and_restart_from_disk):
+                      get_ocsp_against_s_server, refresh_responder_down_and_restart_from_disk):
                 if not only or t.__name__ in only:
                     t()
         finally:
