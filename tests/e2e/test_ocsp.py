@@ -6,7 +6,8 @@ here.
 A test CA issues: a delegated OCSP responder certificate (id-kp-OCSPSigning), and leaves whose
 AIA OCSP URL points at that responder: localhost (good), revoked.test (revoked in the index),
 other.test (good; its response is the "wrong file" for localhost), and must.test (must-staple,
-TLS feature status_request, whose responder URL points at a port nobody listens on).
+TLS feature status_request, whose responder URL points at a port nobody listens on), noaia.test
+(no AIA) and down.test (its own responder, the one the test stops).
 
 Covers: a response fetched from the responder and stapled, seen by `openssl s_client -status`
 (OCSP Response Status: successful, Cert Status: good) and checked by `tlsloop get --ocsp -v`;
@@ -43,6 +44,7 @@ from e2e_serve import Serve  # noqa: E402
 BIN = os.environ.get("TLSLOOP_BIN", "build/tlsloop")
 TMP = None
 PORT = None        # the responder's
+PORT2 = None       # down.test's responder (the one stopped)
 DEAD_PORT = None   # nobody listens there
 
 
@@ -92,8 +94,11 @@ def make_pki():
     issue("must.test", "leaf", leaf + f"authorityInfoAccess=OCSP;URI:http://127.0.0.1:{DEAD_PORT}/\n"
           "tlsfeature=status_request\nsubjectAltName=DNS:must.test\n")
     issue("noaia.test", "leaf", leaf + "subjectAltName=DNS:noaia.test\n")
+    issue("down.test", "leaf", leaf + f"authorityInfoAccess=OCSP;URI:http://127.0.0.1:{PORT2}/\n"
+          "subjectAltName=DNS:down.test\n")
     with open(f"{d}/index.txt", "w") as idx:
-        for name in ("localhost", "revoked.test", "other.test", "must.test", "noaia.test"):
+        for name in ("localhost", "revoked.test", "other.test", "must.test", "noaia.test",
+                     "down.test"):
             serial = openssl("x509", "-in", f"{d}/{name}.pem", "-noout", "-serial").stdout
             serial = serial.strip().split("=")[1]
             if name == "revoked.test":
@@ -106,12 +111,13 @@ def make_pki():
 
 
 class Responder:
-    """openssl ocsp on PORT: one request at a time, nextUpdate nmin minutes after thisUpdate."""
+    """openssl ocsp on PORT (or port): one request at a time, nextUpdate nmin minutes after
+    thisUpdate."""
 
-    def __init__(self, nmin=60):
+    def __init__(self, nmin=60, port=None):
         self.log = open(f"{TMP}/responder-{time.monotonic_ns()}.log", "w")
         self.proc = subprocess.Popen(
-            ["openssl", "ocsp", "-index", f"{TMP}/index.txt", "-port", str(PORT),
+            ["openssl", "ocsp", "-index", f"{TMP}/index.txt", "-port", str(port or PORT),
              "-rsigner", f"{TMP}/responder.pem", "-rkey", f"{TMP}/responder.key",
              "-CA", f"{TMP}/ca.pem", "-nmin", str(nmin), "-ignore_err"],
             stdout=self.log, stderr=subprocess.STDOUT)
@@ -389,54 +395,62 @@ def when(text):
 
 @test
 def refresh_responder_down_and_restart_from_disk():
-    """-nmin 1: refreshed at 30 s, kept after the responder stops until nextUpdate, then none."""
+    """-nmin 1, two responders side by side (about 62 s in all): localhost's response refreshed
+    at 30 s; down.test's responder stopped right after the first fetch, its response kept until
+    nextUpdate then none, and a restart meanwhile serving the response kept on disk."""
     global RESPONDER
     RESPONDER.stop()
     RESPONDER = Responder(nmin=1)
-    cache = f"{TMP}/cache-refresh"
-    srv = Serve("--cert", f"{TMP}/localhost-chain.pem", "--key", f"{TMP}/localhost.key",
-                "--ocsp-cache", cache, listens=["127.0.0.1:0"], state=False)
-    again = None
+    down_responder = Responder(nmin=1, port=PORT2)
+    servers = []
+
+    def start(name, cache):
+        s = Serve("--cert", f"{TMP}/{name}-chain.pem", "--key", f"{TMP}/{name}.key",
+                  "--ocsp-cache", f"{TMP}/{cache}", listens=["127.0.0.1:0"], state=False)
+        servers.append(s)
+        return s
+
     try:
-        srv.wait_log(r"ocsp: localhost: stapling a good response \(from http")
-        rs, cs, first = status(srv.https)
-        assert (rs, cs) == ("successful", "good") and first, (rs, cs, first)
+        a = start("localhost", "cache-a")
+        b = start("down.test", "cache-b")
+        b.wait_log(r"ocsp: down\.test: stapling a good response \(from http")
+        down_responder.stop()
+        rs, cs, kept = status(b.https, "down.test")
+        assert (rs, cs) == ("successful", "good") and kept, (rs, cs, kept)
+        expires = when(kept) + 60
+        # A restart while its responder is down serves the response kept on disk.
+        c = start("down.test", "cache-b")
+        c.wait_log(r"ocsp: down\.test: stapling a good response \(kept in ")
+        assert status(c.https, "down.test") == ("successful", "good", kept)
         # Refreshed half way to nextUpdate: a new thisUpdate about 30 s later.
+        a.wait_log(r"ocsp: localhost: stapling a good response \(from http")
+        rs, cs, first = status(a.https)
+        assert (rs, cs) == ("successful", "good") and first, (rs, cs, first)
         end = time.monotonic() + 50
         second = first
         while second == first and time.monotonic() < end:
             time.sleep(1)
-            second = status(srv.https)[2]
+            second = status(a.https)[2]
         assert second and second != first, (first, second)
         assert 20 <= when(second) - when(first) <= 45, (first, second)
-        # The responder goes away: the response held stays stapled until its nextUpdate.
-        RESPONDER.stop()
-        stopped = time.time()
-        expires = when(second) + 60
-        srv.wait_log(r"fetching a response from http://127\.0\.0\.1:\d+/ failed: .*the response "
-                     r"held stays stapled until", timeout=45)
-        # A restart with the responder down serves what was kept on disk.
-        assert time.time() < expires - 3, "too late to check the restart"
-        again = Serve("--cert", f"{TMP}/localhost-chain.pem", "--key", f"{TMP}/localhost.key",
-                      "--ocsp-cache", cache, listens=["127.0.0.1:0"], state=False)
-        again.wait_log(r"ocsp: localhost: stapling a good response \(kept in ")
-        if time.time() < expires - 1:
-            rs, cs, tu = status(again.https)
-            assert (rs, cs, tu) == ("successful", "good", second), (rs, cs, tu)
-            rs, cs, tu = status(srv.https)
-            assert (rs, cs, tu) == ("successful", "good", second), (rs, cs, tu)
-        # After nextUpdate: no staple at all, never an expired one.
+        # down.test's refresh failed: the response held stays stapled until its nextUpdate...
+        b.wait_log(r"ocsp: down\.test: fetching a response from http://127\.0\.0\.1:\d+/ failed: "
+                   r".*the response held stays stapled until", timeout=30)
+        if time.time() < expires - 2:
+            assert status(b.https, "down.test") == ("successful", "good", kept)
+        # ... and after it, nothing: never an expired response.
         while time.time() < expires + 1:
             time.sleep(0.5)
-        for s in (srv, again):
-            rs, cs, tu = status(s.https)
+        for s in (b, c):
+            rs, cs, tu = status(s.https, "down.test")
             assert rs is None, (rs, cs, tu)
-        srv.wait_log(r"the stapled response expired and no new one could be had", timeout=30)
-        assert time.time() - stopped < 120
+        b.wait_log(r"down\.test: the stapled response expired and no new one could be had",
+                   timeout=30)
+        assert status(a.https)[:2] == ("successful", "good")
     finally:
-        assert srv.stop() == 0
-        if again:
-            assert again.stop() == 0
+        down_responder.stop()
+        for s in servers:
+            assert s.stop() == 0
 
 
 RESPONDER = None
@@ -445,7 +459,7 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
         TMP = tmp
         e2e_serve.setup(tmp)
-        PORT, DEAD_PORT = free_port(), free_port()
+        PORT, PORT2, DEAD_PORT = free_port(), free_port(), free_port()
         make_pki()
         try:
             RESPONDER = Responder()
