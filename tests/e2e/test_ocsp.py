@@ -25,6 +25,7 @@ responder down serving the response kept on disk (ocsp-cache).
 Runs from the repository root; TLSLOOP_BIN is the tlsloop program (build/tlsloop by default).
 Ends with "N passed, N failed".
 """
+import calendar
 import os
 import re
 import signal
@@ -390,7 +391,8 @@ def get_ocsp_against_s_server():
 
 
 def when(text):
-    return time.mktime(time.strptime(text.replace(" GMT", ""), "%b %d %H:%M:%S %Y"))
+    """Unix time of openssl's "Dec  8 00:20:09 2026 GMT"."""
+    return calendar.timegm(time.strptime(text.replace(" GMT", ""), "%b %d %H:%M:%S %Y"))
 
 
 @test
