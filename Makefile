@@ -61,6 +61,9 @@ NGHTTP2_LIBS = $(eval NGHTTP2_LIBS := $$(or $$(shell $(PKG_CONFIG) --libs libngh
 # jansson: JSON for the ACME client (the library links it).
 JANSSON_CFLAGS = $(eval JANSSON_CFLAGS := $$(shell $(PKG_CONFIG) --cflags jansson 2>/dev/null))$(JANSSON_CFLAGS)
 JANSSON_LIBS = $(eval JANSSON_LIBS := $$(or $$(shell $(PKG_CONFIG) --libs jansson 2>/dev/null),-ljansson))$(JANSSON_LIBS)
+# libsystemd: sd_notify and socket activation (the library links it).
+SYSTEMD_CFLAGS = $(eval SYSTEMD_CFLAGS := $$(shell $(PKG_CONFIG) --cflags libsystemd 2>/dev/null))$(SYSTEMD_CFLAGS)
+SYSTEMD_LIBS = $(eval SYSTEMD_LIBS := $$(or $$(shell $(PKG_CONFIG) --libs libsystemd 2>/dev/null),-lsystemd))$(SYSTEMD_LIBS)
 # libuv: only examples/uv_echo.c, which drives the engine from libuv's loop (the library does not
 # link it; see the per-example flags under "linking").
 UV_CFLAGS = $(eval UV_CFLAGS := $$(shell $(PKG_CONFIG) --cflags libuv 2>/dev/null))$(UV_CFLAGS)
@@ -81,12 +84,12 @@ endif
 CFLAGS ?= $(OPT_CFLAGS)
 LDFLAGS ?=
 BASE_CFLAGS = -std=gnu11 -Wall -Wextra $(WERROR) -pthread -Iinclude -D_GNU_SOURCE \
-	$(OPENSSL_CFLAGS) $(NGHTTP2_CFLAGS) $(JANSSON_CFLAGS) $(SAN_FLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
+	$(OPENSSL_CFLAGS) $(NGHTTP2_CFLAGS) $(JANSSON_CFLAGS) $(SYSTEMD_CFLAGS) $(SAN_FLAGS) $(CFLAGS) $(EXTRA_CFLAGS)
 LIB_CFLAGS = $(BASE_CFLAGS) -Isrc -fvisibility=hidden -fPIC
 # Programs (tools, tests, examples, benches) may include "test.h" and private headers in src/.
 PROG_CFLAGS = $(BASE_CFLAGS) -Itests -Isrc
 LINK_FLAGS = -pthread $(SAN_FLAGS) $(LDFLAGS)
-LDLIBS_ALL = $(OPENSSL_LIBS) $(URING_LIBS) $(NGHTTP2_LIBS) $(JANSSON_LIBS) -pthread $(LDLIBS)
+LDLIBS_ALL = $(OPENSSL_LIBS) $(URING_LIBS) $(NGHTTP2_LIBS) $(JANSSON_LIBS) $(SYSTEMD_LIBS) -pthread $(LDLIBS)
 # Catch undefined symbols in the shared library (not with sanitizers: clang leaves their runtime
 # out of shared objects).
 ifeq ($(SAN),1)
@@ -97,7 +100,7 @@ endif
 
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_BASE_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -O1 -g -pthread -Iinclude -D_GNU_SOURCE \
-	$(OPENSSL_CFLAGS) $(NGHTTP2_CFLAGS) $(JANSSON_CFLAGS) $(EXTRA_CFLAGS)
+	$(OPENSSL_CFLAGS) $(NGHTTP2_CFLAGS) $(JANSSON_CFLAGS) $(SYSTEMD_CFLAGS) $(EXTRA_CFLAGS)
 FUZZ_LIB_CFLAGS = $(FUZZ_BASE_CFLAGS) -Isrc -fsanitize=fuzzer-no-link $(FUZZ_SAN)
 FUZZ_PROG_CFLAGS = $(FUZZ_BASE_CFLAGS) -Isrc -Itests -fsanitize=fuzzer $(FUZZ_SAN)
 

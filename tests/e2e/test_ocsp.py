@@ -199,6 +199,8 @@ def fetched_and_stapled():
         r = get(srv.https, "-v")
         assert r.returncode == 0, r.stderr
         assert re.search(r"\* OCSP: good \(stapled; thisUpdate .* valid until", r.stderr), r.stderr
+        r = get(srv.https, "-v", "--http2")   # the check comes before either protocol
+        assert r.returncode == 0 and "* OCSP: good" in r.stderr and "HTTP/2" in r.stderr, r.stderr
         # Kept on disk for a restart, under the certificate's hash, written atomically.
         files = wait_kept(f"{TMP}/cache")
         assert any(re.fullmatch(r"[0-9a-f]{64}\.der", f) for f in files), files
