@@ -569,13 +569,37 @@ static void cancel(ocsp_cert *c)
         tl_conn_abort(tl_client_http_conn(c->x));   /* on_close follows */
 }
 
-/* On the control loop: what each entry should do now that a generation was attached. */
+static void free_cert(ocsp_cert *c)
+{
+    fetch_reset(c);
+    tli_staple_free(c->staple);   /* the configurations that serve it hold their own references */
+    X509_free(c->leaf);
+    sk_X509_pop_free(c->chain, X509_free);
+    free(c->url);
+    free(c);
+}
+
+/* On the control loop: what each entry should do now that a generation was attached. An entry
+ * the newest generation no longer has (a certificate replaced by a reload) is dropped once its
+ * fetch has ended. */
 static void on_kick(tl_loop *loop, tl_work *w)
 {
     (void)loop;
     tli_ocsp *o = w->data;
     atomic_store(&o->kick_posted, false);
     pthread_mutex_lock(&o->lock);
+    for (ocsp_cert **pp = &o->certs; *pp;) {
+        ocsp_cert *c = *pp;
+        if (!c->used) {
+            cancel(c);
+            if (!c->dial && !c->x) {
+                *pp = c->next;
+                free_cert(c);
+                continue;
+            }
+        }
+        pp = &c->next;
+    }
     for (ocsp_cert *c = o->certs; c; c = c->next) {
         bool fetching = o->mode == TLI_OCSP_ON && c->used && c->url && c->issuer && !o->stopping;
         if (!fetching) {
@@ -755,12 +779,7 @@ void tli_ocsp_free(tli_ocsp *o)
         next = c->next;
         if (c->scheduled && o->srv->control)
             tl_timer_stop(o->srv->control, &c->timer);
-        fetch_reset(c);
-        tli_staple_free(c->staple);
-        X509_free(c->leaf);
-        sk_X509_pop_free(c->chain, X509_free);
-        free(c->url);
-        free(c);
+        free_cert(c);
     }
     tl_client_free(o->client);
     pthread_mutex_destroy(&o->lock);

@@ -11,7 +11,8 @@ TLS feature status_request, whose responder URL points at a port nobody listens 
 
 Covers: a response fetched from the responder and stapled, seen by `openssl s_client -status`
 (OCSP Response Status: successful, Cert Status: good) and checked by `tlsloop get --ocsp -v`;
-two SNI certificates, each stapled with its own response; `tlsloop proxy` stapling as well;
+two SNI certificates, each stapled with its own response; a certificate replaced by a reload
+(SIGHUP) fetched for and stapled; `tlsloop proxy` stapling as well;
 a revoked status logged as an error and not stapled (get --ocsp fails, exit 5); ocsp-staple FILE
 with the right response stapled and another certificate's refused, and SIGHUP rereading the file;
 a must-staple certificate without a response warned about; a certificate without an OCSP URL
@@ -249,6 +250,35 @@ def sni_certificates_have_their_own_staples():
 
 
 @test
+def certificate_replaced_on_reload_gets_its_staple():
+    """The path a renewal takes (new files, SIGHUP): the new certificate is fetched for."""
+    import shutil
+    cert, key = f"{TMP}/live-chain.pem", f"{TMP}/live.key"
+    shutil.copy(f"{TMP}/localhost-chain.pem", cert)
+    shutil.copy(f"{TMP}/localhost.key", key)
+    srv = Serve("--cert", cert, "--key", key, "--ocsp-cache", f"{TMP}/cache-reload",
+                listens=["127.0.0.1:0"], state=False)
+    try:
+        srv.wait_log(r"ocsp: localhost: stapling a good response \(from http")
+        assert staple_serial(srv.https, "localhost") == serial_of("localhost")
+        shutil.copy(f"{TMP}/other.test-chain.pem", cert)
+        shutil.copy(f"{TMP}/other.test.key", key)
+        srv.proc.send_signal(signal.SIGHUP)
+        srv.wait_log(r"reloaded: generation 2")
+        srv.wait_log(r"ocsp: other\.test: stapling a good response \(from http")
+        assert staple_serial(srv.https, "other.test") == serial_of("other.test")
+        r = get(srv.https, name="other.test")
+        assert r.returncode == 0, r.stderr
+        # Another reload with the same certificate fetches nothing new.
+        srv.proc.send_signal(signal.SIGHUP)
+        srv.wait_log(r"reloaded: generation 3")
+        time.sleep(0.5)
+        assert len(re.findall(r"other\.test: stapling", srv.log_text())) == 1, srv.log_text()
+    finally:
+        assert srv.stop() == 0
+
+
+@test
 def proxy_staples_too():
     backend = TcpServer(e2e_proxy.echo)
     e2e_proxy.TMP = TMP
@@ -473,7 +503,8 @@ if __name__ == "__main__":
         try:
             only = sys.argv[1:]
             for t in (fetched_and_stapled, sni_certificates_have_their_own_staples,
-                      proxy_staples_too, revoked_logged_not_stapled,
+                      certificate_replaced_on_reload_gets_its_staple, proxy_staples_too,
+                      revoked_logged_not_stapled,
                       file_right_and_wrong_and_sighup, must_staple_warned_no_url_info_and_off,
                       get_ocsp_against_s_server, refresh_responder_down_and_restart_from_disk):
                 if not only or t.__name__ in only:
