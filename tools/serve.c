@@ -27,8 +27,9 @@
 #define LEAF_SECONDS ((long)TL_CERTGEN_LOCAL_LEAF_DAYS * 86400)
 
 static const tl_server_option SERVE_OPTIONS[] = {
-    {"state-dir", "DIR", "where the generated CA and certificate live (default "
-     "$XDG_STATE_HOME/tlsloop, else ~/.local/state/tlsloop)", NULL, false},
+    {"state-dir", "DIR", "where the generated CA and certificate live, and fetched OCSP "
+     "responses (ocsp/) unless ocsp-cache says otherwise (default $XDG_STATE_HOME/tlsloop, else "
+     "~/.local/state/tlsloop)", NULL, false},
 };
 
 void cmd_serve_usage(FILE *f)
@@ -328,6 +329,17 @@ int cmd_serve(int argc, char **argv)
     /* metrics-listen: its listener goes last, once the others are known. */
     if (tl_httpd_config_finish(cfg, err, sizeof err) != 0)
         return tool_server_usage_error("serve", cfg, err);
+    /* Fetched OCSP responses go to the state directory too (the server's own default is the
+     * default state directory's). */
+    if (tl_server_config_value(cfg, "state-dir") && !tl_server_config_count(cfg, "ocsp-cache")) {
+        char dir[4096], ocsp_dir[4200];
+        state_dir(cfg, dir, sizeof dir);
+        snprintf(ocsp_dir, sizeof ocsp_dir, "%s/ocsp", dir);
+        if (set_default(cfg, "ocsp-cache", ocsp_dir) != 0) {
+            tl_server_config_free(cfg);
+            return EXIT_USAGE;
+        }
+    }
     char ca[4096] = "";
     tl_acme *acme = NULL;
     if (tl_acme_wanted(cfg)) {

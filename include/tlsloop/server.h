@@ -89,7 +89,8 @@ TL_API int tl_server_config_load(tl_server_config *cfg, const char *path, char *
 TL_API int tl_server_config_args(tl_server_config *cfg, int argc, char **argv, int *argi,
                                  char *err, size_t errlen);
 /* How many listeners ("listen"), TLS listeners ("tls-listen") or certificates ("cert") the
- * configuration has, or how many values an extension option has; 0 for other names. */
+ * configuration has, whether it has an OCSP cache directory ("ocsp-cache": 0 or 1), or how many
+ * values an extension option has; 0 for other names. */
 TL_API size_t tl_server_config_count(const tl_server_config *cfg, const char *name);
 /* The i-th listen value as given ("127.0.0.1:8443,plain"), or NULL past the last. */
 TL_API const char *tl_server_config_listen(const tl_server_config *cfg, size_t i);

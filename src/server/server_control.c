@@ -22,6 +22,7 @@ void tli_begin_drain(tl_server *srv)
     for (unsigned i = 0; i < srv->nworkers; i++)
         tl_loop_post(srv->workers[i].loop, &srv->workers[i].drain_work);
     tl_timer_stop(srv->control, &srv->rotate);
+    tli_ocsp_stop(srv->ocsp);
 }
 
 void tli_on_stop_work(tl_loop *loop, tl_work *work)
@@ -308,6 +309,7 @@ int tl_server_reload(tl_server *srv, char *err, size_t errlen)
     if (!same_restart_settings(srv->cfg, cfg))
         LOG(srv, WARN, "reload: listeners, workers, io, user, limits, the log file and task threads "
                        "take effect only after a restart");
+    tli_ocsp_attach(srv->ocsp, g);   /* its certificates' staples, before anyone uses it */
     pthread_mutex_lock(&srv->gen_lock);
     if (ring && ring != srv->ring) {
         tl_ticket_ring_free(srv->ring);

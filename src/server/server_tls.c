@@ -147,6 +147,7 @@ tli_gen *tli_gen_build(const tl_server_config *cfg, tl_ticket_ring *ring, char *
             (cfg->certs[i].key && !readable("key", cfg->certs[i].key, err, errlen)))
             return NULL;
     if ((cfg->client_ca && !readable("client-ca", cfg->client_ca, err, errlen)) ||
+        (cfg->ocsp == TLI_OCSP_FILE && !readable("ocsp-staple", cfg->ocsp_file, err, errlen)) ||
         (cfg->ticket_key_file && !ring && !readable("ticket-key-file", cfg->ticket_key_file, err,
                                                     errlen)))
         return NULL;

@@ -88,6 +88,8 @@ void tl_tls_ctx_free(tl_tls_ctx *ctx)
         return;
     if (ctx->names_ops)
         ctx->names_ops->free(ctx);
+    if (ctx->ocsp_ops)
+        ctx->ocsp_ops->free(ctx);
     SSL_CTX_free(ctx->ssl);
     tl_ticket_ring_free(ctx->ring);
     free(ctx->alpn_wire);
