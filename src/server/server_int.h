@@ -331,7 +331,7 @@ void tli_start_pending(worker *w, int li, int fd, const struct sockaddr *peer, s
 void tli_end_pending(pending *p, bool ok);
 void tli_refuse_untrusted(worker *w, int li, int fd, const struct sockaddr *peer);
 
-/* server_ocsp.c: OCSP stapling for every certificate of the generations (docs/ocsp.md). new
+/* server_ocsp.c: OCSP stapling for every certificate of the generations (docs/certificates.md). new
  * after the control loop exists; attach a generation before it is published (its configurations
  * get their certificates' staples; ocsp-staple FILE is read and checked now); stop on the control
  * thread when the drain begins (fetches end; busy says whether one is still closing); free after

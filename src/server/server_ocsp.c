@@ -1,4 +1,4 @@
-/* server_ocsp.c - OCSP stapling for the server's certificates (ocsp-staple, docs/ocsp.md).
+/* server_ocsp.c - OCSP stapling for the server's certificates (ocsp-staple, docs/certificates.md).
  *
  * One entry per leaf certificate (by the SHA-256 of its DER), kept across reloads, with the staple
  * slot every configuration serving that certificate holds (tli_ocsp.h): workers' handshakes read

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""test_ocsp.py - OCSP stapling (ocsp-staple, docs/ocsp.md) and `tlsloop get --ocsp`, with
+"""test_ocsp.py - OCSP stapling (ocsp-staple, docs/certificates.md) and `tlsloop get --ocsp`, with
 `openssl ocsp` as the CA's responder on a loopback port this script picks, started and stopped
 here.
 
