@@ -5,8 +5,8 @@
  * A server staples a response its certificate's CA (the OCSP responder named in the certificate's
  * Authority Information Access extension) signed: "this certificate is good from thisUpdate until
  * nextUpdate". The server side (fetching, refreshing, keeping responses on disk, serving them from
- * memory to every worker) is tlsloop/server.h's option ocsp-staple (docs/certificates.md); this header is
- * the part a client uses, and the facts both sides share.
+ * memory to every worker) is tlsloop/server.h's option ocsp-staple (docs/certificates.md); this
+ * header is the part a client uses, and the facts both sides share.
  *
  * Checking a response (tl_ocsp_check_peer, and the server before it staples one): it must be a
  * successful OCSP response with a basic response, signed by the certificate's issuer or by a
