@@ -41,8 +41,9 @@
 # Knobs (environment): TEST_PHASES, URING_UNIT, URING_E2E, URING_JOBS (3), BUILD, ASAN_BUILD,
 # FUZZ_BUILD, UNIT_TIMEOUT (300), E2E_TIMEOUT (300), EXAMPLE_TIMEOUT (60), CHECK_TIMEOUT (600),
 # FUZZ_SMOKE_SECONDS (20 per target), FUZZ_SMOKE_BUDGET (150 s for all targets together), MAKE,
-# E2E_JOBS (2: the e2e scripts of the normal and asan phases run two at a time; the unit tests one
-# at a time), FUZZ_JOBS (2 fuzz targets at a time).
+# E2E_JOBS (3: the normal and asan phases run three programs at a time, as the -uring phases run
+# URING_JOBS: the e2e scripts first, LONG_E2E's before the others, then the unit tests beside
+# them), FUZZ_JOBS (2 fuzz targets at a time).
 # A TLSLOOP_IO of the caller's is not passed on: the normal and asan phases run on epoll.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -57,7 +58,9 @@ PHASES=${TEST_PHASES:-normal normal-uring asan asan-uring fuzz checks}
 URING_UNIT=${URING_UNIT:-loop conn server http httpd proxy client}
 URING_E2E=${URING_E2E:-test_serve_* test_server_* test_proxy_* test_get test_get_h2 test_ocsp test_examples}
 URING_JOBS=${URING_JOBS:-3}
-E2E_JOBS=${E2E_JOBS:-2}
+E2E_JOBS=${E2E_JOBS:-3}
+# The e2e scripts that take longest (most of it waiting on deadlines), started first in a phase.
+LONG_E2E=${LONG_E2E:-test_ocsp test_acme test_session_store test_chromium test_scale_out test_serve_h2 test_server_tls}
 FUZZ_JOBS=${FUZZ_JOBS:-2}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}
 E2E_TIMEOUT=${E2E_TIMEOUT:-300}
@@ -200,30 +203,34 @@ run_suite() { # label builddir [uring]
     local label=$1 dir=$2 uring=${3:-} src name layer
     local BUILD=$dir # for scripts that read BUILD
     export BUILD TLSLOOP_PHASE=${label%-uring} TLSLOOP_BUILD=$dir TLSLOOP_BIN=$ROOT/$dir/tlsloop TLSLOOP_ROOT=$ROOT
-    local PAR=1
+    local PAR=$E2E_JOBS
     if [[ -n $uring ]]; then
         export TLSLOOP_IO=uring
         PAR=$URING_JOBS
         uring_note
     fi
-    [[ -n $uring ]] || run_units "$label" "$dir" ""
-    local e2e=() pat
+    local e2e=() long=() pat
     for src in tests/e2e/*.sh tests/e2e/*.py; do
         [[ -e $src ]] || continue
+        name=$(basename "$src")
+        name=${name%.*}
         if [[ -n $uring ]]; then
-            name=$(basename "$src")
-            name=${name%.*}
+            local want=0
             for pat in $URING_E2E; do
                 # shellcheck disable=SC2053 # a glob on purpose
-                [[ $name == $pat ]] && e2e+=("$src") && break
+                [[ $name == $pat ]] && want=1 && break
             done
+            [[ $want == 1 ]] || continue
+        fi
+        # The longest scripts start first, so that none of them is left running alone at the end.
+        if [[ " $LONG_E2E " == *" $name "* ]]; then
+            long+=("$src")
         else
             e2e+=("$src")
         fi
     done
-    [[ -n $uring ]] || PAR=$E2E_JOBS # the units ran one at a time; the e2e scripts two by two
-    run_e2e "$label" "${e2e[@]}"
-    [[ -z $uring ]] || run_units "$label" "$dir" uring # side by side: the long e2e scripts first
+    run_e2e "$label" "${long[@]}" "${e2e[@]}"
+    run_units "$label" "$dir" "$uring" # side by side with the e2e scripts still running
     for src in examples/*.c; do
         [[ -e $src ]] || continue
         # A server example runs until stopped; an e2e script drives it with real clients.
