@@ -31,7 +31,11 @@ static void settle(hconn *hc)
         tl_timer_stop(tl_conn_loop(hc->c), &hc->timer);   /* the send-stall deadline covers it */
         return;
     }
-    if (hc->state == H_IDLE && (hc->eof || hc->draining) && !tl_buf_len(&hc->in)) {
+    /* A connection that has not sent its first request yet gets it answered while draining: it
+     * was accepted for one (and may be handshaking still), and its client cannot tell a close
+     * from a failure; one that already had answers is closed (its client sends again). */
+    if (hc->state == H_IDLE && (hc->eof || (hc->draining && !hc->first)) &&
+        !tl_buf_len(&hc->in)) {
         close_conn(hc);   /* no further request is coming, or none is taken */
         return;
     }
@@ -128,8 +132,8 @@ static size_t consume_loop(hconn *hc, const uint8_t *p, size_t n)
         const uint8_t *v = p + at;
         size_t vl = n - at;
         if (hc->state == H_IDLE) {
-            if (hc->draining) {
-                close_conn(hc);   /* no new request once draining */
+            if (hc->draining && !hc->first) {
+                close_conn(hc);   /* no new request once draining, but the first one */
                 return n;
             }
             hc->state = H_HEAD;
@@ -381,8 +385,8 @@ void tli_httpd_conn_drain(tl_conn *c, void *data)
     if (!hc)
         return;
     hc->draining = true;
-    if (hc->state == H_IDLE && !hc->blocked && !tl_buf_len(&hc->in))
-        close_conn(hc);
+    if (hc->state == H_IDLE && !hc->blocked && !tl_buf_len(&hc->in) && !hc->first)
+        close_conn(hc);   /* the first request of a new one is answered (settle) */
 }
 
 

@@ -14,6 +14,11 @@
 
 void tli_begin_drain(tl_server *srv)
 {
+    tl_timer_stop(srv->control, &srv->grace);
+    /* Not after a hand-off: the successor is systemd's main process now, and STOPPING=1 from
+     * any process of the unit would say the service stops. */
+    if (!atomic_exchange(&srv->draining, true) && !srv->handed_off)
+        tli_notify(srv, "STOPPING=1\nSTATUS=draining");
     pthread_mutex_lock(&srv->gen_lock);
     uint64_t deadline = srv->gen->cfg->drain_timeout_ms;
     pthread_mutex_unlock(&srv->gen_lock);
@@ -24,10 +29,30 @@ void tli_begin_drain(tl_server *srv)
     tl_timer_stop(srv->control, &srv->rotate);
 }
 
+/* drain-grace: /health and /ready say "draining" while the listeners still accept, so a
+ * balancer's health checks take the instance out before anyone is refused. */
 void tli_on_stop_work(tl_loop *loop, tl_work *work)
 {
+    tl_server *srv = work->data;
+    pthread_mutex_lock(&srv->gen_lock);
+    uint64_t grace = srv->gen->cfg->drain_grace_ms;
+    pthread_mutex_unlock(&srv->gen_lock);
+    if (!grace || srv->handed_off) {
+        tli_begin_drain(srv);
+        return;
+    }
+    atomic_store(&srv->draining, true);
+    tli_notify(srv, "STOPPING=1\nSTATUS=draining: health checks fail for %llu ms, then the "
+               "listeners close", (unsigned long long)grace);
+    LOG(srv, INFO, "drain-grace: /health answers 503 for %llu ms before the listeners close",
+        (unsigned long long)grace);
+    tl_timer_start(loop, &srv->grace, grace);
+}
+
+void tli_on_grace(tl_loop *loop, tl_timer *t)
+{
     (void)loop;
-    tli_begin_drain(work->data);
+    tli_begin_drain(t->data);
 }
 
 void tl_server_stop(tl_server *srv)
@@ -286,6 +311,7 @@ int tl_server_reload(tl_server *srv, char *err, size_t errlen)
     /* One reload at a time. Files are read outside gen_lock, so counters and key rotation never
      * wait for a slow disk. */
     pthread_mutex_lock(&srv->reload_lock);
+    tli_notify_reloading(srv);
     tl_server_config *cfg = tli_server_config_replay(srv->cfg, err, errlen);
     tl_ticket_ring *ring = NULL;
     tli_gen *g = NULL;
@@ -300,6 +326,8 @@ int tl_server_reload(tl_server *srv, char *err, size_t errlen)
         tl_ticket_ring_free(ring);
         atomic_fetch_add(&srv->reload_failures, 1);
         LOG(srv, ERROR, "reload failed, keeping the running configuration: %s", err);
+        tli_notify(srv, "READY=1\nSTATUS=reload failed (%.300s): serving the previous "
+                   "configuration", err);
         return -1;
     }
     if (!same_restart_settings(srv->cfg, cfg))
@@ -319,6 +347,7 @@ int tl_server_reload(tl_server *srv, char *err, size_t errlen)
     atomic_fetch_add(&srv->reloads, 1);
     LOG(srv, INFO, "reloaded: generation %u (new handshakes use it)", g->serial);
     tli_warn_open_keys(srv, cfg);
+    tli_notify(srv, "READY=1\nSTATUS=serving, reloaded: generation %u", g->serial);
     pthread_mutex_unlock(&srv->reload_lock);
     return 0;
 }
