@@ -303,11 +303,13 @@ static void on_upc(tl_loop *loop, tl_io *io, unsigned events)
     int got = recv_msg(srv->upc_fd, &m, NULL);
     if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return;
+    int e = errno;
     pid_t pid = srv->upc_pid;
     close_upc(srv);
     if (got <= 0 || m.type != M_SERVING) {
-        LOG(srv, WARN, "upgrade: pid %d %s before it served (its own log says why): still "
-            "serving", (int)pid, got == 0 ? "went away" : "broke the exchange");
+        LOG(srv, WARN, "upgrade: pid %d went away before it served (%s; its own log says why): "
+            "still serving", (int)pid, got == 0 ? "it closed the connection"
+                                       : got < 0 ? strerror(e) : "an unexpected message");
         tli_notify(srv, "STATUS=upgrade by pid %d failed; still serving", (int)pid);
         return;
     }

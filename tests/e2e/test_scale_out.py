@@ -409,6 +409,42 @@ def sigusr2_upgrade_under_load(root):
         inst.stop()
 
 
+@test
+def upgrade_socket_takeover_by_hand(root):
+    """With upgrade-socket PATH a second process started with the same options takes over; its
+    own successor finds it on the same PATH; one with other listeners is refused and the running
+    one goes on serving."""
+    path = f"{TMP}/upgrade.sock"
+    first = Instance("127.0.0.1", "--upgrade-socket", path, root=root)
+    insts = [first]
+    try:
+        for _ in range(2):
+            old = insts[-1]
+            load = Load("127.0.0.1", old.https, keepalive=2, handshakes=1)
+            time.sleep(0.3)
+            new = Instance("127.0.0.1", "--upgrade-socket", path, root=root,
+                           ports=(old.https, old.metrics))
+            insts.append(new)
+            assert "takeover: serving" in log_text(new.log), log_text(new.log)
+            assert old.proc.wait(20 * SLOW) == 0
+            time.sleep(0.3)
+            load.check("takeover by hand")
+            assert os.path.exists(path)
+        # Other listeners: refused, and the running one is untouched.
+        bad = subprocess.run([BIN, "serve", "--listen", "127.0.0.1:0", "--state-dir", STATE,
+                              "--root", root, "--workers", "2", "--upgrade-socket", path],
+                             capture_output=True, text=True, timeout=20 * SLOW)
+        assert bad.returncode != 0 and "start the new server with the same listen options" in \
+            bad.stderr, (bad.returncode, bad.stderr)
+        last = insts[-1]
+        assert last.proc.poll() is None and last.health() == (200, "ok\n")
+        wait_log(last.log, r"went away before it served.*still serving")
+    finally:
+        for x in insts:
+            x.stop()
+    assert not os.path.exists(path), "the last server left its upgrade socket behind"
+
+
 LAUNCHER = r"""
 import fcntl, os, sys
 # What systemd does for a socket-activated service: the sockets at 3.., LISTEN_PID our own pid.
@@ -616,7 +652,8 @@ def main():
             fail("first start", e)
             return summary()
         tests = [health_endpoints_and_drain_grace, upgrade_keeps_the_backlog,
-                 sigusr2_upgrade_under_load, socket_activation_and_sd_notify,
+                 sigusr2_upgrade_under_load, upgrade_socket_takeover_by_hand,
+                 socket_activation_and_sd_notify,
                  three_instances_behind_haproxy]
         run_selected(tests, root)
     return summary()
