@@ -38,7 +38,9 @@ void cmd_serve_usage(FILE *f)
             "127.0.0.1:8080, a certificate for localhost made on first start (its CA is kept in\n"
             "the state directory; the command that trusts it is printed), and a built-in page.\n"
             "Options go on the command line (--name value) or in a --config file (name value).\n"
-            "SIGTERM drains, SIGHUP reloads certificates and keys, SIGUSR1 reopens the logs.\n\n"
+            "SIGTERM drains, SIGHUP reloads certificates and keys, SIGUSR1 reopens the logs, SIGUSR2\n"
+            "starts the new binary, which takes the listening sockets over (docs/scale-out.md).\n"
+            "The metrics listener also answers /health and /ready (503 once draining).\n\n"
             "  --check                        check the configuration (files, certificates) and exit\n"
             "  --help                         this text\n\n"
             "HTTP:\n");
