@@ -7,14 +7,19 @@
 - upgrade_keeps_the_backlog: connections waiting in the kernel's accept queue of a server that
   cannot accept them (max-conns reached) are served by the new process SIGUSR2 started: the queue
   goes with the socket.
+- a_failed_upgrade_leaves_the_old_one_serving: the new process cannot start; the old one says
+  why and serves on; a second SIGUSR2 once the cause is gone upgrades.
 - sigusr2_upgrade_under_load: keep-alive and handshake load on one instance, SIGUSR2: the old
   pid drains and exits 0, the new pid serves, not one failed request or reset.
+- upgrade_socket_takeover_by_hand: with upgrade-socket PATH, a process started by hand with the
+  same options takes over (twice); one with other listeners is refused.
 - socket_activation_and_sd_notify: a launcher that does what systemd does (LISTEN_FDS,
   LISTEN_PID, LISTEN_FDNAMES, the sockets at 3 and 4) and a NOTIFY_SOCKET the test reads:
   READY=1, RELOADING=1 with MONOTONIC_USEC then READY=1 on SIGHUP, STOPPING=1 on SIGTERM.
 - three_instances_behind_haproxy: three instances on 127.0.0.2, .3 and .4 sharing a ticket key
   file, HAProxy in TCP mode (round-robin, health checks on /health) in front: a client that
-  reconnects N times resumes >= 99% of its TLS 1.3 sessions across instances; then under
+  reconnects N times resumes >= 99% of its TLS 1.3 sessions across instances (and N/5 TLS 1.2
+  reconnects with tickets); then under
   keep-alive and handshake load one instance is upgraded by SIGUSR2 and another (socket-activated)
   restarted as systemd would: zero failed requests, zero resets.
 
@@ -83,10 +88,11 @@ def log_text(path):
         return ""
 
 
-def wait_log(path, pattern, timeout=10):
+def wait_log(path, pattern, timeout=10, start=0):
+    """The first match of pattern in the log from offset start on, once it is there."""
     end = time.monotonic() + timeout * SLOW
     while time.monotonic() < end:
-        m = re.search(pattern, log_text(path))
+        m = re.search(pattern, log_text(path)[start:])
         if m:
             return m
         time.sleep(0.02)
@@ -134,9 +140,10 @@ class Instance:
         old = self.pid
         before = len(log_text(self.log))
         os.kill(old, signal.SIGUSR2)
-        m = wait_log(self.log, rf"SIGUSR2: started \S+ as pid (\d+)")
+        m = wait_log(self.log, rf"SIGUSR2: started \S+ as pid (\d+)", start=before)
         new = int(m.group(1))
-        wait_log(self.log, rf"upgrade: pid {new} serves our listening sockets: draining")
+        wait_log(self.log, rf"upgrade: pid {new} serves our listening sockets: draining",
+                 start=before)
         if not wait_pid_gone(old, 20):
             raise AssertionError(f"the old pid {old} did not exit after the hand-off")
         assert self.proc.wait(5) == 0, f"the old process exited with {self.proc.returncode}"
@@ -180,10 +187,25 @@ def free_port(addr="127.0.0.1"):
         return s.getsockname()[1]
 
 
-def tls_ctx():
+def tls_ctx(version=ssl.TLSVersion.TLSv1_3):
     c = ssl.create_default_context(cafile=CA)
-    c.minimum_version = c.maximum_version = ssl.TLSVersion.TLSv1_3
+    c.minimum_version = c.maximum_version = version
     return c
+
+
+def reconnects(addr, port, n, version=ssl.TLSVersion.TLSv1_3):
+    """n connections one after another, each offering the previous one's session; how many of
+    the n-1 that could resume did."""
+    ctx, session, resumed = tls_ctx(version), None, 0
+    for i in range(n):
+        raw = socket.create_connection((addr, port), timeout=10 * SLOW)
+        with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+            if i and s.session_reused:
+                resumed += 1
+            s.sendall(b"GET /index.html HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n")
+            assert Load._response(s, b"")[0] == 200
+            session = s.session
+    return resumed
 
 
 # ---- the load client -------------------------------------------------------------------------
@@ -383,6 +405,29 @@ def upgrade_keeps_the_backlog(root):
     finally:
         if held:
             held.close()
+        inst.stop()
+
+
+@test
+def a_failed_upgrade_leaves_the_old_one_serving(root):
+    """The new process cannot start (its --root is gone): the old one logs why and serves on;
+    a second SIGUSR2 once the cause is fixed upgrades."""
+    www = f"{TMP}/www-failing"
+    shutil.copytree(root, www)
+    inst = Instance("127.0.0.1", root=www)
+    try:
+        os.rename(www, www + ".away")
+        os.kill(inst.pid, signal.SIGUSR2)
+        wait_log(inst.log, r"upgrade: the new process \(pid \d+\) exited with 2 before it "
+                           r"served .*still serving")
+        assert inst.proc.poll() is None and inst.health() == (200, "ok\n")
+        os.rename(www + ".away", www)
+        load = Load("127.0.0.1", inst.https, keepalive=1, handshakes=1)
+        time.sleep(0.2)
+        inst.upgrade()
+        time.sleep(0.2)
+        load.check("after a failed upgrade")
+    finally:
         inst.stop()
 
 
@@ -591,15 +636,7 @@ def three_instances_behind_haproxy(root):
                 time.sleep(0.05)
         time.sleep(0.5)   # the first health checks
         # Resumption across instances: each reconnect lands on the next instance.
-        ctx, session, resumed, seen = tls_ctx(), None, 0, set()
-        for i in range(RECONNECTS):
-            raw = socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW)
-            with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
-                if i and s.session_reused:
-                    resumed += 1
-                s.sendall(b"GET /index.html HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n")
-                assert Load._response(s, b"")[0] == 200
-                session = s.session
+        resumed = reconnects("127.0.0.1", port, RECONNECTS)
         served = []
         for x in insts:
             st, body = http_get(x.addr, x.metrics, "/metrics")
@@ -610,6 +647,11 @@ def three_instances_behind_haproxy(root):
         print(f"  {RECONNECTS} reconnects through HAProxy: {resumed} resumed ({rate:.1%}); "
               f"resumed per instance {served}", flush=True)
         assert rate >= 0.99, (resumed, RECONNECTS)
+        # TLS 1.2 tickets too (the same key file); session IDs need the shared store.
+        n12 = RECONNECTS // 5
+        r12 = reconnects("127.0.0.1", port, n12, ssl.TLSVersion.TLSv1_2)
+        print(f"  {n12} TLS 1.2 reconnects (tickets): {r12} resumed", flush=True)
+        assert r12 / (n12 - 1) >= 0.99, (r12, n12)
         # The switch, under load.
         load = Load("127.0.0.1", port, keepalive=4, handshakes=2)
         time.sleep(LOAD_SECONDS / 3)
@@ -652,7 +694,8 @@ def main():
             fail("first start", e)
             return summary()
         tests = [health_endpoints_and_drain_grace, upgrade_keeps_the_backlog,
-                 sigusr2_upgrade_under_load, upgrade_socket_takeover_by_hand,
+                 a_failed_upgrade_leaves_the_old_one_serving, sigusr2_upgrade_under_load,
+                 upgrade_socket_takeover_by_hand,
                  socket_activation_and_sd_notify,
                  three_instances_behind_haproxy]
         run_selected(tests, root)
