@@ -508,16 +508,16 @@ class Activated:
     """systemd's part: the listening sockets, held across restarts of the service, and the
     NOTIFY_SOCKET it reads."""
 
-    def __init__(self, addr):
+    def __init__(self, addr, extra=None):
         self.addr = addr
         self.socks = []
-        for _ in range(2):   # HTTPS, metrics
+        for a in [addr, addr] + ([extra] if extra else []):   # HTTPS, metrics, one nobody wants
             s = socket.socket()
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((addr, 0))
+            s.bind((a, 0))
             s.listen(4096)
             self.socks.append(s)
-        self.ports = [s.getsockname()[1] for s in self.socks]
+        self.ports = [s.getsockname()[1] for s in self.socks[:2]]
         self.notify_path = f"{TMP}/notify-{addr}-{time.monotonic_ns()}"
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
@@ -527,7 +527,8 @@ class Activated:
     def start(self, root, *args):
         fds = [s.fileno() for s in self.socks]
         env = dict(os.environ, NOTIFY_SOCKET=self.notify_path)
-        prefix = [sys.executable, "-c", LAUNCHER, str(len(fds)), "https:metrics", *map(str, fds)]
+        names = ":".join(["https", "metrics", "extra"][:len(fds)])
+        prefix = [sys.executable, "-c", LAUNCHER, str(len(fds)), names, *map(str, fds)]
         return Instance(self.addr, *args, root=root, env=env, pass_fds=fds, cmd_prefix=prefix,
                         ports=self.ports)
 
@@ -552,14 +553,19 @@ class Activated:
 
 @test
 def socket_activation_and_sd_notify(root):
-    act = Activated("127.0.0.1")
+    act = Activated("127.0.0.1", extra="127.0.0.9")
     inst = None
     try:
-        inst = act.start(root)
+        # A plain listener systemd has no socket for: bound by tlsloop itself.
+        inst = act.start(root, "--listen", "127.0.0.1:0,plain")
         assert (inst.https, inst.metrics) == tuple(act.ports), (inst.https, inst.metrics, act.ports)
         ready = act.read_notify("READY=1")
         assert f"MAINPID={inst.pid}" in ready and "STATUS=serving" in ready, ready
-        assert "socket activation: 2 sockets from systemd" in log_text(inst.log)
+        text = log_text(inst.log)
+        assert "socket activation: 3 sockets from systemd" in text, text
+        assert re.search(r"fd 5 extra on 127\.0\.0\.9:\d+ matches no listen option", text), text
+        plain = int(re.search(r"listening on http://localhost:(\d+)/", "".join(inst.out)).group(1))
+        assert plain not in act.ports and http_get("127.0.0.1", plain, "/index.html")[0] == 200
         st, body = inst.health()
         assert st == 200, (st, body)
         inst.proc.send_signal(signal.SIGHUP)
