@@ -229,12 +229,14 @@ int tl_server_run(tl_server *srv, char *err, size_t errlen)
     }
     LOG(srv, INFO, "listening on %s with %u workers, io=%s", addrs, srv->nworkers,
         tli_workers_io(srv));
-    /* The workers run: the server we took over from may stop accepting (what it leaves in the
-     * queues is ours), and a successor of ours can find us. */
-    tli_takeover_serving(srv);
+    /* The workers run: a successor of ours can find us (upgrade-socket: our socket replaces the
+     * old server's at the path), and the server we took over from may stop accepting (what it
+     * leaves in the queues is ours). */
     char uerr[512];
     if (!start_failed && tli_upgrade_listen(srv, uerr, sizeof uerr) != 0)
         LOG(srv, ERROR, "%s (no takeover through it; SIGUSR2 still works)", uerr);
+    if (!start_failed)
+        tli_takeover_serving(srv);   /* else it keeps serving: we stop */
     if (!start_failed)
         tli_notify(srv, "READY=1\nMAINPID=%d\nSTATUS=serving %.400s with %u workers",
                    (int)getpid(), addrs, srv->nworkers);

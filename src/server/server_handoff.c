@@ -37,8 +37,10 @@ extern char **environ;
 #define ENV_NAME "TLSLOOP_TAKEOVER"
 /* How long either side waits for the other's next message during the exchange. */
 #define EXCHANGE_TIMEOUT_MS 5000
-/* How often the child SIGUSR2 started is looked for, until it is reaped. */
+/* How often the child SIGUSR2 started is looked for (until it is reaped), and a successor that
+ * took the sockets checked on (until it says it serves, or SERVING_MS passed). */
 #define REAP_MS 200
+#define SERVING_MS 60000
 
 enum { M_HELLO = 1, M_HEAD, M_FD, M_REFUSE, M_SERVING };
 
@@ -391,8 +393,10 @@ static void on_up_accept(tl_loop *loop, tl_io *io, unsigned events)
         nfds, (int)cred.pid);
     srv->upc_fd = fd;
     srv->upc_pid = cred.pid;
+    srv->upc_deadline_ms = tl_loop_now(srv->control) + SERVING_MS;
     tl_io_init(&srv->upc_io, fd, on_upc, srv);
     tl_io_set(srv->control, &srv->upc_io, TL_READABLE);
+    tl_timer_start(srv->control, &srv->up_timer, REAP_MS);
 }
 
 /* Bind name: a path through a temporary name renamed over it (a successor replaces the socket of
@@ -463,21 +467,27 @@ void tli_upgrade_close(tl_server *srv)
 
 void tli_on_up_timer(tl_loop *loop, tl_timer *t)
 {
-    (void)loop;
     tl_server *srv = t->data;
-    if (!srv->up_child)
-        return;
     int st;
-    pid_t pid = waitpid(srv->up_child, &st, WNOHANG);
-    if (pid == 0) {
-        tl_timer_start(srv->control, &srv->up_timer, REAP_MS);
-        return;
+    pid_t pid = srv->up_child ? waitpid(srv->up_child, &st, WNOHANG) : 0;
+    if (pid == srv->up_child && pid > 0) {
+        if (!srv->handed_off)
+            LOG(srv, ERROR, "upgrade: the new process (pid %d) %s %d before it served (its log "
+                "says why): still serving", (int)pid,
+                WIFEXITED(st) ? "exited with" : "died of signal",
+                WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+        srv->up_child = 0;
+    } else if (pid < 0) {
+        srv->up_child = 0;   /* not ours to wait for (reaped elsewhere) */
     }
-    if (pid == srv->up_child && !srv->handed_off)
-        LOG(srv, ERROR, "upgrade: the new process (pid %d) %s %d before it served (its log says "
-            "why): still serving", (int)pid, WIFEXITED(st) ? "exited with" : "died of signal",
-            WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-    srv->up_child = 0;
+    if (srv->upc_fd >= 0 && tl_loop_now(loop) >= srv->upc_deadline_ms) {
+        LOG(srv, WARN, "upgrade: pid %d took our listening sockets but did not say it serves "
+            "within %d s: we go on serving (beside it, if it does)", (int)srv->upc_pid,
+            SERVING_MS / 1000);
+        close_upc(srv);
+    }
+    if (srv->up_child || srv->upc_fd >= 0)
+        tl_timer_start(loop, t, REAP_MS);
 }
 
 /* Our argv, from /proc/self/cmdline: NULL-terminated, in one allocation freed with free(). */

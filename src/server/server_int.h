@@ -311,6 +311,7 @@ struct tl_server {
     int upc_fd;                    /* a successor's connection, -1 */
     tl_io upc_io;
     pid_t upc_pid;
+    uint64_t upc_deadline_ms;      /* it says "serving" by then, or we stop waiting */
     pid_t up_child;                /* started by SIGUSR2, not yet reaped, 0 */
     tl_timer up_timer;             /* looks for its exit */
     bool handed_off;               /* a successor serves: we drain */

@@ -545,6 +545,13 @@ class Activated:
                 return m
         raise AssertionError(f"no {want} from the service; got {self.messages}")
 
+    def read_pending(self):
+        while True:
+            try:
+                self.messages.append(self.notify.recv(4096).decode())
+            except socket.timeout:
+                return
+
     def close(self):
         for s in self.socks:
             s.close()
@@ -572,9 +579,20 @@ def socket_activation_and_sd_notify(root):
         rel = act.read_notify("RELOADING=1")
         assert re.search(r"^MONOTONIC_USEC=\d+$", rel, re.M), rel
         assert "READY=1" in act.read_notify("READY=1")
-        inst.proc.send_signal(signal.SIGTERM)
+        # A binary upgrade of a socket-activated service: systemd hears the new MAINPID from the
+        # old process, READY=1 from the new one, and no STOPPING=1 (the service goes on).
+        act.messages.clear()
+        new = inst.upgrade()
+        act.read_notify(f"STATUS=handed over to pid {new}, draining")
+        act.read_pending()   # the old one has exited: all it said is here
+        if not any("READY=1" in m and f"MAINPID={new}" in m for m in act.messages):
+            act.read_notify("READY=1")
+        msgs = "\n".join(act.messages)
+        assert f"READY=1\nMAINPID={new}" in msgs and "STOPPING=1" not in msgs, msgs
+        assert st == 200 and inst.health()[0] == 200
+        os.kill(new, signal.SIGTERM)
         act.read_notify("STOPPING=1")
-        assert inst.proc.wait(20 * SLOW) == 0
+        assert wait_pid_gone(new, 20)
         # The sockets stay with "systemd": a connection made now waits in the queue, and the
         # next start answers it.
         raw = socket.create_connection(("127.0.0.1", act.ports[0]), timeout=20 * SLOW)
