@@ -147,7 +147,7 @@ class Instance:
         if not wait_pid_gone(old, 20):
             raise AssertionError(f"the old pid {old} did not exit after the hand-off")
         assert self.proc.wait(5) == 0, f"the old process exited with {self.proc.returncode}"
-        assert "takeover: serving" in log_text(self.log)[before:], log_text(self.log)[before:]
+        wait_log(self.log, r"takeover: serving", start=before)
         self.pid = new
         return new
 
@@ -470,7 +470,7 @@ def upgrade_socket_takeover_by_hand(root):
             new = Instance("127.0.0.1", "--upgrade-socket", path, root=root,
                            ports=(old.https, old.metrics))
             insts.append(new)
-            assert "takeover: serving" in log_text(new.log), log_text(new.log)
+            wait_log(new.log, r"takeover: serving")
             assert old.proc.wait(20 * SLOW) == 0
             time.sleep(0.3)
             load.check("takeover by hand")
