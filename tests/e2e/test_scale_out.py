@@ -463,12 +463,12 @@ def upgrade_socket_takeover_by_hand(root):
     first = Instance("127.0.0.1", "--upgrade-socket", path, root=root)
     insts = [first]
     try:
-        for _ in range(2):
+        for workers in (2, 3):   # more workers than the old one: the extra one shares a socket
             old = insts[-1]
             load = Load("127.0.0.1", old.https, keepalive=2, handshakes=1)
             time.sleep(0.3)
-            new = Instance("127.0.0.1", "--upgrade-socket", path, root=root,
-                           ports=(old.https, old.metrics))
+            new = Instance("127.0.0.1", "--upgrade-socket", path, "--workers", str(workers),
+                           root=root, ports=(old.https, old.metrics))
             insts.append(new)
             wait_log(new.log, r"takeover: serving")
             assert old.proc.wait(20 * SLOW) == 0
@@ -482,6 +482,11 @@ def upgrade_socket_takeover_by_hand(root):
         assert bad.returncode != 0 and "start the new server with the same listen options" in \
             bad.stderr, (bad.returncode, bad.stderr)
         last = insts[-1]
+        assert last.proc.poll() is None and last.health() == (200, "ok\n")
+        # Fewer workers than the running one (3): a socket's queue would have nobody.
+        few = subprocess.run([BIN, "serve", *last.args, "--workers", "2"], capture_output=True,
+                             text=True, timeout=20 * SLOW)
+        assert few.returncode != 0 and "at least as many --workers" in few.stderr, few.stderr
         assert last.proc.poll() is None and last.health() == (200, "ok\n")
         wait_log(last.log, r"went away before it served.*still serving")
     finally:
