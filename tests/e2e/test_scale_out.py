@@ -152,16 +152,23 @@ class Instance:
         return new
 
     def stop(self):
+        """Stop the instance (the process started here, or its successor); what any of them wrote
+        to stderr (a successor inherits the pipe) must hold no sanitizer report."""
+        rc = 0
         if self.pid == self.proc.pid:
             if self.proc.poll() is None:
                 self.proc.terminate()
             try:
-                return self.proc.wait(20 * SLOW)
+                rc = self.proc.wait(20 * SLOW)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 raise
-        stop_pid(self.pid)
-        return 0
+        else:
+            stop_pid(self.pid)
+        err = self.proc.stderr.read()   # every writer has gone: read to the end
+        assert "Sanitizer" not in err and "runtime error" not in err, err[-4000:]
+        assert rc == 0, f"tlsloop serve exited with {rc}: {err[-2000:]}"
+        return rc
 
 
 def http_get(addr, port, path):
