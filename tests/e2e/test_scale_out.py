@@ -16,6 +16,8 @@
 - socket_activation_and_sd_notify: a launcher that does what systemd does (LISTEN_FDS,
   LISTEN_PID, LISTEN_FDNAMES, the sockets at 3 and 4) and a NOTIFY_SOCKET the test reads:
   READY=1, RELOADING=1 with MONOTONIC_USEC then READY=1 on SIGHUP, STOPPING=1 on SIGTERM.
+- systemd_socket_activate: the same with systemd's own systemd-socket-activate, which starts
+  tlsloop on the first connection (answered from the queue).
 - three_instances_behind_haproxy: three instances on 127.0.0.2, .3 and .4 sharing a ticket key
   file, HAProxy in TCP mode (round-robin, health checks on /health) in front: a client that
   reconnects N times resumes >= 99% of its TLS 1.3 sessions across instances (and N/5 TLS 1.2
@@ -618,6 +620,34 @@ def socket_activation_and_sd_notify(root):
         act.close()
 
 
+@test
+def systemd_socket_activate(root):
+    """systemd's own launcher (systemd-socket-activate, from the systemd package) holds the
+    sockets and starts tlsloop on the first connection, which waits in the queue meanwhile."""
+    tool = shutil.which("systemd-socket-activate")
+    if not tool:
+        raise AssertionError("systemd-socket-activate is not installed (package systemd)")
+    https, metrics = free_port(), free_port()
+    log = f"{TMP}/socket-activate.log"
+    p = subprocess.Popen([tool, "-l", f"127.0.0.1:{https}", "-l", f"127.0.0.1:{metrics}",
+                          "--fdname=https:metrics", BIN, "serve", "--listen", f"127.0.0.1:{https}",
+                          "--metrics-listen", f"127.0.0.1:{metrics}", "--state-dir", STATE,
+                          "--root", root, "--log", log], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(2):
+            assert "Listening on" in p.stderr.readline()
+        assert http_get("127.0.0.1", metrics, "/health") == (200, "ok\n")   # starts it
+        assert "socket activation: 2 sockets from systemd" in log_text(log), log_text(log)
+        with tls_ctx().wrap_socket(socket.create_connection(("127.0.0.1", https), timeout=10),
+                                   server_hostname="localhost") as s:
+            s.sendall(b"GET /index.html HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n")
+            assert Load._response(s, b"")[0] == 200
+    finally:
+        p.terminate()
+        assert p.wait(20 * SLOW) == 0, p.stderr.read()
+
+
 def haproxy_config(port, instances):
     servers = "\n".join(
         f"    server s{i} {x.addr}:{x.https} check port {x.metrics} inter 100ms fall 1 rise 1"
@@ -732,7 +762,7 @@ def main():
         tests = [health_endpoints_and_drain_grace, upgrade_keeps_the_backlog,
                  a_failed_upgrade_leaves_the_old_one_serving, sigusr2_upgrade_under_load,
                  upgrade_socket_takeover_by_hand,
-                 socket_activation_and_sd_notify,
+                 socket_activation_and_sd_notify, systemd_socket_activate,
                  three_instances_behind_haproxy]
         run_selected(tests, root)
     return summary()
