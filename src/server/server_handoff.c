@@ -224,8 +224,13 @@ int tli_takeover(tl_server *srv, char *err, size_t errlen)
                 m.text);
         goto fail;
     }
-    if (m.type != M_HEAD || m.nlisten != srv->nlisten || m.nfds == 0 ||
-        m.nfds > m.nlisten * m.nworkers) {
+    if (m.type != M_HEAD || m.nfds == 0 || m.nworkers > 65536 ||
+        (uint64_t)m.nfds > (uint64_t)m.nlisten * m.nworkers) {
+        tli_fmt(err, errlen, "takeover from pid %d: not a tlsloop hand-off of this version "
+                "(message %u, %u sockets)", (int)cred.pid, m.type, m.nfds);
+        goto fail;
+    }
+    if (m.nlisten != srv->nlisten) {
         tli_fmt(err, errlen, "takeover from pid %d: it has %u listeners, we have %zu: start the "
                 "new server with the same listen options (the running one goes on serving)",
                 (int)cred.pid, m.nlisten, srv->nlisten);
