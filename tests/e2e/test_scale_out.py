@@ -31,6 +31,7 @@ does when it drains) is reconnected and the request sent again, as HTTP clients 
 that got no byte of answer (RFC 9112 section 9.3.1); those are counted and printed apart, never as
 failures. TLS 1.2 session IDs across instances need the shared session store (docs/session-store.md).
 """
+import json
 import os
 import re
 import shutil
@@ -459,6 +460,22 @@ def sigusr2_upgrade_under_load(root):
         inst.upgrade()
         time.sleep(0.3)
         load.check("second upgrade")
+        # And under tlsloop bench, keep-alive then reconnecting: its error counts stay empty.
+        for mode in ([], ["--resume"]):
+            secs = LOAD_SECONDS if SOAK else 2
+            bench = subprocess.Popen([BIN, "bench", "--cacert", CA, "-c", "8", "-d", f"{secs}s",
+                                      "--warmup", "0", "--json", *mode,
+                                      f"https://localhost:{inst.https}/index.html"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            time.sleep(secs / 2)
+            inst.upgrade()
+            out, err = bench.communicate(timeout=60 * SLOW)
+            rep = json.loads(out)
+            print(f"  tlsloop bench {' '.join(mode) or 'keep-alive'}: {rep['requests']} requests, "
+                  f"handshakes {rep['handshakes']['full']} full {rep['handshakes']['resumed']} "
+                  f"resumed, errors {rep['errors']}", flush=True)
+            assert bench.returncode == 0 and rep["errors_total"] == 0, (rep["errors"], err)
+            assert rep["requests"] > 100, rep
     finally:
         inst.stop()
 
