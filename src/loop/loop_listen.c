@@ -240,6 +240,11 @@ void tl_listen_stop(tl_loop *loop, tl_listen *l)
     l->err = 0;
 }
 
+int tl_listen_take(tl_listen *l)
+{
+    return l->held_n ? unhold(l) : -1;
+}
+
 const char *tl_listen_mode(const tl_listen *l)
 {
     if (!l->started)

@@ -144,6 +144,35 @@ void tli_on_drain_deadline(tl_loop *loop, tl_timer *t)
         tl_conn_abort(s->c);
 }
 
+/* Sockets the listener accepted but did not hand over (at a limit, or beyond an iteration's
+ * share) are clients already: closing them with the listener would reset them (after a hand-off
+ * too: they are ours, not in the queue the successor takes). They are served, over the limits,
+ * and drain with the others. */
+static void serve_held(worker *w, wlisten *wl)
+{
+    tl_server *srv = w->srv;
+    const tli_listen *L = &srv->cfg->listens[wl->index];
+    int fd;
+    while ((fd = tl_listen_take(&wl->lis)) >= 0) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof peer;
+        if (getpeername(fd, (struct sockaddr *)&peer, &len) != 0) {
+            close(fd);   /* gone already */
+            continue;
+        }
+        tli_take_slot(srv, &srv->conns, UINT64_MAX);
+        if (L->tls)
+            tli_take_slot(srv, &srv->handshakes, UINT64_MAX);
+        bump(&w->st.conns_total, 1);
+        if (L->proxy && !tli_proxy_trusted(srv->cfg, L, (struct sockaddr *)&peer))
+            tli_refuse_untrusted(w, wl->index, fd, (struct sockaddr *)&peer);
+        else if (L->proxy)
+            tli_start_pending(w, wl->index, fd, (struct sockaddr *)&peer, len);
+        else
+            tli_start_conn(w, wl->index, fd, (struct sockaddr *)&peer, len, NULL, 0);
+    }
+}
+
 static void drain_worker(worker *w)
 {
     if (w->draining)
@@ -153,6 +182,7 @@ static void drain_worker(worker *w)
     for (size_t i = 0; i < srv->nlisten; i++) {
         if (tl_listen_fd(&w->ls[i].lis) < 0)
             continue;
+        serve_held(w, &w->ls[i]);
         tl_listen_stop(w->loop, &w->ls[i].lis);   /* its accept cancelled before the close */
         close(tl_listen_fd(&w->ls[i].lis));
         w->ls[i].lis.io.fd = -1;

@@ -394,8 +394,8 @@ def upgrade_keeps_the_backlog(root):
         queued = [socket.create_connection(("127.0.0.1", inst.https), timeout=20 * SLOW)
                   for _ in range(8)]
         time.sleep(0.3)
-        inst.upgrade()
-        # Side by side: the new server (max-conns 1 too) takes them in the order it accepts.
+        # Their clients wait for the TLS handshake: from whichever process accepts them (the old
+        # one serves a socket its listener had taken from the kernel already, while it drains).
         got = []
 
         def one(raw):
@@ -408,6 +408,9 @@ def upgrade_keeps_the_backlog(root):
         ts = [threading.Thread(target=one, args=(raw,)) for raw in queued]
         for t in ts:
             t.start()
+        time.sleep(0.3)
+        assert got == [], got   # nobody served them yet: the server is at max-conns
+        inst.upgrade()
         for t in ts:
             t.join(60 * SLOW)
         assert got == [200] * len(queued), got
