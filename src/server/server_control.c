@@ -173,32 +173,77 @@ static void serve_held(worker *w, wlisten *wl)
     }
 }
 
+/* How long a draining worker waits for its listeners' accepts in flight to end (io_uring: the
+ * cancel's completion; a socket accepted meanwhile is held, then served), polling every
+ * CLOSE_POLL_MS; past the wait they close anyway (what comes later is closed by the loop). */
+#define CLOSE_WAIT_MS 1000
+#define CLOSE_POLL_MS 2
+
+/* Close the listeners whose accept has ended, after serving what they hold. */
+static void close_listeners(worker *w)
+{
+    tl_server *srv = w->srv;
+    bool late = tl_loop_now(w->loop) >= w->close_ls_until;
+    for (size_t i = 0; i < srv->nlisten; i++) {
+        wlisten *wl = &w->ls[i];
+        if (tl_listen_fd(&wl->lis) < 0 || (tl_listen_accepting(w->loop, &wl->lis) && !late))
+            continue;
+        serve_held(w, wl);
+        tl_listen_stop(w->loop, &wl->lis);   /* its accept cancelled before the close */
+        close(tl_listen_fd(&wl->lis));
+        wl->lis.io.fd = -1;
+        srv->fds[(size_t)w->index * srv->nlisten + i] = -1;
+        w->ls_open--;
+    }
+    if (w->ls_open) {
+        tl_timer_start(w->loop, &w->close_ls, CLOSE_POLL_MS);
+        return;
+    }
+    /* The connections started from held sockets are asked to finish too. */
+    for (sconn *s = w->conns; s; s = s->next)
+        if (!s->drain_asked) {
+            s->drain_asked = true;
+            if (srv->handler.on_drain)
+                srv->handler.on_drain(s->c, srv->handler.data);
+            else
+                tl_conn_close(s->c);
+        }
+    tli_maybe_finish(w);
+}
+
+void tli_on_close_listeners(tl_loop *loop, tl_timer *t)
+{
+    (void)loop;
+    close_listeners(t->data);
+}
+
+/* Stop accepting: each listener pauses (on io_uring its accept is cancelled; sockets the kernel
+ * accepted before the cancel took effect are held) and closes once nothing more can come. */
 static void drain_worker(worker *w)
 {
     if (w->draining)
         return;
     w->draining = true;
     tl_server *srv = w->srv;
-    for (size_t i = 0; i < srv->nlisten; i++) {
-        if (tl_listen_fd(&w->ls[i].lis) < 0)
-            continue;
-        serve_held(w, &w->ls[i]);
-        tl_listen_stop(w->loop, &w->ls[i].lis);   /* its accept cancelled before the close */
-        close(tl_listen_fd(&w->ls[i].lis));
-        w->ls[i].lis.io.fd = -1;
-        srv->fds[(size_t)w->index * srv->nlisten + i] = -1;
-    }
+    w->ls_open = 0;
+    for (size_t i = 0; i < srv->nlisten; i++)
+        if (tl_listen_fd(&w->ls[i].lis) >= 0) {
+            tl_listen_pause(w->loop, &w->ls[i].lis);
+            w->ls_open++;
+        }
     tl_timer_stop(w->loop, &w->retry);
     while (w->pendings)
         tli_end_pending(w->pendings, false);
     for (sconn *s = w->conns; s; s = s->next) {
+        s->drain_asked = true;
         if (srv->handler.on_drain)
             srv->handler.on_drain(s->c, srv->handler.data);
         else
             tl_conn_close(s->c);
     }
     tl_timer_start(w->loop, &w->drain_deadline, w->gen->cfg->drain_timeout_ms);
-    tli_maybe_finish(w);
+    w->close_ls_until = tl_loop_now(w->loop) + CLOSE_WAIT_MS;
+    close_listeners(w);
 }
 
 void tli_on_drain_work(tl_loop *loop, tl_work *work)

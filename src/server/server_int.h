@@ -210,6 +210,7 @@ typedef struct sconn {
     uint64_t est_ms;               /* when its handshake ended (plain: when it was accepted) */
     bool hs_failed;
     bool source_counted;
+    bool drain_asked;              /* on_drain called (or closed) for the drain */
 } sconn;
 
 /* An accepted socket whose PROXY header is still arriving. */
@@ -249,6 +250,9 @@ struct worker {
     bool draining;
     tl_timer retry;                /* resume after a rate or fd pause */
     tl_timer drain_deadline;
+    tl_timer close_ls;             /* draining: the listeners close once no accept is in flight */
+    uint64_t close_ls_until;       /* ... or at this time whatever */
+    unsigned ls_open;              /* listening sockets not closed yet (draining) */
     atomic_bool asleep;            /* a listener waits for a shared slot */
     atomic_bool wake_posted;
     tl_work wake_work;
@@ -362,6 +366,7 @@ void tli_refuse_untrusted(worker *w, int li, int fd, const struct sockaddr *peer
  * warning for world-readable keys; the start of the drain; the control thread's signal handler
  * and timers, and its stop_work callback. */
 void tli_on_drain_deadline(tl_loop *loop, tl_timer *t);
+void tli_on_close_listeners(tl_loop *loop, tl_timer *t);
 void tli_on_drain_work(tl_loop *loop, tl_work *work);
 tli_gen *tli_make_gen(tl_server_config *cfg, tl_ticket_ring *ring, char *err, size_t errlen);
 void tli_set_gen(worker *w, tli_gen *g);
