@@ -18,6 +18,7 @@ declare -A below=(
     [client]="util tls loop conn http client"
     [httpd]="util tls loop conn server http httpd"
     [proxy]="util tls loop conn server http proxy"
+    [acme]="util tls loop conn server http client acme"
 )
 # public header: its layer
 declare -A header_layer=(
@@ -25,7 +26,7 @@ declare -A header_layer=(
     [tls_ctx]=tls [engine]=tls [certgen]=tls
     [loop]=loop [conn]=conn
     [server]=server [limits]=server [proxyproto]=server
-    [http]=http [client]=client [httpd]=httpd [proxy]=proxy
+    [http]=http [client]=client [httpd]=httpd [proxy]=proxy [acme]=acme
 )
 
 passed=0 failed=0

@@ -11,6 +11,7 @@
 
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <tlsloop/acme.h>
 #include <tlsloop/certgen.h>
 #include <tlsloop/httpd.h>
 #include <tlsloop/server.h>
@@ -49,6 +50,9 @@ void cmd_serve_usage(FILE *f)
             "HTTP:\n");
     tl_httpd_usage(f);
     tl_server_option_usage(f, SERVE_OPTIONS, sizeof SERVE_OPTIONS / sizeof SERVE_OPTIONS[0]);
+    fprintf(f, "\nACME (certificates from an ACME server, renewed by themselves; "
+               "docs/certificates.md):\n");
+    tl_acme_usage(f);
     fprintf(f, "\nServer (listeners, TLS, limits, deadlines, logs):\n");
     tl_server_config_usage(f);
     fprintf(f, "\nExit status: 0 after a drain, 1 when the server failed while running, 2 for a "
@@ -274,6 +278,19 @@ static void builtin_page(tl_httpd *h, tl_httpd_page *page, void *data)
     put(b, "</table>\n</body></html>\n");
 }
 
+/* ---- ACME ------------------------------------------------------------------------------- */
+
+/* HTTP-01 answers (tlsloop/acme.h): the key authorization of a pending token, else 404. */
+static void acme_page(tl_httpd *h, tl_httpd_page *page, void *data)
+{
+    (void)h;
+    page->content_type = "application/octet-stream";
+    if (tl_acme_http01(data, page->path, &page->body) != 1) {
+        tl_buf_free(&page->body);
+        page->status = 404;
+    }
+}
+
 /* ---- main ------------------------------------------------------------------------------- */
 
 static int set_default(tl_server_config *cfg, const char *name, const char *value)
@@ -289,7 +306,7 @@ static int set_default(tl_server_config *cfg, const char *name, const char *valu
 int cmd_serve(int argc, char **argv)
 {
     tl_server_config *cfg = tl_server_config_new();
-    if (!cfg || tl_httpd_config_init(cfg) != 0 ||
+    if (!cfg || tl_httpd_config_init(cfg) != 0 || tl_acme_config_init(cfg) != 0 ||
         tl_server_config_extend(cfg, SERVE_OPTIONS,
                                 sizeof SERVE_OPTIONS / sizeof SERVE_OPTIONS[0]) != 0) {
         fprintf(stderr, "tlsloop serve: out of memory\n");
@@ -314,6 +331,15 @@ int cmd_serve(int argc, char **argv)
     if (tl_httpd_config_finish(cfg, err, sizeof err) != 0)
         return tool_server_usage_error("serve", cfg, err);
     char ca[4096] = "";
+    tl_acme *acme = NULL;
+    if (tl_acme_wanted(cfg)) {
+        /* Its certificate file (a self-signed one until the first issuance) is added as cert. */
+        char dir[4096], adir[4200];
+        state_dir(cfg, dir, sizeof dir);
+        snprintf(adir, sizeof adir, "%s/acme", dir);
+        if (!(acme = tl_acme_new(cfg, adir, err, sizeof err)))
+            return tool_server_usage_error("serve", cfg, err);
+    }
     if (tl_server_config_count(cfg, "tls-listen") && !tl_server_config_count(cfg, "cert")) {
         char dir[4096], cert[4096], key[4096];
         state_dir(cfg, dir, sizeof dir);
@@ -326,19 +352,23 @@ int cmd_serve(int argc, char **argv)
     }
 
     /* Files first, without binding anything: an unreadable one is a usage error. */
-    if (tl_server_check(cfg, err, sizeof err) != 0)
-        return tool_server_usage_error("serve", cfg, err);
-    tl_httpd *h = tl_httpd_new(cfg, err, sizeof err);
-    if (!h)
-        return tool_server_usage_error("serve", cfg, err);
+    tl_httpd *h = NULL;
+    if (tl_server_check(cfg, err, sizeof err) != 0 || !(h = tl_httpd_new(cfg, err, sizeof err)) ||
+        (acme && tl_httpd_add_prefix_page(h, TL_ACME_HTTP01_PREFIX, acme_page, acme) != 0)) {
+        tl_httpd_free(h);
+        tl_acme_free(acme);
+        return tool_server_usage_error("serve", cfg, *err ? err : "out of memory");
+    }
     if (check) {
         printf("configuration OK\n");
         tl_httpd_free(h);
+        tl_acme_free(acme);
         tl_server_config_free(cfg);
         return EXIT_OK;
     }
     if (!tl_server_config_value(cfg, "root") && tl_httpd_add_page(h, "/", builtin_page, NULL) != 0) {
         tl_httpd_free(h);
+        tl_acme_free(acme);
         return tool_server_usage_error("serve", cfg, "out of memory");
     }
     tl_server *srv = tl_server_new(cfg, tl_httpd_handler(h), err, sizeof err);
@@ -349,12 +379,16 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "tlsloop serve: %s\n", err);
         tl_server_config_free(cfg);
         tl_httpd_free(h);
+        tl_acme_free(acme);
         return in_use ? EXIT_ADDR_IN_USE : EXIT_FAILURE_RUN;
     }
-    if (tl_httpd_attach(h, srv, err, sizeof err) != 0) {
+    if (tl_httpd_attach(h, srv, err, sizeof err) != 0 ||
+        (acme && tl_acme_start(acme, srv, err, sizeof err) != 0)) {
         fprintf(stderr, "tlsloop serve: %s\n", err);
         tl_server_config_free(cfg);
+        tl_acme_stop(acme);
         tl_server_free(srv);
+        tl_acme_free(acme);
         tl_httpd_free(h);
         return EXIT_FAILURE_RUN;
     }
@@ -391,7 +425,9 @@ int cmd_serve(int argc, char **argv)
     rc = tl_server_run(srv, err, sizeof err);
     if (rc != 0)
         fprintf(stderr, "tlsloop serve: %s\n", err);
+    tl_acme_stop(acme);
     tl_server_free(srv);
+    tl_acme_free(acme);
     tl_httpd_free(h);
     return rc == 0 ? EXIT_OK : EXIT_FAILURE_RUN;
 }

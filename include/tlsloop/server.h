@@ -105,6 +105,11 @@ TL_API size_t tl_server_config_count(const tl_server_config *cfg, const char *na
 TL_API const char *tl_server_config_listen(const tl_server_config *cfg, size_t i);
 /* Print the options, one per line with their argument and default, for --help. */
 TL_API void tl_server_config_usage(FILE *out);
+/* Hand TLS handshakes that offer this ALPN protocol to a layer above (tl_tls_ctx_set_alpn_switch,
+ * tlsloop/tls_ctx.h): every TLS generation, reloads included, gets the hook. The ACME client's
+ * TLS-ALPN-01 uses it. Copies and reloads keep it. 0, or -1 (out of memory). */
+TL_API int tl_server_config_set_alpn_switch(tl_server_config *cfg, const char *protocol,
+                                            tl_tls_alpn_switch_fn fn, void *data);
 
 /* ---- options of the layer above -------------------------------------------------------- */
 

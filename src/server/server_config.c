@@ -560,10 +560,24 @@ static void free_strings(tl_server_config *cfg)
         free(*strs[i]);
 }
 
+int tl_server_config_set_alpn_switch(tl_server_config *cfg, const char *protocol,
+                                     tl_tls_alpn_switch_fn fn, void *data)
+{
+    char *copy = fn && protocol ? strdup(protocol) : NULL;
+    if (fn && !copy)
+        return -1;
+    free(cfg->alpn_switch_proto);
+    cfg->alpn_switch_proto = copy;
+    cfg->alpn_switch_fn = copy ? fn : NULL;
+    cfg->alpn_switch_data = data;
+    return 0;
+}
+
 void tl_server_config_free(tl_server_config *cfg)
 {
     if (!cfg)
         return;
+    free(cfg->alpn_switch_proto);
     free_strings(cfg);
     free(cfg);
 }

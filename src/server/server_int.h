@@ -95,6 +95,10 @@ struct tl_server_config {
     struct { char *name, *value; } *history;   /* every setting, in order (see replay) */
     size_t n_history;
     bool loading;                  /* inside a file: its lines are not remembered one by one */
+    /* tl_server_config_set_alpn_switch: given to every generation's default TLS configuration */
+    char *alpn_switch_proto;
+    tl_tls_alpn_switch_fn alpn_switch_fn;
+    void *alpn_switch_data;
 };
 
 /* server_config_parse.c: a whole number up to max; a duration ("100us" only with allow_us,

@@ -232,6 +232,12 @@ tli_gen *tli_gen_build(const tl_server_config *cfg, tl_ticket_ring *ring, char *
             ok = false;
         }
     }
+    if (ok && cfg->alpn_switch_fn &&
+        tl_tls_ctx_set_alpn_switch(groups[0].tls, cfg->alpn_switch_proto, cfg->alpn_switch_fn,
+                                   cfg->alpn_switch_data) != 0) {
+        tli_fmt(err, errlen, "%s", tl_tls_ctx_error(groups[0].tls));
+        ok = false;
+    }
     if (ok && tl_tls_ctx_freeze(groups[0].tls) != 0) {
         tli_fmt(err, errlen, "%s", tl_tls_ctx_error(groups[0].tls));
         ok = false;

@@ -91,6 +91,7 @@ void tl_tls_ctx_free(tl_tls_ctx *ctx)
     SSL_CTX_free(ctx->ssl);
     tl_ticket_ring_free(ctx->ring);
     free(ctx->alpn_wire);
+    free(ctx->switch_proto);
     free(ctx->groups);
     pthread_mutex_destroy(&ctx->freeze_lock);
     free(ctx);

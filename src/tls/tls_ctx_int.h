@@ -60,6 +60,10 @@ struct tl_tls_ctx {
     size_t n_names;
     const tli_ctx_part_ops *names_ops; /* set with the first name (tls_ctx_sni.c) */
     bool is_named;
+    /* tl_tls_ctx_set_alpn_switch (tls_ctx_sni.c): the protocol (wire form: length, then name) */
+    unsigned char *switch_proto;
+    tl_tls_alpn_switch_fn switch_fn;
+    void *switch_data;
     tli_leaf leaves[TLI_MAX_LEAVES];
     unsigned n_leaves;
     char err[512];
@@ -81,6 +85,9 @@ int tli_ctx_hello_check(SSL *ssl, int *alert);
  * configuration its server_name selects. Returns 0 (also when nothing changes), or -1 with the
  * alert to send. */
 int tli_ctx_sni_switch(SSL *ssl, tl_tls_ctx *dflt, int *alert);
+/* From the ClientHello callback, before the SNI switch: 1 when tl_tls_ctx_set_alpn_switch's hook
+ * took the connection (switched), 0 when not, -1 with the alert to send. */
+int tli_ctx_alpn_switch(SSL *ssl, tl_tls_ctx *dflt, int *alert);
 
 /* Key derivation (tls_ctx_kdf.c): the property query for a new SSL_CTX asked to use `want`.
  * NULL for TL_KDF_OPENSSL, or when tlsloop's cannot be used now (FIPS mode, the provider not
