@@ -703,7 +703,7 @@ def three_instances_behind_haproxy(root):
     common = ["--ticket-key-file", key]
     a = Instance("127.0.0.2", *common, root=root)                 # upgraded by SIGUSR2
     act = Activated("127.0.0.3")
-    b = act.start(root, *common, "--drain-grace", "400ms")      # restarted by "systemd"
+    b = act.start(root, *common, "--drain-grace", "1s")      # restarted by "systemd"
     c = Instance("127.0.0.4", *common, root=root)
     insts = [a, b, c]
     port = free_port()
@@ -748,7 +748,7 @@ def three_instances_behind_haproxy(root):
         time.sleep(0.15)
         st = b.health()
         assert b.proc.wait(20 * SLOW) == 0
-        b = insts[1] = act.start(root, *common, "--drain-grace", "400ms")   # ... and start
+        b = insts[1] = act.start(root, *common, "--drain-grace", "1s")   # ... and start
         time.sleep(LOAD_SECONDS / 3 + 0.5)
         n = load.check("three instances, one upgraded, one restarted")
         assert st == (503, "draining\n"), st
