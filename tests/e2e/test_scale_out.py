@@ -134,6 +134,7 @@ class Instance:
                          daemon=True).start()
         wait_log(self.log, r"listening on")
         self.pid = self.proc.pid
+        self.successors = []   # pids SIGUSR2 started, stopped with the instance whatever happens
 
     def health(self, path="/health"):
         return http_get(self.addr, self.metrics, path)
@@ -145,6 +146,7 @@ class Instance:
         os.kill(old, signal.SIGUSR2)
         m = wait_log(self.log, rf"SIGUSR2: started \S+ as pid (\d+)", start=before)
         new = int(m.group(1))
+        self.successors.append(new)
         wait_log(self.log, rf"upgrade: pid {new} serves our listening sockets: draining",
                  start=before)
         if not wait_pid_gone(old, 20):
@@ -157,17 +159,15 @@ class Instance:
     def stop(self):
         """Stop the instance (the process started here, or its successor); what any of them wrote
         to stderr (a successor inherits the pipe) must hold no sanitizer report."""
-        rc = 0
-        if self.pid == self.proc.pid:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-            try:
-                rc = self.proc.wait(20 * SLOW)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                raise
-        else:
-            stop_pid(self.pid)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            rc = self.proc.wait(20 * SLOW)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        for pid in reversed(self.successors):
+            stop_pid(pid)
         err = self.proc.stderr.read()   # every writer has gone: read to the end
         assert "Sanitizer" not in err and "runtime error" not in err, err[-4000:]
         assert rc == 0, f"tlsloop serve exited with {rc}: {err[-2000:]}"
@@ -767,6 +767,25 @@ def three_instances_behind_haproxy(root):
         act.close()
 
 
+def stop_strays(tmp):
+    """Whatever process still runs with our temporary directory on its command line (a
+    successor a failed test lost track of) is stopped, by pid."""
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if tmp in cmd and "tlsloop" in cmd and "serve" in cmd:
+            print(f"  stopping a stray process {d}: {cmd.replace(chr(0), ' ')[:120]}")
+            try:
+                stop_pid(int(d), 5)
+            except Exception as e:   # noqa: BLE001
+                print(f"  {e}")
+
+
 def main():
     global TMP, STATE, CA
     with tempfile.TemporaryDirectory() as tmp:
@@ -784,7 +803,10 @@ def main():
                  upgrade_socket_takeover_by_hand,
                  socket_activation_and_sd_notify, systemd_socket_activate,
                  three_instances_behind_haproxy]
-        run_selected(tests, root)
+        try:
+            run_selected(tests, root)
+        finally:
+            stop_strays(tmp)
     return summary()
 
 
