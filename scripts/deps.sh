@@ -24,6 +24,7 @@ PACKAGES=(
     memcached           # a shared TLS session store, started by the scale-out tests
     redis-server        # the other session store, started by the scale-out tests
     haproxy             # the L4 balancer in front of several instances (scale-out tests)
+    systemd             # systemd-socket-activate: socket activation by systemd's own tool (test_scale_out.py)
     openssl             # the command-line tool, used by tests as a peer
     python3
     curl

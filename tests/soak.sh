@@ -2,7 +2,9 @@
 # soak.sh - the long, heavy versions of the tests (make soak): every unit test with SOAK=1 (counts
 # multiplied by SOAK_SCALE, default 50), normal and ASan builds; the example servers holding
 # 10,000 TLS connections from a separate client process; tlsloop serve sending 1 GiB to a slow
-# reader; tlsloop proxy moving 1 GiB each way past slow readers; then every fuzz target for
+# reader; tlsloop proxy moving 1 GiB each way past slow readers; three instances behind HAProxy
+# with 1,000 reconnects and 20 s of load through an upgrade and a restart (test_scale_out.py);
+# then every fuzz target for
 # SOAK_FUZZ_SECONDS (default 600) each; with TESTSSL=1, testssl.sh against tlsloop serve. Ends
 # with one "N passed, N failed" line.
 set -u
@@ -60,6 +62,15 @@ for t in tests/e2e/test_serve_*.py; do
     add "$log" "$rc"
     rm -f "$log"
 done
+# Three instances behind HAProxy: 1,000 reconnects resumed across instances, 20 s of keep-alive and
+# handshake load while one is upgraded by SIGUSR2 and one restarted on its activated sockets.
+echo "--- [soak] tests/e2e/test_scale_out.py"
+log=$(mktemp)
+TLSLOOP_BIN=build/tlsloop timeout 1800 python3 tests/e2e/test_scale_out.py >"$log" 2>&1
+rc=$?
+tail -n 30 "$log"
+add "$log" "$rc"
+rm -f "$log"
 # tlsloop proxy: 1 GiB each way through it with a slow reader on either side, its memory bounded
 # (in test_proxy_stream.py; the rest of its e2e tests beside it).
 for t in tests/e2e/test_proxy_*.py; do

@@ -21,7 +21,8 @@ void cmd_proxy_usage(FILE *f)
             "their bytes go both ways to a TCP backend, chosen round-robin, with backpressure on\n"
             "both legs. A clean end of data is carried across (TLS 1.3 half-close), a reset as a\n"
             "reset. Options go on the command line (--name value) or in a --config file.\n"
-            "SIGTERM drains, SIGHUP reloads certificates and keys, SIGUSR1 reopens the log.\n\n"
+            "SIGTERM drains, SIGHUP reloads certificates and keys, SIGUSR1 reopens the log, SIGUSR2\n"
+            "starts the new binary, which takes the listening sockets over (docs/scale-out.md).\n\n"
             "  --check                        check the configuration (files, backends) and exit\n"
             "  --help                         this text\n\n"
             "Proxy:\n");

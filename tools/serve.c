@@ -43,7 +43,9 @@ void cmd_serve_usage(FILE *f)
             "HTTP/2 over TLS when the client offers it (ALPN h2,http/1.1 unless --alpn says\n"
             "otherwise), and on plain listeners with --h2c (prior knowledge); HTTP/1.1 else.\n"
             "SIGTERM drains (HTTP/2: GOAWAY), SIGHUP reloads certificates and keys, SIGUSR1\n"
-            "reopens the logs.\n\n"
+            "reopens the logs, SIGUSR2 starts the new binary, which takes the listening sockets\n"
+            "over (docs/scale-out.md). The metrics listener also answers /health and /ready\n"
+            "(503 once draining).\n\n"
             "  --check                        check the configuration (files, certificates) and exit\n"
             "  --help                         this text\n\n"
             "HTTP:\n");

@@ -172,6 +172,15 @@ TL_API void tl_listen_pause(tl_loop *loop, tl_listen *l);
  * socket while it is in flight), sockets accepted and not taken are closed. Then the caller may
  * close the listening socket. Safe from the listener's own callbacks and when never started. */
 TL_API void tl_listen_stop(tl_loop *loop, tl_listen *l);
+/* One socket the listener holds (accepted by the kernel, refused by the callback or not offered
+ * yet), now the caller's; -1 when it holds none. For an owner about to stop that serves them
+ * instead of letting tl_listen_stop close them (a draining server: they are clients already). */
+TL_API int tl_listen_take(tl_listen *l);
+/* Whether the kernel may still hand this listener sockets: an accept in flight (io_uring, until
+ * the completion that ends it, also after tl_listen_pause cancelled it); false on epoll, where
+ * accept4 is synchronous. An owner that wants every accepted socket pauses, waits until this is
+ * false (what came meanwhile is held), then takes the held ones and stops. */
+TL_API bool tl_listen_accepting(const tl_loop *loop, const tl_listen *l);
 /* The way this listener accepts: "multishot", "single" (io_uring) or "poll" (readiness and
  * accept4); "" before tl_listen_start. */
 TL_API const char *tl_listen_mode(const tl_listen *l);

@@ -34,12 +34,22 @@
  * Running. tl_server_new loads everything and binds every listener, then drops privileges if a
  * user is configured. tl_server_run starts the workers and runs the control loop on the calling
  * thread until the server has drained: signals arrive there (SIGTERM/SIGINT: drain; SIGHUP:
- * reload; SIGUSR1: reopen the log), ticket keys rotate there, and the handshake rate is computed
+ * reload; SIGUSR1: reopen the log; SIGUSR2: start the new binary, which takes the listening
+ * sockets over and tells this one to drain: see "Upgrades" below), ticket keys rotate there, and the handshake rate is computed
  * there. Draining closes the listeners, asks every connection to finish (the handler's on_drain,
  * or tl_conn_close), and aborts what is left at the drain deadline. A reload builds a new TLS
  * generation from the configuration file and the certificate and key files; new handshakes use
  * it, established connections keep theirs, and a reload that fails keeps the old generation and
  * logs why. Listeners, workers, the user, the limits and the log file need a restart to change.
+ *
+ * Upgrades and systemd (docs/scale-out.md). A new process takes the running one's listening
+ * sockets over a UNIX socket (SCM_RIGHTS): the one SIGUSR2 starts (our executable's path with our
+ * argv, TLSLOOP_TAKEOVER naming the socket), or any started with the same options while the
+ * running one listens on upgrade-socket PATH. The kernel's accept queues stay with the sockets, so
+ * no connection is refused or lost; the old process drains once the new one serves. Under
+ * systemd, sockets passed by socket activation (LISTEN_FDS) are used for the listeners whose
+ * addresses they are bound to, and sd_notify says READY=1, RELOADING=1, STOPPING=1 and STATUS=
+ * (Type=notify; NotifyAccess=all lets a successor say MAINPID=).
  *
  * Threads: callbacks of a connection run on its worker's thread. tl_server_stop, tl_server_reload
  * and tl_server_get_stats may be called from any thread once the server runs.
@@ -197,6 +207,12 @@ TL_API void tl_server_free(tl_server *srv);
 TL_API size_t tl_server_listeners(const tl_server *srv);
 TL_API uint16_t tl_server_port(const tl_server *srv, size_t listener);
 TL_API bool tl_server_listener_is_tls(const tl_server *srv, size_t listener);
+/* Health for balancers (what tlsloop serve's metrics listener answers on /health and /ready):
+ * NULL while the server takes new connections, else why not: "draining" from the moment a drain
+ * begins (SIGTERM, tl_server_stop, or a successor took the listeners over), drain-grace before
+ * the listeners close; with readiness, also "at max-conns" while the connection limit holds new
+ * clients in the backlog. Any thread. */
+TL_API const char *tl_server_health(tl_server *srv, bool readiness);
 TL_API unsigned tl_server_workers(const tl_server *srv);
 TL_API tl_log *tl_server_log(tl_server *srv);
 

@@ -16,10 +16,19 @@ static void arm(hconn *hc, uint64_t ms)
         tl_conn_abort(hc->c);   /* no memory for a deadline: do not serve without one */
 }
 
+/* While the server drains, a connection idle between requests waits this long for one more
+ * (answered with Connection: close, so it ends after a complete answer), then closes: a busy
+ * client's next request is usually on its way already, and a close before it would make the
+ * client send it again elsewhere (or fail, if it does not). */
+#define DRAIN_IDLE_MS 200
+
 static void arm_idle(hconn *hc)
 {
     tl_httpd *h = of_conn(hc);
-    arm(hc, hc->first ? h->header_timeout_ms : h->keepalive_timeout_ms);
+    uint64_t ms = hc->first ? h->header_timeout_ms : h->keepalive_timeout_ms;
+    if (hc->draining && !hc->first && ms > DRAIN_IDLE_MS)
+        ms = DRAIN_IDLE_MS;
+    arm(hc, ms);
 }
 
 
@@ -33,8 +42,11 @@ static void settle(hconn *hc)
         tl_timer_stop(tl_conn_loop(hc->c), &hc->timer);   /* the send-stall deadline covers it */
         return;
     }
-    if (hc->state == H_IDLE && (hc->eof || hc->draining) && !tl_buf_len(&hc->in)) {
-        close_conn(hc);   /* no further request is coming, or none is taken */
+    /* Draining does not close an idle connection here: one that has not sent its first request
+     * yet gets it answered (it was accepted for one, may be handshaking still, and its client
+     * cannot tell a close from a failure); one between requests waits DRAIN_IDLE_MS (arm_idle). */
+    if (hc->state == H_IDLE && hc->eof && !tl_buf_len(&hc->in)) {
+        close_conn(hc);   /* no further request is coming */
         return;
     }
     if (hc->state == H_HEAD && hc->eof) {
@@ -130,10 +142,6 @@ static size_t consume_loop(hconn *hc, const uint8_t *p, size_t n)
         const uint8_t *v = p + at;
         size_t vl = n - at;
         if (hc->state == H_IDLE) {
-            if (hc->draining) {
-                close_conn(hc);   /* no new request once draining */
-                return n;
-            }
             hc->state = H_HEAD;
             hc->scan = (tl_http_scan){.flags = h->parse_flags};
             hc->t0_ns = tl_loop_now_ns(loop);
@@ -446,8 +454,10 @@ void tli_httpd_conn_drain(tl_conn *c, void *data)
         tli_httpd_h2_drain(hc);
         return;
     }
-    if (hc->state == H_IDLE && !hc->blocked && !tl_buf_len(&hc->in))
-        close_conn(hc);
+    /* Idle between requests: one more may be on its way (arm_idle). A new connection keeps its
+     * header deadline for its first request. Either answer says Connection: close. */
+    if (hc->state == H_IDLE && !hc->blocked && !tl_buf_len(&hc->in) && !hc->first)
+        arm_idle(hc);
 }
 
 /* A reload: an HTTP/2 client is asked with GOAWAY to come back on a new connection (which the

@@ -33,6 +33,20 @@ static void metrics_page(tl_httpd *h, tl_httpd_page *page, void *data)
     }
 }
 
+/* /health and /ready on the metrics listener, for balancers (tl_server_health): 200 "ok" or
+ * "ready", else 503 with the reason ("draining" from the start of a drain, before the listeners
+ * close; /ready also "at max-conns"). */
+static void health_page(tl_httpd *h, tl_httpd_page *page, void *data)
+{
+    bool ready = data != NULL;
+    const char *why = h->srv ? tl_server_health(h->srv, ready) : "starting";
+    page->content_type = "text/plain; charset=utf-8";
+    page->status = why ? 503 : 200;
+    const char *text = why ? why : ready ? "ready" : "ok";
+    tl_buf_append(&page->body, text, strlen(text));
+    tl_buf_append(&page->body, "\n", 1);
+}
+
 /* Does If-Range let the range apply? Only an exact (strong) entity tag or the exact date. */
 static bool if_range_holds(const tl_http_header *ir, const hfile *f)
 {
@@ -178,10 +192,14 @@ void tli_httpd_route(hworker *w, tl_conn *c, const reqview *rv, const char *host
         return;
     }
     if (h->metrics_listener >= 0 && tl_server_conn_listener(c) == h->metrics_listener) {
-        if (strcmp(path, h->metrics_path) != 0)
+        bool health = !strcmp(path, "/health"), ready = !strcmp(path, "/ready");
+        if (strcmp(path, h->metrics_path) != 0 && !health && !ready)
             tli_httpd_error_answer(r, 404);   /* nothing else lives here */
         else if (!get && !head)
             tli_httpd_error_answer(r, 405);
+        else if (health || ready)
+            serve_page(w, c, &(hpage){.path = path, .fn = health_page,
+                                      .data = ready ? (void *)1 : NULL}, path, r);
         else
             serve_page(w, c, &(hpage){.path = h->metrics_path, .fn = metrics_page}, path, r);
         return;

@@ -35,6 +35,9 @@ typedef struct tli_backend {
      * set; apply then arms or cancels the accept); -1: declined, the listener polls. NULL: the
      * backend only polls. */
     int (*listen)(tl_loop *loop, tl_io *io);
+    /* An accept is in flight for this listener's watcher (its completions may still bring
+     * sockets, even after a cancel). NULL: accepting is synchronous (accept4). */
+    bool (*accepting)(const tl_loop *loop, const tl_io *io);
 } tli_backend;
 
 extern const tli_backend tli_epoll_backend;

@@ -240,6 +240,16 @@ void tl_listen_stop(tl_loop *loop, tl_listen *l)
     l->err = 0;
 }
 
+bool tl_listen_accepting(const tl_loop *loop, const tl_listen *l)
+{
+    return l->started && loop->be->accepting && loop->be->accepting(loop, &l->io);
+}
+
+int tl_listen_take(tl_listen *l)
+{
+    return l->held_n ? unhold(l) : -1;
+}
+
 const char *tl_listen_mode(const tl_listen *l)
 {
     if (!l->started)

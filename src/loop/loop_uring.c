@@ -701,6 +701,11 @@ static void accept_done(tl_loop *loop, uint32_t id, const struct io_uring_cqe *c
         tl_io_set(loop, io, io->want);   /* ended (single-shot, an error, cancelled): again */
 }
 
+static bool uring_accepting(const tl_loop *loop, const tl_io *io)
+{
+    return io->accepting && io->ticket && loop->uring->a[io->ticket].armed;
+}
+
 /* ---- the backend ---- */
 
 static int uring_apply(tl_loop *loop, tl_io *io)
@@ -871,6 +876,7 @@ const tli_backend tli_uring_backend = {
     .send = uring_send,
     .unsent = uring_unsent,
     .listen = uring_listen,
+    .accepting = uring_accepting,
 };
 
 /* The provided-buffer ring streams receive into. Where the kernel has none (before 5.19) or

@@ -24,7 +24,8 @@ static void metrics_answer(pair *pr, tl_conn *c, int status, const tl_buf *body,
 }
 
 /* One request per connection: GET (or HEAD) /metrics gets the server's and the proxy's counters;
- * anything else a short error. */
+ * /health and /ready 200 "ok"/"ready", or 503 with the reason once the server drains
+ * (tl_server_health); anything else a short error. */
 void tli_proxy_metrics_read(pair *pr, tl_conn *c, const uint8_t *d, size_t n)
 {
     if (pr->answered)
@@ -51,9 +52,21 @@ void tli_proxy_metrics_read(pair *pr, tl_conn *c, const uint8_t *d, size_t n)
     } else {
         head_only = req.method_len == 4 && !memcmp(req.method, "HEAD", 4);
         bool path = req.target_len == 8 && !memcmp(req.target, "/metrics", 8);
+        bool health = req.target_len == 7 && !memcmp(req.target, "/health", 7);
+        bool ready = req.target_len == 6 && !memcmp(req.target, "/ready", 6);
         if (!head_only && !(req.method_len == 3 && !memcmp(req.method, "GET", 3)))
             status = 405;
-        else if (!path)
+        else if (health || ready) {
+            const char *why = tl_server_health(pr->p->srv, ready);
+            const char *text = why ? why : ready ? "ready" : "ok";
+            if (tl_buf_append(&body, text, strlen(text)) != 0 || tl_buf_append(&body, "\n", 1) != 0)
+                status = 500;
+            else
+                status = why ? 503 : 200;
+            metrics_answer(pr, c, status, &body, head_only);
+            tl_buf_free(&body);
+            return;
+        } else if (!path)
             status = 404;
     }
     if (status == 200 && (tl_server_metrics_text(pr->p->srv, &body) != 0 ||

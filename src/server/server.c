@@ -91,6 +91,7 @@ tl_server *tl_server_new(const tl_server_config *cfg_in, const tl_server_handler
     }
     tl_server_config *cfg = srv->cfg;
     srv->handler = *handler;
+    srv->takeover_fd = srv->up_fd = srv->upc_fd = -1;
     if (tli_server_config_check(cfg, err, errlen) != 0) {
         tl_server_config_free(cfg);
         free(srv);
@@ -146,7 +147,10 @@ tl_server *tl_server_new(const tl_server_config *cfg_in, const tl_server_handler
     }
     for (size_t i = 0; i < nfds; i++)
         srv->fds[i] = -1;
-    if (tli_bind_all(srv, err, errlen) != 0)
+    /* Sockets systemd holds for us, else those of the server we replace, else our own. */
+    if (tli_systemd_sockets(srv, err, errlen) != 0 ||
+        (!srv->ninherit && tli_takeover(srv, err, errlen) != 0) ||
+        tli_bind_all(srv, err, errlen) != 0)
         goto fail;
     if (!(srv->control = tl_loop_new_ex(&(tl_loop_opts){.io = cfg->io}, err, errlen)))
         goto fail;
@@ -164,6 +168,8 @@ tl_server *tl_server_new(const tl_server_config *cfg_in, const tl_server_handler
     srv->stop_work = (tl_work){.done = tli_on_stop_work, .data = srv};
     tl_timer_init(&srv->tick, tli_on_tick, srv);
     tl_timer_init(&srv->rotate, tli_on_rotate, srv);
+    tl_timer_init(&srv->grace, tli_on_grace, srv);
+    tl_timer_init(&srv->up_timer, tli_on_up_timer, srv);
     if (cfg->user && drop_privileges(cfg->user, err, errlen) != 0)
         goto fail;
     return srv;
@@ -174,12 +180,22 @@ fail:
 
 /* ---- running ---------------------------------------------------------------------------- */
 
+static void on_usr2(tl_loop *loop, int signo, void *data)
+{
+    (void)loop;
+    (void)signo;
+    tl_server *srv = data;
+    LOG(srv, INFO, "SIGUSR2 received: starting the new binary");
+    tli_upgrade_signal(srv);
+}
+
 int tl_server_run(tl_server *srv, char *err, size_t errlen)
 {
-    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
     tl_signals_block(sigs, sizeof sigs / sizeof sigs[0]);   /* workers inherit the mask */
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-        if (tl_loop_on_signal(srv->control, sigs[i], tli_on_signal, srv) != 0) {
+        if (tl_loop_on_signal(srv->control, sigs[i], sigs[i] == SIGUSR2 ? on_usr2 : tli_on_signal,
+                              srv) != 0) {
             tli_fmt(err, errlen, "signals: %s", tl_loop_error(srv->control));
             return -1;
         }
@@ -220,6 +236,17 @@ int tl_server_run(tl_server *srv, char *err, size_t errlen)
     }
     LOG(srv, INFO, "listening on %s with %u workers, io=%s", addrs, srv->nworkers,
         tli_workers_io(srv));
+    /* The workers run: a successor of ours can find us (upgrade-socket: our socket replaces the
+     * old server's at the path), and the server we took over from may stop accepting (what it
+     * leaves in the queues is ours). */
+    char uerr[512];
+    if (!start_failed && tli_upgrade_listen(srv, uerr, sizeof uerr) != 0)
+        LOG(srv, ERROR, "%s (no takeover through it; SIGUSR2 still works)", uerr);
+    if (!start_failed)
+        tli_takeover_serving(srv);   /* else it keeps serving: we stop */
+    if (!start_failed)
+        tli_notify(srv, "READY=1\nMAINPID=%d\nSTATUS=serving %.400s with %u workers",
+                   (int)getpid(), addrs, srv->nworkers);
     int rc = tl_loop_run(srv->control);
     if (rc != 0)
         tli_begin_drain(srv);   /* the workers still run: let them finish before they are joined */
@@ -233,6 +260,7 @@ int tl_server_run(tl_server *srv, char *err, size_t errlen)
         tl_loop_run_once(srv->control, 50);
     tl_timer_stop(srv->control, &srv->tick);
     tl_timer_stop(srv->control, &srv->rotate);
+    tl_timer_stop(srv->control, &srv->grace);
     if (rc != 0) {
         tli_fmt(err, errlen, "control loop: %s", tl_loop_error(srv->control));
         return -1;
@@ -248,6 +276,11 @@ void tl_server_free(tl_server *srv)
     /* The pool first: its last tasks post their results to loops that must still exist. */
     tl_pool_free(srv->pool);
     srv->pool = NULL;
+    tli_upgrade_close(srv);
+    for (size_t k = 0; k < srv->ninherit; k++)   /* failed before tli_bind_all took them */
+        if (srv->inherit[k].fd >= 0)
+            close(srv->inherit[k].fd);
+    free(srv->inherit);
     for (unsigned i = 0; srv->workers && i < srv->nworkers; i++)
         tli_free_worker(srv, &srv->workers[i]);
     for (size_t i = 0; srv->fds && i < (size_t)srv->nworkers * srv->nlisten; i++)
@@ -285,6 +318,15 @@ tl_log *tl_server_log(tl_server *srv) { return srv->log; }
 uint16_t tl_server_port(const tl_server *srv, size_t listener)
 {
     return listener < srv->nlisten ? srv->ports[listener] : 0;
+}
+
+const char *tl_server_health(tl_server *srv, bool readiness)
+{
+    if (atomic_load(&srv->draining))
+        return "draining";
+    if (readiness && atomic_load(&srv->conns) >= srv->max_conns)
+        return "at max-conns";
+    return NULL;
 }
 
 bool tl_server_listener_is_tls(const tl_server *srv, size_t listener)

@@ -276,6 +276,13 @@ static const option OPTIONS[] = {
     {"close-timeout", T_DURATION, "TIME", "deadline of a graceful close (default 5s)", F(close_timeout_ms), 1, NULL},
     {"drain-timeout", T_DURATION, "TIME", "on SIGTERM, abort what is still open after this (default 10s)",
      F(drain_timeout_ms), 1, NULL},
+    {"drain-grace", T_DURATION, "TIME", "on SIGTERM, go on serving this long with the metrics "
+     "listener's /health and /ready answering 503, so balancers take the instance out before "
+     "the listeners close (default 0)", F(drain_grace_ms), 0, NULL},
+    {"upgrade-socket", T_STRING, "PATH", "a UNIX socket where a new process started with the same "
+     "options takes over the listening sockets (this one then drains); a new process finds the "
+     "running one there (default: none; SIGUSR2 starts the new binary either way)",
+     F(upgrade_socket), 0, NULL},
     {"key-update-limit", T_UINT, "N", "TLS 1.3 KeyUpdates a peer may send per second (default 100)",
      F(key_update_limit), 1000000, NULL},
     {"delegate-handshakes", T_CUSTOM, "on|off|auto", "run handshake crypto on task threads, off "
@@ -577,8 +584,8 @@ static void free_strings(tl_server_config *cfg)
         free(cfg->ext_values[i].value);
     free(cfg->ext_values);
     char **strs[] = {&cfg->client_ca, &cfg->ciphers, &cfg->suites, &cfg->groups, &cfg->alpn,
-                     &cfg->ticket_key_file, &cfg->user, &cfg->log_path, &cfg->log_level, &cfg->path,
-                     &cfg->ocsp_file, &cfg->ocsp_cache};
+                     &cfg->ticket_key_file, &cfg->upgrade_socket, &cfg->user, &cfg->log_path,
+                     &cfg->log_level, &cfg->path, &cfg->ocsp_file, &cfg->ocsp_cache};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
 }

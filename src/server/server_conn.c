@@ -80,7 +80,7 @@ static void unlink_conn(worker *w, sconn *s)
 
 void tli_maybe_finish(worker *w)
 {
-    if (w->draining && w->nconns == 0 && w->npending == 0)
+    if (w->draining && w->nconns == 0 && w->npending == 0 && w->ls_open == 0)
         tl_loop_stop(w->loop);
 }
 

@@ -14,6 +14,11 @@
 
 void tli_begin_drain(tl_server *srv)
 {
+    tl_timer_stop(srv->control, &srv->grace);
+    /* Not after a hand-off: the successor is systemd's main process now, and STOPPING=1 from
+     * any process of the unit would say the service stops. */
+    if (!atomic_exchange(&srv->draining, true) && !srv->handed_off)
+        tli_notify(srv, "STOPPING=1\nSTATUS=draining");
     pthread_mutex_lock(&srv->gen_lock);
     uint64_t deadline = srv->gen->cfg->drain_timeout_ms;
     pthread_mutex_unlock(&srv->gen_lock);
@@ -25,10 +30,30 @@ void tli_begin_drain(tl_server *srv)
     tli_ocsp_stop(srv->ocsp);
 }
 
+/* drain-grace: /health and /ready say "draining" while the listeners still accept, so a
+ * balancer's health checks take the instance out before anyone is refused. */
 void tli_on_stop_work(tl_loop *loop, tl_work *work)
 {
+    tl_server *srv = work->data;
+    pthread_mutex_lock(&srv->gen_lock);
+    uint64_t grace = srv->gen->cfg->drain_grace_ms;
+    pthread_mutex_unlock(&srv->gen_lock);
+    if (!grace || srv->handed_off) {
+        tli_begin_drain(srv);
+        return;
+    }
+    atomic_store(&srv->draining, true);
+    tli_notify(srv, "STOPPING=1\nSTATUS=draining: health checks fail for %llu ms, then the "
+               "listeners close", (unsigned long long)grace);
+    LOG(srv, INFO, "drain-grace: /health answers 503 for %llu ms before the listeners close",
+        (unsigned long long)grace);
+    tl_timer_start(loop, &srv->grace, grace);
+}
+
+void tli_on_grace(tl_loop *loop, tl_timer *t)
+{
     (void)loop;
-    tli_begin_drain(work->data);
+    tli_begin_drain(t->data);
 }
 
 void tl_server_stop(tl_server *srv)
@@ -120,31 +145,106 @@ void tli_on_drain_deadline(tl_loop *loop, tl_timer *t)
         tl_conn_abort(s->c);
 }
 
+/* Sockets the listener accepted but did not hand over (at a limit, or beyond an iteration's
+ * share) are clients already: closing them with the listener would reset them (after a hand-off
+ * too: they are ours, not in the queue the successor takes). They are served, over the limits,
+ * and drain with the others. */
+static void serve_held(worker *w, wlisten *wl)
+{
+    tl_server *srv = w->srv;
+    const tli_listen *L = &srv->cfg->listens[wl->index];
+    int fd;
+    while ((fd = tl_listen_take(&wl->lis)) >= 0) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof peer;
+        if (getpeername(fd, (struct sockaddr *)&peer, &len) != 0) {
+            close(fd);   /* gone already */
+            continue;
+        }
+        tli_take_slot(srv, &srv->conns, UINT64_MAX);
+        if (L->tls)
+            tli_take_slot(srv, &srv->handshakes, UINT64_MAX);
+        bump(&w->st.conns_total, 1);
+        if (L->proxy && !tli_proxy_trusted(srv->cfg, L, (struct sockaddr *)&peer))
+            tli_refuse_untrusted(w, wl->index, fd, (struct sockaddr *)&peer);
+        else if (L->proxy)
+            tli_start_pending(w, wl->index, fd, (struct sockaddr *)&peer, len);
+        else
+            tli_start_conn(w, wl->index, fd, (struct sockaddr *)&peer, len, NULL, 0);
+    }
+}
+
+/* How long a draining worker waits for its listeners' accepts in flight to end (io_uring: the
+ * cancel's completion; a socket accepted meanwhile is held, then served), polling every
+ * CLOSE_POLL_MS; past the wait they close anyway (what comes later is closed by the loop). */
+#define CLOSE_WAIT_MS 1000
+#define CLOSE_POLL_MS 2
+
+/* Close the listeners whose accept has ended, after serving what they hold. */
+static void close_listeners(worker *w)
+{
+    tl_server *srv = w->srv;
+    bool late = tl_loop_now(w->loop) >= w->close_ls_until;
+    for (size_t i = 0; i < srv->nlisten; i++) {
+        wlisten *wl = &w->ls[i];
+        if (tl_listen_fd(&wl->lis) < 0 || (tl_listen_accepting(w->loop, &wl->lis) && !late))
+            continue;
+        serve_held(w, wl);
+        tl_listen_stop(w->loop, &wl->lis);   /* its accept cancelled before the close */
+        close(tl_listen_fd(&wl->lis));
+        wl->lis.io.fd = -1;
+        srv->fds[(size_t)w->index * srv->nlisten + i] = -1;
+        w->ls_open--;
+    }
+    if (w->ls_open) {
+        tl_timer_start(w->loop, &w->close_ls, CLOSE_POLL_MS);
+        return;
+    }
+    /* The connections started from held sockets are asked to finish too. */
+    for (sconn *s = w->conns; s; s = s->next)
+        if (!s->drain_asked) {
+            s->drain_asked = true;
+            if (srv->handler.on_drain)
+                srv->handler.on_drain(s->c, srv->handler.data);
+            else
+                tl_conn_close(s->c);
+        }
+    tli_maybe_finish(w);
+}
+
+void tli_on_close_listeners(tl_loop *loop, tl_timer *t)
+{
+    (void)loop;
+    close_listeners(t->data);
+}
+
+/* Stop accepting: each listener pauses (on io_uring its accept is cancelled; sockets the kernel
+ * accepted before the cancel took effect are held) and closes once nothing more can come. */
 static void drain_worker(worker *w)
 {
     if (w->draining)
         return;
     w->draining = true;
     tl_server *srv = w->srv;
-    for (size_t i = 0; i < srv->nlisten; i++) {
-        if (tl_listen_fd(&w->ls[i].lis) < 0)
-            continue;
-        tl_listen_stop(w->loop, &w->ls[i].lis);   /* its accept cancelled before the close */
-        close(tl_listen_fd(&w->ls[i].lis));
-        w->ls[i].lis.io.fd = -1;
-        srv->fds[(size_t)w->index * srv->nlisten + i] = -1;
-    }
+    w->ls_open = 0;
+    for (size_t i = 0; i < srv->nlisten; i++)
+        if (tl_listen_fd(&w->ls[i].lis) >= 0) {
+            tl_listen_pause(w->loop, &w->ls[i].lis);
+            w->ls_open++;
+        }
     tl_timer_stop(w->loop, &w->retry);
     while (w->pendings)
         tli_end_pending(w->pendings, false);
     for (sconn *s = w->conns; s; s = s->next) {
+        s->drain_asked = true;
         if (srv->handler.on_drain)
             srv->handler.on_drain(s->c, srv->handler.data);
         else
             tl_conn_close(s->c);
     }
     tl_timer_start(w->loop, &w->drain_deadline, w->gen->cfg->drain_timeout_ms);
-    tli_maybe_finish(w);
+    w->close_ls_until = tl_loop_now(w->loop) + CLOSE_WAIT_MS;
+    close_listeners(w);
 }
 
 void tli_on_drain_work(tl_loop *loop, tl_work *work)
@@ -290,6 +390,7 @@ int tl_server_reload(tl_server *srv, char *err, size_t errlen)
     /* One reload at a time. Files are read outside gen_lock, so counters and key rotation never
      * wait for a slow disk. */
     pthread_mutex_lock(&srv->reload_lock);
+    tli_notify_reloading(srv);
     tl_server_config *cfg = tli_server_config_replay(srv->cfg, err, errlen);
     tl_ticket_ring *ring = NULL;
     tli_gen *g = NULL;
@@ -304,6 +405,8 @@ int tl_server_reload(tl_server *srv, char *err, size_t errlen)
         tl_ticket_ring_free(ring);
         atomic_fetch_add(&srv->reload_failures, 1);
         LOG(srv, ERROR, "reload failed, keeping the running configuration: %s", err);
+        tli_notify(srv, "READY=1\nSTATUS=reload failed (%.300s): serving the previous "
+                   "configuration", err);
         return -1;
     }
     if (!same_restart_settings(srv->cfg, cfg))
@@ -324,6 +427,7 @@ int tl_server_reload(tl_server *srv, char *err, size_t errlen)
     atomic_fetch_add(&srv->reloads, 1);
     LOG(srv, INFO, "reloaded: generation %u (new handshakes use it)", g->serial);
     tli_warn_open_keys(srv, cfg);
+    tli_notify(srv, "READY=1\nSTATUS=serving, reloaded: generation %u", g->serial);
     pthread_mutex_unlock(&srv->reload_lock);
     return 0;
 }

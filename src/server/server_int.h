@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/types.h>
 
 #include <tlsloop/limits.h>
 #include <tlsloop/proxyproto.h>
@@ -79,6 +80,8 @@ struct tl_server_config {
     uint64_t ipv6_prefix;
     uint64_t handshake_timeout_ms, idle_timeout_ms, send_timeout_ms, close_timeout_ms;
     uint64_t drain_timeout_ms;
+    uint64_t drain_grace_ms;       /* drain-grace: /health says draining this long first */
+    char *upgrade_socket;          /* upgrade-socket: where a successor takes the listeners */
     uint64_t key_update_limit;
     tli_delegate delegate;
     uint64_t task_threads;         /* 0: one per worker */
@@ -174,6 +177,16 @@ tl_ticket_ring *tli_ring_for(const tl_server_config *cfg, char *err, size_t errl
 typedef struct worker worker;
 typedef struct tli_ocsp tli_ocsp;
 
+/* A listening socket the server starts with instead of binding one: handed over by the server it
+ * replaces (server_handoff.c; listener and worker as that server numbered them) or passed by
+ * systemd (server_systemd.c; listener -1: matched by its address). tli_bind_all takes them. */
+typedef struct tli_inherit {
+    int fd;
+    int listener;
+    int worker;
+    char name[64];                 /* systemd's FileDescriptorName, or "" */
+} tli_inherit;
+
 /* Single-writer counters: only the owning worker writes them, any thread reads them. */
 typedef _Atomic uint64_t counter;
 
@@ -208,6 +221,7 @@ typedef struct sconn {
     uint64_t est_ms;               /* when its handshake ended (plain: when it was accepted) */
     bool hs_failed;
     bool source_counted;
+    bool drain_asked;              /* on_drain called (or closed) for the drain */
 } sconn;
 
 /* An accepted socket whose PROXY header is still arriving. */
@@ -247,6 +261,9 @@ struct worker {
     bool draining;
     tl_timer retry;                /* resume after a rate or fd pause */
     tl_timer drain_deadline;
+    tl_timer close_ls;             /* draining: the listeners close once no accept is in flight */
+    uint64_t close_ls_until;       /* ... or at this time whatever */
+    unsigned ls_open;              /* listening sockets not closed yet (draining) */
     atomic_bool asleep;            /* a listener waits for a shared slot */
     atomic_bool wake_posted;
     tl_work wake_work;
@@ -289,6 +306,31 @@ struct tl_server {
     _Atomic uint64_t rate_milli;   /* handshakes per second x 1000 */
     _Atomic uint64_t reloads, reload_failures;
     tli_ocsp *ocsp;                /* stapling (server_ocsp.c); NULL when no listener is TLS */
+    /* Health (tl_server_health): set when a drain starts, before the listeners close. */
+    atomic_bool draining;
+    tl_timer grace;                /* drain-grace: the listeners close when it fires */
+    /* Sockets to start with (tli_bind_all takes them, then frees the table). */
+    tli_inherit *inherit;
+    size_t ninherit;
+    bool from_systemd;             /* they came from systemd (LISTEN_FDS) */
+    /* Upgrade (server_handoff.c). As the successor: the connection to the server we replace
+     * (told "serving" once our workers run), else -1. As the running server: the control socket
+     * a successor connects to, the one connected now, the child SIGUSR2 started. */
+    int takeover_fd;
+    pid_t takeover_from;
+    int up_fd;                     /* listening control socket, -1 */
+    tl_io up_io;
+    char up_name[108];             /* its path, or "@name" for an abstract socket */
+    dev_t up_dev;                  /* the path's inode as we bound it: unlinked only if still ours */
+    ino_t up_ino;
+    bool up_configured;            /* upgrade-socket names it (else SIGUSR2 made it) */
+    int upc_fd;                    /* a successor's connection, -1 */
+    tl_io upc_io;
+    pid_t upc_pid;
+    uint64_t upc_deadline_ms;      /* it says "serving" by then, or we stop waiting */
+    pid_t up_child;                /* started by SIGUSR2, not yet reaped, 0 */
+    tl_timer up_timer;             /* looks for its exit */
+    bool handed_off;               /* a successor serves: we drain */
 };
 
 #define LOG(srv, level, ...) tl_log_write((srv)->log, TL_LOG_##level, __VA_ARGS__)
@@ -350,6 +392,7 @@ void tli_ocsp_cache_dir(const tl_server_config *cfg, char *out, size_t len);
  * warning for world-readable keys; the start of the drain; the control thread's signal handler
  * and timers, and its stop_work callback. */
 void tli_on_drain_deadline(tl_loop *loop, tl_timer *t);
+void tli_on_close_listeners(tl_loop *loop, tl_timer *t);
 void tli_on_drain_work(tl_loop *loop, tl_work *work);
 tli_gen *tli_make_gen(tl_server_config *cfg, tl_ticket_ring *ring, char *err, size_t errlen);
 void tli_set_gen(worker *w, tli_gen *g);
@@ -362,6 +405,27 @@ void tli_on_signal(tl_loop *loop, int signo, void *data);
 void tli_on_tick(tl_loop *loop, tl_timer *t);
 uint64_t tli_rotate_interval(const tl_server_config *cfg);
 void tli_on_rotate(tl_loop *loop, tl_timer *t);
+/* server_control.c: the drain-grace timer's callback (the drain proper begins). */
+void tli_on_grace(tl_loop *loop, tl_timer *t);
+
+/* server_systemd.c: tell systemd (sd_notify; nothing without NOTIFY_SOCKET): "READY=1",
+ * "RELOADING=1" (MONOTONIC_USEC added), "STOPPING=1", "STATUS=...", "MAINPID=N". Take the sockets
+ * systemd passed (LISTEN_FDS for this pid; the variables are unset so children do not see them)
+ * into srv->inherit: 0, or -1 with err set. */
+void tli_notify(tl_server *srv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void tli_notify_reloading(tl_server *srv);
+int tli_systemd_sockets(tl_server *srv, char *err, size_t errlen);
+
+/* server_handoff.c: as a successor (TLSLOOP_TAKEOVER in the environment, or upgrade-socket with
+ * a server on it): receive the running server's listening sockets into srv->inherit (0; 1 when
+ * there is nobody to take over from; -1 with err). Once our workers run: tell it to drain, and
+ * listen on upgrade-socket ourselves. SIGUSR2: start the new binary. The control socket's end. */
+int tli_takeover(tl_server *srv, char *err, size_t errlen);
+void tli_takeover_serving(tl_server *srv);
+int tli_upgrade_listen(tl_server *srv, char *err, size_t errlen);
+void tli_upgrade_signal(tl_server *srv);
+void tli_on_up_timer(tl_loop *loop, tl_timer *t);
+void tli_upgrade_close(tl_server *srv);
 
 /* server_worker.c: a worker's setup (its sockets are bound), its thread, its teardown; the
  * backend the workers' loops run on ("epoll", "io_uring", or "mixed" when they differ). */

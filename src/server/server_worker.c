@@ -108,6 +108,7 @@ int tli_init_worker(tl_server *srv, worker *w, int index, char *err, size_t errl
     }
     tl_timer_init(&w->retry, tli_on_retry, w);
     tl_timer_init(&w->drain_deadline, tli_on_drain_deadline, w);
+    tl_timer_init(&w->close_ls, tli_on_close_listeners, w);
     w->wake_work = (tl_work){.done = tli_on_wake, .data = w};
     w->drain_work = (tl_work){.done = tli_on_drain_work, .data = w};
     w->swap_work = (tl_work){.done = tli_on_swap, .data = w};
@@ -137,6 +138,7 @@ void tli_free_worker(tl_server *srv, worker *w)
             tl_listen_stop(w->loop, &w->ls[i].lis);
         tl_timer_stop(w->loop, &w->retry);
         tl_timer_stop(w->loop, &w->drain_deadline);
+        tl_timer_stop(w->loop, &w->close_ls);
         tl_loop_run_once(w->loop, 0);   /* deferred frees */
         tl_loop_free(w->loop);
         w->loop = NULL;

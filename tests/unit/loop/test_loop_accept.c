@@ -324,6 +324,60 @@ TEST(refused_is_offered_again)
     }
 }
 
+/* A draining owner's way to lose no socket: pause while clients keep coming, wait until no accept
+ * is in flight (tl_listen_accepting), take what the listener holds (tl_listen_take): every
+ * socket the kernel accepted is handed over or taken, the rest is still in the backlog. */
+TEST(pause_then_take_every_socket)
+{
+    for (size_t wi = 0; wi < NWAYS; wi++) {
+        tl_loop *l = way_loop(&ways[wi]);
+        if (!l)
+            continue;
+        uint16_t port;
+        int lfd = listener(&port);
+        REQUIRE(lfd >= 0);
+        static seen s;
+        memset(&s, 0, sizeof s);
+        s.flags_ok = true;
+        s.refused_fd = -1;
+        s.pause_after = 3;   /* the callback pauses it at the fourth: that one is held */
+        tl_listen lis;
+        tl_listen_init(&lis, lfd, on_sock, on_err, &s);
+        tl_listen_start(l, &lis);
+        tl_loop_run_once(l, 0);
+        int cfd[30];
+        for (int i = 0; i < 30; i++) {
+            REQUIRE((cfd[i] = client(port, NULL)) >= 0);
+            if (i == 10)
+                tl_listen_pause(l, &lis);   /* an owner's pause while they arrive */
+            tl_loop_run_once(l, 0);
+        }
+        for (int i = 0; i < 1000 && tl_listen_accepting(l, &lis); i++)
+            tl_loop_run_once(l, 2);
+        CHECK(!tl_listen_accepting(l, &lis));
+        int taken = 0, fd;
+        while ((fd = tl_listen_take(&lis)) >= 0) {
+            struct sockaddr_storage ss;
+            socklen_t len = sizeof ss;
+            CHECK(getpeername(fd, (struct sockaddr *)&ss, &len) == 0);
+            close(fd);
+            taken++;
+        }
+        CHECK_EQ_INT(s.n, 3);
+        CHECK(taken >= 1);
+        CHECK_EQ_INT(s.n + taken + backlog_len(lfd), 30);
+        if (s.n + taken + backlog_len(lfd) != 30)
+            fprintf(stderr, "  (way %s: %d handed over, %d taken, %d in the backlog)\n",
+                    ways[wi].name, s.n, taken, backlog_len(lfd));
+        tl_listen_stop(l, &lis);
+        close(lfd);
+        close_seen(&s);
+        for (int i = 0; i < 30; i++)
+            close(cfd[i]);
+        tl_loop_free(l);
+    }
+}
+
 /* Stopped while its accept is armed and connections are on their way: nothing more is called,
  * every socket accepted for it is closed, and the listening socket really closes (with an accept
  * in flight still holding it, a new client would be accepted, not refused). */
@@ -488,6 +542,7 @@ int main(int argc, char **argv)
     RUN(accepts_n);
     RUN(pause_keeps_the_backlog);
     RUN(refused_is_offered_again);
+    RUN(pause_then_take_every_socket);
     RUN(stop_while_armed);
     RUN(stop_from_the_callback);
     RUN(emfile_reaches_on_error);
