@@ -118,6 +118,7 @@ tl_server *tl_server_new(const tl_server_config *cfg_in, const tl_server_handler
     srv->first_gen = tli_gen_ref(srv->gen);
     tli_warn_open_keys(srv, cfg);
     srv->ring_from_file = cfg->ticket_key_file != NULL;
+    tli_key_file_seen(srv, cfg->ticket_key_file);
     srv->gen->serial = ++srv->gen_serial;
     if (cfg->handshake_rate &&
         !(srv->rate = tl_rate_new((double)cfg->handshake_rate,
@@ -157,6 +158,7 @@ tl_server *tl_server_new(const tl_server_config *cfg_in, const tl_server_handler
     srv->stop_work = (tl_work){.done = tli_on_stop_work, .data = srv};
     tl_timer_init(&srv->tick, tli_on_tick, srv);
     tl_timer_init(&srv->rotate, tli_on_rotate, srv);
+    tl_timer_init(&srv->keywatch, tli_on_keywatch, srv);
     if (cfg->user && drop_privileges(cfg->user, err, errlen) != 0)
         goto fail;
     return srv;
@@ -180,6 +182,8 @@ int tl_server_run(tl_server *srv, char *err, size_t errlen)
     tl_timer_start(srv->control, &srv->tick, 1000);
     if (srv->ring)
         tl_timer_start(srv->control, &srv->rotate, tli_rotate_interval(srv->cfg));
+    if (srv->ring)
+        tl_timer_start(srv->control, &srv->keywatch, TLI_KEY_WATCH_MS);
     bool start_failed = false;
     for (unsigned i = 0; i < srv->nworkers && !start_failed; i++) {
         worker *w = &srv->workers[i];
@@ -223,6 +227,7 @@ int tl_server_run(tl_server *srv, char *err, size_t errlen)
         }
     tl_timer_stop(srv->control, &srv->tick);
     tl_timer_stop(srv->control, &srv->rotate);
+    tl_timer_stop(srv->control, &srv->keywatch);
     if (rc != 0) {
         tli_fmt(err, errlen, "control loop: %s", tl_loop_error(srv->control));
         return -1;

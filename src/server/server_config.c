@@ -220,9 +220,10 @@ static const option OPTIONS[] = {
     {"tls13-tickets", T_UINT, "N", "TLS 1.3 tickets sent after a full handshake (default 1; a client that opens "
      "connections in parallel may want more)",
      F(num_tickets), 16, NULL},
-    {"ticket-key-file", T_STRING, "FILE", "ticket keys shared with other instances (80 bytes "
-     "each, the first encrypts; reread on reload; must be ours and mode 600); without it keys "
-     "are random and rotate",
+    {"ticket-key-file", T_STRING, "FILE", "ticket keys shared with other instances (made and "
+     "rotated by tlsloop ticket-keys: the current key encrypts, previous and next keys decrypt; "
+     "or 80-byte binary keys, the first encrypting); reread on reload and within a second of a "
+     "change; must be ours and mode 600; without it keys are random and rotate",
      F(ticket_key_file), 0, NULL},
     {"ticket-rotate", T_CUSTOM, "TIME", "add a new random ticket key this often, at most 24h "
      "(default session-lifetime/4, capped at 24h)", 0, 0, set_ticket_rotate},

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/stat.h>
 
 #include <tlsloop/limits.h>
 #include <tlsloop/proxyproto.h>
@@ -24,6 +25,10 @@ typedef struct tli_cidr {
 } tli_cidr;
 
 #define TLI_LISTEN_FROM_MAX 8      /* from= per listener; longer lists go in proxy-from */
+
+/* How often a server looks whether its ticket key file changed (a rotation on another host,
+ * copied here, needs no signal). */
+#define TLI_KEY_WATCH_MS 1000
 
 /* ticket-rotate's bound, and the default rotation's (session-lifetime/4) cap: a day. */
 #define TL_SERVER_TICKET_ROTATE_MAX_MS (24ull * 3600 * 1000)
@@ -273,6 +278,9 @@ struct tl_server {
     tl_loop *control;
     tl_work stop_work;
     tl_timer tick, rotate;
+    tl_timer keywatch;             /* the key file, looked at every TLI_KEY_WATCH_MS */
+    struct stat key_seen;          /* the key file as last read (st_ino 0: not read) */
+    _Atomic uint64_t key_reloads, key_reload_failures;
     unsigned nstarted, workers_done;
     uint64_t last_hs_total, last_tick_ms;
     _Atomic uint64_t rate_milli;   /* handshakes per second x 1000 */
@@ -324,6 +332,8 @@ void tli_refuse_untrusted(worker *w, int li, int fd, const struct sockaddr *peer
  * warning for world-readable keys; the start of the drain; the control thread's signal handler
  * and timers, and its stop_work callback. */
 void tli_on_drain_deadline(tl_loop *loop, tl_timer *t);
+void tli_key_file_seen(tl_server *srv, const char *path);
+void tli_on_keywatch(tl_loop *loop, tl_timer *t);
 void tli_on_drain_work(tl_loop *loop, tl_work *work);
 tli_gen *tli_make_gen(tl_server_config *cfg, tl_ticket_ring *ring, char *err, size_t errlen);
 void tli_set_gen(worker *w, tli_gen *g);
