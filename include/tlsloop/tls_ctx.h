@@ -313,6 +313,8 @@ TL_API int tl_ticket_ring_rotate(tl_ticket_ring *ring);
 /* Add this key as the encrypting one (from a key file or another process). Returns 0, or -1 if a
  * key with the same name is already in the ring. */
 TL_API int tl_ticket_ring_add(tl_ticket_ring *ring, const uint8_t key[TL_TICKET_KEY_LEN]);
+/* Whether a key of this name (16 bytes) is in the ring. */
+TL_API bool tl_ticket_ring_has(tl_ticket_ring *ring, const uint8_t name[16]);
 /* Keys in the ring, and the name of the key that encrypts now (16 bytes into name). */
 TL_API unsigned tl_ticket_ring_count(tl_ticket_ring *ring);
 TL_API void tl_ticket_ring_current_name(tl_ticket_ring *ring, uint8_t name[16]);

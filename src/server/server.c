@@ -310,6 +310,19 @@ static void add_worker_stats(const worker *w, tl_server_stats *o)
         o->ends[i] += get(&s->ends[i]);
     o->bytes_in += get(&s->bytes_in);
     o->bytes_out += get(&s->bytes_out);
+    if (w->store) {
+        const tli_sstore_stats *t = tli_sstore_stats_of(w->store);
+        o->store.lookups += get(&t->lookups);
+        o->store.hits += get(&t->hits);
+        o->store.misses += get(&t->misses);
+        o->store.timeouts += get(&t->timeouts);
+        o->store.unavailable += get(&t->unavailable);
+        o->store.rejected += get(&t->rejected);
+        o->store.stores += get(&t->stores);
+        o->store.store_errors += get(&t->store_errors);
+        o->store.connects += get(&t->connects);
+        o->store.disconnects += get(&t->disconnects);
+    }
 }
 
 void tl_server_get_stats(tl_server *srv, int worker_index, tl_server_stats *out)
@@ -325,6 +338,8 @@ void tl_server_get_stats(tl_server *srv, int worker_index, tl_server_stats *out)
     out->handshake_rate = (double)atomic_load(&srv->rate_milli) / 1000.0;
     out->reloads = atomic_load(&srv->reloads);
     out->reload_failures = atomic_load(&srv->reload_failures);
+    out->key_file_reloads = atomic_load(&srv->key_reloads);
+    out->key_file_reload_failures = atomic_load(&srv->key_reload_failures);
     pthread_mutex_lock(&srv->gen_lock);
     if (srv->gen && srv->gen->not_after) {
         int64_t left = srv->gen->not_after - (int64_t)time(NULL);

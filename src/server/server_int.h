@@ -13,6 +13,7 @@
 #include <tlsloop/proxyproto.h>
 #include <tlsloop/server.h>
 
+#include "server/sstore_int.h"
 #include "util/tli.h"
 
 /* ---- configuration (server_config.c) ---- */
@@ -70,6 +71,8 @@ struct tl_server_config {
     uint64_t num_tickets;
     char *ticket_key_file;
     uint64_t ticket_rotate_ms;     /* 0: lifetime / 4 */
+    char *session_store;           /* memcached://HOST:PORT or redis://HOST:PORT, or NULL */
+    uint64_t session_store_timeout_ms;
     uint64_t workers;              /* 0: one per core */
     uint64_t max_conns;            /* 0: from RLIMIT_NOFILE */
     uint64_t max_handshakes;
@@ -250,6 +253,7 @@ struct worker {
     pthread_mutex_t swap_lock;
     tli_gen *next_gen;             /* under swap_lock */
     tl_work done_work;             /* to the control loop when the worker ends */
+    tli_sstore *store;             /* session-store: this worker's client, or NULL */
     wstats st;
 };
 
@@ -316,6 +320,7 @@ void tli_bound_text(const tl_server *srv, size_t li, char *out, size_t outlen);
  * make the socket a connection (slots held; hs_timeout_ms: the handshake deadline left, 0: the
  * configured one). */
 extern const tl_conn_owner tli_server_owner;
+extern const tl_conn_owner tli_server_owner_store;   /* the same, with session-store lookups */
 void tli_maybe_finish(worker *w);
 void tli_drop_fd(worker *w, int fd, bool tls);
 void tli_start_conn(worker *w, int li, int fd, const struct sockaddr *peer, socklen_t peerlen,

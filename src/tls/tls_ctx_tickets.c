@@ -303,6 +303,16 @@ unsigned tl_ticket_ring_count(tl_ticket_ring *r)
     return n;
 }
 
+bool tl_ticket_ring_has(tl_ticket_ring *r, const uint8_t name[16])
+{
+    bool found = false;
+    pthread_rwlock_rdlock(&r->lock);
+    for (unsigned i = 0; i < r->count && !found; i++)
+        found = memcmp(r->keys[i].name, name, 16) == 0;
+    pthread_rwlock_unlock(&r->lock);
+    return found;
+}
+
 void tl_ticket_ring_current_name(tl_ticket_ring *r, uint8_t name[16])
 {
     pthread_rwlock_rdlock(&r->lock);
