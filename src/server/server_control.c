@@ -313,7 +313,9 @@ static bool same_restart_settings(const tl_server_config *a, const tl_server_con
            a->max_handshakes == b->max_handshakes && a->handshake_rate == b->handshake_rate &&
            a->handshake_burst == b->handshake_burst && a->max_per_source == b->max_per_source &&
            a->delegate == b->delegate && a->loop_slice_ns == b->loop_slice_ns && a->io == b->io &&
-           !strcmp(a->user ? a->user : "", b->user ? b->user : "");
+           !strcmp(a->user ? a->user : "", b->user ? b->user : "") &&
+           !strcmp(a->session_store ? a->session_store : "", b->session_store ? b->session_store : "") &&
+           a->session_store_timeout_ms == b->session_store_timeout_ms;
 }
 
 /* The ring a reload uses: the key file's when one is configured; random keys when a key file was
@@ -351,8 +353,8 @@ int tl_server_reload(tl_server *srv, char *err, size_t errlen)
         return -1;
     }
     if (!same_restart_settings(srv->cfg, cfg))
-        LOG(srv, WARN, "reload: listeners, workers, io, user, limits, the log file and task threads "
-                       "take effect only after a restart");
+        LOG(srv, WARN, "reload: listeners, workers, io, user, limits, the log file, the session store "
+                       "and task threads take effect only after a restart");
     pthread_mutex_lock(&srv->gen_lock);
     if (ring && ring != srv->ring) {
         tl_ticket_ring_free(srv->ring);

@@ -149,6 +149,21 @@ def across_instances(kind):
         r2 = s_client(a.https, "-sess_in", out)
         assert b"Reused, TLSv1.2" in r2.stdout, r2.stdout[-800:]
         assert metric(a, "hit") >= 1 and metric(a, "rejected") == 0
+        # Figures: a full handshake on A, its resumption on B through the store, then again on
+        # B from B's own cache (python's client; the difference is the store's round trip).
+        t_full, t_store, t_local, hits = [], [], [], 0
+        for _ in range(40):
+            _, s, t = connect(a.https, cx, request=False)
+            t_full.append(t)
+            r, _, t = connect(b.https, cx, s, request=False)
+            t_store.append(t)
+            hits += r
+            r, _, t = connect(b.https, cx, s, request=False)
+            t_local.append(t)
+        assert hits >= 30, hits   # the write from A races the read from B (a miss: full)
+        print(f"  figure: {kind}: handshake medians: full {statistics.median(t_full) * 1e3:.2f} ms, "
+              f"resumed through the store {statistics.median(t_store) * 1e3:.2f} ms, resumed from "
+              f"the local cache {statistics.median(t_local) * 1e3:.2f} ms ({hits}/40 via the store)")
     finally:
         for srv in (a, b, c):
             if srv:
