@@ -10,8 +10,9 @@
 #      minutes with the default 5 rounds of 6 s (scripts/deps.sh --bench installs nginx, wrk);
 #      NGINX_ARGS="--also h2o,haproxy" adds h2o and HAProxy to the same rounds (about 25 minutes)
 #   5. bench_validate: tlsloop bench against wrk (keep-alive requests/s within 10%), its handshake
-#      counts against the servers' own (tlsloop's /metrics, nginx's $ssl_session_reused), and
-#      what one generator thread can drive (about 1.5 minutes)
+#      counts against the servers' own (tlsloop's /metrics, nginx's $ssl_session_reused),
+#      what one generator thread can drive, and bench --h2 against h2load on h2o and nginx
+#      (counts at the servers' access logs, requests/s within 10%; about 3.5 minutes)
 #   6. proxy_bench: tlsloop proxy against HAProxy and stunnel (handshakes/s, keep-alive requests/s,
 #      MB/s, p99, and the proxy's CPU per operation; about 5 minutes)
 #   7. zerocopy: MSG_ZEROCOPY against send() for 64 KiB sends over loopback TCP (CPU per MiB of

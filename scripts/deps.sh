@@ -15,7 +15,7 @@ PACKAGES=(
     libssl-dev          # OpenSSL 3 headers and libraries
     liburing-dev        # io_uring: the loop's second backend (src/loop/loop_uring.c)
     libuv1-dev          # libuv: examples/uv_echo.c drives the engine from libuv's loop
-    libnghttp2-dev      # nghttp2: HTTP/2 framing and HPACK for serve, get and bench (src/h2)
+    libnghttp2-dev      # nghttp2: HTTP/2 framing and HPACK: the server (src/httpd) and the client (src/client)
     nghttp2-client      # nghttp and h2load: HTTP/2 peers in the tests
     python3-h2          # python's h2: crafted HTTP/2 frames in the tests (attacks, limits)
     libjansson-dev      # JSON for the ACME client (src/acme)
@@ -32,17 +32,23 @@ PACKAGES=(
     coreutils           # timeout
     gnutls-bin          # gnutls-cli: a TLS peer from another library (tests/e2e/test_server_tls.py)
     chromium            # a real browser, headless, against tlsloop serve (tests/e2e/test_chromium.py)
+    # HTTP/2 servers that the client's tests start (tests/e2e/test_get_h2.py: get --http2 and
+    # bench --h2 against both); the --bench list has them too, for make bench
+    nginx-light         # nginx, with http_v2
+    h2o                 # h2o
 )
 
 # `deps.sh --bench`: what `make bench` needs besides (the servers it compares with, the load).
 BENCH_PACKAGES=(
-    nginx-light         # nginx, the server tlsloop serve is compared with (bench/serve_vs_nginx.py)
+    nginx-light         # nginx, the server tlsloop serve is compared with (bench/serve_vs_nginx.py;
+                        # also in PACKAGES, for the tests)
     wrk                 # keep-alive, resumption and bulk load
     util-linux          # taskset and prlimit: servers on CPU 0, load on CPU 1, fd limits
     gnuplot-nox         # the chart of bench/perf.py (docs/perf.png)
     haproxy             # bench/proxy_bench.py: tlsloop proxy against HAProxy in TCP mode
     stunnel4            # and against stunnel
-    h2o                 # bench/perf.py --also h2o: the third server of the performance issue
+    h2o                 # bench/perf.py --also h2o: the third server of the performance issue (also
+                        # in PACKAGES)
 )
 # `deps.sh --soak`: what `make soak`'s opt-in runs need (tests/soak.sh, TESTSSL=1).
 SOAK_PACKAGES=(
@@ -60,8 +66,8 @@ if [[ ${TLSLOOP_SKIP_DEPS:-0} == 1 ]]; then
 fi
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "deps: not a Debian system (no dpkg-query); make sure gcc, make, pkg-config, OpenSSL 3" \
-        "headers, liburing, libuv, openssl, python3, curl, gnutls-cli, chromium, clang with libFuzzer and" \
-        "procps are installed" >&2
+        "headers, liburing, libuv, nghttp2 (and h2load), python3's h2, openssl, python3, curl," \
+        "gnutls-cli, chromium, nginx with http_v2, h2o, clang with libFuzzer and procps are installed" >&2
     exit 0
 fi
 
@@ -114,12 +120,13 @@ for p in "${PACKAGES[@]}"; do
     installed "$p" || missing+=("$p")
 done
 
+# Any nginx flavour will do (nginx-core, nginx-full, ...): only the command matters.
+if command -v nginx >/dev/null 2>&1 && [[ ${#missing[@]} -gt 0 ]]; then
+    missing=("${missing[@]/nginx-light/}")
+    read -r -a missing <<<"${missing[*]}"
+fi
+
 if [[ ${1:-} == --bench ]]; then
-    # Any nginx flavour will do (nginx-core, nginx-full, ...): only the command matters.
-    if command -v nginx >/dev/null 2>&1; then
-        missing=("${missing[@]/nginx-light/}")
-        read -r -a missing <<<"${missing[*]}"
-    fi
     [[ ${#missing[@]} -eq 0 ]] || install_pkgs "${missing[@]}"
     echo "deps: ok for benchmarks (nginx, wrk, taskset, gnuplot, haproxy, stunnel, h2o)"
     exit 0

@@ -8,9 +8,10 @@
 #   normal-uring  build/ again with TLSLOOP_IO=uring (every loop made with the default runs on
 #                 io_uring): the unit tests of the layers in URING_UNIT (loop conn server http
 #                 httpd proxy client), the e2e scripts matching URING_E2E (test_serve_*
-#                 test_server_* test_proxy_* test_get test_examples test_session_store), every
-#                 example. Left to the epoll pass: the TLS engine and util units (no I/O),
-#                 test_tls_conformance, test_http_conformance and test_bench (the same server code paths, and the time
+#                 test_server_* test_proxy_* test_get test_get_h2 test_examples
+#                 test_session_store), every example. Left to the epoll pass: the TLS engine and
+#                 util units (no I/O), test_tls_conformance, test_http_conformance and test_bench
+#                 (the same server code paths, and the time
 #                 budget), test_io_backend and test_chromium (they choose the backend with
 #                 --io themselves, in every phase). Where io_uring is refused
 #                 the phase says so and runs on epoll. Its programs run URING_JOBS (3) at a
@@ -39,7 +40,9 @@
 #
 # Knobs (environment): TEST_PHASES, URING_UNIT, URING_E2E, URING_JOBS (3), BUILD, ASAN_BUILD,
 # FUZZ_BUILD, UNIT_TIMEOUT (300), E2E_TIMEOUT (300), EXAMPLE_TIMEOUT (60), CHECK_TIMEOUT (600),
-# FUZZ_SMOKE_SECONDS (20 per target), FUZZ_SMOKE_BUDGET (150 s for all targets together), MAKE.
+# FUZZ_SMOKE_SECONDS (20 per target), FUZZ_SMOKE_BUDGET (150 s for all targets together), MAKE,
+# E2E_JOBS (2: the e2e scripts of the normal and asan phases run two at a time; the unit tests one
+# at a time), FUZZ_JOBS (2 fuzz targets at a time).
 # A TLSLOOP_IO of the caller's is not passed on: the normal and asan phases run on epoll.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -52,8 +55,10 @@ ASAN_BUILD=${ASAN_BUILD:-build-asan}
 FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
 PHASES=${TEST_PHASES:-normal normal-uring asan asan-uring fuzz checks}
 URING_UNIT=${URING_UNIT:-loop conn server http httpd proxy client}
-URING_E2E=${URING_E2E:-test_serve_* test_server_* test_proxy_* test_get test_examples test_session_store}
+URING_E2E=${URING_E2E:-test_serve_* test_server_* test_proxy_* test_get test_get_h2 test_examples test_session_store}
 URING_JOBS=${URING_JOBS:-3}
+E2E_JOBS=${E2E_JOBS:-2}
+FUZZ_JOBS=${FUZZ_JOBS:-2}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}
 E2E_TIMEOUT=${E2E_TIMEOUT:-300}
 EXAMPLE_TIMEOUT=${EXAMPLE_TIMEOUT:-60}
@@ -216,6 +221,7 @@ run_suite() { # label builddir [uring]
             e2e+=("$src")
         fi
     done
+    [[ -n $uring ]] || PAR=$E2E_JOBS # the units ran one at a time; the e2e scripts two by two
     run_e2e "$label" "${e2e[@]}"
     [[ -z $uring ]] || run_units "$label" "$dir" uring # side by side: the long e2e scripts first
     for src in examples/*.c; do
@@ -312,11 +318,12 @@ phase_fuzz() {
     local secs=$((FUZZ_SMOKE_BUDGET / ${#targets[@]}))
     [[ $secs -le $FUZZ_SMOKE_SECONDS ]] || secs=$FUZZ_SMOKE_SECONDS
     [[ $secs -ge 5 ]] || secs=5
-    local t
+    local t PAR=$FUZZ_JOBS
     for t in "${targets[@]}"; do
         run_one fuzz single $((secs + 120)) "$FUZZ_BUILD/$t (${secs}s)" \
             bash scripts/fuzz-run.sh --smoke "$secs" "$t"
     done
+    run_drain
 }
 
 phase_checks() {

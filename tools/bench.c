@@ -29,7 +29,8 @@ void cmd_bench_usage(FILE *f)
             "usage: tlsloop bench [options] URL\n\n"
             "A TLS load generator. One loop per thread; each connection slot runs one operation\n"
             "at a time: a request on a kept connection (default), or a new connection per\n"
-            "request, or a handshake alone.\n\n"
+            "request, or a handshake alone; with --h2, -m requests at once on its HTTP/2\n"
+            "connection.\n\n"
             "  -t, --threads N        loops (default 1)\n"
             "  -c, --connections N    connection slots in total (default 10)\n"
             "  -d, --duration TIME    measure this long (default 10s) ...\n"
@@ -43,6 +44,8 @@ void cmd_bench_usage(FILE *f)
             "      --rate R           open loop: R operations per second in total, latency from\n"
             "                         each one's intended send time (no coordinated omission);\n"
             "                         its threads ask the scheduler for a short slice\n"
+            "      --default-slice    with --rate: keep the scheduler's default slice, as other\n"
+            "                         load generators do\n"
             "      --tlsv1.2, --tlsv1.3  only this TLS version\n"
             "      --tls-kdf openssl|tlsloop  the client's TLS key derivation and HMAC:\n"
             "                         OpenSSL's own (default) or tlsloop's faster ones\n"
@@ -51,7 +54,12 @@ void cmd_bench_usage(FILE *f)
             "      --no-tickets       TLS 1.2: ask for no session ticket, so --resume resumes\n"
             "                         by session ID from the server's cache\n"
             "      --cipher LIST      TLS 1.3 suites (TLS_...) or a TLS 1.2 cipher list\n"
-            "      --alpn LIST        protocols offered (default http/1.1)\n"
+            "      --alpn LIST        protocols offered (default http/1.1; h2,http/1.1 with --h2)\n"
+            "      --h2               HTTP/2 on kept connections (ALPN h2; over http:// by prior\n"
+            "                         knowledge, as h2load); a server that does not select h2\n"
+            "                         is an error\n"
+            "  -m, --max-streams N    with --h2: N requests at once on each connection, each\n"
+            "                         finished one followed by the next (default 1; h2load -m)\n"
             "      --cacert FILE      trust these CA certificates\n"
             "  -k, --insecure         do not verify the server (for tests)\n"
             "  -X, --request METHOD   another method than GET\n"
@@ -111,6 +119,7 @@ int cmd_bench(int argc, char **argv)
     tl_client_config cc = {.alpn = "http/1.1"};
     const char *url_arg = NULL;
     size_t hl = 0;
+    bool alpn_given = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         char name[40];
@@ -120,7 +129,7 @@ int cmd_bench(int argc, char **argv)
             name[eq - a] = 0;
             a = name;
             v = eq + 1;
-        } else if (a[0] == '-' && a[1] && a[1] != '-' && a[2] && strchr("tcdnXH", a[1])) {
+        } else if (a[0] == '-' && a[1] && a[1] != '-' && a[2] && strchr("tcdnmXH", a[1])) {
             /* wrk's style: -t2 -c50 -d10s */
             name[0] = '-';
             name[1] = a[1];
@@ -170,6 +179,8 @@ int cmd_bench(int argc, char **argv)
             b->rate = v ? strtod(v, &e) : 0;
             if (!v || *e || !(b->rate > 0) || b->rate > 1e7)
                 return usage_error("--rate needs operations per second above 0");
+        } else if (!strcmp(a, "--default-slice")) {
+            b->default_slice = true;
         } else if (!strcmp(a, "--tlsv1.2")) {
             cc.tls_min = cc.tls_max = TL_TLS1_2;
         } else if (!strcmp(a, "--tlsv1.3")) {
@@ -189,9 +200,16 @@ int cmd_bench(int argc, char **argv)
         } else if (!strcmp(a, "--io")) {
             if (tl_io_backend_parse(VALUE(), &b->io) != 0)
                 return usage_error("--io needs epoll, uring or auto");
+        } else if (!strcmp(a, "--h2")) {
+            b->h2 = true;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--max-streams")) {
+            if (parse_count(VALUE(), 10000, &n) != 0)
+                return usage_error("%s needs a number from 1 to 10000", a);
+            b->streams = (int)n;
         } else if (!strcmp(a, "--alpn")) {
             if (!(cc.alpn = VALUE()))
                 return usage_error("--alpn needs a list");
+            alpn_given = true;
         } else if (!strcmp(a, "--cacert")) {
             if (!(cc.ca_file = VALUE()))
                 return usage_error("--cacert needs a file");
@@ -227,6 +245,19 @@ int cmd_bench(int argc, char **argv)
         return usage_error("%s", err);
     if (!b->u.tls && b->mode != M_KEEPALIVE)
         return usage_error("--new-conn, --resume and --handshake-only need an https:// URL");
+    if (b->streams && !b->h2)
+        return usage_error("-m (streams per connection) needs --h2");
+    if (b->default_slice && !(b->rate > 0))
+        return usage_error("--default-slice goes with --rate");
+    if (b->h2 && b->mode != M_KEEPALIVE)
+        return usage_error("--h2 runs on kept connections: not with --new-conn, --resume or "
+                           "--handshake-only");
+    /* h2 and http/1.1, as h2load offers them: a server that cannot speak HTTP/2 then answers
+     * with http/1.1 (an error the report names) rather than a no_application_protocol alert. */
+    if (b->h2 && !alpn_given)
+        cc.alpn = "h2,http/1.1";
+    if (!b->streams)
+        b->streams = 1;
     struct in_addr target4;
     if (b->source_ips && (inet_pton(AF_INET, b->u.host, &target4) != 1 ||
                           (ntohl(target4.s_addr) >> 24) != 127))
@@ -268,6 +299,11 @@ int cmd_bench(int argc, char **argv)
         w->id = i;
         w->nslots = b->conns / b->threads + (i < b->conns % b->threads);
         w->slots = calloc((size_t)w->nslots, sizeof *w->slots);
+        for (int k = 0; b->h2 && w->slots && k < w->nslots; k++)
+            if (!(w->slots[k].ops = calloc((size_t)b->streams, sizeof *w->slots[k].ops))) {
+                fprintf(stderr, "tlsloop bench: out of memory\n");
+                return EXIT_FAILURE_RUN;
+            }
         if (b->rate > 0) {
             w->interval_ns = 1e9 * b->threads / b->rate;
             w->queue = malloc(RATE_QUEUE_MAX * sizeof *w->queue);
@@ -371,6 +407,7 @@ int cmd_bench(int argc, char **argv)
         tot->resumed += atomic_load(&w->resumed);
         tot->bytes += atomic_load(&w->bytes);
         tot->errors += atomic_load(&w->errors);
+        tot->retried += atomic_load(&w->retried);
         for (int k = 0; k < 6; k++)
             tot->status[k] += w->status[k];
         hist_merge(&tot->lat, &w->lat);
@@ -389,6 +426,8 @@ int cmd_bench(int argc, char **argv)
         if (b->w[i].tfd >= 0)
             close(b->w[i].tfd);
         tl_loop_free(b->w[i].loop);
+        for (int k = 0; k < b->w[i].nslots; k++)
+            free(b->w[i].slots[k].ops);
         free(b->w[i].slots);
         free(b->w[i].queue);
     }

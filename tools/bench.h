@@ -48,19 +48,32 @@ typedef struct worker worker;
 
 enum { S_IDLE, S_CONNECTING, S_READY, S_BUSY, S_CLOSING };
 
-typedef struct slot {
+typedef struct slot slot;
+
+/* --h2: one request on a stream of a slot's connection. */
+typedef struct h2op {
+    slot *s;
+    uint64_t t_start;              /* its start: its intended time at a fixed rate */
+    int status;
+    bool used;
+} h2op;
+
+struct slot {
     worker *w;
     int index;
     int st;
     tl_client_dial *dial;
     tl_conn *c;
     tl_client_http *x;
+    tl_client_h2 *h2;              /* --h2: the session, and its requests (-m of them) */
+    h2op *ops;
+    int inflight;
     uint64_t t_start;              /* the operation's start: its intended time at a fixed rate */
     uint64_t t_dial;               /* when this connection's attempt began */
     int status;
     char key[80];                  /* its own session key (--resume) */
     struct sockaddr_in src;        /* --source-ips */
-} slot;
+};
 
 struct worker {
     bench *b;
@@ -81,6 +94,7 @@ struct worker {
     bool stopping;
     int open;                      /* slots not idle */
     _Atomic uint64_t done, full, resumed, errors, bytes;   /* for progress (measured window) */
+    _Atomic uint64_t retried;      /* --h2: refused streams sent again */
     uint64_t status[6];
     hist lat, connect, handshake, lag;
     errtab errs;
@@ -93,11 +107,14 @@ struct bench {
     int threads, conns;
     uint64_t duration_ms, warmup_ms, total_n;
     double rate;
+    bool default_slice;            /* --default-slice: --rate without the short slice */
     uint32_t timeout_ms;
     const char *method;
     char headers[4096];
     int source_ips;
     tl_io_backend io;              /* --io (TL_IO_DEFAULT: TLSLOOP_IO, else epoll) */
+    bool h2;                       /* --h2: HTTP/2 (ALPN h2; prior knowledge over http://) */
+    int streams;                   /* -m: concurrent streams per connection with --h2 */
     bool json, quiet;
     worker *w;
     uint64_t t0, t_measure, t_end;
@@ -128,7 +145,7 @@ void *bench_worker_main(void *arg);
 
 /* The threads' figures merged over the measured window. */
 typedef struct totals {
-    uint64_t done, full, resumed, bytes, errors, status[6];
+    uint64_t done, full, resumed, bytes, errors, retried, status[6];
     hist lat, connect, handshake, lag;
     errtab errs;
     double seconds, cpu_pct;

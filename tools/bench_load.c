@@ -1,6 +1,7 @@
 /* bench_load.c - the load `tlsloop bench` generates: each thread's loop and its connection slots,
- * one operation at a time (a request, a new connection, a handshake), at full speed or on the
- * --rate schedule, with the figures of the measured window and the errors by kind. */
+ * one operation at a time (a request, a new connection, a handshake), or with --h2 up to -m
+ * requests at once on a slot's HTTP/2 connection, at full speed or on the --rate schedule, with
+ * the figures of the measured window and the errors by kind. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -96,14 +97,14 @@ static bool may_start(worker *w)
     return false;
 }
 
-/* One operation ended (successfully or not): counters, then the next. */
-static void finished(slot *s, bool ok, uint64_t bytes)
+/* One operation, begun at t_start, ended (successfully or not): counters, then the next. */
+static void finished_at(slot *s, uint64_t t_start, bool ok, uint64_t bytes)
 {
     worker *w = s->w;
     bench *b = w->b;
     uint64_t t = now_ns();
     if (ok && measuring(b, t)) {
-        hist_add(&w->lat, t - s->t_start);
+        hist_add(&w->lat, t - t_start);
         atomic_fetch_add_explicit(&w->done, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&w->bytes, bytes, memory_order_relaxed);
     }
@@ -111,18 +112,50 @@ static void finished(slot *s, bool ok, uint64_t bytes)
         atomic_store(&b->all_done, true);
 }
 
+static void finished(slot *s, bool ok, uint64_t bytes)
+{
+    finished_at(s, s->t_start, ok, bytes);
+}
+
+/* A response's status, counted by class; 4xx and 5xx are errors too. */
+static void count_status(slot *s, int status)
+{
+    if (measuring(s->w->b, now_ns()))
+        s->w->status[status / 100 % 6]++;
+    if (status >= 400) {
+        char kind[24];
+        snprintf(kind, sizeof kind, "HTTP %dxx", status / 100);
+        error(s, kind);
+    }
+}
+
+/* An exchange that did not end well, by kind (a close of ours is none). */
+static void result_error(slot *s, tl_http_result res, const char *why)
+{
+    if (res == TL_HTTP_DONE || res == TL_HTTP_CLOSED)
+        return;
+    char kind[80];
+    switch (res) {
+    case TL_HTTP_TIMED_OUT: snprintf(kind, sizeof kind, "timeout (response)"); break;
+    case TL_HTTP_TRUNCATED: snprintf(kind, sizeof kind, "truncated response"); break;
+    case TL_HTTP_BAD_RESPONSE: snprintf(kind, sizeof kind, "bad response"); break;
+    default:
+        if (!strncmp(why, "HTTP/2", 6))   /* what nghttp2 said: not HTTP/2, or broke its rules */
+            snprintf(kind, sizeof kind, "%.79s", why);
+        else
+            snprintf(kind, sizeof kind, "%s", strstr(why, "refused the stream") ? "stream refused"
+                                              : strstr(why, "reset") ? "reset"
+                                                                     : "connection failed");
+    }
+    error(s, kind);
+}
+
 static void on_head(tl_client_http *x, const tl_http_response *r, void *data)
 {
     (void)x;
     slot *s = data;
     s->status = r->status;
-    if (measuring(s->w->b, now_ns()))
-        s->w->status[r->status / 100 % 6]++;
-    if (r->status >= 400) {
-        char kind[24];
-        snprintf(kind, sizeof kind, "HTTP %dxx", r->status / 100);
-        error(s, kind);
-    }
+    count_status(s, r->status);
 }
 
 static void on_body(tl_client_http *x, const uint8_t *p, size_t n, void *data)
@@ -139,17 +172,7 @@ static void on_done(tl_client_http *x, tl_http_result res, const char *why, void
     slot *s = data;
     worker *w = s->w;
     bool ok = res == TL_HTTP_DONE && s->status > 0 && s->status < 400;
-    if (res != TL_HTTP_DONE && res != TL_HTTP_CLOSED) {
-        char kind[80];
-        switch (res) {
-        case TL_HTTP_TIMED_OUT: snprintf(kind, sizeof kind, "timeout (response)"); break;
-        case TL_HTTP_TRUNCATED: snprintf(kind, sizeof kind, "truncated response"); break;
-        case TL_HTTP_BAD_RESPONSE: snprintf(kind, sizeof kind, "bad response"); break;
-        default:
-            snprintf(kind, sizeof kind, "%s", strstr(why, "reset") ? "reset" : "connection failed");
-        }
-        error(s, kind);
-    }
+    result_error(s, res, why);
     finished(s, ok, 0);
     if (w->b->mode == M_KEEPALIVE && tl_client_http_reusable(x) && !w->stopping) {
         s->st = S_READY;
@@ -188,6 +211,161 @@ static void hs_close(tl_conn *c, tl_conn_end how)
 
 static const tl_conn_cbs HS_CBS = {.on_close = hs_close};
 static const tl_conn_cbs NONE_CBS = {0};
+
+/* ---- --h2: -m streams on each slot's connection ------------------------------------------- */
+
+/* End the slot's connection gracefully (on_close follows). */
+static void slot_close(slot *s)
+{
+    s->st = S_CLOSING;
+    if (s->h2)
+        tl_client_h2_close(s->h2);
+    else if (s->x)
+        tl_client_http_close(s->x);
+    else if (s->c)
+        tl_conn_close(s->c);
+}
+
+/* A request on a new stream, counted from t_start. false when it could not be sent (counted as
+ * an error: the operation had begun). */
+static bool h2_send(slot *s, uint64_t t_start)
+{
+    bench *b = s->w->b;
+    h2op *op = NULL;
+    for (int i = 0; i < b->streams && !op; i++)
+        if (!s->ops[i].used)
+            op = &s->ops[i];
+    if (op) {
+        *op = (h2op){.s = s, .t_start = t_start, .used = true};
+        s->inflight++;
+        if (tl_client_h2_request(s->h2, b->method, b->u.authority, b->u.target, b->headers,
+                                 b->timeout_ms, op) > 0)
+            return true;
+        op->used = false;
+        s->inflight--;
+    }
+    error(s, "request not sent");
+    finished_at(s, t_start, false, 0);
+    return false;
+}
+
+/* Keep -m requests under way while there is work; close when there is none. */
+static void h2_fill(slot *s)
+{
+    worker *w = s->w;
+    bench *b = w->b;
+    while (s->h2 && s->st == S_READY && s->inflight < b->streams && !w->stopping &&
+           tl_client_h2_reusable(s->h2)) {
+        uint64_t t;
+        if (b->rate > 0) {
+            if (!w->qlen)
+                break;   /* the next tick brings one */
+            t = w->queue[w->qhead];
+            w->qhead = (w->qhead + 1) % RATE_QUEUE_MAX;
+            w->qlen--;
+        } else if (may_start(w)) {
+            t = now_ns();
+        } else {
+            break;
+        }
+        if (!h2_send(s, t))
+            break;
+    }
+    /* Nothing under way and nothing to begin here (at a rate: unless ticks bring more). */
+    if (s->h2 && s->st == S_READY && s->inflight == 0 &&
+        (b->rate <= 0 || w->stopping || !tl_client_h2_reusable(s->h2)))
+        slot_close(s);
+}
+
+static void h2_head(tl_client_h2 *h, const tl_http_response *r, void *req)
+{
+    (void)h;
+    h2op *op = req;
+    op->status = r->status;
+    count_status(op->s, r->status);
+}
+
+static void h2_body(tl_client_h2 *h, const uint8_t *p, size_t n, void *req)
+{
+    (void)h;
+    (void)p;
+    h2op *op = req;
+    atomic_fetch_add_explicit(&op->s->w->bytes, measuring(op->s->w->b, now_ns()) ? n : 0,
+                              memory_order_relaxed);
+}
+
+static void h2_done(tl_client_h2 *h, tl_http_result res, const char *why, void *req)
+{
+    (void)h;
+    h2op *op = req;
+    slot *s = op->s;
+    worker *w = s->w;
+    bench *b = w->b;
+    op->used = false;
+    s->inflight--;
+    if (res == TL_HTTP_CONN_FAILED && strstr(why, "refused the stream") && !w->stopping) {
+        /* Not processed (above a GOAWAY's last stream, as nginx's keepalive_requests ends a
+         * connection; or RST_STREAM REFUSED_STREAM): sent again, on this connection or the
+         * slot's next, still counted from its first start. */
+        if (measuring(b, now_ns()))
+            atomic_fetch_add_explicit(&w->retried, 1, memory_order_relaxed);
+        if (b->rate > 0 && w->qlen < RATE_QUEUE_MAX) {
+            w->qhead = (w->qhead + RATE_QUEUE_MAX - 1) % RATE_QUEUE_MAX;
+            w->queue[w->qhead] = op->t_start;
+            w->qlen++;
+        } else if (b->total_n) {
+            atomic_fetch_sub(&b->started_n, 1);
+        }
+        h2_fill(s);
+        return;
+    }
+    bool ok = res == TL_HTTP_DONE && op->status > 0 && op->status < 400;
+    result_error(s, res, why);
+    finished_at(s, op->t_start, ok, 0);
+    h2_fill(s);
+}
+
+static void h2_close(tl_client_h2 *h, tl_conn_end how, void *data)
+{
+    (void)h;
+    (void)how;
+    slot *s = data;
+    s->h2 = NULL;
+    s->c = NULL;
+    s->st = S_IDLE;
+    s->w->open--;
+    slot_next(s);
+}
+
+static const tl_client_h2_cbs H2_CBS = {h2_head, h2_body, h2_done, h2_close};
+
+/* The connection is up: HTTP/2 if the server selected h2 (or, plain, by prior knowledge). */
+static void h2_start(slot *s, tl_conn *c)
+{
+    bench *b = s->w->b;
+    tl_engine *e = tl_conn_engine(c);
+    tl_engine_info info = {0};
+    if (e)
+        tl_engine_get_info(e, &info);
+    if (!(s->h2 = tl_client_h2_new(c, &H2_CBS, s))) {
+        error(s, "out of memory");
+        return;   /* the connection closes; nothing calls back for this slot: it stays idle */
+    }
+    s->st = S_READY;
+    if (e && strcmp(info.alpn, "h2") != 0) {
+        /* As h2load: no HTTP/2, no run (every connection would fail the same way). */
+        char kind[80];
+        snprintf(kind, sizeof kind, "the server did not select h2 by ALPN (it chose %.20s)",
+                 info.alpn[0] ? info.alpn : "none");
+        error(s, kind);
+        finished(s, false, 0);
+        atomic_store(&b->all_done, true);
+        slot_close(s);
+        return;
+    }
+    h2_send(s, s->t_start);   /* the operation slot_start began */
+    h2_fill(s);
+}
 
 static void send_request(slot *s)
 {
@@ -237,6 +415,10 @@ static void on_connect(tl_conn *c, tl_client_error err, const char *msg, void *d
     } else if (!e && measuring(b, t)) {
         hist_add(&w->connect, t - s->t_dial);
     }
+    if (b->h2) {
+        h2_start(s, c);
+        return;
+    }
     if (b->mode == M_HSONLY) {
         tl_conn_set_data(c, s);
         s->st = S_CLOSING;
@@ -277,7 +459,9 @@ static void dial(slot *s)
 static void slot_start(slot *s, uint64_t t_start)
 {
     s->t_start = t_start;
-    if (s->st == S_READY)
+    if (s->st == S_READY && s->h2)
+        h2_send(s, t_start);
+    else if (s->st == S_READY)
         send_request(s);
     else
         dial(s);
@@ -289,10 +473,8 @@ static void slot_next(slot *s)
     worker *w = s->w;
     bench *b = w->b;
     if (w->stopping) {
-        if (s->st == S_READY) {
-            s->st = S_CLOSING;
-            tl_client_http_close(s->x);
-        }
+        if (s->st == S_READY)
+            slot_close(s);
         if (!w->open)
             tl_loop_stop(w->loop);
         return;
@@ -308,10 +490,8 @@ static void slot_next(slot *s)
     }
     if (may_start(w))
         slot_start(s, now_ns());
-    else if (s->st == S_READY) {
-        s->st = S_CLOSING;
-        tl_client_http_close(s->x);
-    }
+    else if (s->st == S_READY)
+        slot_close(s);
 }
 
 static void arm_tick(worker *w)
@@ -337,9 +517,13 @@ void bench_on_tick(tl_loop *loop, tl_io *io, unsigned events)
         if (!may_start(w))
             break;
         slot *free_slot = NULL;
-        for (int i = 0; i < w->nslots && !free_slot; i++)
-            if (w->slots[i].st == S_IDLE || w->slots[i].st == S_READY)
-                free_slot = &w->slots[i];
+        for (int i = 0; i < w->nslots && !free_slot; i++) {
+            slot *c = &w->slots[i];
+            if (c->st == S_IDLE ||
+                (c->st == S_READY && (!c->h2 || (c->inflight < w->b->streams &&
+                                                 tl_client_h2_reusable(c->h2)))))
+                free_slot = c;
+        }
         if (free_slot) {
             if (measuring(w->b, now))
                 hist_add(&w->lag, now - due);   /* how late the generator itself was */
@@ -374,13 +558,8 @@ void bench_on_stop(tl_loop *loop, tl_work *work)
         slot *s = &w->slots[i];
         if (s->dial)
             tl_client_cancel(s->dial);
-        else if (s->x && s->st != S_CLOSING) {
-            s->st = S_CLOSING;
-            tl_client_http_close(s->x);
-        } else if (s->c && s->st != S_CLOSING) {
-            s->st = S_CLOSING;
-            tl_conn_close(s->c);
-        }
+        else if ((s->x || s->h2 || s->c) && s->st != S_CLOSING)
+            slot_close(s);
     }
     if (!w->open)
         tl_loop_stop(loop);
@@ -394,7 +573,8 @@ void *bench_worker_main(void *arg)
         /* A latency client shares its CPU with other load (a flood generator, W6): with a
          * short slice its wake-ups preempt that load instead of waiting out a default slice,
          * so what it measures is the server's delay, not its own. Best effort. */
-        tl_thread_set_slice(RATE_SLICE_NS, NULL, 0);
+        if (!w->b->default_slice)
+            tl_thread_set_slice(RATE_SLICE_NS, NULL, 0);
         w->next_due = w->b->t0 + (uint64_t)(w->interval_ns * w->id / w->b->threads);
         tl_io_set(w->loop, &w->tick, TL_READABLE);
         arm_tick(w);

@@ -1,6 +1,7 @@
 /* bench_report.c - the final report of `tlsloop bench`: the merged figures as text or as JSON
  * (--json), percentiles of each histogram, errors by kind, and whether the generator saturated. */
 #include <stdio.h>
+#include <string.h>
 
 #include "bench.h"
 
@@ -61,13 +62,37 @@ static void json_string(const char *s)
     putchar('"');
 }
 
+/* h2load's terms: succeeded (2xx, 3xx), failed (the rest: 4xx, 5xx and no response), errored
+ * (no response: reset, refused, timed out, the connection failed), timeout (no response in
+ * time). From the error table: its "HTTP Nxx" kinds are responses that came. */
+typedef struct outcome {
+    uint64_t succeeded, failed, errored, timeout;
+} outcome;
+
+static outcome outcomes(const totals *t)
+{
+    outcome o = {.succeeded = t->done, .failed = t->errors};
+    uint64_t http = 0;
+    for (int i = 0; i < t->errs.used; i++) {
+        if (!strncmp(t->errs.kind[i], "HTTP ", 5))
+            http += t->errs.n[i];
+        if (!strncmp(t->errs.kind[i], "timeout", 7))
+            o.timeout += t->errs.n[i];
+    }
+    o.errored = t->errors - http;
+    return o;
+}
+
 void bench_report(bench *b, totals *t, const char *url_text)
 {
     double s = t->seconds > 0 ? t->seconds : 1;
+    outcome o = outcomes(t);
     if (b->json) {
         printf("{\n  \"url\": ");
         json_string(url_text);
         printf(",\n  \"io\": \"%s\"", tl_loop_backend(b->w[0].loop));
+        printf(",\n  \"protocol\": \"%s\",\n  \"streams_per_connection\": %d",
+               b->h2 ? "h2" : b->mode == M_HSONLY ? "none" : "http/1.1", b->streams);
         printf(",\n  \"mode\": \"%s\",\n  \"threads\": %d,\n  \"connections\": %d,\n"
                "  \"seconds\": %.3f,\n  \"rate\": %.1f,\n  \"requests\": %llu,\n"
                "  \"requests_per_s\": %.1f,\n  \"handshakes\": {\"full\": %llu, \"resumed\": %llu, "
@@ -92,13 +117,24 @@ void bench_report(bench *b, totals *t, const char *url_text)
             json_string(t->errs.kind[i]);
             printf(": %llu", (unsigned long long)t->errs.n[i]);
         }
-        printf("},\n  \"errors_total\": %llu,\n  \"generator_cpu_percent\": %.1f,\n"
+        printf("},\n  \"streams_retried\": %llu", (unsigned long long)t->retried);
+        printf(",\n  \"outcome\": {\"succeeded\": %llu, \"failed\": %llu, \"errored\": %llu, "
+               "\"timeout\": %llu}", (unsigned long long)o.succeeded,
+               (unsigned long long)o.failed, (unsigned long long)o.errored,
+               (unsigned long long)o.timeout);
+        printf(",\n  \"errors_total\": %llu,\n  \"generator_cpu_percent\": %.1f,\n"
                "  \"generator_saturated\": %s\n}\n", (unsigned long long)t->errors, t->cpu_pct,
                t->saturated ? "true" : "false");
         return;
     }
+    char mode[80];
+    if (b->h2)
+        snprintf(mode, sizeof mode, "HTTP/2, %d stream%s per connection", b->streams,
+                 b->streams == 1 ? "" : "s");
+    else
+        snprintf(mode, sizeof mode, "%s", MODE_NAMES[b->mode]);
     printf("tlsloop bench %s: %s, %d thread%s, %d connection%s, %.1f s measured", url_text,
-           MODE_NAMES[b->mode], b->threads, b->threads == 1 ? "" : "s", b->conns,
+           mode, b->threads, b->threads == 1 ? "" : "s", b->conns,
            b->conns == 1 ? "" : "s", t->seconds);
     if (b->warmup_ms)
         printf(" after %.1f s of warm-up", (double)b->warmup_ms / 1e3);
@@ -116,6 +152,13 @@ void bench_report(bench *b, totals *t, const char *url_text)
     printf("  TLS          full handshakes %llu (%.1f/s), resumed %llu (%.1f/s)\n",
            (unsigned long long)t->full, (double)t->full / s, (unsigned long long)t->resumed,
            (double)t->resumed / s);
+    if (b->h2) {
+        printf("  outcome      %llu succeeded, %llu failed, %llu errored, %llu timeout (as h2load "
+               "counts them)\n", (unsigned long long)o.succeeded, (unsigned long long)o.failed,
+               (unsigned long long)o.errored, (unsigned long long)o.timeout);
+        printf("  streams      refused by the server and sent again: %llu\n",
+               (unsigned long long)t->retried);
+    }
     printf("  received     %.2f MB body (%.2f MB/s)\n", (double)t->bytes / 1e6,
            (double)t->bytes / 1e6 / s);
     text_percentiles(b->mode == M_HSONLY ? "connection" : "latency", &t->lat);

@@ -1,5 +1,6 @@
-/* get.c - `tlsloop get URL`: fetch an http:// or https:// URL with HTTP/1.1 on the client API
- * (tlsloop/client.h), verifying TLS by default, and exit with a code a script can rely on. */
+/* get.c - `tlsloop get URL`: fetch an http:// or https:// URL with HTTP/1.1, or HTTP/2 with
+ * --http2, on the client API (tlsloop/client.h), verifying TLS by default, and exit with a code
+ * a script can rely on. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -39,12 +40,21 @@ void cmd_get_usage(FILE *f)
 {
     fprintf(f,
             "usage: tlsloop get [options] URL\n\n"
-            "Fetch an http:// or https:// URL with HTTP/1.1 and write the body to stdout. TLS\n"
-            "verifies the certificate chain (system store, or --cacert) and the host name.\n\n"
+            "Fetch an http:// or https:// URL with HTTP/1.1 (or HTTP/2) and write the body to\n"
+            "stdout. TLS verifies the certificate chain (system store, or --cacert) and the host\n"
+            "name.\n\n"
             "  -o, --output FILE      write the body to FILE\n"
             "  -I, --head             send HEAD and print the response headers only\n"
-            "  -v, --verbose          show the request, the response headers and the TLS facts\n"
-            "                         (protocol, cipher, ALPN, resumed, certificate, verification)\n"
+            "  -i, --include          write the response headers before the body (each\n"
+            "                         redirect's too, with -L)\n"
+            "  -v, --verbose          show the request, the response headers, the HTTP version\n"
+            "                         and the TLS facts (protocol, cipher, ALPN, resumed,\n"
+            "                         certificate, verification)\n"
+            "      --http2            offer h2 and http/1.1 by ALPN and speak HTTP/2 when the\n"
+            "                         server selects h2, else HTTP/1.1 (-v says which); over\n"
+            "                         http:// HTTP/1.1 (no h2c upgrade)\n"
+            "      --http2-prior-knowledge  HTTP/2 without asking: over http:// straight away\n"
+            "                         (h2c), over https:// by ALPN h2 alone\n"
             "  -H, --header 'N: V'    send this header too (repeat)\n"
             "  -X, --request METHOD   another method than GET\n"
             "  -f, --fail             exit 7 for an HTTP status of 400 or above (no body written)\n"
@@ -90,14 +100,16 @@ typedef struct run {
                                      the -H headers belong to */
     const char *method, *start_method;
     char headers[8192];           /* the -H headers */
-    bool head_only, verbose, fail_on_http, follow, insecure;
+    bool head_only, include, verbose, fail_on_http, follow, insecure;
     bool location_trusted, allow_downgrade;
     bool send_headers;            /* the -H headers go with this request */
     unsigned max_redirs, redirects;
     uint64_t deadline_ms;         /* this fetch's end (mono_ms) */
     tl_timer close_timer;         /* waiting for the server to close, then for our close */
     tl_timer guard;               /* the deadline and its closing margin passed: abort */
-    tl_client_http *x;            /* the exchange under way, or NULL */
+    tl_client_http *x;            /* the exchange under way (HTTP/1.1), or NULL */
+    tl_client_h2 *h2;             /* or the HTTP/2 session */
+    bool http2, prior_knowledge;  /* --http2, --http2-prior-knowledge */
     bool complete;                /* its response was complete by its framing */
     bool warned;
     unsigned repeat, done_fetches, resumed;
@@ -151,29 +163,49 @@ static uint32_t time_left(const run *r)
     return now >= r->deadline_ms ? 0 : (uint32_t)(r->deadline_ms - now);
 }
 
+/* The exchange's connection, whichever HTTP it speaks (NULL: none under way). */
+static tl_conn *ex_conn(run *r)
+{
+    return r->x ? tl_client_http_conn(r->x) : r->h2 ? tl_client_h2_conn(r->h2) : NULL;
+}
+
+static void ex_close(run *r)
+{
+    if (r->x)
+        tl_client_http_close(r->x);
+    else if (r->h2)
+        tl_client_h2_close(r->h2);
+}
+
+static tl_conn_end ex_peer_end(run *r)
+{
+    return r->x ? tl_client_http_peer_end(r->x) : r->h2 ? tl_client_h2_peer_end(r->h2)
+                                                       : TL_END_NONE;
+}
+
 static void on_close_timer(tl_loop *loop, tl_timer *t)
 {
     (void)loop;
-    run *r = t->data;
-    if (r->x)
-        tl_client_http_close(r->x);   /* the server did not close: we do, and wait as long */
+    ex_close(t->data);   /* the server did not close: we do, and wait as long */
 }
 
 static void on_guard(tl_loop *loop, tl_timer *t)
 {
     (void)loop;
     run *r = t->data;
-    if (r->x)
-        tl_conn_abort(tl_client_http_conn(r->x));   /* on_close follows */
+    if (ex_conn(r))
+        tl_conn_abort(ex_conn(r));   /* on_close follows */
 }
 
-static void tls_facts(run *r, tl_conn *c)
+/* The TLS facts (-v), and the protocol ALPN selected into alpn ("" for none, or plain TCP). */
+static void tls_facts(run *r, tl_conn *c, char *alpn, size_t alpnlen)
 {
     tl_engine *e = tl_conn_engine(c);
     if (!e)
         return;
     tl_engine_info i;
     tl_engine_get_info(e, &i);
+    snprintf(alpn, alpnlen, "%s", i.alpn);
     if (i.resumed)
         r->resumed++;
     if (!r->verbose)
@@ -187,22 +219,34 @@ static void tls_facts(run *r, tl_conn *c)
             r->insecure ? "OFF (--insecure)" : i.verify_result == 0 ? "ok" : i.verify_error);
 }
 
-static void on_head(tl_client_http *x, const tl_http_response *resp, void *data)
+/* The response head: as it came, to the output (-I, -i), or marked "< " on stderr (-v). */
+static void print_head(const run *r, FILE *f, bool raw, const tl_http_response *resp)
 {
-    (void)x;
-    run *r = data;
-    r->status = resp->status;
-    r->location[0] = 0;
-    bool print = r->head_only || r->verbose;
-    FILE *hf = r->head_only ? r->out : stderr;
-    if (print)
-        fprintf(hf, "%sHTTP/1.%d %d %.*s\r\n", r->head_only ? "" : "< ", resp->minor_version,
-                resp->status, (int)resp->reason_len, resp->reason);
+    const char *mark = raw ? "" : "< ";
+    if (r->h2)
+        fprintf(f, "%sHTTP/2 %d\r\n", mark, resp->status);
+    else
+        fprintf(f, "%sHTTP/1.%d %d %.*s\r\n", mark, resp->minor_version, resp->status,
+                (int)resp->reason_len, resp->reason);
     for (size_t i = 0; i < resp->num_headers; i++) {
         const tl_http_header *h = &resp->headers[i];
-        if (print)
-            fprintf(hf, "%s%.*s: %.*s\r\n", r->head_only ? "" : "< ", (int)h->name_len, h->name,
-                    (int)h->value_len, h->value);
+        fprintf(f, "%s%.*s: %.*s\r\n", mark, (int)h->name_len, h->name, (int)h->value_len,
+                h->value);
+    }
+    fprintf(f, raw ? "\r\n" : "<\n");
+}
+
+static void head(run *r, const tl_http_response *resp)
+{
+    r->status = resp->status;
+    r->location[0] = 0;
+    if (r->head_only || (r->include && r->write_body && !r->exit_code &&
+                         !(r->fail_on_http && resp->status >= 400)))
+        print_head(r, r->out, true, resp);
+    if (r->verbose && !r->head_only)
+        print_head(r, stderr, false, resp);
+    for (size_t i = 0; i < resp->num_headers; i++) {
+        const tl_http_header *h = &resp->headers[i];
         if (h->name_len == 8 && !strncasecmp(h->name, "location", 8)) {
             /* One too long to keep is kept as a mark: following it fails with a reason. */
             size_t n = h->value_len < sizeof r->location ? h->value_len : 1;
@@ -210,34 +254,30 @@ static void on_head(tl_client_http *x, const tl_http_response *resp, void *data)
             r->location[n] = 0;
         }
     }
-    if (print)
-        fprintf(hf, r->head_only ? "\r\n" : "<\n");
     bool redirect = r->follow && r->location[0] &&
                     (resp->status == 301 || resp->status == 302 || resp->status == 303 ||
                      resp->status == 307 || resp->status == 308);
     r->skip_body = redirect || (r->fail_on_http && resp->status >= 400);
 }
 
-static void on_body(tl_client_http *x, const uint8_t *p, size_t n, void *data)
+static void body(run *r, const uint8_t *p, size_t n)
 {
-    (void)x;
-    run *r = data;
     if (!r->write_body || r->skip_body || r->exit_code)
         return;
     if (fwrite(p, 1, n, r->out) != n) {
         finish(r, GET_FAILED, "writing %s: %s", r->out_path ? r->out_path : "the output",
                strerror(errno));
-        tl_client_http_close(x);
+        ex_close(r);
     }
 }
 
-static void on_done(tl_client_http *x, tl_http_result res, const char *why, void *data)
+static void done(run *r, tl_http_result res, const char *why)
 {
-    run *r = data;
     switch (res) {
     case TL_HTTP_DONE:
         r->complete = true;
-        if (tl_client_http_peer_end(x) == TL_END_NONE && !r->exit_code) {
+        /* HTTP/2: one stream, done; our GOAWAY and close_notify end the connection. */
+        if (!r->h2 && ex_peer_end(r) == TL_END_NONE && !r->exit_code) {
             /* We asked for Connection: close: the server closes now (RFC 9112 section 9.6),
              * and how it does tells whether it meant to end here (close_notify). */
             uint32_t left = time_left(r);
@@ -256,7 +296,7 @@ static void on_done(tl_client_http *x, tl_http_result res, const char *why, void
         finish(r, GET_TRUNCATED, "%s: %s", tl_http_result_name(res), why);
         break;
     }
-    tl_client_http_close(x);   /* close_notify, and the peer's awaited: on_close goes on */
+    ex_close(r);   /* close_notify, and the peer's awaited: on_close goes on */
 }
 
 /* How the server's side ended: its close_notify or not, in words. */
@@ -277,10 +317,10 @@ static const char *peer_close_text(tl_conn_end how)
 }
 
 /* -v: the facts of the close; and the warning for a complete response without close_notify. */
-static void close_facts(run *r, tl_client_http *x, tl_conn_end how)
+static void close_facts(run *r, tl_conn_end how)
 {
-    tl_conn *c = tl_client_http_conn(x);
-    tl_conn_end peer = tl_client_http_peer_end(x);
+    tl_conn *c = ex_conn(r);
+    tl_conn_end peer = ex_peer_end(r);
     bool tls = tl_conn_is_tls(c);
     tl_conn_end theirs = peer != TL_END_NONE ? peer : how;   /* how the server's side ended */
     tl_conn_stats st;
@@ -291,9 +331,12 @@ static void close_facts(run *r, tl_client_http *x, tl_conn_end how)
          tls ? "the server's close_notify: " : "the server's side: ",
          tls ? peer_close_text(theirs) : theirs == TL_END_CLEAN ? "closed" : tl_conn_end_name(theirs),
          (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out);
-    /* For the response written out (not a redirect's, not one --fail refuses). */
+    /* For the response written out (not a redirect's, not one --fail refuses). Over HTTP/2 we
+     * end first (GOAWAY, close_notify) after END_STREAM: a server that then closes without
+     * answering our close_notify (nginx does) cut nothing off; -v says how it ended. */
+    bool h2_after_ours = r->h2 && peer == TL_END_NONE;
     if (tls && r->complete && !r->skip_body && theirs != TL_END_CLEAN && !r->exit_code &&
-        !r->warned) {
+        !r->warned && !h2_after_ours) {
         r->warned = true;
         fprintf(stderr, "tlsloop get: warning: the response was complete by its framing, but "
                         "the connection then ended without the server's close_notify (%s)\n",
@@ -301,13 +344,13 @@ static void close_facts(run *r, tl_client_http *x, tl_conn_end how)
     }
 }
 
-static void on_close(tl_client_http *x, tl_conn_end how, void *data)
+static void closed(run *r, tl_conn_end how)
 {
-    run *r = data;
-    vsay(r, "* connection closed: %s%s%s\n", tl_conn_end_name(how),
-         *tl_conn_error(tl_client_http_conn(x)) ? ": " : "", tl_conn_error(tl_client_http_conn(x)));
-    close_facts(r, x, how);
+    const char *e = tl_conn_error(ex_conn(r));
+    vsay(r, "* connection closed: %s%s%s\n", tl_conn_end_name(how), *e ? ": " : "", e);
+    close_facts(r, how);
     r->x = NULL;
+    r->h2 = NULL;
     tl_timer_stop(r->loop, &r->close_timer);
     tl_timer_stop(r->loop, &r->guard);
     if (r->exit_code) {
@@ -372,8 +415,80 @@ static void on_close(tl_client_http *x, tl_conn_end how, void *data)
     tl_loop_stop(r->loop);
 }
 
+/* The callbacks of either HTTP, onto the same run. */
+/* HTTP/2 or HTTP/1.1 on this connection: --http2 asks for h2 by ALPN and falls back to what
+ * the server selected; --http2-prior-knowledge speaks HTTP/2 over plain TCP, and over TLS
+ * unless the server selected another protocol. */
+static bool use_h2(run *r, tl_conn *c, const char *alpn)
+{
+    bool tls = tl_conn_is_tls(c);
+    if (!r->http2 && !r->prior_knowledge)
+        return false;
+    if (tls && !strcmp(alpn, "h2"))
+        return true;
+    if (r->prior_knowledge && (!tls || !alpn[0]))
+        return true;
+    if (!tls)
+        vsay(r, "* --http2 over http:// is HTTP/1.1 here (no h2c upgrade; "
+                "--http2-prior-knowledge speaks HTTP/2 at once)\n");
+    else
+        vsay(r, "* the server did not select h2 (ALPN %s): falling back to HTTP/1.1\n",
+             alpn[0] ? alpn : "none");
+    return false;
+}
+
+static void on_head(tl_client_http *x, const tl_http_response *resp, void *data)
+{
+    (void)x;
+    head(data, resp);
+}
+
+static void on_body(tl_client_http *x, const uint8_t *p, size_t n, void *data)
+{
+    (void)x;
+    body(data, p, n);
+}
+
+static void on_done(tl_client_http *x, tl_http_result res, const char *why, void *data)
+{
+    (void)x;
+    done(data, res, why);
+}
+
+static void on_close(tl_client_http *x, tl_conn_end how, void *data)
+{
+    (void)x;
+    closed(data, how);
+}
+
+static void h2_head(tl_client_h2 *h, const tl_http_response *resp, void *req)
+{
+    (void)h;
+    head(req, resp);
+}
+
+static void h2_body(tl_client_h2 *h, const uint8_t *p, size_t n, void *req)
+{
+    (void)h;
+    body(req, p, n);
+}
+
+static void h2_done(tl_client_h2 *h, tl_http_result res, const char *why, void *req)
+{
+    (void)h;
+    done(req, res, why);
+}
+
+static void h2_close(tl_client_h2 *h, tl_conn_end how, void *data)
+{
+    (void)h;
+    closed(data, how);
+}
+
 static const tl_client_http_cbs HTTP_CBS = {.on_head = on_head, .on_body = on_body,
                                             .on_done = on_done, .on_close = on_close};
+static const tl_client_h2_cbs H2_CBS = {.on_head = h2_head, .on_body = h2_body,
+                                        .on_done = h2_done, .on_close = h2_close};
 /* Before tl_client_http takes over: a connection only closes here if it fails at once. */
 static const tl_conn_cbs CONN_CBS = {0};
 
@@ -394,9 +509,15 @@ static void on_connect(tl_conn *c, tl_client_error err, const char *msg, void *d
         return;
     }
     vsay(r, "* connected to %s port %u\n", r->u.host, r->u.port);
-    tls_facts(r, c);
-    tl_client_http *x = r->x = tl_client_http_new(c, &HTTP_CBS, r);
-    if (!x) {
+    char alpn[64] = "";
+    tls_facts(r, c, alpn, sizeof alpn);
+    bool h2 = use_h2(r, c, alpn);
+    vsay(r, "* HTTP: %s\n", h2 ? "HTTP/2" : "HTTP/1.1");
+    if (h2)
+        r->h2 = tl_client_h2_new(c, &H2_CBS, r);
+    else
+        r->x = tl_client_http_new(c, &HTTP_CBS, r);
+    if (!r->x && !r->h2) {
         finish(r, GET_FAILED, "out of memory");
         tl_loop_stop(r->loop);
         return;
@@ -406,23 +527,33 @@ static void on_connect(tl_conn *c, tl_client_error err, const char *msg, void *d
     char headers[sizeof r->headers + 100];
     snprintf(headers, sizeof headers, "%s%s", r->send_headers ? r->headers : "",
              "User-Agent: tlsloop/" TL_VERSION_STRING "\r\nAccept: */*\r\n");
-    vsay(r, "> %s %s HTTP/1.1\n> Host: %s\n", r->method, r->u.target, r->u.authority);
+    if (h2)
+        vsay(r, "> %s %s HTTP/2\n> :authority: %s\n", r->method, r->u.target, r->u.authority);
+    else
+        vsay(r, "> %s %s HTTP/1.1\n> Host: %s\n", r->method, r->u.target, r->u.authority);
     if (r->verbose)
         for (const char *p = headers; *p;) {
             const char *e = strstr(p, "\r\n");
-            fprintf(stderr, "> %.*s\n", (int)(e - p), p);
+            const char *colon = memchr(p, ':', (size_t)(e - p));
+            size_t nl = h2 && colon ? (size_t)(colon - p) : 0;   /* HTTP/2: names in lower case */
+            fputs("> ", stderr);
+            for (size_t i = 0; i < nl; i++)
+                fputc(tolower((unsigned char)p[i]), stderr);
+            fprintf(stderr, "%.*s\n", (int)((size_t)(e - p) - nl), p + nl);
             p = e + 2;
         }
-    vsay(r, "> Connection: close\n>\n");
+    vsay(r, h2 ? ">\n" : "> Connection: close\n>\n");
     uint32_t left = time_left(r);
     if (left == 0) {
         finish(r, GET_TIMEOUT, "timed out after %u ms (--timeout) connecting to %s port %u",
                r->timeout_ms, r->u.host, r->u.port);
-        tl_client_http_close(x);
-    } else if (tl_client_http_request(x, r->method, r->u.target, r->u.authority, headers, false,
-                                      left) != 0) {
-        finish(r, GET_FAILED, "the request could not be sent (too long?)");
-        tl_client_http_close(x);
+        ex_close(r);
+    } else if (h2 ? tl_client_h2_request(r->h2, r->method, r->u.authority, r->u.target, headers,
+                                         left, r) < 0
+                  : tl_client_http_request(r->x, r->method, r->u.target, r->u.authority,
+                                           headers, false, left) != 0) {
+        finish(r, GET_FAILED, "the request could not be sent (too long, or a malformed -H?)");
+        ex_close(r);
     }
 }
 
@@ -489,8 +620,14 @@ int cmd_get(int argc, char **argv)
         } else if (!strcmp(a, "-I") || !strcmp(a, "--head")) {
             r.head_only = true;
             r.method = "HEAD";
+        } else if (!strcmp(a, "-i") || !strcmp(a, "--include")) {
+            r.include = true;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             r.verbose = true;
+        } else if (!strcmp(a, "--http2")) {
+            r.http2 = true;
+        } else if (!strcmp(a, "--http2-prior-knowledge")) {
+            r.prior_knowledge = true;
         } else if (!strcmp(a, "-f") || !strcmp(a, "--fail")) {
             r.fail_on_http = true;
         } else if (!strcmp(a, "-L") || !strcmp(a, "--location")) {
@@ -552,6 +689,11 @@ int cmd_get(int argc, char **argv)
     if (parse_url(url_arg, &r.start, err, sizeof err) != 0)
         return usage_error("%s", err);
     r.start_method = r.method;
+    /* With both, --http2 (h2 or http/1.1 by ALPN) rules over TLS; prior knowledge over plain. */
+    if (r.http2)
+        cc.alpn = "h2,http/1.1";
+    else if (r.prior_knowledge)
+        cc.alpn = "h2";
     if (cc.insecure)
         fprintf(stderr, "tlsloop get: WARNING: --insecure: the server's certificate and name are "
                         "NOT verified; anyone in the path can read and change this exchange\n");

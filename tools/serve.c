@@ -38,7 +38,10 @@ void cmd_serve_usage(FILE *f)
             "127.0.0.1:8080, a certificate for localhost made on first start (its CA is kept in\n"
             "the state directory; the command that trusts it is printed), and a built-in page.\n"
             "Options go on the command line (--name value) or in a --config file (name value).\n"
-            "SIGTERM drains, SIGHUP reloads certificates and keys, SIGUSR1 reopens the logs.\n\n"
+            "HTTP/2 over TLS when the client offers it (ALPN h2,http/1.1 unless --alpn says\n"
+            "otherwise), and on plain listeners with --h2c (prior knowledge); HTTP/1.1 else.\n"
+            "SIGTERM drains (HTTP/2: GOAWAY), SIGHUP reloads certificates and keys, SIGUSR1\n"
+            "reopens the logs.\n\n"
             "  --check                        check the configuration (files, certificates) and exit\n"
             "  --help                         this text\n\n"
             "HTTP:\n");
@@ -241,10 +244,11 @@ static void builtin_page(tl_httpd *h, tl_httpd_page *page, void *data)
     if (e) {
         tl_engine_info info;
         tl_engine_get_info(e, &info);
-        put(b, "<p>You came over <b>%s</b> with %s%s%s, %s session.</p>\n",
+        put(b, "<p>You came over <b>%s</b> with %s%s%s, %s session, %s.</p>\n",
             info.version ? info.version : "TLS", info.cipher ? info.cipher : "?",
             info.group ? " and " : "", info.group ? info.group : "",
-            info.resumed ? "a resumed" : "a new");
+            info.resumed ? "a resumed" : "a new",
+            !strcmp(info.alpn, "h2") ? "speaking HTTP/2" : "speaking HTTP/1.1");
     } else {
         put(b, "<p>You came over plain HTTP.</p>\n");
     }
@@ -259,6 +263,7 @@ static void builtin_page(tl_httpd *h, tl_httpd_page *page, void *data)
         failed += s.handshakes_failed[i];
     row(b, "failed TLS handshakes", failed);
     row(b, "HTTP requests", hs.requests);
+    row(b, "HTTP/2 requests", hs.requests_h2);
     row(b, "answers 2xx", hs.status[2]);
     row(b, "answers 3xx", hs.status[3]);
     row(b, "answers 4xx", hs.status[4]);
@@ -291,11 +296,7 @@ int cmd_serve(int argc, char **argv)
     }
     char err[1024];
     bool check = false;
-    /* An HTTP server says so in ALPN unless told otherwise (options given later replace it). */
-    if (set_default(cfg, "alpn", "http/1.1") != 0) {
-        tl_server_config_free(cfg);
-        return EXIT_FAILURE_RUN;
-    }
+    /* ALPN: tl_httpd_config_init made h2,http/1.1 the default (options given later replace it). */
     int rc = tool_server_args("serve", cfg, argc, argv, &check, cmd_serve_usage);
     if (rc != 0)
         return rc == 1 ? EXIT_OK : rc;

@@ -1,7 +1,7 @@
 /*
  * tlsloop/client.h - the client side: connections to host:port made without blocking, TLS that
- * verifies by default, a session cache per host:port, and HTTP/1.1 exchanges whose responses are
- * complete only when their framing says so.
+ * verifies by default, a session cache per host:port, and HTTP/1.1 and HTTP/2 exchanges whose
+ * responses are complete only when their framing says so.
  *
  * A tl_client is shared configuration: the TLS client configuration (trust store, verification,
  * versions, suites, ALPN), the session cache, name overrides, and a task pool that resolves names.
@@ -35,8 +35,19 @@
  * tl_client_http_close ends it at any moment, a response still arriving included: close_notify is
  * sent, the peer's awaited for at most close_timeout_ms, and on_close tells how it ended.
  *
+ * HTTP/2. tl_client_h2_new takes over a connection for HTTP/2 (RFC 9113) instead: over TLS one
+ * whose ALPN selected "h2" (offer "h2,http/1.1" in alpn and look at tl_engine_info.alpn), over
+ * plain TCP by prior knowledge. nghttp2 does the framing and HPACK; the connection's I/O, its
+ * write queue and its deadlines stay tlsloop's. Many requests may be under way at once, each a
+ * stream with its own callbacks' data and deadline; nghttp2 holds back the ones beyond the
+ * server's SETTINGS_MAX_CONCURRENT_STREAMS until earlier streams end. A response is
+ * TL_HTTP_DONE only when its stream ended with END_STREAM (and its body matched its
+ * content-length); a stream the server reset, refused (RST_STREAM REFUSED_STREAM, or above the
+ * last stream id of a GOAWAY), or that the connection's end cut off is not. tl_client_h2_close
+ * sends GOAWAY, then closes the connection as tl_client_http_close does.
+ *
  * Threads: tl_client functions may be called from any thread; a connection and its tl_client_http
- * belong to the loop they were made on, and their callbacks run there.
+ * (or tl_client_h2) belong to the loop they were made on, and their callbacks run there.
  *
  * Errors: functions returning int give 0 or -1 with a one-line message in err.
  */
@@ -184,6 +195,57 @@ TL_API void tl_client_http_close(tl_client_http *x);
  * peer answered). For reports such as tlsloop get -v. */
 TL_API tl_conn_end tl_client_http_peer_end(const tl_client_http *x);
 TL_API tl_conn *tl_client_http_conn(tl_client_http *x);
+
+/* ---- HTTP/2 exchanges ------------------------------------------------------------------- */
+
+typedef struct tl_client_h2 tl_client_h2;
+
+/* The callbacks of a request get the req pointer given to tl_client_h2_request; on_close gets
+ * the session's data. */
+typedef struct tl_client_h2_cbs {
+    /* The response head: status, and the fields (names in lower case, as HTTP/2 sends them; no
+     * pseudo-header among them); reason is empty and minor_version 0. Interim 1xx responses
+     * are skipped. Valid during the call. */
+    void (*on_head)(tl_client_h2 *h, const tl_http_response *resp, void *req);
+    /* A piece of the body (DATA frames' payload). Valid during the call. */
+    void (*on_body)(tl_client_h2 *h, const uint8_t *p, size_t n, void *req);
+    /* The request ended (why says more for anything but TL_HTTP_DONE); the last call for req.
+     * Another request may be sent from here. */
+    void (*on_done)(tl_client_h2 *h, tl_http_result res, const char *why, void *req);
+    /* The connection closed (last call; h is freed when it returns). Requests still under way
+     * got their on_done before this. */
+    void (*on_close)(tl_client_h2 *h, tl_conn_end how, void *data);
+} tl_client_h2_cbs;
+
+/* Use connection c (from on_connect) for HTTP/2: the client preface and SETTINGS leave at once
+ * (no server push; stream and connection windows of 16 MiB, so a download is not held to one
+ * window per round trip). NULL when out of memory (c is then closed). */
+TL_API tl_client_h2 *tl_client_h2_new(tl_conn *c, const tl_client_h2_cbs *cbs, void *data);
+/* Send a request on a new stream: method, :authority (the Host a HTTP/1.1 request would name),
+ * :path ("/path?q"), more header lines as for tl_client_http_request ("Name: value\r\n" each;
+ * names are sent in lower case; Connection, Keep-Alive, Proxy-Connection, Transfer-Encoding,
+ * Upgrade and TE other than "trailers" are left out as RFC 9113 section 8.2.2 says; a Host line
+ * replaces the :authority), and a deadline for the whole response (0: none; when it passes the
+ * stream is reset with CANCEL and ends with TL_HTTP_TIMED_OUT). The scheme is "https" over TLS,
+ * "http" otherwise. No request body (END_STREAM on the HEADERS). Returns the stream id (> 0),
+ * or -1 when the session takes no more requests (closing, GOAWAY received, stream ids used up)
+ * or the headers are malformed. */
+TL_API int32_t tl_client_h2_request(tl_client_h2 *h, const char *method, const char *authority,
+                                    const char *path, const char *headers, uint32_t timeout_ms,
+                                    void *req);
+/* May another request be sent (no GOAWAY either way, not closing)? */
+TL_API bool tl_client_h2_reusable(const tl_client_h2 *h);
+/* Requests sent whose on_done has not come yet. */
+TL_API size_t tl_client_h2_in_flight(const tl_client_h2 *h);
+/* The server's SETTINGS_MAX_CONCURRENT_STREAMS, as nghttp2 keeps it: 100 until the server's
+ * first SETTINGS arrive, then its value (a very large one when it set none). */
+TL_API uint32_t tl_client_h2_max_streams(const tl_client_h2 *h);
+/* End gracefully: requests under way end with TL_HTTP_CLOSED, GOAWAY (NO_ERROR) is sent, then
+ * the connection closes as tl_client_http_close does. Idempotent. */
+TL_API void tl_client_h2_close(tl_client_h2 *h);
+/* As tl_client_http_peer_end. */
+TL_API tl_conn_end tl_client_h2_peer_end(const tl_client_h2 *h);
+TL_API tl_conn *tl_client_h2_conn(tl_client_h2 *h);
 
 #ifdef __cplusplus
 }

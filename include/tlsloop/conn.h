@@ -93,7 +93,7 @@ extern "C" {
  * a turn. And the most connections a listener accepts per wake-up. */
 #define TL_CONN_READ_BUDGET (256u * 1024u)
 #define TL_CONN_WRITE_BUDGET (256u * 1024u)
-#define TL_ACCEPTS_PER_WAKEUP 64
+#define TL_ACCEPTS_PER_WAKEUP TL_LOOP_MAX_ACCEPTS   /* 64 (loop.h) */
 /* Size of the per-thread read buffer that on_read data points into. */
 #define TL_CONN_READ_CHUNK (64u * 1024u)
 

@@ -1,8 +1,8 @@
 /*
- * tlsloop/httpd.h - an HTTP/1.1 server on the server core (tlsloop/server.h): static files from a
- * root directory, pages the application adds, Prometheus metrics on a listener of their own
- * (metrics-listen; the public listeners never serve them), an access log, and a redirect from
- * plain listeners to HTTPS. `tlsloop serve` is a thin program over it.
+ * tlsloop/httpd.h - an HTTP/1.1 and HTTP/2 server on the server core (tlsloop/server.h): static
+ * files from a root directory, pages the application adds, Prometheus metrics on a listener of
+ * their own (metrics-listen; the public listeners never serve them), an access log, and a
+ * redirect from plain listeners to HTTPS. `tlsloop serve` is a thin program over it.
  *
  * Setting up. tl_httpd_config_init adds the HTTP options (root, index, access-log, metrics,
  * header-timeout, ...; tl_httpd_usage lists them) to a server configuration, so the command line
@@ -23,6 +23,15 @@
  * header-timeout of its first byte (slowloris: 408 and close), a body within body-timeout, and a
  * connection waiting for its next request closes after keepalive-timeout. Draining (SIGTERM): an
  * idle connection closes at once, a busy one after its answer (sent with Connection: close).
+ *
+ * HTTP/2 (RFC 9113, framing and HPACK by nghttp2): a TLS connection whose ALPN picked "h2" (the
+ * server's alpn option, h2,http/1.1 unless set), or a plain one that starts
+ * with the HTTP/2 preface when the h2c option is on. Its requests get the same answers as
+ * HTTP/1.1's (one routing decides them); files are read only as the client's flow-control
+ * windows and the connection's write queue take them. Limits against rapid reset, CONTINUATION
+ * floods, HPACK bombs, control-frame floods, too many streams (h2-max-streams) and windows held
+ * shut (h2-send-timeout) end the connection with GOAWAY or reset the stream (tl_h2_abuse counts
+ * them). A drain or a reload sends GOAWAY; streams in flight finish, then close_notify.
  *
  * Files. The path is decoded and normalised (tl_http_normalize_path) and opened below the root
  * with openat2(RESOLVE_BENEATH): "..", encoded dots, and symbolic links that lead out of the root
@@ -59,7 +68,8 @@ extern "C" {
 
 typedef struct tl_httpd tl_httpd;
 
-/* Add the HTTP options to cfg (before any option is set). Returns 0 or -1. */
+/* Add the HTTP options to cfg (before any option is set), and make ALPN "h2,http/1.1" the
+ * default (an alpn option given later replaces it). Returns 0 or -1. */
 TL_API int tl_httpd_config_init(tl_server_config *cfg);
 /* After every option is set, before tl_server_check and tl_httpd_new: with metrics-listen, add its
  * plain listener (the last one; tlsloop/server.h). 0, or -1 with err. */
@@ -93,6 +103,23 @@ typedef void (*tl_httpd_page_fn)(tl_httpd *h, tl_httpd_page *page, void *data);
 /* Serve fn at exactly this path (before files of the root; before tl_server_run). 0 or -1. */
 TL_API int tl_httpd_add_page(tl_httpd *h, const char *path, tl_httpd_page_fn fn, void *data);
 
+/* Why an HTTP/2 connection was ended, or a stream of it refused or reset, to defend the server
+ * (docs/http.md, "HTTP/2"). */
+typedef enum tl_h2_abuse {
+    TL_H2_ABUSE_RESET = 0,        /* rapid reset: streams the client reset early, past the rate */
+    TL_H2_ABUSE_CONTINUATION,     /* a header block over too many CONTINUATION frames */
+    TL_H2_ABUSE_HEADERS,          /* a header list over max-header-size once decoded (431) */
+    TL_H2_ABUSE_FLOOD,            /* SETTINGS, PING, WINDOW_UPDATE, PRIORITY, empty DATA frames
+                                     past the rate */
+    TL_H2_ABUSE_STREAMS,          /* streams refused over h2-max-streams */
+    TL_H2_ABUSE_STALL,            /* answer data that could not move for h2-send-timeout */
+    TL_H2_ABUSE_BODY,             /* request bodies over max-body (413, then reset) */
+    TL_H2_ABUSE_PROTOCOL,         /* other protocol errors that ended a connection */
+    TL_H2_ABUSE_KINDS
+} tl_h2_abuse;
+/* "rapid_reset", "continuation", ... (the metrics' label values). */
+TL_API const char *tl_h2_abuse_name(tl_h2_abuse kind);
+
 typedef struct tl_httpd_stats {
     uint64_t requests;             /* request heads read (valid or not) */
     uint64_t status[6];            /* answers by class: [2] is 2xx, ..., [5] is 5xx */
@@ -102,6 +129,10 @@ typedef struct tl_httpd_stats {
     uint64_t timeouts;             /* 408s: a head or body too slow */
     uint64_t body_bytes;           /* bytes of answer bodies sent */
     uint64_t cache_hits, cache_misses;
+    uint64_t requests_h1, requests_h2;   /* requests by protocol (HTTP/1.x, HTTP/2) */
+    uint64_t h2_conns;             /* connections that spoke HTTP/2 */
+    uint64_t h2_streams;           /* HTTP/2 streams the clients opened */
+    uint64_t h2_abuse[TL_H2_ABUSE_KINDS];   /* see tl_h2_abuse */
 } tl_httpd_stats;
 /* Counters summed over workers. Any thread. */
 TL_API void tl_httpd_get_stats(tl_httpd *h, tl_httpd_stats *out);

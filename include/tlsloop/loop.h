@@ -1,7 +1,8 @@
 /*
- * tlsloop/loop.h - an event loop on epoll or io_uring: fd watchers, timers, cross-thread posts,
- * signals, a task pool for work that must not run on a loop, and a short scheduler time slice for
- * loop threads so their wake-ups preempt that work.
+ * tlsloop/loop.h - an event loop on epoll or io_uring: fd watchers, listeners that hand over
+ * accepted sockets, timers, cross-thread posts, signals, a task pool for work that must not run
+ * on a loop, and a short scheduler time slice for loop threads so their wake-ups preempt that
+ * work.
  *
  * One loop per thread, never a global one: every function takes the loop it acts on. A loop runs
  * on the thread that calls tl_loop_run; everything here is for that thread only, except
@@ -43,6 +44,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <tlsloop/api.h>
 
@@ -53,6 +55,7 @@ extern "C" {
 /* Fairness caps: how much one watcher may do per iteration before others get their turn. */
 #define TL_LOOP_MAX_EVENTS 256          /* ready fds taken from the kernel per iteration */
 #define TL_LOOP_MAX_POSTS 1024          /* posted items run per iteration (the rest next time) */
+#define TL_LOOP_MAX_ACCEPTS 64          /* sockets a listener hands over per iteration */
 
 typedef struct tl_loop tl_loop;
 
@@ -71,6 +74,7 @@ struct tl_io {
     uint8_t registered;   /* interest the kernel has; private */
     bool queued;          /* on the loop's change list; private */
     bool stream;          /* private: completion I/O (tl_io_stream) */
+    uint8_t accepting;    /* private: io_uring accepts for a tl_listen (1 multishot, 2 single) */
     uint32_t ticket;      /* private: io_uring, the poll request in flight or the stream's slot */
     tl_io *next_change;   /* private: the change list is doubly linked, so stop is O(1) */
     tl_io *prev_change;   /* private */
@@ -112,6 +116,66 @@ TL_API ssize_t tl_io_send(tl_loop *loop, tl_io *io, const void *buf, size_t len,
 /* Bytes taken by tl_io_send that the kernel has not yet accepted (0 off streams): shut the
  * socket's writing side only after they are out. */
 TL_API size_t tl_io_unsent(const tl_loop *loop, const tl_io *io);
+
+/* ---- listening sockets ----
+ * A listener hands its callback the sockets it accepts, each non-blocking and close-on-exec, with
+ * the peer's address, at most TL_LOOP_MAX_ACCEPTS per iteration. On an io_uring loop one
+ * multishot accept is in flight while the listener runs: the kernel accepts as connections come,
+ * one completion each, with no readiness round trip and no accept4 call per connection (the peer's
+ * address is then one getpeername). On epoll: readiness, then accept4(2) until the backlog is
+ * empty. TLSLOOP_IO_ACCEPT=single (a one-shot accept, re-armed after each) or =poll (readiness
+ * and accept4 as on epoll) picks another way on io_uring, for comparison.
+ *
+ * Pausing (at a limit) stops accepting: on io_uring the accept is cancelled, and connections wait
+ * in the kernel's backlog as on epoll. A socket accepted while the cancel was on its way, or one
+ * the callback refused, stays with the listener and is the first one offered after it resumes.
+ * While sockets accepted by the kernel wait to be handed over (more than TL_LOOP_MAX_ACCEPTS came
+ * in one iteration), the accept is cancelled too, so the backlog, not the process, holds what
+ * cannot be served yet. */
+
+typedef struct tl_listen tl_listen;
+/* An accepted socket: return true when the callee took it (it owns fd from now on). Return false
+ * to leave it with the listener, which offers it again first: in the next iteration, or, when the
+ * callback paused the listener (the way to stop at a limit), after tl_listen_start resumes it. */
+typedef bool (*tl_listen_cb)(tl_loop *loop, tl_listen *l, int fd, const struct sockaddr *peer,
+                             socklen_t peerlen);
+/* accept failed for another reason than an aborted connection: EMFILE, ENFILE, ENOBUFS, ENOMEM,
+ * or a broken socket. The connection stays in the backlog. Pause the listener and resume it later
+ * (a timer); a listener left running tries again in the next iteration. */
+typedef void (*tl_listen_err_cb)(tl_loop *loop, tl_listen *l, int err);
+
+struct tl_listen {
+    tl_io io;                 /* private: io.fd is the listening socket */
+    tl_listen_cb cb;
+    tl_listen_err_cb on_error;
+    void *data;               /* the caller's */
+    int *held;                /* private: accepted, not yet taken (a ring of held_cap) */
+    uint32_t held_head, held_n, held_cap;
+    int err;                  /* private: an accept error for on_error */
+    bool started;             /* private: the way of accepting is chosen */
+    bool running;             /* private: started and not paused */
+    bool throttled;           /* private: accept cancelled while held sockets wait */
+    bool listed;              /* private: on the loop's list, offered in the next iteration */
+    tl_listen *next_listed;   /* private */
+};
+
+/* Prepare a listener on a listening socket (non-blocking); on_error may be NULL (errors are then
+ * only retried). Nothing is accepted before tl_listen_start. */
+TL_API void tl_listen_init(tl_listen *l, int fd, tl_listen_cb cb, tl_listen_err_cb on_error,
+                           void *data);
+/* Start accepting, or resume after tl_listen_pause, from the next iteration on. Never fails: where
+ * io_uring cannot accept (TLSLOOP_IO_ACCEPT=poll, no slot) the listener watches readiness. */
+TL_API void tl_listen_start(tl_loop *loop, tl_listen *l);
+/* Stop accepting until tl_listen_start; what is accepted already waits. Safe when not started. */
+TL_API void tl_listen_pause(tl_loop *loop, tl_listen *l);
+/* Stop for good: the accept in flight is cancelled at once (io_uring holds a reference to the
+ * socket while it is in flight), sockets accepted and not taken are closed. Then the caller may
+ * close the listening socket. Safe from the listener's own callbacks and when never started. */
+TL_API void tl_listen_stop(tl_loop *loop, tl_listen *l);
+/* The way this listener accepts: "multishot", "single" (io_uring) or "poll" (readiness and
+ * accept4); "" before tl_listen_start. */
+TL_API const char *tl_listen_mode(const tl_listen *l);
+static inline int tl_listen_fd(const tl_listen *l) { return l->io.fd; }
 
 /* ---- timers ---- */
 

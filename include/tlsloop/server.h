@@ -164,6 +164,11 @@ typedef struct tl_server_handler {
     /* Keep connections writable after the peer's end of stream (tl_conn_opts.half_close): a
      * client may send its request, shut its side, and still read the answer. */
     bool half_close;
+    /* A reload took effect on this connection's worker (optional): new connections get the new
+     * TLS generation, this one keeps its own; a protocol that can ask its client to come back on
+     * a new connection may do so (HTTP/2's GOAWAY). Runs on the connection's worker thread, for
+     * every established connection of the worker. */
+    void (*on_reload)(tl_conn *c, void *data);
 } tl_server_handler;
 
 /* Load the configuration (copied: cfg may be freed after), bind every listener, open the log,

@@ -1,5 +1,6 @@
-/* httpd.c - the HTTP/1.1 server (tlsloop/httpd.h): its options, set-up, pages and clean-up; a
- * connection's requests are in httpd_conn.c, their answers in httpd_route.c and httpd_reply.c.
+/* httpd.c - the HTTP server (tlsloop/httpd.h): its options, set-up, pages and clean-up; a
+ * connection's requests are in httpd_conn.c (HTTP/1.1) and httpd_h2*.c (HTTP/2), their answers
+ * in httpd_route.c and httpd_reply.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +25,23 @@ static int check_header_size(const char *v, char *err, size_t errlen)
     uint64_t n;
     if (tl_server_parse_size(v, &n) != 0 || n < 1024 || n > (1u << 20))
         return tli_fmt(err, errlen, "expected a size from 1k to 1m"), -1;
+    return 0;
+}
+
+static int check_streams(const char *v, char *err, size_t errlen)
+{
+    char *end;
+    unsigned long n = strtoul(v, &end, 10);
+    if (!*v || *end || n < 1 || n > 10000)
+        return tli_fmt(err, errlen, "expected a number of streams from 1 to 10000"), -1;
+    return 0;
+}
+
+static int check_window(const char *v, char *err, size_t errlen)
+{
+    uint64_t n;
+    if (tl_server_parse_size(v, &n) != 0 || n < 1024 || n > 0x7fffffff)
+        return tli_fmt(err, errlen, "expected a size from 1k to 2047m"), -1;
     return 0;
 }
 
@@ -85,12 +103,27 @@ static const tl_server_option OPTIONS[] = {
     {"file-cache", "SIZE", "contents of small files kept per worker, 0 off (default 16m)",
      check_size, false},
     {"file-cache-max", "SIZE", "largest file the cache keeps (default 64k)", check_size, false},
+    {"h2c", "", "plain listeners take HTTP/2 with prior knowledge (a client that starts with the "
+     "HTTP/2 preface; default off). TLS listeners speak h2 when ALPN picks it", NULL, false},
+    {"h2-max-streams", "N", "HTTP/2 streams a client may have open at once (default 100; more "
+     "are refused)", check_streams, false},
+    {"h2-window", "SIZE", "HTTP/2 receive window for request bodies, per stream and per "
+     "connection (default 65535, the protocol's initial one)", check_window, false},
+    {"h2-send-timeout", "TIME", "HTTP/2: a stream whose answer cannot move (the client's window "
+     "stays shut) is reset after this, a connection none of whose answers move is ended "
+     "(default 30s)", tl_server_check_duration, false},
 };
 #define N_OPTIONS (sizeof OPTIONS / sizeof OPTIONS[0])
 
 int tl_httpd_config_init(tl_server_config *cfg)
 {
-    return tl_server_config_extend(cfg, OPTIONS, N_OPTIONS);
+    /* An HTTP server says so in ALPN unless told otherwise (options given later replace it):
+     * HTTP/2 first, then HTTP/1.1 (a client that offers neither gets HTTP/1.1 too). */
+    char err[128];
+    if (tl_server_config_extend(cfg, OPTIONS, N_OPTIONS) != 0 ||
+        tl_server_config_set(cfg, "alpn", "h2,http/1.1", err, sizeof err) != 0)
+        return -1;
+    return 0;
 }
 
 int tl_httpd_config_finish(tl_server_config *cfg, char *err, size_t errlen)
@@ -143,7 +176,13 @@ tl_httpd *tl_httpd_new(const tl_server_config *cfg, char *err, size_t errlen)
     h->max_body = opt_size(cfg, "max-body", 1u << 20);
     h->cache_bytes = opt_size(cfg, "file-cache", 16u << 20);
     h->cache_max_file = opt_size(cfg, "file-cache-max", 64u << 10);
-    const char *v = tl_server_config_value(cfg, "redirect-https");
+    h->h2_window = (uint32_t)opt_size(cfg, "h2-window", 65535);
+    h->h2_send_timeout_ms = opt_ms(cfg, "h2-send-timeout", 30000);
+    const char *v = tl_server_config_value(cfg, "h2-max-streams");
+    h->h2_max_streams = v ? (uint32_t)strtoul(v, NULL, 10) : 100;
+    v = tl_server_config_value(cfg, "h2c");
+    h->h2c = v && !strcmp(v, "on");
+    v = tl_server_config_value(cfg, "redirect-https");
     h->redirect_https = v && !strcmp(v, "on");
     const char *dots = tl_server_config_value(cfg, "allow-dotfiles");
     if (dots && !(h->dot_allow = strdup(dots)))
@@ -187,7 +226,8 @@ tl_httpd *tl_httpd_new(const tl_server_config *cfg, char *err, size_t errlen)
     h->answered = tli_httpd_answered;
     h->handler = (tl_server_handler){.cbs = &h->cbs, .on_open = tli_httpd_conn_open,
                                      .on_drain = tli_httpd_conn_drain, .on_reopen = on_reopen,
-                                     .data = h, .half_close = true};
+                                     .on_reload = tli_httpd_conn_reload, .data = h,
+                                     .half_close = true};
     return h;
 oom:
     tli_fmt(err, errlen, "out of memory");

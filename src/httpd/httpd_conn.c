@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/ssl.h>
+
 #include "httpd/httpd_int.h"
 
 static size_t consume(hconn *hc, const uint8_t *p, size_t n);
@@ -265,10 +267,42 @@ static void keep_input(hconn *hc, const uint8_t *p, size_t n)
     }
 }
 
+/* h2c prior knowledge: a plain connection whose first bytes are the HTTP/2 preface speaks
+ * HTTP/2. Returns true when the input was taken (HTTP/2 started, or a beginning of the preface
+ * waits for more). */
+static bool h2c_preface(hconn *hc, const uint8_t *data, size_t len)
+{
+    size_t have = tl_buf_len(&hc->in);
+    size_t n = have + len < H2_PREFACE_LEN ? have + len : H2_PREFACE_LEN;
+    uint8_t head[H2_PREFACE_LEN];
+    size_t from_in = have < n ? have : n;
+    if (from_in)
+        memcpy(head, tl_buf_rptr(&hc->in), from_in);
+    memcpy(head + from_in, data, n - from_in);
+    if (memcmp(head, H2_PREFACE, n) != 0)
+        return false;   /* HTTP/1 */
+    keep_input(hc, data, len);
+    if (hc->state == H_CLOSING || tl_buf_len(&hc->in) < H2_PREFACE_LEN)
+        return hc->state != H_CLOSING;
+    tl_buf in = hc->in;
+    hc->in = (tl_buf)TL_BUF_INIT;
+    tl_timer_stop(tl_conn_loop(hc->c), &hc->timer);
+    tli_httpd_h2_start(hc, tl_buf_rptr(&in), tl_buf_len(&in));
+    tl_buf_free(&in);
+    return true;
+}
+
 static void on_read(tl_conn *c, const uint8_t *data, size_t len)
 {
     hconn *hc = tl_conn_data(c);
+    if (hc->h2) {
+        tli_httpd_h2_read(hc, data, len);
+        return;
+    }
     if (hc->state == H_CLOSING)
+        return;
+    if (hc->first && hc->state == H_IDLE && !hc->blocked && of_conn(hc)->h2c &&
+        !tl_conn_is_tls(c) && h2c_preface(hc, data, len))
         return;
     if (hc->blocked) {   /* reading pauses when blocked; what arrived meanwhile waits */
         keep_input(hc, data, len);
@@ -294,7 +328,9 @@ static void on_read(tl_conn *c, const uint8_t *data, size_t len)
 static void on_writable(tl_conn *c)
 {
     hconn *hc = tl_conn_data(c);
-    if (hc->stream) {
+    if (hc->h2) {
+        tli_httpd_h2_writable(hc);
+    } else if (hc->stream) {
         tli_httpd_pump(hc);
     } else if (hc->blocked) {
         hc->blocked = false;
@@ -307,15 +343,34 @@ static void on_eof(tl_conn *c, tl_conn_end how)
     (void)how;
     hconn *hc = tl_conn_data(c);
     hc->eof = true;
+    if (hc->h2) {
+        tli_httpd_h2_eof(hc);
+        return;
+    }
     if (hc->state == H_CLOSING || hc->blocked)
         return;   /* the answer under way closes when it is done (settle) */
     /* Waiting for a request, or in the middle of one that nothing can complete now. */
     close_conn(hc);
 }
 
+/* Whether ALPN picked h2 for this connection. */
+static bool alpn_h2(tl_conn *c)
+{
+    tl_engine *e = tl_conn_engine(c);
+    const unsigned char *p = NULL;
+    unsigned n = 0;
+    if (e)
+        SSL_get0_alpn_selected(tl_engine_ssl(e), &p, &n);
+    return n == 2 && p[0] == 'h' && p[1] == '2';
+}
+
 static void on_handshake(tl_conn *c, bool ok)
 {
     hconn *hc = tl_conn_data(c);
+    if (ok && alpn_h2(c)) {
+        tli_httpd_h2_start(hc, NULL, 0);
+        return;
+    }
     if (ok && hc->state == H_IDLE && !hc->blocked)
         arm_idle(hc);
 }
@@ -324,6 +379,10 @@ static void on_timer(tl_loop *loop, tl_timer *t)
 {
     (void)loop;
     hconn *hc = t->data;
+    if (hc->h2) {
+        tli_httpd_h2_timer(hc);
+        return;
+    }
     if (hc->state == H_IDLE) {
         close_conn(hc);   /* waited long enough for a request: no answer owed */
         return;
@@ -342,6 +401,8 @@ static void on_close(tl_conn *c, tl_conn_end how)
     (void)how;
     hconn *hc = tl_conn_data(c);
     tl_timer_stop(tl_conn_loop(c), &hc->timer);
+    if (hc->h2)
+        tli_httpd_h2_close(hc);
     /* A streamed answer cut short: logged with the bytes that were sent. */
     tli_httpd_log_stream(hc);
     tli_httpd_end_stream(hc);
@@ -381,10 +442,23 @@ void tli_httpd_conn_drain(tl_conn *c, void *data)
     if (!hc)
         return;
     hc->draining = true;
+    if (hc->h2) {
+        tli_httpd_h2_drain(hc);
+        return;
+    }
     if (hc->state == H_IDLE && !hc->blocked && !tl_buf_len(&hc->in))
         close_conn(hc);
 }
 
+/* A reload: an HTTP/2 client is asked with GOAWAY to come back on a new connection (which the
+ * new certificates serve), its streams in flight finishing first; HTTP/1.1 connections go on. */
+void tli_httpd_conn_reload(tl_conn *c, void *data)
+{
+    (void)data;
+    hconn *hc = tl_conn_data(c);
+    if (hc && hc->h2)
+        tli_httpd_h2_drain(hc);
+}
 
 /* A connection whose on_open failed has no state: its callbacks do nothing. */
 #define GUARD(c)                                                                                \

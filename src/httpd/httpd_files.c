@@ -23,6 +23,8 @@ struct hentry {
     size_t path_len;
     char *path;
     uint8_t *data;
+    unsigned refs;                 /* answers being sent from data (HTTP/2 streams) */
+    bool gone;                     /* dropped from the cache while held: freed when released */
 };
 
 /* ---- opening below the root ------------------------------------------------------------- */
@@ -174,6 +176,13 @@ static void lru_front(hcache *c, hentry *e)
         c->lru_tail = e;
 }
 
+static void entry_free(hentry *e)
+{
+    free(e->data);
+    free(e->path);
+    free(e);
+}
+
 static void drop(hcache *c, hentry *e)
 {
     hentry **pp = &c->buckets[e->hash & (c->nbuckets - 1)];
@@ -183,9 +192,16 @@ static void drop(hcache *c, hentry *e)
     lru_unlink(c, e);
     c->bytes -= e->f.size;
     c->count--;
-    free(e->data);
-    free(e->path);
-    free(e);
+    if (e->refs)
+        e->gone = true;   /* an answer still sends from it: the last release frees it */
+    else
+        entry_free(e);
+}
+
+void tli_httpd_entry_release(hentry *e)
+{
+    if (--e->refs == 0 && e->gone)
+        entry_free(e);
 }
 
 static hentry *lookup(hcache *c, const char *path, size_t len, uint64_t hash)
@@ -321,6 +337,8 @@ int tli_httpd_file_open(hworker *w, const char *path, size_t len, hfile *f)
             lru_unlink(c, e);
             lru_front(c, e);
             *f = e->f;
+            f->entry = e;
+            e->refs++;
             hbump(&w->st.cache_hits, 1);
             return 0;
         }
@@ -342,6 +360,8 @@ int tli_httpd_file_open(hworker *w, const char *path, size_t len, hfile *f)
         if (e) {
             close(fd);
             *f = e->f;
+            f->entry = e;
+            e->refs++;
             return 0;
         }
     }
@@ -355,4 +375,7 @@ void tli_httpd_file_close(hfile *f)
     if (f->fd >= 0)
         close(f->fd);
     f->fd = -1;
+    if (f->entry)
+        tli_httpd_entry_release(f->entry);
+    f->entry = NULL;
 }

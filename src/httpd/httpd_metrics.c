@@ -22,6 +22,14 @@ void tl_httpd_get_stats(tl_httpd *h, tl_httpd_stats *out)
         SUM(body_bytes);
         SUM(cache_hits);
         SUM(cache_misses);
+        out->requests_h1 += atomic_load_explicit(&st->proto_requests[HPROTO_H1],
+                                                 memory_order_relaxed);
+        out->requests_h2 += atomic_load_explicit(&st->proto_requests[HPROTO_H2],
+                                                 memory_order_relaxed);
+        SUM(h2_conns);
+        SUM(h2_streams);
+        for (int k = 0; k < TL_H2_ABUSE_KINDS; k++)
+            SUM(h2_abuse[k]);
     }
 #undef SUM
 }
@@ -35,6 +43,19 @@ int tl_httpd_metrics_text(tl_httpd *h, tl_buf *out)
     tl_httpd_get_stats(h, &st);
     tli_prom_one(w, "http_requests_total", "counter", "HTTP request heads read.",
                  (double)st.requests);
+    tli_prom_family(w, "http_requests_by_protocol_total", "counter",
+                    "HTTP requests answered, by protocol.");
+    tli_prom_sample(w, "http_requests_by_protocol_total", "protocol", "HTTP/1.1", st.requests_h1);
+    tli_prom_sample(w, "http_requests_by_protocol_total", "protocol", "HTTP/2", st.requests_h2);
+    tli_prom_one(w, "http2_connections_total", "counter", "Connections that spoke HTTP/2.",
+                 (double)st.h2_conns);
+    tli_prom_one(w, "http2_streams_total", "counter", "HTTP/2 streams opened by clients.",
+                 (double)st.h2_streams);
+    tli_prom_family(w, "http2_defended_total", "counter",
+                    "HTTP/2 connections ended, or streams refused or reset, by what they did.");
+    for (int k = 0; k < TL_H2_ABUSE_KINDS; k++)
+        tli_prom_sample(w, "http2_defended_total", "kind", tl_h2_abuse_name((tl_h2_abuse)k),
+                        st.h2_abuse[k]);
     tli_prom_family(w, "http_responses_total", "counter", "HTTP answers by status class.");
     for (int k = 1; k <= 5; k++) {
         char code[4] = {(char)('0' + k), 'x', 'x', 0};   /* "2xx" */
@@ -53,4 +74,12 @@ int tl_httpd_metrics_text(tl_httpd *h, tl_buf *out)
     tli_prom_sample(w, "file_cache_total", "result", "hit", st.cache_hits);
     tli_prom_sample(w, "file_cache_total", "result", "miss", st.cache_misses);
     return pw.rc;
+}
+
+const char *tl_h2_abuse_name(tl_h2_abuse kind)
+{
+    static const char *const names[TL_H2_ABUSE_KINDS] = {
+        "rapid_reset", "continuation", "header_list", "flood", "streams", "stall", "body",
+        "protocol"};
+    return (unsigned)kind < TL_H2_ABUSE_KINDS ? names[kind] : "unknown";
 }

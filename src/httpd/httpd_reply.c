@@ -1,5 +1,6 @@
-/* httpd_reply.c - writing answers: an answer's head and in-memory body, error pages, streamed
- * files, and each answer's counters and access-log line.
+/* httpd_reply.c - answers: their making (fields, error bodies), their counters and access-log
+ * line, whichever protocol carries them; and the HTTP/1.1 writer: an answer's head and in-memory
+ * body, streamed files.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -8,6 +9,46 @@
 #include <unistd.h>
 
 #include "httpd/httpd_int.h"
+
+void tli_httpd_reply_init(reply *r, int status)
+{
+    r->status = status;
+    r->type = NULL;
+    r->extra_len = 0;
+    r->length = 0;
+    r->no_length = r->close = r->rejected = false;
+    r->body = NULL;
+    r->body_len = 0;
+    r->fd = -1;
+    r->off = 0;
+    r->held = NULL;
+    r->page = (tl_buf)TL_BUF_INIT;
+}
+
+void tli_httpd_reply_free(reply *r)
+{
+    if (r->fd >= 0)
+        close(r->fd);
+    r->fd = -1;
+    if (r->held)
+        tli_httpd_entry_release(r->held);
+    r->held = NULL;
+    tl_buf_free(&r->page);
+    r->body = NULL;
+    r->body_len = 0;
+}
+
+void tli_httpd_reply_move(reply *dst, reply *src)
+{
+    size_t small_at = (const char *)src->body - src->small;
+    bool in_small = src->body && (const char *)src->body >= src->small &&
+                    small_at < sizeof src->small;
+    *dst = *src;
+    if (in_small)
+        dst->body = dst->small + small_at;
+    /* page: tl_buf's storage moves with it (body points into that storage, not the struct) */
+    tli_httpd_reply_init(src, src->status);
+}
 
 const char *tli_httpd_date(hworker *w)
 {
@@ -80,16 +121,16 @@ static void hb_u64(headbuf *h, uint64_t v)
     hb_put(h, t + i, sizeof t - i);
 }
 
-static void log_line(hconn *hc, const char *line, size_t line_len, int status, uint64_t bytes,
-                     const char *ref, size_t ref_len, const char *ua, size_t ua_len)
+void tli_httpd_log(hworker *w, tl_conn *c, uint64_t t0_ns, const char *line, size_t line_len,
+                   int status, uint64_t bytes, const char *ref, size_t ref_len, const char *ua,
+                   size_t ua_len)
 {
-    tl_httpd *h = of_conn(hc);
     hlogline l = {
-        .peer = tl_server_conn_peer(hc->c, NULL),
+        .peer = tl_server_conn_peer(c, NULL),
         .request = line, .request_len = line_len, .status = status, .bytes = bytes,
         .referer = ref, .referer_len = ref_len, .agent = ua, .agent_len = ua_len,
     };
-    tl_engine *e = tl_conn_engine(hc->c);
+    tl_engine *e = tl_conn_engine(c);
     if (e) {   /* asked per line: an access log is not the hot path that keeps connections small */
         tl_engine_info info;
         tl_engine_get_info(e, &info);
@@ -97,9 +138,16 @@ static void log_line(hconn *hc, const char *line, size_t line_len, int status, u
         l.cipher = info.cipher;
         l.resumed = info.resumed;
     }
-    tl_loop_update_time(tl_conn_loop(hc->c));
-    l.seconds = (double)(tl_loop_now_ns(tl_conn_loop(hc->c)) - hc->t0_ns) / 1e9;
-    tli_halog_write(h->alog, &l);
+    tl_loop_update_time(tl_conn_loop(c));
+    l.seconds = (double)(tl_loop_now_ns(tl_conn_loop(c)) - t0_ns) / 1e9;
+    tli_halog_write(w->h->alog, &l);
+}
+
+static void log_line(hconn *hc, const char *line, size_t line_len, int status, uint64_t bytes,
+                     const char *ref, size_t ref_len, const char *ua, size_t ua_len)
+{
+    tli_httpd_log(hc->w, hc->c, hc->t0_ns, line, line_len, status, bytes, ref, ref_len, ua,
+                  ua_len);
 }
 
 static void log_now(hconn *hc, const reqview *rv, int status, uint64_t bytes)
@@ -136,8 +184,22 @@ static void log_later(hconn *hc, const reqview *rv, int status)
     hc->stream->lg = lg;
 }
 
+void tli_httpd_count(hworker *w, const reply *r)
+{
+    hbump(&w->st.status[r->status / 100 % 6], 1);
+    if (r->status == 304)
+        hbump(&w->st.not_modified, 1);
+    else if (r->status == 404)
+        hbump(&w->st.not_found, 1);
+    if (r->rejected) {
+        hbump(&w->st.rejected, 1);
+        if (r->status == 408)
+            hbump(&w->st.timeouts, 1);
+    }
+}
+
 /* Send an answer's head and its in-memory body. Returns tl_conn_writev's answer. */
-int tli_httpd_send_reply(hconn *hc, const reqview *rv, reply *r, bool streams)
+static int send_reply(hconn *hc, const reqview *rv, reply *r, bool streams)
 {
     hworker *w = hc->w;
     if (r->close || !hc->keep_alive || hc->draining || hc->eof)
@@ -168,11 +230,7 @@ int tli_httpd_send_reply(hconn *hc, const reqview *rv, reply *r, bool streams)
     /* An answer that ends the connection takes close_notify along in the same send. */
     int rc = r->close && !streams ? tl_conn_writev_close(hc->c, iov, niov)
                                   : tl_conn_writev(hc->c, iov, niov);
-    hbump(&w->st.status[r->status / 100 % 6], 1);
-    if (r->status == 304)
-        hbump(&w->st.not_modified, 1);
-    else if (r->status == 404)
-        hbump(&w->st.not_found, 1);
+    tli_httpd_count(w, r);
     hbump(&w->st.body_bytes, iov[1].iov_len);
     if (of_conn(hc)->alog) {
         if (streams)
@@ -187,7 +245,7 @@ int tli_httpd_send_reply(hconn *hc, const reqview *rv, reply *r, bool streams)
 
 /* An answer held in memory was handed to the connection (rc from send_reply): close when it
  * ends the connection, wait for on_drain when the write queue is full, else go on. */
-void tli_httpd_sent(hconn *hc, int rc, bool close)
+static void sent(hconn *hc, int rc, bool close)
 {
     if (rc < 0 || close) {
         close_conn(hc);
@@ -200,35 +258,79 @@ void tli_httpd_sent(hconn *hc, int rc, bool close)
     of_conn(hc)->answered(hc);   /* tli_httpd_answered */
 }
 
-/* A small HTML body for errors and redirects. */
-void tli_httpd_simple_reply(hconn *hc, const reqview *rv, reply *r)
+void tli_httpd_simple_body(reply *r)
 {
-    char body[512];
     const char *why = tl_http_reason(r->status);
-    int n = snprintf(body, sizeof body, "<!doctype html>\n<title>%d %s</title>\n<h1>%d %s</h1>\n",
-                     r->status, why, r->status, why);
+    int n = snprintf(r->small, sizeof r->small,
+                     "<!doctype html>\n<title>%d %s</title>\n<h1>%d %s</h1>\n", r->status, why,
+                     r->status, why);
+    if (n < 0 || (size_t)n >= sizeof r->small)
+        n = 0;
     r->type = "text/html; charset=utf-8";
-    r->body = body;
+    r->body = r->small;
     r->body_len = (size_t)n;
     r->length = (uint64_t)n;
-    tli_httpd_sent(hc, tli_httpd_send_reply(hc, rv, r, false), r->close);
 }
 
-void tli_httpd_error_reply(hconn *hc, const reqview *rv, int status, bool close)
+void tli_httpd_error_answer(reply *r, int status)
 {
-    reply r = {.status = status, .close = close};
+    r->status = status;
     if (status == 405)
-        tli_httpd_add_field(&r, "Allow", "GET, HEAD");
-    tli_httpd_simple_reply(hc, rv, &r);
+        tli_httpd_add_field(r, "Allow", "GET, HEAD");
+    tli_httpd_simple_body(r);
+}
+
+/* HTTP/1.1: a file's bytes go with the head when they are few (read into the worker's scratch
+ * buffer), else they are streamed with backpressure. */
+void tli_httpd_h1_send(hconn *hc, const reqview *rv, reply *r)
+{
+    hworker *w = hc->w;
+    if (r->rejected)
+        r->close = true;
+    bool streams = false;
+    if (r->fd >= 0 && !rv->head && r->length) {
+        if (r->length <= HTTPD_CHUNK) {
+            if (tli_httpd_read_at(r->fd, w->scratch, r->length, r->off) != 0) {
+                tli_httpd_reply_free(r);
+                tli_httpd_reply_init(r, 500);
+                tli_httpd_error_answer(r, 500);
+            } else {
+                r->body = w->scratch;
+                r->body_len = (size_t)r->length;
+            }
+        } else if (!(hc->stream = calloc(1, sizeof *hc->stream))) {
+            tli_httpd_reply_free(r);
+            tli_httpd_reply_init(r, 503);
+            tli_httpd_error_answer(r, 503);
+        } else {
+            *hc->stream = (hstream){.fd = r->fd, .off = r->off, .end = r->off + r->length};
+            r->fd = -1;   /* the stream owns it now */
+            streams = true;
+        }
+    }
+    int rc = send_reply(hc, rv, r, streams);
+    bool close = r->close;
+    tli_httpd_reply_free(r);
+    if (!streams || rc < 0) {
+        tli_httpd_end_stream(hc);
+        sent(hc, rc, close);
+        return;
+    }
+    hc->blocked = true;
+    tl_conn_pause_read(hc->c);
+    tl_timer_stop(tl_conn_loop(hc->c), &hc->timer);
+    if (rc == 0)
+        tli_httpd_pump(hc);   /* else on_drain starts it */
 }
 
 /* A request that cannot be answered normally: its framing is broken or refused. */
 void tli_httpd_reject(hconn *hc, const reqview *rv, int status)
 {
-    hbump(&hc->w->st.rejected, 1);
-    if (status == 408)
-        hbump(&hc->w->st.timeouts, 1);
-    tli_httpd_error_reply(hc, rv, status, true);
+    reply r;
+    tli_httpd_reply_init(&r, status);
+    r.rejected = true;
+    tli_httpd_error_answer(&r, status);
+    tli_httpd_h1_send(hc, rv, &r);
 }
 
 /* ---- streaming files -------------------------------------------------------------------- */

@@ -1,5 +1,6 @@
-/* httpd_route.c - answering a request: the metrics page, the HTTPS redirect, the pages added
- * with tl_httpd_add_page, and files below the root (conditional and range requests).
+/* httpd_route.c - deciding the answer to a request, whichever protocol carried it: the metrics
+ * page, the HTTPS redirect, the pages added with tl_httpd_add_page, and files below the root
+ * (conditional and range requests); and HTTP/1.1's entry to it (tli_httpd_respond).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -8,19 +9,18 @@
 
 #define MAX_PATH_BYTES 8192
 
-static void serve_page(hconn *hc, const reqview *rv, const hpage *pg, const char *path)
+static void serve_page(hworker *w, tl_conn *c, const hpage *pg, const char *path, reply *r)
 {
-    tl_httpd_page page = {.path = path, .conn = hc->c, .status = 200,
+    tl_httpd_page page = {.path = path, .conn = c, .status = 200,
                           .content_type = "text/html; charset=utf-8"};
-    pg->fn(of_conn(hc), &page, pg->data);
-    reply r = {.status = page.status, .type = page.content_type,
-               .body = tl_buf_rptr(&page.body), .body_len = tl_buf_len(&page.body),
-               .length = tl_buf_len(&page.body)};
+    pg->fn(w->h, &page, pg->data);
+    r->status = page.status;
+    r->type = page.content_type;
+    r->page = page.body;   /* the reply owns it now */
+    r->body = tl_buf_rptr(&r->page);
+    r->body_len = r->length = tl_buf_len(&r->page);
     if (!page.cacheable)
-        tli_httpd_add_field(&r, "Cache-Control", "no-store");
-    int rc = tli_httpd_send_reply(hc, rv, &r, false);
-    tl_buf_free(&page.body);
-    tli_httpd_sent(hc, rc, r.close);
+        tli_httpd_add_field(r, "Cache-Control", "no-store");
 }
 
 static void metrics_page(tl_httpd *h, tl_httpd_page *page, void *data)
@@ -44,16 +44,14 @@ static bool if_range_holds(const tl_http_header *ir, const hfile *f)
     return tl_http_parse_date(ir->value, ir->value_len, &t) == 0 && t == f->mtime.tv_sec;
 }
 
-static void serve_file(hconn *hc, const reqview *rv, const char *path, size_t plen)
+static void serve_file(hworker *w, const reqview *rv, const char *path, size_t plen, reply *r)
 {
-    hworker *w = hc->w;
     hfile f;
     int st = tli_httpd_file_open(w, path, plen, &f);
     if (st == 301) {
         /* The decoded path, escaped again for the header (a space, a byte above 0x7e). */
         static const char hex[] = "0123456789ABCDEF";
-        reply r = {.status = 301};
-        char loc[sizeof r.extra - 16];
+        char loc[sizeof r->extra - 16];
         size_t n = 0;
         for (size_t i = 0; i < plen && n + 4 < sizeof loc; i++) {
             unsigned char c = (unsigned char)path[i];
@@ -65,17 +63,19 @@ static void serve_file(hconn *hc, const reqview *rv, const char *path, size_t pl
                 loc[n++] = hex[c & 15];
             }
         }
-        tli_httpd_add_header(&r, "Location: %.*s/\r\n", (int)n, loc);
-        tli_httpd_simple_reply(hc, rv, &r);
+        r->status = 301;
+        tli_httpd_add_header(r, "Location: %.*s/\r\n", (int)n, loc);
+        tli_httpd_simple_body(r);
         return;
     }
     if (st) {
-        tli_httpd_error_reply(hc, rv, st, false);
+        tli_httpd_error_answer(r, st);
         return;
     }
-    reply r = {.status = 200, .type = f.type};
-    tli_httpd_add_field(&r, "Last-Modified", f.last_modified);
-    tli_httpd_add_field(&r, "ETag", f.etag);
+    r->status = 200;
+    r->type = f.type;
+    tli_httpd_add_field(r, "Last-Modified", f.last_modified);
+    tli_httpd_add_field(r, "ETag", f.etag);
 
     const tl_http_header *inm = req_field(rv, "if-none-match");
     const tl_http_header *ims = req_field(rv, "if-modified-since");
@@ -84,29 +84,28 @@ static void serve_file(hconn *hc, const reqview *rv, const char *path, size_t pl
             : ims && tl_http_parse_date(ims->value, ims->value_len, &since) == 0 &&
                   f.mtime.tv_sec <= since) {
         tli_httpd_file_close(&f);
-        r.status = 304;
-        r.type = NULL;
-        r.no_length = true;
-        tli_httpd_sent(hc, tli_httpd_send_reply(hc, rv, &r, false), r.close);
+        r->status = 304;
+        r->type = NULL;
+        r->no_length = true;
         return;
     }
 
-    tli_httpd_add_field(&r, "Accept-Ranges", "bytes");
+    tli_httpd_add_field(r, "Accept-Ranges", "bytes");
     uint64_t first = 0, last = f.size ? f.size - 1 : 0;
     const tl_http_header *range = rv->head ? NULL : req_field(rv, "range");
     if (range && if_range_holds(req_field(rv, "if-range"), &f)) {
         int k = tl_http_parse_range(range->value, range->value_len, f.size, &first, &last);
         if (k < 0) {
             tli_httpd_file_close(&f);
-            reply bad = {.status = 416};
-            tli_httpd_add_header(&bad, "Content-Range: bytes */%llu\r\n",
+            tli_httpd_reply_init(r, 416);   /* none of the file's fields */
+            tli_httpd_add_header(r, "Content-Range: bytes */%llu\r\n",
                                  (unsigned long long)f.size);
-            tli_httpd_simple_reply(hc, rv, &bad);
+            tli_httpd_simple_body(r);
             return;
         }
         if (k == 1) {
-            r.status = 206;
-            tli_httpd_add_header(&r, "Content-Range: bytes %llu-%llu/%llu\r\n",
+            r->status = 206;
+            tli_httpd_add_header(r, "Content-Range: bytes %llu-%llu/%llu\r\n",
                                  (unsigned long long)first, (unsigned long long)last,
                                  (unsigned long long)f.size);
         } else {
@@ -115,43 +114,19 @@ static void serve_file(hconn *hc, const reqview *rv, const char *path, size_t pl
         }
     }
     uint64_t len = f.size ? last - first + 1 : 0;
-    r.length = len;
-    bool streams = false;
+    r->length = len;
     if (rv->head || len == 0) {
-        /* the head alone */
+        tli_httpd_file_close(&f);   /* the head alone */
     } else if (f.data) {
-        r.body = f.data + first;
-        r.body_len = (size_t)len;
-    } else if (len <= HTTPD_CHUNK) {
-        if (tli_httpd_read_at(f.fd, w->scratch, len, first) != 0) {
-            tli_httpd_file_close(&f);
-            tli_httpd_error_reply(hc, rv, 500, false);
-            return;
-        }
-        r.body = w->scratch;
-        r.body_len = (size_t)len;
-    } else {
-        if (!(hc->stream = calloc(1, sizeof *hc->stream))) {
-            tli_httpd_file_close(&f);
-            tli_httpd_error_reply(hc, rv, 503, false);
-            return;
-        }
-        *hc->stream = (hstream){.fd = f.fd, .off = first, .end = first + len};
-        f.fd = -1;   /* the stream owns it now */
-        streams = true;
-    }
-    int rc = tli_httpd_send_reply(hc, rv, &r, streams);
-    if (!streams || rc < 0) {
+        r->body = f.data + first;
+        r->body_len = (size_t)len;
+        r->held = f.entry;   /* the reply holds the cache entry now */
+        f.entry = NULL;
         tli_httpd_file_close(&f);
-        tli_httpd_end_stream(hc);
-        tli_httpd_sent(hc, rc, r.close);
-        return;
+    } else {
+        r->fd = f.fd;        /* the writer reads it: whole, or streamed */
+        r->off = first;
     }
-    hc->blocked = true;
-    tl_conn_pause_read(hc->c);
-    tl_timer_stop(tl_conn_loop(hc->c), &hc->timer);
-    if (rc == 0)
-        tli_httpd_pump(hc);   /* else on_drain starts it */
 }
 
 /* Is a segment of this normalised path a dotfile or dot-directory not allowed (.git, .env)? They
@@ -178,42 +153,34 @@ static bool dot_refused(const tl_httpd *h, const char *path, size_t len)
     return false;
 }
 
-void tli_httpd_respond(hconn *hc, const tl_http_request *req, const tl_http_message *msg)
+void tli_httpd_route(hworker *w, tl_conn *c, const reqview *rv, const char *host,
+                     size_t hl, reply *r)
 {
-    tl_httpd *h = of_conn(hc);
-    hc->keep_alive = msg->keep_alive;
-    hc->first = false;
-    /* Its last request, read whole (a body has been read before this): once the answer and
-     * close_notify are out, nothing is left to wait for. */
-    if (!msg->keep_alive)
-        tl_conn_set_linger(hc->c, false);
+    tl_httpd *h = w->h;
+    const tl_http_request *req = rv->req;
     bool get = req->method_len == 3 && memcmp(req->method, "GET", 3) == 0;
     bool head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
-    /* The request line for the log: from the method to the version. */
-    reqview rv = {.req = req, .line = req->method, .head = head, .minor = req->minor_version,
-                  .line_len = (size_t)(req->target + req->target_len - req->method) + 9};
     char path[MAX_PATH_BYTES];
     ssize_t plen = tl_http_normalize_path(req->target, req->target_len, path, sizeof path);
     if (plen < 0) {
         /* Too long for us, or not a path at all: either way not something to guess about. */
-        tli_httpd_reject(hc, &rv, req->target_len + 3 > sizeof path ? 414 : 400);
+        r->rejected = true;
+        tli_httpd_error_answer(r, req->target_len + 3 > sizeof path ? 414 : 400);
         return;
     }
-    if (h->metrics_listener >= 0 && tl_server_conn_listener(hc->c) == h->metrics_listener) {
+    if (h->metrics_listener >= 0 && tl_server_conn_listener(c) == h->metrics_listener) {
         if (strcmp(path, h->metrics_path) != 0)
-            tli_httpd_error_reply(hc, &rv, 404, false);   /* nothing else lives here */
+            tli_httpd_error_answer(r, 404);   /* nothing else lives here */
         else if (!get && !head)
-            tli_httpd_error_reply(hc, &rv, 405, false);
+            tli_httpd_error_answer(r, 405);
         else
-            serve_page(hc, &rv, &(hpage){.path = h->metrics_path, .fn = metrics_page}, path);
+            serve_page(w, c, &(hpage){.path = h->metrics_path, .fn = metrics_page}, path, r);
         return;
     }
-    if (h->redirect_https && !tl_conn_is_tls(hc->c) && h->https_port) {
-        reply r = {.status = 308};
-        const char *host = msg->host;
-        size_t hl = msg->host_len;
+    if (h->redirect_https && !tl_conn_is_tls(c) && h->https_port) {
         if (!host || !hl) {
-            tli_httpd_reject(hc, &rv, 400);
+            r->rejected = true;
+            tli_httpd_error_answer(r, 400);
             return;
         }
         /* Host without its port: "[::1]:8080" -> "[::1]", "a:8080" -> "a". */
@@ -223,27 +190,47 @@ void tli_httpd_respond(hconn *hc, const tl_http_request *req, const tl_http_mess
         char port[8] = "";
         if (h->https_port != 443)
             snprintf(port, sizeof port, ":%u", h->https_port);
-        tli_httpd_add_header(&r, "Location: https://%.*s%s%.*s\r\n", (int)(hl > 255 ? 255 : hl),
+        r->status = 308;
+        tli_httpd_add_header(r, "Location: https://%.*s%s%.*s\r\n", (int)(hl > 255 ? 255 : hl),
                              host, port, (int)(req->target_len > 700 ? 700 : req->target_len),
                              req->target);
-        tli_httpd_simple_reply(hc, &rv, &r);
+        tli_httpd_simple_body(r);
         return;
     }
     for (size_t i = 0; i < h->npages; i++)
         if (!strcmp(h->pages[i].path, path)) {
             if (!get && !head)
-                tli_httpd_error_reply(hc, &rv, 405, false);
+                tli_httpd_error_answer(r, 405);
             else
-                serve_page(hc, &rv, &h->pages[i], path);
+                serve_page(w, c, &h->pages[i], path, r);
             return;
         }
     if (!get && !head) {
-        tli_httpd_error_reply(hc, &rv, 405, false);
+        tli_httpd_error_answer(r, 405);
         return;
     }
     if (h->root_fd < 0 || dot_refused(h, path, (size_t)plen)) {
-        tli_httpd_error_reply(hc, &rv, 404, false);
+        tli_httpd_error_answer(r, 404);
         return;
     }
-    serve_file(hc, &rv, path, (size_t)plen);
+    serve_file(w, rv, path, (size_t)plen, r);
+}
+
+void tli_httpd_respond(hconn *hc, const tl_http_request *req, const tl_http_message *msg)
+{
+    hc->keep_alive = msg->keep_alive;
+    hc->first = false;
+    /* Its last request, read whole (a body has been read before this): once the answer and
+     * close_notify are out, nothing is left to wait for. */
+    if (!msg->keep_alive)
+        tl_conn_set_linger(hc->c, false);
+    hbump(&hc->w->st.proto_requests[HPROTO_H1], 1);
+    /* The request line for the log: from the method to the version. */
+    reqview rv = {.req = req, .line = req->method, .minor = req->minor_version,
+                  .head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0,
+                  .line_len = (size_t)(req->target + req->target_len - req->method) + 9};
+    reply r;
+    tli_httpd_reply_init(&r, 200);
+    tli_httpd_route(hc->w, hc->c, &rv, msg->host, msg->host_len, &r);
+    tli_httpd_h1_send(hc, &rv, &r);
 }

@@ -1,6 +1,7 @@
 /* loop.c - the event loop's policy: iterations, batched interest changes, the timer heap, posts
  * from other threads, signals, deferred frees. The kernel's side is a backend (loop_epoll.c,
- * loop_uring.c); the task pool is loop_pool.c, a loop thread's time slice loop_sched.c. */
+ * loop_uring.c); listeners are loop_listen.c, the task pool loop_pool.c, a loop thread's time
+ * slice loop_sched.c. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -32,21 +33,7 @@ static uint64_t clock_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* ---- fd watchers ---- */
-
-static void stop(tl_loop *loop, tl_io *io, bool closing)
-{
-    tli_io_unlink_change(loop, io);
-    loop->be->forget(loop, io, closing);
-    /* Events of the batch being dispatched may still point to this watcher, whose memory the
-     * caller may free as soon as we return: forget them. */
-    for (int i = loop->dispatching + 1; loop->dispatching >= 0 && i < loop->nevents; i++)
-        if (loop->ready[i].io == io)
-            loop->ready[i].io = NULL;
-}
-
-void tl_io_stop(tl_loop *loop, tl_io *io) { stop(loop, io, false); }
-void tl_io_stop_closing(tl_loop *loop, tl_io *io) { stop(loop, io, true); }
+/* ---- fd watchers (the rest is loop_io.c) ---- */
 
 static int apply_changes(tl_loop *loop)
 {
@@ -473,12 +460,13 @@ int tl_loop_run_once(tl_loop *loop, int timeout_ms)
     }
     bool own_posts = loop->self_posted;
     loop->self_posted = false;
-    int wait = loop->ready_head || own_posts || atomic_load(&loop->stop)
+    int wait = loop->ready_head || own_posts || loop->listed || atomic_load(&loop->stop)
                    ? 0
                    : next_timeout(loop, timeout_ms);
     int n = loop->be->wait(loop, wait);
     if (n < 0)
         goto out;
+    n = tli_listen_report(loop, n);   /* listeners with accepted sockets to hand over */
     loop->now_ns = clock_ns();
     ran = dispatch(loop, n);
     ran += run_posts(loop);

@@ -31,6 +31,10 @@ typedef struct tli_backend {
     ssize_t (*recv)(tl_loop *loop, tl_io *io, void *buf, size_t len);
     ssize_t (*send)(tl_loop *loop, tl_io *io, const void *buf, size_t len, int flags);
     size_t (*unsent)(const tl_loop *loop, const tl_io *io);
+    /* Accept on the listening socket of a tl_listen's watcher with completions (io->accepting
+     * set; apply then arms or cancels the accept); -1: declined, the listener polls. NULL: the
+     * backend only polls. */
+    int (*listen)(tl_loop *loop, tl_io *io);
 } tli_backend;
 
 extern const tli_backend tli_epoll_backend;
@@ -52,6 +56,7 @@ struct tl_loop {
     int dispatching;        /* index of the event being dispatched, -1 outside dispatch */
 
     tl_io *changes;         /* watchers whose interest changed since the last iteration */
+    tl_listen *listed;      /* listeners with sockets to offer in the next iteration */
 
     tl_timer **heap;        /* min-heap on (due_ms, seq) */
     size_t nheap, heap_cap;
@@ -85,6 +90,17 @@ struct tl_loop {
 
 /* Take io off the change list (loop_io.c). */
 void tli_io_unlink_change(tl_loop *loop, tl_io *io);
+
+/* Listeners (loop_listen.c). A ready event of a listener's watcher that only offers the sockets
+ * it holds (no accept4), from the list of listeners with sockets to offer. */
+#define TLI_HELD 0x80u
+/* A socket the backend accepted for the tl_listen of io, or the error its accept ended with. */
+void tli_listen_took(tl_loop *loop, tl_io *io, int fd);
+void tli_listen_failed(tl_loop *loop, tl_io *io, int err);
+/* An accept error that concerns one connection only (aborted before it was taken): skip it. */
+bool tli_accept_transient(int err);
+/* Append the listed listeners to loop->ready from n on; returns the new count. */
+int tli_listen_report(tl_loop *loop, int n);
 
 /* Set up a backend on loop (loop->be is set on success). Return 0, or -1 with the reason in err;
  * io_uring's failure leaves the loop untouched, for the fall-back to epoll. */

@@ -1,6 +1,6 @@
-/* loop_io.c - fd watchers: their set-up, the loop's list of interest changes (applied by loop.c
- * once per iteration, refilled by the io_uring backend to re-arm one-shot polls), and socket I/O
- * that goes to the backend for a stream's watcher and to recv/send for any other. */
+/* loop_io.c - fd watchers: their set-up and stop, the loop's list of interest changes (applied
+ * by loop.c once per iteration, refilled by the io_uring backend to re-arm one-shot polls), and
+ * socket I/O that goes to the backend for a stream's watcher and to recv/send for any other. */
 #include <string.h>
 #include <sys/socket.h>
 
@@ -27,6 +27,20 @@ void tli_io_unlink_change(tl_loop *loop, tl_io *io)
     io->next_change = io->prev_change = NULL;
     io->queued = false;
 }
+
+static void stop(tl_loop *loop, tl_io *io, bool closing)
+{
+    tli_io_unlink_change(loop, io);
+    loop->be->forget(loop, io, closing);
+    /* Events of the batch being dispatched may still point to this watcher, whose memory the
+     * caller may free as soon as we return: forget them. */
+    for (int i = loop->dispatching + 1; loop->dispatching >= 0 && i < loop->nevents; i++)
+        if (loop->ready[i].io == io)
+            loop->ready[i].io = NULL;
+}
+
+void tl_io_stop(tl_loop *loop, tl_io *io) { stop(loop, io, false); }
+void tl_io_stop_closing(tl_loop *loop, tl_io *io) { stop(loop, io, true); }
 
 void tl_io_set(tl_loop *loop, tl_io *io, unsigned events)
 {

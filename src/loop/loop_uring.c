@@ -1,7 +1,8 @@
 /* loop_uring.c - the loop's io_uring backend: interest as one-shot poll requests (re-armed after
  * each completion, which keeps readiness level-triggered), streams on completions (multishot recv
- * into a provided-buffer ring, staged sends), one io_uring_enter per iteration for all of it.
- * The stream's life and its invariants: docs/design.md, decision 14. */
+ * into a provided-buffer ring, staged sends), listeners on multishot accepts, one io_uring_enter
+ * per iteration for all of it. The stream's life and its invariants: docs/design.md, decision 14;
+ * the listener's: decision 15. */
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "loop/loop_int.h"
 #include "util/tli.h"
@@ -26,7 +28,9 @@
 #define SPARE_BIG_MAX 2             /* big ones (a bulk transfer reuses its own round after round) */
 
 /* user_data: a table index and what it is for; 0 is a cancel's own completion, skipped. */
-enum { OP_POLL = 0, OP_RECV = 1, OP_SEND = 2 };
+enum { OP_POLL = 0, OP_RECV = 1, OP_SEND = 2, OP_ACCEPT = 3 };
+/* How listeners accept (TLSLOOP_IO_ACCEPT): tl_io.accepting's values, and 0 for polls. */
+enum { ACCEPT_POLL = 0, ACCEPT_MULTISHOT = 1, ACCEPT_SINGLE = 2 };
 #define UD(id, op) ((uint64_t)(id) << 2 | (op))
 
 /* A poll request in flight. Its id is the request's user_data; an id stays taken until the
@@ -61,6 +65,16 @@ typedef struct stream {
     int tx_flags;
 } stream;
 
+/* A listener's accept. Like a stream's slot it outlives its watcher while the accept is in
+ * flight (io NULL), and a socket a late completion brings is closed. */
+typedef struct acceptor {
+    tl_io *io;              /* NULL: the watcher left (or the slot is free) */
+    uint32_t next;          /* the free list */
+    bool armed;             /* an accept is in flight, until its last completion */
+    bool cancelled;         /* ... and its cancel is queued */
+    bool got;               /* it gave a socket: a later -EINVAL is not "no multishot here" */
+} acceptor;
+
 struct tli_uring {
     struct io_uring ring;
     ticket *t;        /* t[0] unused: id 0 is the user_data of cancels, whose completions we skip */
@@ -76,6 +90,10 @@ struct tli_uring {
     uint32_t buf_len[BUF_COUNT];
     uint8_t *spare[SPARE_MAX], *spare_big[SPARE_BIG_MAX];
     int nspare, nspare_big;
+
+    acceptor *a;      /* a[0] unused */
+    uint32_t a_cap, a_free;
+    int accept_mode;  /* ACCEPT_*, from TLSLOOP_IO_ACCEPT */
 };
 
 static uint32_t ticket_take(tli_uring *u, tl_io *io, uint8_t mask)
@@ -561,10 +579,134 @@ static size_t uring_unsent(const tl_loop *loop, const tl_io *io)
     return s->tx_len - s->tx_off;
 }
 
+/* ---- listeners: multishot (or single-shot) accepts ---- */
+
+static int uring_listen(tl_loop *loop, tl_io *io)
+{
+    tli_uring *u = loop->uring;
+    if (u->accept_mode == ACCEPT_POLL)
+        return -1;
+    if (!u->a_free) {
+        uint32_t cap = u->a_cap ? u->a_cap * 2 : 16;
+        acceptor *t = realloc(u->a, cap * sizeof *t);
+        if (!t)
+            return -1;
+        for (uint32_t i = cap - 1; i >= (u->a_cap ? u->a_cap : 1); i--) {
+            t[i] = (acceptor){.next = u->a_free};
+            u->a_free = i;
+        }
+        u->a = t;
+        u->a_cap = cap;
+    }
+    unsigned want = io->want;
+    cancel(loop, io);   /* a poll in flight from before */
+    tli_io_unlink_change(loop, io);
+    uint32_t id = u->a_free;
+    u->a_free = u->a[id].next;
+    u->a[id] = (acceptor){.io = io};
+    io->accepting = (uint8_t)u->accept_mode;
+    io->ticket = id;
+    io->registered = 0;
+    if (want)
+        tl_io_set(loop, io, want);
+    return 0;
+}
+
+static void acceptor_put(tli_uring *u, uint32_t id)
+{
+    u->a[id] = (acceptor){.next = u->a_free};
+    u->a_free = id;
+}
+
+static int cancel_accept(tl_loop *loop, uint32_t id)
+{
+    struct io_uring_sqe *sqe = sqe_get(loop);
+    if (!sqe)
+        return -1;
+    io_uring_prep_cancel64(sqe, UD(id, OP_ACCEPT), 0);
+    io_uring_sqe_set_data64(sqe, 0);
+    loop->uring->a[id].cancelled = true;
+    return 0;
+}
+
+/* Accept while the watcher asks for TL_READABLE, cancel while it does not (paused, throttled). A
+ * cancel on its way is not undone: the accept's last completion re-arms it if still wanted. */
+static int accept_apply(tl_loop *loop, tl_io *io)
+{
+    tli_uring *u = loop->uring;
+    uint32_t id = io->ticket;
+    acceptor *a = &u->a[id];
+    io->registered = io->want;
+    if (!(io->want & TL_READABLE))
+        return a->armed && !a->cancelled ? cancel_accept(loop, id) : 0;
+    if (a->armed)
+        return 0;
+    struct io_uring_sqe *sqe = sqe_get(loop);
+    if (!sqe)
+        return -1;
+    /* No address: one buffer would serve every completion of a multishot accept; the listener
+     * asks getpeername for each socket instead. */
+    if (io->accepting == ACCEPT_MULTISHOT)
+        io_uring_prep_multishot_accept(sqe, io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    else
+        io_uring_prep_accept(sqe, io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, UD(id, OP_ACCEPT));
+    a->armed = true;
+    return 0;
+}
+
+/* The watcher leaves, and the listening socket is closed next: the cancel goes to the kernel now,
+ * since the accept in flight holds a reference to the socket (it would go on accepting). */
+static void accept_forget(tl_loop *loop, tl_io *io)
+{
+    tli_uring *u = loop->uring;
+    uint32_t id = io->ticket;
+    acceptor *a = &u->a[id];
+    a->io = NULL;
+    if (a->armed && !a->cancelled)
+        cancel_accept(loop, id);
+    if (a->armed) {
+        io_uring_submit(&u->ring);
+        u->seq++;
+    } else {
+        acceptor_put(u, id);
+    }
+    io->accepting = 0;
+    io->ticket = 0;
+    io->want = io->registered = 0;
+}
+
+static void accept_done(tl_loop *loop, uint32_t id, const struct io_uring_cqe *cqe)
+{
+    tli_uring *u = loop->uring;
+    acceptor *a = &u->a[id];
+    tl_io *io = a->io;
+    if (cqe->res >= 0) {
+        a->got = true;
+        if (io)
+            tli_listen_took(loop, io, cqe->res);
+        else
+            close(cqe->res);   /* accepted while the cancel was on its way */
+    } else if (cqe->res == -EINVAL && io && io->accepting == ACCEPT_MULTISHOT && !a->got) {
+        u->accept_mode = io->accepting = ACCEPT_SINGLE;   /* a kernel before 5.19 */
+    } else if (cqe->res != -ECANCELED && !tli_accept_transient(-cqe->res) && io) {
+        tli_listen_failed(loop, io, -cqe->res);
+    }
+    if (cqe->flags & IORING_CQE_F_MORE)
+        return;
+    a->armed = a->cancelled = false;
+    if (!io)
+        acceptor_put(u, id);
+    else if (io->want & TL_READABLE)
+        tl_io_set(loop, io, io->want);   /* ended (single-shot, an error, cancelled): again */
+}
+
 /* ---- the backend ---- */
 
 static int uring_apply(tl_loop *loop, tl_io *io)
 {
+    if (io->accepting)
+        return accept_apply(loop, io);
     if (io->stream)
         return stream_apply(loop, io);
     if (io->want == io->registered && (io->ticket != 0) == (io->want != 0))
@@ -599,6 +741,10 @@ static int uring_apply(tl_loop *loop, tl_io *io)
 static void uring_forget(tl_loop *loop, tl_io *io, bool closing)
 {
     (void)closing;
+    if (io->accepting) {
+        accept_forget(loop, io);
+        return;
+    }
     if (io->stream) {
         stream_forget(loop, io);
         return;
@@ -654,6 +800,11 @@ static int uring_wait(tl_loop *loop, int timeout_ms)
         uint64_t id = ud >> 2;
         if (ud == 0)
             continue;   /* a cancel's own completion */
+        if ((ud & 3) == OP_ACCEPT) {
+            if (id < u->a_cap)
+                accept_done(loop, (uint32_t)id, cqe);
+            continue;
+        }
         if ((ud & 3) != OP_POLL) {
             if (id < u->s_cap)
                 ((ud & 3) == OP_RECV ? recv_done : send_done)(loop, (uint32_t)id, cqe);
@@ -683,6 +834,14 @@ static void uring_destroy(tl_loop *loop)
     tli_uring *u = loop->uring;
     if (!u)
         return;
+    /* Sockets accepted for listeners that left, not yet reaped: they are ours to close. */
+    struct io_uring_cqe *cqe;
+    unsigned head;
+    io_uring_for_each_cqe(&u->ring, head, cqe) {
+        uint64_t ud = io_uring_cqe_get_data64(cqe);
+        if (ud && (ud & 3) == OP_ACCEPT && cqe->res >= 0)
+            close(cqe->res);
+    }
     io_uring_queue_exit(&u->ring);   /* ends every request: nothing points into what follows */
     for (uint32_t i = 1; i < u->s_cap; i++)
         free(u->s[i].tx);
@@ -696,6 +855,7 @@ static void uring_destroy(tl_loop *loop)
     }
     free(u->s);
     free(u->t);
+    free(u->a);
     free(u);
     loop->uring = NULL;
 }
@@ -710,6 +870,7 @@ const tli_backend tli_uring_backend = {
     .recv = uring_recv,
     .send = uring_send,
     .unsent = uring_unsent,
+    .listen = uring_listen,
 };
 
 /* The provided-buffer ring streams receive into. Where the kernel has none (before 5.19) or
@@ -770,6 +931,11 @@ int tli_uring_init(tl_loop *loop, char *err, size_t errlen)
         return -1;
     }
     setup_bufs(u);
+    /* Listeners: multishot accepts unless TLSLOOP_IO_ACCEPT says single or poll (to compare). */
+    const char *acc = getenv("TLSLOOP_IO_ACCEPT");
+    u->accept_mode = acc && strcmp(acc, "single") == 0 ? ACCEPT_SINGLE
+                     : acc && strcmp(acc, "poll") == 0 ? ACCEPT_POLL
+                                                       : ACCEPT_MULTISHOT;
     loop->uring = u;
     loop->be = &tli_uring_backend;
     return 0;

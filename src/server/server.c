@@ -201,7 +201,7 @@ int tl_server_run(tl_server *srv, char *err, size_t errlen)
                 size_t k = (size_t)j * srv->nlisten + li;
                 close(srv->fds[k]);
                 srv->fds[k] = -1;
-                srv->workers[j].ls[li].io.fd = -1;
+                srv->workers[j].ls[li].lis.io.fd = -1;
             }
         if (srv->nstarted == 0)
             return -1;

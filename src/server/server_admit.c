@@ -48,7 +48,7 @@ static void resume_listeners(worker *w)
     for (size_t i = 0; i < w->srv->nlisten; i++)
         if (w->ls[i].paused) {
             w->ls[i].paused = false;
-            tl_io_set(w->loop, &w->ls[i].io, TL_READABLE);
+            tl_listen_start(w->loop, &w->ls[i].lis);
         }
 }
 
@@ -70,7 +70,7 @@ void tli_pause_listener(worker *w, wlisten *wl, pause_why why)
 {
     tl_server *srv = w->srv;
     wl->paused = true;
-    tl_io_set(w->loop, &wl->io, 0);
+    tl_listen_pause(w->loop, &wl->lis);
     bump(&w->st.accept_pauses, 1);
     if (why == PAUSE_SLOTS) {
         atomic_store(&w->asleep, true);

@@ -174,11 +174,11 @@ static void drain_worker(worker *w)
     w->draining = true;
     tl_server *srv = w->srv;
     for (size_t i = 0; i < srv->nlisten; i++) {
-        if (w->ls[i].io.fd < 0)
+        if (tl_listen_fd(&w->ls[i].lis) < 0)
             continue;
-        tl_io_stop(w->loop, &w->ls[i].io);
-        close(w->ls[i].io.fd);
-        w->ls[i].io.fd = -1;
+        tl_listen_stop(w->loop, &w->ls[i].lis);   /* its accept cancelled before the close */
+        close(tl_listen_fd(&w->ls[i].lis));
+        w->ls[i].lis.io.fd = -1;
         srv->fds[(size_t)w->index * srv->nlisten + i] = -1;
     }
     tl_timer_stop(w->loop, &w->retry);
@@ -244,6 +244,9 @@ void tli_on_swap(tl_loop *loop, tl_work *work)
     pthread_mutex_unlock(&w->swap_lock);
     if (g)
         tli_set_gen(w, g);
+    if (g && w->srv->handler.on_reload && !w->draining)
+        for (sconn *s = w->conns; s; s = s->next)
+            w->srv->handler.on_reload(s->c, w->srv->handler.data);
 }
 
 static void publish(tl_server *srv, tli_gen *g)

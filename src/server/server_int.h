@@ -222,7 +222,7 @@ typedef struct pending {
 } pending;
 
 typedef struct wlisten {
-    tl_io io;
+    tl_listen lis;
     worker *w;
     int index;
     bool paused;

@@ -1,6 +1,7 @@
 /* server_worker.c - the workers: each one a thread with its own loop, its own socket per
- * listener and the connections it accepted. Its setup, its thread, its accept loop (slots, rate,
- * then the PROXY header step or the connection), and its teardown.
+ * listener and the connections it accepted. Its setup, its thread, what it does with each socket
+ * its listeners accept (slots, rate, then the PROXY header step or the connection), and its
+ * teardown.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -11,53 +12,50 @@
 
 /* ---- accepting -------------------------------------------------------------------------- */
 
-static void on_listen(tl_loop *loop, tl_io *io, unsigned events)
+/* A socket the listener accepted (tl_listen: a multishot accept on io_uring, accept4 on epoll).
+ * Slots and a rate token are taken now; at a limit the socket is left with the listener, which is
+ * paused (the next connections wait in the kernel's backlog) and offers it first when resumed. */
+static bool on_accept(tl_loop *loop, tl_listen *lis, int fd, const struct sockaddr *peer,
+                      socklen_t len)
 {
-    (void)events;
-    wlisten *wl = io->data;
+    wlisten *wl = lis->data;
     worker *w = wl->w;
     tl_server *srv = w->srv;
     const tli_listen *L = &srv->cfg->listens[wl->index];
-    for (int i = 0; i < TL_ACCEPTS_PER_WAKEUP; i++) {
-        if (!tli_take_slot(srv, &srv->conns, srv->max_conns)) {
-            tli_pause_listener(w, wl, PAUSE_SLOTS);
-            return;
-        }
-        if (L->tls && !tli_take_slot(srv, &srv->handshakes, srv->max_hs)) {
-            tli_release_slots(srv, true, false);
-            tli_pause_listener(w, wl, PAUSE_SLOTS);
-            return;
-        }
-        bool token = L->tls && srv->rate;
-        if (token && !tl_rate_take(srv->rate, tl_loop_now(loop))) {
-            tli_release_slots(srv, true, true);
-            tli_pause_listener(w, wl, PAUSE_RATE);
-            return;
-        }
-        struct sockaddr_storage peer;
-        socklen_t len = sizeof peer;
-        int fd = accept4(io->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            int err = errno;
-            tli_release_slots(srv, true, L->tls);
-            if (token)
-                tl_rate_put_back(srv->rate);   /* no connection came: the token is unused */
-            if (err == EAGAIN || err == EWOULDBLOCK)
-                return;
-            if (err == EINTR || err == ECONNABORTED || err == EPROTO || err == EPERM)
-                continue;
-            LOG(srv, ERROR, "accept on %s: %s; pausing for %d ms", L->text, strerror(err), TLI_FD_RETRY_MS);
-            tli_pause_listener(w, wl, PAUSE_FDS);
-            return;
-        }
-        bump(&w->st.conns_total, 1);
-        if (L->proxy && !tli_proxy_trusted(srv->cfg, L, (struct sockaddr *)&peer))
-            tli_refuse_untrusted(w, wl->index, fd, (struct sockaddr *)&peer);
-        else if (L->proxy)
-            tli_start_pending(w, wl->index, fd, (struct sockaddr *)&peer, len);
-        else
-            tli_start_conn(w, wl->index, fd, (struct sockaddr *)&peer, len, NULL, 0);
+    if (!tli_take_slot(srv, &srv->conns, srv->max_conns)) {
+        tli_pause_listener(w, wl, PAUSE_SLOTS);
+        return false;
     }
+    if (L->tls && !tli_take_slot(srv, &srv->handshakes, srv->max_hs)) {
+        tli_release_slots(srv, true, false);
+        tli_pause_listener(w, wl, PAUSE_SLOTS);
+        return false;
+    }
+    if (L->tls && srv->rate && !tl_rate_take(srv->rate, tl_loop_now(loop))) {
+        tli_release_slots(srv, true, true);
+        tli_pause_listener(w, wl, PAUSE_RATE);
+        return false;
+    }
+    bump(&w->st.conns_total, 1);
+    if (L->proxy && !tli_proxy_trusted(srv->cfg, L, peer))
+        tli_refuse_untrusted(w, wl->index, fd, peer);
+    else if (L->proxy)
+        tli_start_pending(w, wl->index, fd, peer, len);
+    else
+        tli_start_conn(w, wl->index, fd, peer, len, NULL, 0);
+    return true;
+}
+
+/* accept failed for want of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): the
+ * connection waits in the backlog while the listener pauses for a while. */
+static void on_accept_error(tl_loop *loop, tl_listen *lis, int err)
+{
+    (void)loop;
+    wlisten *wl = lis->data;
+    tl_server *srv = wl->w->srv;
+    LOG(srv, ERROR, "accept on %s: %s; pausing for %d ms", srv->cfg->listens[wl->index].text,
+        strerror(err), TLI_FD_RETRY_MS);
+    tli_pause_listener(wl->w, wl, PAUSE_FDS);
 }
 
 /* ---- the thread ------------------------------------------------------------------------- */
@@ -81,8 +79,8 @@ void *tli_worker_main(void *arg)
             LOG(w->srv, WARN, "loop-slice: %s", err);
     }
     for (size_t i = 0; i < w->srv->nlisten; i++)
-        if (w->ls[i].io.fd >= 0)
-            tl_io_set(w->loop, &w->ls[i].io, TL_READABLE);
+        if (tl_listen_fd(&w->ls[i].lis) >= 0)
+            tl_listen_start(w->loop, &w->ls[i].lis);
     if (w->store)
         tli_sstore_start(w->store);   /* on the loop's own thread */
     if (tl_loop_run(w->loop) != 0)
@@ -107,7 +105,8 @@ int tli_init_worker(tl_server *srv, worker *w, int index, char *err, size_t errl
     for (size_t i = 0; i < srv->nlisten; i++) {
         w->ls[i].w = w;
         w->ls[i].index = (int)i;
-        tl_io_init(&w->ls[i].io, srv->fds[(size_t)index * srv->nlisten + i], on_listen, &w->ls[i]);
+        tl_listen_init(&w->ls[i].lis, srv->fds[(size_t)index * srv->nlisten + i], on_accept,
+                       on_accept_error, &w->ls[i]);
     }
     tl_timer_init(&w->retry, tli_on_retry, w);
     tl_timer_init(&w->drain_deadline, tli_on_drain_deadline, w);
@@ -148,7 +147,7 @@ void tli_free_worker(tl_server *srv, worker *w)
         for (int spins = 0; w->nconns && spins < 1000; spins++)
             tl_loop_run_once(w->loop, 10);
         for (size_t i = 0; w->ls && i < srv->nlisten; i++)
-            tl_io_stop(w->loop, &w->ls[i].io);
+            tl_listen_stop(w->loop, &w->ls[i].lis);
         tl_timer_stop(w->loop, &w->retry);
         tl_timer_stop(w->loop, &w->drain_deadline);
         tli_sstore_free(w->store);

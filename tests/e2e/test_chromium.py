@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """test_chromium.py - a real browser against `tlsloop serve`, on `--io epoll` and `--io uring`:
-headless Chromium loads a page whose script marks the DOM (two resources), and a page whose
-fetch() downloads 2 MiB and writes its length and SHA-256 into the DOM. Chromium trusts the
-server's key by its SPKI hash only; its NetLog shows TLS 1.3 with ALPN http/1.1 (it offers h2);
-the access log, the metrics and the error log show the server's side. Without the hash it refuses
+headless Chromium loads a page whose script marks the DOM (two resources), a page with many
+sub-resources (scripts and images, all on one HTTP/2 connection), and a page whose fetch()
+downloads 2 MiB and writes its length and SHA-256 into the DOM. Chromium trusts the server's key
+by its SPKI hash only; its NetLog shows TLS 1.3 with ALPN h2 (the server's default picks it from
+Chromium's h2 and http/1.1) and every request on an HTTP/2 session over one of those TLS sockets;
+the access log (HTTP/2.0), the metrics and the error log show the server's side. Without the hash it refuses
 the certificate. Chromium is stopped by process group; nothing of it may be left running.
 
 Chromium comes from scripts/deps.sh (Debian's chromium); without it every test fails, naming that.
@@ -32,6 +34,7 @@ TMP = STATE = CA = None   # setup() names them
 CHROMIUM = os.environ.get("TLSLOOP_CHROMIUM") or shutil.which("chromium")
 CHROMIUM_TIMEOUT = 30     # seconds per run (stretched by SLOW); a run takes about 2 s here
 BIG = 2 * 1024 * 1024
+MANY = 40                 # sub-resources of many.html
 URING = None              # whether this machine allows io_uring (set in main)
 
 
@@ -69,6 +72,19 @@ def make_site():
                 '    Array.from(d, x => x.toString(16).padStart(2, "0")).join("");\n'
                 '}).catch(e => { document.getElementById("len").textContent = "error " + e; });\n'
                 '</script></body></html>\n')
+    with open(f"{root}/many.html", "w") as f:
+        f.write('<!doctype html><html><body>\n<div id="count">0</div>\n<script>var n = 0;'
+                'function mark() { document.getElementById("count").textContent = ++n; }'
+                '</script>\n')
+        for i in range(MANY // 2):
+            f.write(f'<script src="/s/{i}.js"></script>\n<img src="/s/{i}.svg" onload="mark()">\n')
+        f.write('</body></html>\n')
+    os.makedirs(f"{root}/s", exist_ok=True)
+    for i in range(MANY // 2):
+        with open(f"{root}/s/{i}.js", "w") as f:
+            f.write(f"mark(); /* {i} */\n")
+        with open(f"{root}/s/{i}.svg", "w") as f:
+            f.write(f'<svg xmlns="http://www.w3.org/2000/svg" width="{i + 1}" height="1"/>\n')
     big = os.urandom(BIG)
     with open(f"{root}/big.bin", "wb") as f:
         f.write(big)
@@ -204,27 +220,33 @@ def alpn_offered(client_hello):
 
 def check_tls_in_netlog(events, port):
     """Every TLS connection Chromium made (all are to our server: other hosts do not resolve) was
-    TLS 1.3 with ALPN http/1.1, and Chromium offered h2 and http/1.1 in each ClientHello. Returns
-    {path: the NetLog id of the TLS socket that carried its request} for our server's URLs."""
+    TLS 1.3 with ALPN h2, and Chromium offered h2 and http/1.1 in each ClientHello. Returns
+    {path: the NetLog id of the TLS socket that carried its request} for our server's URLs: each
+    request went out on an HTTP/2 session over one of those sockets."""
     connects = {src: p for name, src, p in events if name == "SSL_CONNECT" and "version" in p}
     assert connects, "no completed SSL_CONNECT in chromium's NetLog"
     for p in connects.values():
-        assert p["version"] == "TLS 1.3" and p.get("next_proto") == "http/1.1", p
+        assert p["version"] == "TLS 1.3" and p.get("next_proto") == "h2", p
     hellos = [base64.b64decode(p["bytes"]) for name, _, p in events
               if name == "SSL_HANDSHAKE_MESSAGE_SENT" and p.get("type") == 1 and "bytes" in p]
     assert hellos, "chromium's NetLog has no ClientHello bytes"
     for h in hellos:
         offered = alpn_offered(h)
         assert "h2" in offered and "http/1.1" in offered, offered
-    # URL request -> the stream job it was bound to -> the socket that job was given.
-    urls, job_of, socket_of = {}, {}, {}
+    # URL request -> the stream job it was bound to -> the HTTP/2 session that sent its HEADERS
+    # for that job -> the TLS socket the session was made on.
+    urls, job_of, socket_of, session_socket, job_session = {}, {}, {}, {}, {}
     for name, src, p in events:
         if name == "URL_REQUEST_START_JOB" and "url" in p:
             urls[src] = p["url"]
         elif name == "HTTP_STREAM_REQUEST_BOUND_TO_JOB":
             job_of[src] = p["source_dependency"]["id"]
-        elif name == "SOCKET_POOL_BOUND_TO_SOCKET":
-            socket_of[src] = p["source_dependency"]["id"]
+        elif name == "HTTP2_SESSION_INITIALIZED":
+            session_socket[src] = p["source_dependency"]["id"]
+        elif name == "HTTP2_SESSION_SEND_HEADERS" and "source_dependency" in p:
+            job_session[p["source_dependency"]["id"]] = src
+    for job, session in job_session.items():
+        socket_of[job] = session_socket.get(session)
     base = f"https://localhost:{port}"
     carried = {}
     for req, url in urls.items():
@@ -248,22 +270,24 @@ def counter(text, name, labels=""):
     return float(m.group(1))
 
 
-ACCESS_RE = re.compile(r'^\S+ - - \[[^]]+\] "GET (\S+) HTTP/1\.1" (\d{3}) (\d+) "[^"]*" "[^"]*" '
+ACCESS_RE = re.compile(r'^\S+ - - \[[^]]+\] "GET (\S+) (HTTP/1\.1|HTTP/2\.0)" (\d{3}) (\d+) '
+                       r'"[^"]*" "[^"]*" '
                        r'(\S+) (\S+) (new|resumed|-) \S+$')
 
 
 def access_lines(path):
     """(path, status, size, TLS version, cipher, session) of each request but the test's own to
-    the metrics listener (plain HTTP)."""
+    the metrics listener (plain HTTP, HTTP/1.1); Chromium's came over HTTP/2."""
     with open(path) as f:
         lines = f.read().splitlines()
     parsed = []
     for line in lines:
         m = ACCESS_RE.match(line)
         assert m, f"unexpected access log line: {line}"
-        if m.group(1) == "/metrics" and m.group(4) == "-":
+        if m.group(1) == "/metrics" and m.group(5) == "-":
             continue
-        parsed.append(m.groups())
+        assert m.group(2) == "HTTP/2.0", f"not over HTTP/2: {line}"
+        parsed.append((m.group(1),) + m.groups()[2:])
     return parsed
 
 
@@ -323,6 +347,24 @@ def page_and_script(site, io):
         assert srv.stop() == 0
 
 
+def many_subresources(site, io):
+    root, _ = site
+    srv, access = start(io, root, f"many-{io}")
+    try:
+        dom, events = chromium(f"https://localhost:{srv.https}/many.html", tag=f"many-{io}")
+        assert f'<div id="count">{MANY}</div>' in dom, f"not every resource loaded: {dom[-800:]!r}"
+        carried = check_tls_in_netlog(events, srv.https)
+        # All of them over the page's one HTTP/2 connection, as streams side by side.
+        assert len({carried[p] for p in carried}) == 1, carried
+        want = ["/many.html"] + [f"/s/{i}.{x}" for i in range(MANY // 2) for x in ("js", "svg")]
+        check_server(srv, access, want)
+        text = metrics(srv.metrics)
+        assert counter(text, "tlsloop_http_requests_by_protocol_total",
+                       '{protocol="HTTP/2"}') >= MANY + 1, text
+    finally:
+        assert srv.stop() == 0
+
+
 def large_download(site, io):
     root, sha = site
     srv, access = start(io, root, f"big-{io}")
@@ -377,6 +419,7 @@ def main():
         TMP, STATE, CA = setup(tmp)
         site = make_site()
         tests = [per_backend(page_and_script, "epoll"), per_backend(page_and_script, "uring"),
+                 per_backend(many_subresources, "epoll"), per_backend(many_subresources, "uring"),
                  per_backend(large_download, "epoll"), per_backend(large_download, "uring"),
                  untrusted_certificate_is_refused]
         run_selected(tests, site)

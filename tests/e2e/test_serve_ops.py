@@ -166,7 +166,8 @@ def redirect_metrics_and_access_log(root):
         assert st == 308 and h["location"] == f"https://localhost:{srv.https}/sub/?q=1", h
         st, h, _, _ = request(srv.http, b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", tls=False)
         assert h["location"] == f"https://[::1]:{srv.https}/", h
-        r = curl("-A", "agent \"quoted\"", f"https://localhost:{srv.https}/index.html")
+        # curl offers h2 and http/1.1 in ALPN; the server picks h2 (its default alpn h2,http/1.1).
+        r = curl("-A", "agent \"quoted\"", "--http2", f"https://localhost:{srv.https}/index.html")
         assert r.returncode == 0
         st, h, body, _ = get(srv.metrics, "/metrics", tls=False)   # not redirected
         text = body.decode()
@@ -176,7 +177,7 @@ def redirect_metrics_and_access_log(root):
         assert "# TYPE tlsloop_connections_open gauge" in text
         log = open(alog).read()
         assert re.search(r'^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] '
-                         r'"GET /index\.html HTTP/1\.1" 200 14 "-" "agent \\x22quoted\\x22" '
+                         r'"GET /index\.html HTTP/2\.0" 200 14 "-" "agent \\x22quoted\\x22" '
                          r'TLSv1\.3 TLS_\w+ new \d+\.\d{3}$', log, re.M), log
         assert re.search(r'"GET /sub/\?q=1 HTTP/1\.1" 308 \d+ "-" "-" - - - ', log), log
         # SIGUSR1 after a rotation: a new file.

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """test_server_limits.py - the server core's limits and deadlines (through examples/echo_server):
-the connection limit, the handshake cap, the per-source limit, the handshake rate, the handshake
-deadline on a partial ClientHello and the send-stall deadline on a peer that stops reading.
+the connection limit, the handshake cap, the per-source limit, the handshake rate, running out of
+file descriptors (EMFILE), the handshake deadline on a partial ClientHello and the send-stall
+deadline on a peer that stops reading.
 """
 import os
+import resource
 import ssl
 import socket
 import sys
@@ -160,6 +162,48 @@ def handshake_rate_paces_new_handshakes(c):
         assert srv.stop() == 0
 
 
+@test
+def out_of_descriptors_pauses_and_resumes(c):
+    """At the open-file limit accept fails with EMFILE: the server says so, pauses the listener
+    and retries (the connections wait in the backlog, on io_uring too, whose accept the pause
+    cancels), and serves the waiting clients once descriptors are free."""
+    def low_nofile():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    srv = Server("--listen", "127.0.0.1:0", "--cert", c["localhost"][0], "--key",
+                 c["localhost"][1], "--max-conns", "1000", "--workers", "1", preexec=low_nofile)
+    ctx = client_ctx(c["ca"][0])
+    n = 72
+    served, lock = [], threading.Lock()
+
+    def client():
+        try:
+            s = connect(srv.port, ctx, timeout=30)
+            echo_once(s)
+        except OSError:
+            return
+        with lock:
+            served.append(s)
+    threads = [threading.Thread(target=client) for _ in range(n)]
+    try:
+        for t in threads:
+            t.start()
+        srv.wait_log(r"accept on .*: Too many open files; pausing")
+        wait_for(lambda: len(served) > 10, what="the first clients served")
+        time.sleep(0.3)   # the ones the server could take are served by now
+        with lock:
+            first = list(served)
+        assert 10 < len(first) < n, len(first)
+        for s in first:   # descriptors free again: the rest are served
+            s.close()
+        for t in threads:
+            t.join(30 * SLOW)
+        assert len(served) == n, f"{len(served)} of {n} served after descriptors were freed"
+    finally:
+        for s in served:
+            s.close()
+        assert srv.stop() == 0
+
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         setup(tmp)
@@ -167,7 +211,7 @@ def main():
         tests = [connection_limit_makes_clients_wait,
                  handshake_cap_and_per_source_limit, handshake_deadline_drops_partial_client_hello,
                  send_stall_deadline_drops_a_peer_that_stops_reading,
-                 handshake_rate_paces_new_handshakes]
+                 handshake_rate_paces_new_handshakes, out_of_descriptors_pauses_and_resumes]
         run_selected(tests, c)
     return summary()
 

@@ -96,11 +96,11 @@ def make_certs(*names):
 class Server:
     """echo_server with these options; its ports and stdout lines are collected, its log is a file."""
 
-    def __init__(self, *args, listens=1, log=None, quiet=True):
+    def __init__(self, *args, listens=1, log=None, quiet=True, preexec=None):
         self.log = log or f"{TMP}/server-{time.monotonic_ns()}.log"
         cmd = [ECHO] + (["--quiet"] if quiet else []) + ["--log", self.log] + list(args)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     errors="replace")
+                                     errors="replace", preexec_fn=preexec)
         self.ports = []
         for _ in range(listens):
             line = self.proc.stdout.readline()
