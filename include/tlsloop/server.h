@@ -236,11 +236,12 @@ typedef struct tl_server_stats {
     tl_ticket_stats tickets;        /* (summed only) */
     uint64_t key_file_reloads, key_file_reload_failures; /* the key file changed (summed only) */
     /* session-store: lookups asked, and how they ended (hits, misses: timeouts, the store
-     * unavailable, entries that did not open (rejected) count as misses too); sessions stored
+     * unavailable, entries that did not open (rejected) count as misses too); misses asked
+     * once more a moment later (retries); sessions stored
      * and stores failed; connections made and lost. */
     struct {
         uint64_t lookups, hits, misses, timeouts, unavailable, rejected, stores, store_errors,
-            connects, disconnects;
+            connects, disconnects, retries;
     } store;
 } tl_server_stats;
 

@@ -322,6 +322,7 @@ static void add_worker_stats(const worker *w, tl_server_stats *o)
         o->store.store_errors += get(&t->store_errors);
         o->store.connects += get(&t->connects);
         o->store.disconnects += get(&t->disconnects);
+        o->store.retries += get(&t->retries);
     }
 }
 

@@ -116,6 +116,7 @@ int tl_server_metrics_text(tl_server *srv, tl_buf *out)
     tli_prom_sample(w, "session_store_total", "event", "store_error", s.store.store_errors);
     tli_prom_sample(w, "session_store_total", "event", "connect", s.store.connects);
     tli_prom_sample(w, "session_store_total", "event", "disconnect", s.store.disconnects);
+    tli_prom_sample(w, "session_store_total", "event", "retry", s.store.retries);
     return pw.rc;
 }
 

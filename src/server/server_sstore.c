@@ -25,11 +25,17 @@
 #define BACKOFF_FIRST_MS 50
 #define BACKOFF_MAX_MS 2000
 #define CONNECT_TIMEOUT_MS 1000
+/* A miss is asked once more this much later, when the deadline allows: the instance that made
+ * the session writes it after its handshake without waiting, and a client that reconnects to
+ * another instance at once can be there first (a few in a hundred on a loaded machine). */
+#define RETRY_MS 2
 
 typedef struct req {
     bool get;
+    bool retried;                  /* a lookup asked again after a miss */
     bool answered;                 /* a lookup whose answer went out (deadline): drop the reply */
     uint64_t deadline_ms;
+    uint64_t due_ms;               /* in the retry queue: when to ask again */
     tli_sstore_cb cb;
     void *arg;
     tl_ticket_ring *ring;          /* a lookup's: to open what comes back (a reference) */
@@ -50,6 +56,9 @@ struct tli_sstore {
     tl_timer reconnect, deadline;
     req q[MAX_INFLIGHT];           /* a ring: head, count */
     unsigned head, count;
+    req rq[MAX_INFLIGHT];          /* misses to ask again (RETRY_MS after they came): rhead, rcount */
+    unsigned rhead, rcount;
+    tl_timer retry;
     tl_buf in;                     /* replies not yet whole */
     tl_buf out;                    /* a request being made */
     tli_sealer *sealer;
@@ -87,18 +96,41 @@ static void q_pop(tli_sstore *s)
     s->count--;
 }
 
-/* The nearest deadline of a lookup still waiting (they are in order of deadline). */
+static req *rq_at(tli_sstore *s, unsigned i) { return &s->rq[(s->rhead + i) % MAX_INFLIGHT]; }
+
+static void rq_pop(tli_sstore *s)
+{
+    req *r = rq_at(s, 0);
+    tl_ticket_ring_free(r->ring);
+    memset(r, 0, sizeof *r);
+    s->rhead = (s->rhead + 1) % MAX_INFLIGHT;
+    s->rcount--;
+}
+
+/* The nearest deadline of a lookup still waiting (in each queue they are in order of deadline). */
 static void arm_deadline(tli_sstore *s)
 {
+    uint64_t next = UINT64_MAX;
     for (unsigned i = 0; i < s->count; i++) {
         req *r = q_at(s, i);
         if (r->get && !r->answered) {
-            uint64_t now = tl_loop_now(s->loop);
-            tl_timer_start(s->loop, &s->deadline, r->deadline_ms > now ? r->deadline_ms - now : 0);
-            return;
+            next = r->deadline_ms;
+            break;
         }
     }
-    tl_timer_stop(s->loop, &s->deadline);
+    for (unsigned i = 0; i < s->rcount; i++) {
+        req *r = rq_at(s, i);
+        if (!r->answered) {
+            next = r->deadline_ms < next ? r->deadline_ms : next;
+            break;
+        }
+    }
+    if (next == UINT64_MAX) {
+        tl_timer_stop(s->loop, &s->deadline);
+        return;
+    }
+    uint64_t now = tl_loop_now(s->loop);
+    tl_timer_start(s->loop, &s->deadline, next > now ? next - now : 0);
 }
 
 static void on_deadline(tl_loop *loop, tl_timer *t)
@@ -112,6 +144,13 @@ static void on_deadline(tl_loop *loop, tl_timer *t)
             answer(s, r, NULL, 0);   /* its reply, if it comes, is read and dropped */
         }
     }
+    for (unsigned i = 0; i < s->rcount; i++) {
+        req *r = rq_at(s, i);
+        if (!r->answered && r->deadline_ms <= now) {
+            INC(s->st.timeouts);
+            answer(s, r, NULL, 0);   /* not asked again */
+        }
+    }
     arm_deadline(s);
 }
 
@@ -122,8 +161,31 @@ static void fail_all(tli_sstore *s)
         answer(s, q_at(s, 0), NULL, 0);
         q_pop(s);
     }
+    while (s->rcount) {
+        answer(s, rq_at(s, 0), NULL, 0);
+        rq_pop(s);
+    }
+    tl_timer_stop(s->loop, &s->retry);
     tl_buf_consume(&s->in, tl_buf_len(&s->in));
     tl_timer_stop(s->loop, &s->deadline);
+}
+
+static bool send_get(tli_sstore *s, req *r);
+
+/* Ask the misses that are due again (or answer them: the store went away, the queue is full). */
+static void on_retry(tl_loop *loop, tl_timer *t)
+{
+    tli_sstore *s = t->data;
+    uint64_t now = tl_loop_now(loop);
+    while (s->rcount && rq_at(s, 0)->due_ms <= now) {
+        req *r = rq_at(s, 0);
+        if (!r->answered && !(s->connected && send_get(s, r)))
+            answer(s, r, NULL, 0);
+        rq_pop(s);   /* sent: its ring reference went with it (send_get cleared r->ring) */
+    }
+    if (s->rcount)
+        tl_timer_start(loop, t, rq_at(s, 0)->due_ms - now);
+    arm_deadline(s);
 }
 
 /* ---- the connection ------------------------------------------------------------------------- */
@@ -164,6 +226,20 @@ static void on_reply(tli_sstore *s, const tli_reply *rep)
     if (!r->get) {
         if (rep->kind != TLI_REPLY_STORED)
             INC(s->st.store_errors);
+        return;
+    }
+    if (!r->answered && rep->kind == TLI_REPLY_MISS && !r->retried &&
+        tl_loop_now(s->loop) + RETRY_MS < r->deadline_ms && s->rcount < MAX_INFLIGHT) {
+        /* Ask once more in a moment: the ring reference moves to the retry queue. */
+        req *again = rq_at(s, s->rcount++);
+        *again = *r;
+        again->retried = true;
+        again->due_ms = tl_loop_now(s->loop) + RETRY_MS;
+        r->ring = NULL;
+        r->answered = true;   /* this request's part is over */
+        INC(s->st.retries);
+        if (!tl_timer_active(&s->retry))
+            tl_timer_start(s->loop, &s->retry, RETRY_MS);
         return;
     }
     if (r->answered || rep->kind != TLI_REPLY_VALUE) {
@@ -288,6 +364,7 @@ tli_sstore *tli_sstore_new(tl_loop *loop, const tli_sstore_addr *addr, uint32_t 
     s->backoff_ms = BACKOFF_FIRST_MS;
     tl_timer_init(&s->reconnect, on_reconnect, s);
     tl_timer_init(&s->deadline, on_deadline, s);
+    tl_timer_init(&s->retry, on_retry, s);
     return s;
 }
 
@@ -303,6 +380,7 @@ void tli_sstore_free(tli_sstore *s)
     s->closing = true;
     tl_timer_stop(s->loop, &s->reconnect);
     tl_timer_stop(s->loop, &s->deadline);
+    tl_timer_stop(s->loop, &s->retry);
     if (s->conn)
         tl_conn_abort(s->conn);
     for (int spins = 0; s->conn && spins < 100; spins++)
@@ -329,6 +407,25 @@ static bool send_req(tli_sstore *s, const req *r)
     return true;
 }
 
+/* Send a GET for r (its ring reference moves into the queue: r->ring is cleared). */
+static bool send_get(tli_sstore *s, req *r)
+{
+    if (s->count == MAX_INFLIGHT)
+        return false;
+    char key[TLI_SSTORE_KEY_MAX];
+    tli_sstore_key(r->id, r->id_len, key);
+    if (tli_sstore_req_get(&s->out, s->addr.kind, key) != 0) {
+        tl_buf_consume(&s->out, tl_buf_len(&s->out));
+        return false;
+    }
+    if (!send_req(s, r))
+        return false;
+    r->ring = NULL;
+    if (!tl_timer_active(&s->deadline))
+        arm_deadline(s);
+    return true;
+}
+
 bool tli_sstore_lookup(tli_sstore *s, tl_ticket_ring *ring, const uint8_t *id, size_t id_len,
                        tli_sstore_cb cb, void *arg)
 {
@@ -338,26 +435,15 @@ bool tli_sstore_lookup(tli_sstore *s, tl_ticket_ring *ring, const uint8_t *id, s
         INC(s->st.misses);
         return false;
     }
-    char key[TLI_SSTORE_KEY_MAX];
-    tli_sstore_key(id, id_len, key);
     req r = {.get = true, .deadline_ms = tl_loop_now(s->loop) + s->timeout_ms, .cb = cb,
-             .arg = arg, .id_len = id_len};
+             .arg = arg, .id_len = id_len, .ring = tl_ticket_ring_ref(ring)};
     memcpy(r.id, id, id_len);
-    if (tli_sstore_req_get(&s->out, s->addr.kind, key) != 0) {
-        tl_buf_consume(&s->out, tl_buf_len(&s->out));
-        INC(s->st.unavailable);
-        INC(s->st.misses);
-        return false;
-    }
-    r.ring = tl_ticket_ring_ref(ring);
-    if (!send_req(s, &r)) {
+    if (!send_get(s, &r)) {
         tl_ticket_ring_free(r.ring);
         INC(s->st.unavailable);
         INC(s->st.misses);
         return false;
     }
-    if (s->count == 1 || !tl_timer_active(&s->deadline))
-        arm_deadline(s);
     return true;
 }
 

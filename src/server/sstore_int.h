@@ -106,7 +106,7 @@ typedef struct tli_sstore tli_sstore;
 /* Counters, single writer (the loop's thread), read from any thread. */
 typedef struct tli_sstore_stats {
     _Atomic uint64_t lookups, hits, misses, timeouts, unavailable, rejected, stores, store_errors,
-        connects, disconnects;
+        connects, disconnects, retries;
 } tli_sstore_stats;
 
 /* A client for addr on loop (not connected yet: tli_sstore_start, on the loop's thread). Lookups
