@@ -245,7 +245,7 @@ static const option OPTIONS[] = {
      "key); a store that is down or slow means a full handshake, never an error", 0, 0,
      set_session_store},
     {"session-store-timeout", T_DURATION, "TIME", "how long a handshake waits for the session "
-     "store's answer before it goes on without (default 20ms)", F(session_store_timeout_ms), 1,
+     "store's answer before it goes on without, at most 1s (default 20ms)", F(session_store_timeout_ms), 1,
      NULL},
     {"ticket-rotate", T_CUSTOM, "TIME", "add a new random ticket key this often, at most 24h "
      "(default session-lifetime/4, capped at 24h)", 0, 0, set_ticket_rotate},

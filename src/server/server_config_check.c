@@ -66,6 +66,12 @@ int tli_server_config_check(const tl_server_config *cfg, char *err, size_t errle
                 "ticket-keys new FILE)");
         return -1;
     }
+    if (cfg->session_store_timeout_ms > 1000) {
+        tli_fmt(err, errlen, "session-store-timeout %llums: at most 1s (a handshake waits this long "
+                "for the store; a store slower than that is better treated as down)",
+                (unsigned long long)cfg->session_store_timeout_ms);
+        return -1;
+    }
     if (cfg->session_store && !tli_any_tls(cfg)) {
         tli_fmt(err, errlen, "session-store: no TLS listener to share sessions of");
         return -1;
