@@ -68,10 +68,11 @@ static int parse_line(const char *p, size_t n, unsigned lineno, tl_ticket_key_en
         return FAIL(err, errlen, "line %u: role '%s' is not previous, current or next", lineno,
                        role);
     }
-    if (strlen(hex) != 2 * TL_TICKET_KEY_LEN) {
+    size_t digits = strlen(hex);
+    if (digits != 2 * TL_TICKET_KEY_LEN) {
         OPENSSL_cleanse(hex, sizeof hex);
-        return FAIL(err, errlen, "line %u: the key has %zu hex digits, not %d", lineno,
-                       strlen(hex), 2 * TL_TICKET_KEY_LEN);
+        return FAIL(err, errlen, "line %u: the key has %zu hex digits, not %d", lineno, digits,
+                    2 * TL_TICKET_KEY_LEN);
     }
     for (int i = 0; i < TL_TICKET_KEY_LEN; i++) {
         int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);

@@ -197,6 +197,34 @@ def tickets_across_instances():
         assert a.stop() == 0 and b.stop() == 0
 
 
+@test
+def key_file_changes_taken_or_refused():
+    """A changed key file is taken within about a second, without a reload; one that does not
+    parse is refused, logged, and the keys in use stay (tickets still resume)."""
+    path = f"{TMP}/keys-own"
+    copy_atomically(KEYS, path)
+    srv = Serve("--ticket-key-file", path, listens=["127.0.0.1:0"])
+    try:
+        cx = client_ctx("tls13")
+        _, sess, _ = connect(srv.https, cx)
+        with open(path + ".tmp", "w") as f:
+            f.write("# tlsloop ticket keys\nnext 1 00\n")
+        os.chmod(path + ".tmp", 0o600)
+        os.rename(path + ".tmp", path)
+        srv.wait_log(r"ticket key file changed but is refused, keeping the keys in use: .*line 2: "
+                     r"the key has 2 hex digits, not 160", 5)
+        r, sess, _ = connect(srv.https, cx, sess)
+        assert r, "the keys in use should have stayed"
+        copy_atomically(KEYS, path)
+        ticket_keys("rotate", path)
+        srv.wait_log(r"ticket key file .* changed: 3 keys", 5)
+        r, sess, _ = connect(srv.https, cx, sess)   # its key is previous now: renewed
+        assert r
+        assert "reloaded" not in srv.log_text()     # no reload: the ring took the keys in place
+    finally:
+        assert srv.stop() == 0
+
+
 def copy_atomically(src, dst):
     """As the documented procedure copies a key file to another host: a temporary name, then
     rename (the server never reads half a file)."""
@@ -411,7 +439,8 @@ def main():
         assert r.returncode == 0, r.stderr
         Serve(listens=["127.0.0.1:0"]).stop()   # makes the CA and the certificate once
         tests = [tls12_session_id_across_instances_memcached, tls12_session_id_across_instances_redis,
-                 tickets_across_instances, rotation_twice_during_reconnects,
+                 tickets_across_instances, key_file_changes_taken_or_refused,
+                 rotation_twice_during_reconnects,
                  store_killed_and_stopped_mid_run, ticket_keys_command_and_refusals]
         run_selected(tests)
     return summary()

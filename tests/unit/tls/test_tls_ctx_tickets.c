@@ -434,7 +434,7 @@ TEST(ticket_keys_text_format)
     /* Refusals, each with its reason. */
     struct { const char *text, *why; } bad[] = {
         {"# tlsloop ticket keys\n", "no current key"},
-        {"# tlsloop ticket keys\ncurrent 1 00\n", "hex digits"},
+        {"# tlsloop ticket keys\ncurrent 1 00\n", "has 2 hex digits, not 160"},
         {"# tlsloop ticket keys\nfuture 1 00\n", "is not previous, current or next"},
         {"# tlsloop ticket keys\ncurrent x\n", "expected"},
     };
