@@ -13,19 +13,20 @@ declare -A below=(
     [tls]="util tls"
     [loop]="util loop"
     [conn]="util tls loop conn"
-    [server]="util tls loop conn server"
+    [server]="util tls loop conn http client server"
     [http]="util http"
     [client]="util tls loop conn http client"
     [httpd]="util tls loop conn server http httpd"
     [proxy]="util tls loop conn server http proxy"
+    [acme]="util tls loop conn server http client acme"
 )
 # public header: its layer
 declare -A header_layer=(
     [api]=util [status]=util [buf]=util [log]=util
-    [tls_ctx]=tls [engine]=tls [certgen]=tls
+    [tls_ctx]=tls [engine]=tls [certgen]=tls [ocsp]=tls
     [loop]=loop [conn]=conn
     [server]=server [limits]=server [proxyproto]=server
-    [http]=http [client]=client [httpd]=httpd [proxy]=proxy
+    [http]=http [client]=client [httpd]=httpd [proxy]=proxy [acme]=acme
 )
 
 passed=0 failed=0

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include <tlsloop/client.h>
+#include <tlsloop/ocsp.h>
 #include <tlsloop/server.h>
 
 #include "tools.h"
@@ -67,6 +68,9 @@ void cmd_get_usage(FILE *f)
             "                         (refused by default: exit 11)\n"
             "      --cacert FILE      trust the CA certificates in FILE (PEM) instead of the system\n"
             "  -k, --insecure         DO NOT VERIFY the server's certificate or name (for tests)\n"
+            "      --ocsp             ask for a stapled OCSP response and require it: signed for\n"
+            "                         this certificate by its issuer, good, not expired (else\n"
+            "                         exit 5); -v prints its status and times\n"
             "      --resolve H:P:ADDR connect to ADDR for host H and port P (repeat)\n"
             "      --timeout TIME     for the whole fetch, redirects included: resolving,\n"
             "                         connecting, TLS, the response (default 30s; each --repeat\n"
@@ -101,6 +105,7 @@ typedef struct run {
     const char *method, *start_method;
     char headers[8192];           /* the -H headers */
     bool head_only, include, verbose, fail_on_http, follow, insecure;
+    bool ocsp;                    /* --ocsp: a good stapled response is required */
     bool location_trusted, allow_downgrade;
     bool send_headers;            /* the -H headers go with this request */
     unsigned max_redirs, redirects;
@@ -217,6 +222,30 @@ static void tls_facts(run *r, tl_conn *c, char *alpn, size_t alpnlen)
         fprintf(stderr, "* certificate: subject %s; issuer %s\n", i.peer_subject, i.peer_issuer);
     fprintf(stderr, "* verification: %s\n",
             r->insecure ? "OFF (--insecure)" : i.verify_result == 0 ? "ok" : i.verify_error);
+}
+
+/* --ocsp: the stapled response, checked against the verified chain. false: the fetch fails. */
+static bool ocsp_check(run *r, tl_conn *c)
+{
+    tl_engine *e = tl_conn_engine(c);
+    if (!r->ocsp || !e)
+        return true;
+    tl_ocsp_info info;
+    char why[400];
+    int rc = tl_ocsp_check_peer(e, &info, why, sizeof why);
+    if (rc != 0) {
+        vsay(r, "* OCSP: %s\n", why);
+        finish(r, GET_VERIFY, "--ocsp: %s", why);
+        return false;
+    }
+    char t1[32] = "", t2[32] = "";
+    time_t a = (time_t)info.this_update, b = (time_t)info.expires;
+    struct tm tm;
+    strftime(t1, sizeof t1, "%Y-%m-%d %H:%M:%S", gmtime_r(&a, &tm));
+    strftime(t2, sizeof t2, "%Y-%m-%d %H:%M:%S", gmtime_r(&b, &tm));
+    vsay(r, "* OCSP: %s (stapled; thisUpdate %s UTC, valid until %s UTC)\n",
+         tl_ocsp_status_name(info.status), t1, t2);
+    return true;
 }
 
 /* The response head: as it came, to the output (-I, -i), or marked "< " on stderr (-v). */
@@ -511,6 +540,7 @@ static void on_connect(tl_conn *c, tl_client_error err, const char *msg, void *d
     vsay(r, "* connected to %s port %u\n", r->u.host, r->u.port);
     char alpn[64] = "";
     tls_facts(r, c, alpn, sizeof alpn);
+    bool ocsp_ok = ocsp_check(r, c);
     bool h2 = use_h2(r, c, alpn);
     vsay(r, "* HTTP: %s\n", h2 ? "HTTP/2" : "HTTP/1.1");
     if (h2)
@@ -520,6 +550,10 @@ static void on_connect(tl_conn *c, tl_client_error err, const char *msg, void *d
     if (!r->x && !r->h2) {
         finish(r, GET_FAILED, "out of memory");
         tl_loop_stop(r->loop);
+        return;
+    }
+    if (!ocsp_ok) {
+        ex_close(r);   /* its on_close stops the loop */
         return;
     }
     /* Whatever happens from here, the connection is gone soon after the deadline. */
@@ -638,6 +672,8 @@ int cmd_get(int argc, char **argv)
             r.allow_downgrade = true;
         } else if (!strcmp(a, "-k") || !strcmp(a, "--insecure")) {
             cc.insecure = r.insecure = true;
+        } else if (!strcmp(a, "--ocsp")) {
+            cc.ocsp = r.ocsp = true;
         } else if (!strcmp(a, "--tlsv1.2")) {
             cc.tls_min = cc.tls_max = TL_TLS1_2;
         } else if (!strcmp(a, "--tlsv1.3")) {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <tlsloop/acme.h>
 #include <tlsloop/log.h>
 #include <tlsloop/proxy.h>
 #include <tlsloop/server.h>
@@ -25,6 +26,9 @@ void cmd_proxy_usage(FILE *f)
             "  --help                         this text\n\n"
             "Proxy:\n");
     tl_proxy_usage(f);
+    fprintf(f, "\nACME (certificates from an ACME server, renewed by themselves; tls-alpn-01 "
+               "only;\ndocs/certificates.md):\n");
+    tl_acme_usage(f);
     fprintf(f, "\nServer (listeners, TLS, limits, deadlines, logs):\n");
     tl_server_config_usage(f);
     fprintf(f, "\nExit status: 0 after a drain, 1 when the proxy failed while running, 2 for a "
@@ -35,7 +39,7 @@ void cmd_proxy_usage(FILE *f)
 int cmd_proxy(int argc, char **argv)
 {
     tl_server_config *cfg = tl_server_config_new();
-    if (!cfg || tl_proxy_config_init(cfg) != 0) {
+    if (!cfg || tl_proxy_config_init(cfg) != 0 || tl_acme_config_init(cfg) != 0) {
         fprintf(stderr, "tlsloop proxy: out of memory\n");
         tl_server_config_free(cfg);
         return EXIT_FAILURE_RUN;
@@ -48,14 +52,27 @@ int cmd_proxy(int argc, char **argv)
     if (tl_server_config_count(cfg, "listen") == 0)
         return tool_server_usage_error("proxy", cfg, "nothing to listen on: give --listen "
                                        "[ADDR:]PORT (tlsloop proxy --help)");
+    tl_acme *acme = NULL;
+    if (tl_acme_wanted(cfg)) {
+        /* A plain listener relays bytes: only the TLS listener can answer a challenge. */
+        const char *chal = tl_server_config_value(cfg, "acme-challenge");
+        char dir[4200];
+        if (chal && !strcmp(chal, "http-01"))
+            return tool_server_usage_error("proxy", cfg, "acme-challenge http-01 needs an HTTP "
+                                           "server (tlsloop serve); the proxy answers tls-alpn-01");
+        tool_default_state_dir(dir, sizeof dir, "acme");
+        if (!(acme = tl_acme_new(cfg, dir, err, sizeof err)))
+            return tool_server_usage_error("proxy", cfg, err);
+    }
+    tl_proxy *p = NULL;
     if (tl_proxy_config_finish(cfg, err, sizeof err) != 0 ||
-        tl_server_check(cfg, err, sizeof err) != 0)
+        tl_server_check(cfg, err, sizeof err) != 0 || !(p = tl_proxy_new(cfg, err, sizeof err))) {
+        tl_acme_free(acme);
         return tool_server_usage_error("proxy", cfg, err);
-    tl_proxy *p = tl_proxy_new(cfg, err, sizeof err);
-    if (!p)
-        return tool_server_usage_error("proxy", cfg, err);
+    }
     if (check) {
         printf("configuration OK\n");
+        tl_acme_free(acme);
         tl_proxy_free(p);
         tl_server_config_free(cfg);
         return EXIT_OK;
@@ -68,12 +85,16 @@ int cmd_proxy(int argc, char **argv)
         fprintf(stderr, "tlsloop proxy: %s\n", err);
         tl_server_config_free(cfg);
         tl_proxy_free(p);
+        tl_acme_free(acme);
         return in_use ? EXIT_ADDR_IN_USE : EXIT_FAILURE_RUN;
     }
     tl_server_config_free(cfg);
-    if (tl_proxy_attach(p, srv, err, sizeof err) != 0) {
+    if (tl_proxy_attach(p, srv, err, sizeof err) != 0 ||
+        (acme && tl_acme_start(acme, srv, err, sizeof err) != 0)) {
         fprintf(stderr, "tlsloop proxy: %s\n", err);
+        tl_acme_stop(acme);
         tl_server_free(srv);
+        tl_acme_free(acme);
         tl_proxy_free(p);
         return EXIT_FAILURE_RUN;
     }
@@ -99,7 +120,9 @@ int cmd_proxy(int argc, char **argv)
            (unsigned long long)st.ended_clean, (unsigned long long)st.ended_reset,
            (unsigned long long)st.ended_timeout, (unsigned long long)st.ended_truncated,
            (unsigned long long)st.bytes_to_backend, (unsigned long long)st.bytes_to_client);
+    tl_acme_stop(acme);
     tl_server_free(srv);
+    tl_acme_free(acme);
     tl_proxy_free(p);
     return rc == 0 ? EXIT_OK : EXIT_FAILURE_RUN;
 }

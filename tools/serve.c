@@ -11,6 +11,7 @@
 
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <tlsloop/acme.h>
 #include <tlsloop/certgen.h>
 #include <tlsloop/httpd.h>
 #include <tlsloop/server.h>
@@ -26,8 +27,9 @@
 #define LEAF_SECONDS ((long)TL_CERTGEN_LOCAL_LEAF_DAYS * 86400)
 
 static const tl_server_option SERVE_OPTIONS[] = {
-    {"state-dir", "DIR", "where the generated CA and certificate live (default "
-     "$XDG_STATE_HOME/tlsloop, else ~/.local/state/tlsloop)", NULL, false},
+    {"state-dir", "DIR", "where the generated CA and certificate live, and fetched OCSP "
+     "responses (ocsp/) unless ocsp-cache says otherwise (default $XDG_STATE_HOME/tlsloop, else "
+     "~/.local/state/tlsloop)", NULL, false},
 };
 
 void cmd_serve_usage(FILE *f)
@@ -47,6 +49,9 @@ void cmd_serve_usage(FILE *f)
             "HTTP:\n");
     tl_httpd_usage(f);
     tl_server_option_usage(f, SERVE_OPTIONS, sizeof SERVE_OPTIONS / sizeof SERVE_OPTIONS[0]);
+    fprintf(f, "\nACME (certificates from an ACME server, renewed by themselves; "
+               "docs/certificates.md):\n");
+    tl_acme_usage(f);
     fprintf(f, "\nServer (listeners, TLS, limits, deadlines, logs):\n");
     tl_server_config_usage(f);
     fprintf(f, "\nExit status: 0 after a drain, 1 when the server failed while running, 2 for a "
@@ -272,6 +277,19 @@ static void builtin_page(tl_httpd *h, tl_httpd_page *page, void *data)
     put(b, "</table>\n</body></html>\n");
 }
 
+/* ---- ACME ------------------------------------------------------------------------------- */
+
+/* HTTP-01 answers (tlsloop/acme.h): the key authorization of a pending token, else 404. */
+static void acme_page(tl_httpd *h, tl_httpd_page *page, void *data)
+{
+    (void)h;
+    page->content_type = "application/octet-stream";
+    if (tl_acme_http01(data, page->path, &page->body) != 1) {
+        tl_buf_free(&page->body);
+        page->status = 404;
+    }
+}
+
 /* ---- main ------------------------------------------------------------------------------- */
 
 static int set_default(tl_server_config *cfg, const char *name, const char *value)
@@ -287,7 +305,7 @@ static int set_default(tl_server_config *cfg, const char *name, const char *valu
 int cmd_serve(int argc, char **argv)
 {
     tl_server_config *cfg = tl_server_config_new();
-    if (!cfg || tl_httpd_config_init(cfg) != 0 ||
+    if (!cfg || tl_httpd_config_init(cfg) != 0 || tl_acme_config_init(cfg) != 0 ||
         tl_server_config_extend(cfg, SERVE_OPTIONS,
                                 sizeof SERVE_OPTIONS / sizeof SERVE_OPTIONS[0]) != 0) {
         fprintf(stderr, "tlsloop serve: out of memory\n");
@@ -311,7 +329,27 @@ int cmd_serve(int argc, char **argv)
     /* metrics-listen: its listener goes last, once the others are known. */
     if (tl_httpd_config_finish(cfg, err, sizeof err) != 0)
         return tool_server_usage_error("serve", cfg, err);
+    /* Fetched OCSP responses go to the state directory too (the server's own default is the
+     * default state directory's). */
+    if (tl_server_config_value(cfg, "state-dir") && !tl_server_config_count(cfg, "ocsp-cache")) {
+        char dir[4096], ocsp_dir[4200];
+        state_dir(cfg, dir, sizeof dir);
+        snprintf(ocsp_dir, sizeof ocsp_dir, "%s/ocsp", dir);
+        if (set_default(cfg, "ocsp-cache", ocsp_dir) != 0) {
+            tl_server_config_free(cfg);
+            return EXIT_USAGE;
+        }
+    }
     char ca[4096] = "";
+    tl_acme *acme = NULL;
+    if (tl_acme_wanted(cfg)) {
+        /* Its certificate file (a self-signed one until the first issuance) is added as cert. */
+        char dir[4096], adir[4200];
+        state_dir(cfg, dir, sizeof dir);
+        snprintf(adir, sizeof adir, "%s/acme", dir);
+        if (!(acme = tl_acme_new(cfg, adir, err, sizeof err)))
+            return tool_server_usage_error("serve", cfg, err);
+    }
     if (tl_server_config_count(cfg, "tls-listen") && !tl_server_config_count(cfg, "cert")) {
         char dir[4096], cert[4096], key[4096];
         state_dir(cfg, dir, sizeof dir);
@@ -324,19 +362,23 @@ int cmd_serve(int argc, char **argv)
     }
 
     /* Files first, without binding anything: an unreadable one is a usage error. */
-    if (tl_server_check(cfg, err, sizeof err) != 0)
-        return tool_server_usage_error("serve", cfg, err);
-    tl_httpd *h = tl_httpd_new(cfg, err, sizeof err);
-    if (!h)
-        return tool_server_usage_error("serve", cfg, err);
+    tl_httpd *h = NULL;
+    if (tl_server_check(cfg, err, sizeof err) != 0 || !(h = tl_httpd_new(cfg, err, sizeof err)) ||
+        (acme && tl_httpd_add_prefix_page(h, TL_ACME_HTTP01_PREFIX, acme_page, acme) != 0)) {
+        tl_httpd_free(h);
+        tl_acme_free(acme);
+        return tool_server_usage_error("serve", cfg, *err ? err : "out of memory");
+    }
     if (check) {
         printf("configuration OK\n");
         tl_httpd_free(h);
+        tl_acme_free(acme);
         tl_server_config_free(cfg);
         return EXIT_OK;
     }
     if (!tl_server_config_value(cfg, "root") && tl_httpd_add_page(h, "/", builtin_page, NULL) != 0) {
         tl_httpd_free(h);
+        tl_acme_free(acme);
         return tool_server_usage_error("serve", cfg, "out of memory");
     }
     tl_server *srv = tl_server_new(cfg, tl_httpd_handler(h), err, sizeof err);
@@ -347,12 +389,16 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "tlsloop serve: %s\n", err);
         tl_server_config_free(cfg);
         tl_httpd_free(h);
+        tl_acme_free(acme);
         return in_use ? EXIT_ADDR_IN_USE : EXIT_FAILURE_RUN;
     }
-    if (tl_httpd_attach(h, srv, err, sizeof err) != 0) {
+    if (tl_httpd_attach(h, srv, err, sizeof err) != 0 ||
+        (acme && tl_acme_start(acme, srv, err, sizeof err) != 0)) {
         fprintf(stderr, "tlsloop serve: %s\n", err);
         tl_server_config_free(cfg);
+        tl_acme_stop(acme);
         tl_server_free(srv);
+        tl_acme_free(acme);
         tl_httpd_free(h);
         return EXIT_FAILURE_RUN;
     }
@@ -389,7 +435,9 @@ int cmd_serve(int argc, char **argv)
     rc = tl_server_run(srv, err, sizeof err);
     if (rc != 0)
         fprintf(stderr, "tlsloop serve: %s\n", err);
+    tl_acme_stop(acme);
     tl_server_free(srv);
+    tl_acme_free(acme);
     tl_httpd_free(h);
     return rc == 0 ? EXIT_OK : EXIT_FAILURE_RUN;
 }

@@ -38,3 +38,13 @@ int tool_server_args(const char *tool, tl_server_config *cfg, int argc, char **a
     }
     return 0;
 }
+
+void tool_default_state_dir(char *out, size_t len, const char *sub)
+{
+    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    if (xdg && *xdg)
+        snprintf(out, len, "%s/tlsloop%s%s", xdg, sub ? "/" : "", sub ? sub : "");
+    else
+        snprintf(out, len, "%s/.local/state/tlsloop%s%s", home && *home ? home : "/tmp",
+                 sub ? "/" : "", sub ? sub : "");
+}

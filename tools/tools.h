@@ -52,6 +52,9 @@ int tool_server_args(const char *tool, struct tl_server_config *cfg, int argc, c
                      bool *check, void (*usage)(FILE *f));
 /* "tlsloop TOOL: msg" on stderr, cfg freed; returns EXIT_USAGE. */
 int tool_server_usage_error(const char *tool, struct tl_server_config *cfg, const char *msg);
+/* The state directory tlsloop uses when none is given ($XDG_STATE_HOME/tlsloop, else
+ * ~/.local/state/tlsloop), with "/sub" after it when sub is not NULL. */
+void tool_default_state_dir(char *out, size_t len, const char *sub);
 
 int cmd_serve(int argc, char **argv);
 void cmd_serve_usage(FILE *f);

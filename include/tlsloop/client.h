@@ -85,6 +85,8 @@ typedef struct tl_client_config {
                                          (tl_tls_ctx_set_tickets) */
     tl_kdf kdf;                       /* 0 (TL_KDF_OPENSSL): OpenSSL's own key derivation;
                                          TL_KDF_TLSLOOP: tlsloop's (tlsloop/tls_ctx.h) */
+    bool ocsp;                        /* ask servers for a stapled OCSP response (check it with
+                                         tl_ocsp_check_peer, tlsloop/ocsp.h) */
 } tl_client_config;
 
 /* A client. The configuration is copied. NULL with err set (a CA file that does not load, a

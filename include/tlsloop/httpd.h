@@ -102,6 +102,12 @@ typedef struct tl_httpd_page {
 typedef void (*tl_httpd_page_fn)(tl_httpd *h, tl_httpd_page *page, void *data);
 /* Serve fn at exactly this path (before files of the root; before tl_server_run). 0 or -1. */
 TL_API int tl_httpd_add_page(tl_httpd *h, const char *path, tl_httpd_page_fn fn, void *data);
+/* Serve fn for every path that starts with prefix, on every listener but the metrics one, before
+ * the HTTPS redirect of plain listeners and before the exact pages and files (ACME's HTTP-01
+ * answers under /.well-known/acme-challenge/; the page sets 404 for what it does not know).
+ * Before tl_server_run. 0 or -1. */
+TL_API int tl_httpd_add_prefix_page(tl_httpd *h, const char *prefix, tl_httpd_page_fn fn,
+                                    void *data);
 
 /* Why an HTTP/2 connection was ended, or a stream of it refused or reset, to defend the server
  * (docs/http.md, "HTTP/2"). */

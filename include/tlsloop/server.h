@@ -89,12 +89,18 @@ TL_API int tl_server_config_load(tl_server_config *cfg, const char *path, char *
 TL_API int tl_server_config_args(tl_server_config *cfg, int argc, char **argv, int *argi,
                                  char *err, size_t errlen);
 /* How many listeners ("listen"), TLS listeners ("tls-listen") or certificates ("cert") the
- * configuration has, or how many values an extension option has; 0 for other names. */
+ * configuration has, whether it has an OCSP cache directory ("ocsp-cache": 0 or 1), or how many
+ * values an extension option has; 0 for other names. */
 TL_API size_t tl_server_config_count(const tl_server_config *cfg, const char *name);
 /* The i-th listen value as given ("127.0.0.1:8443,plain"), or NULL past the last. */
 TL_API const char *tl_server_config_listen(const tl_server_config *cfg, size_t i);
 /* Print the options, one per line with their argument and default, for --help. */
 TL_API void tl_server_config_usage(FILE *out);
+/* Hand TLS handshakes that offer this ALPN protocol to a layer above (tl_tls_ctx_set_alpn_switch,
+ * tlsloop/tls_ctx.h): every TLS generation, reloads included, gets the hook. The ACME client's
+ * TLS-ALPN-01 uses it. Copies and reloads keep it. 0, or -1 (out of memory). */
+TL_API int tl_server_config_set_alpn_switch(tl_server_config *cfg, const char *protocol,
+                                            tl_tls_alpn_switch_fn fn, void *data);
 
 /* ---- options of the layer above -------------------------------------------------------- */
 

@@ -203,6 +203,18 @@ TL_API int tl_tls_ctx_set_session_id_context(tl_tls_ctx *ctx, const void *sid, s
  * count). A configuration may be attached under several names. Returns 0 or -1. */
 TL_API int tl_tls_ctx_add_name(tl_tls_ctx *dflt, const char *name, tl_tls_ctx *named);
 
+/* Server: hand the handshakes that ask for one ALPN protocol to another configuration (ACME's
+ * TLS-ALPN-01, RFC 8737: "acme-tls/1"). In the ClientHello callback, before SNI, a ClientHello
+ * whose ALPN list offers `protocol` calls fn with its server_name (NULL without one): fn returns
+ * the server configuration to switch the connection to (borrowed: it must stay alive, and
+ * frozen, as long as any handshake may use it), or NULL to carry on as if nothing happened. The
+ * configuration switched to decides the rest as a named one does (certificate, ALPN, tickets).
+ * fn runs on the connection's thread, for each such ClientHello: it must be quick and
+ * thread-safe. Before the configuration is frozen; NULL fn removes it. 0 or -1. */
+typedef tl_tls_ctx *(*tl_tls_alpn_switch_fn)(const char *sni, void *data);
+TL_API int tl_tls_ctx_set_alpn_switch(tl_tls_ctx *ctx, const char *protocol,
+                                      tl_tls_alpn_switch_fn fn, void *data);
+
 /* The configuration a connection with this SNI (NULL: none) would use: a named one, else dflt.
  * Borrowed. For tests and logs; never fails. */
 TL_API tl_tls_ctx *tl_tls_ctx_select(tl_tls_ctx *dflt, const char *sni);

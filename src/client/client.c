@@ -11,6 +11,8 @@
 
 #include <openssl/ssl.h>
 
+#include <tlsloop/ocsp.h>
+
 #include "client/client_int.h"
 
 #define MAX_ADDRS 16
@@ -604,6 +606,7 @@ tl_client *tl_client_new(const tl_client_config *cfg, char *err, size_t errlen)
          tl_tls_ctx_set_ciphers(t, cfg->ciphers, cfg->ciphersuites) != 0) ||
         (cfg->alpn && tl_tls_ctx_set_alpn(t, cfg->alpn) != 0) ||
         (cfg->no_tickets && tl_tls_ctx_set_tickets(t, false) != 0) ||
+        (cfg->ocsp && tl_tls_ctx_request_ocsp(t, true) != 0) ||
         tl_tls_ctx_freeze(t) != 0) {
         tli_fmt(err, errlen, "%s", tl_tls_ctx_error(t));
         goto fail;

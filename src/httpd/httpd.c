@@ -251,7 +251,16 @@ int tl_httpd_add_page(tl_httpd *h, const char *path, tl_httpd_page_fn fn, void *
         return -1;
     p[h->npages].fn = fn;
     p[h->npages].data = data;
+    p[h->npages].prefix = false;
     h->npages++;
+    return 0;
+}
+
+int tl_httpd_add_prefix_page(tl_httpd *h, const char *prefix, tl_httpd_page_fn fn, void *data)
+{
+    if (tl_httpd_add_page(h, prefix, fn, data) != 0)
+        return -1;
+    h->pages[h->npages - 1].prefix = true;
     return 0;
 }
 

@@ -117,6 +117,7 @@ typedef struct hpage {
     char *path;
     tl_httpd_page_fn fn;
     void *data;
+    bool prefix;                   /* tl_httpd_add_prefix_page: every path below it */
 } hpage;
 
 struct hworker {

@@ -153,6 +153,15 @@ static bool dot_refused(const tl_httpd *h, const char *path, size_t len)
     return false;
 }
 
+/* The prefix page (tl_httpd_add_prefix_page) a path falls under, or NULL. */
+static const hpage *prefix_page(const tl_httpd *h, const char *path)
+{
+    for (size_t i = 0; i < h->npages; i++)
+        if (h->pages[i].prefix && !strncmp(path, h->pages[i].path, strlen(h->pages[i].path)))
+            return &h->pages[i];
+    return NULL;
+}
+
 void tli_httpd_route(hworker *w, tl_conn *c, const reqview *rv, const char *host,
                      size_t hl, reply *r)
 {
@@ -175,6 +184,14 @@ void tli_httpd_route(hworker *w, tl_conn *c, const reqview *rv, const char *host
             tli_httpd_error_answer(r, 405);
         else
             serve_page(w, c, &(hpage){.path = h->metrics_path, .fn = metrics_page}, path, r);
+        return;
+    }
+    const hpage *pre = prefix_page(h, path);   /* before the redirect (ACME HTTP-01) */
+    if (pre) {
+        if (!get && !head)
+            tli_httpd_error_answer(r, 405);
+        else
+            serve_page(w, c, pre, path, r);
         return;
     }
     if (h->redirect_https && !tl_conn_is_tls(c) && h->https_port) {

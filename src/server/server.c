@@ -151,6 +151,13 @@ tl_server *tl_server_new(const tl_server_config *cfg_in, const tl_server_handler
         goto fail;
     if (!(srv->control = tl_loop_new_ex(&(tl_loop_opts){.io = cfg->io}, err, errlen)))
         goto fail;
+    if (tli_any_tls(cfg)) {   /* stapling, before any worker takes the generation */
+        if (!(srv->ocsp = tli_ocsp_new(srv))) {
+            tli_fmt(err, errlen, "out of memory");
+            goto fail;
+        }
+        tli_ocsp_attach(srv->ocsp, srv->gen);
+    }
     for (unsigned wi = 0; wi < srv->nworkers; wi++)
         if (tli_init_worker(srv, &srv->workers[wi], (int)wi, err, errlen) != 0)
             goto fail;
@@ -225,6 +232,9 @@ int tl_server_run(tl_server *srv, char *err, size_t errlen)
             pthread_join(srv->workers[i].thread, NULL);
             srv->workers[i].started = false;
         }
+    /* An OCSP fetch still closing (the drain stopped it) ends on the control loop. */
+    for (int i = 0; i < 100 && tli_ocsp_busy(srv->ocsp); i++)
+        tl_loop_run_once(srv->control, 50);
     tl_timer_stop(srv->control, &srv->tick);
     tl_timer_stop(srv->control, &srv->rotate);
     tl_timer_stop(srv->control, &srv->keywatch);
@@ -251,6 +261,7 @@ void tl_server_free(tl_server *srv)
     free(srv->workers);
     free(srv->fds);
     free(srv->ports);
+    tli_ocsp_free(srv->ocsp);
     if (srv->control)
         tl_loop_free(srv->control);
     tl_pool_free(srv->pool);

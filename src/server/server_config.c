@@ -203,6 +203,25 @@ static int set_session_store(tl_server_config *cfg, const char *v, char *err, si
     return 0;
 }
 
+/* ocsp-staple: on, off, or a file with a DER OCSP response. */
+static int set_ocsp_staple(tl_server_config *cfg, const char *v, char *err, size_t errlen)
+{
+    bool on;
+    if (tli_parse_bool(v, &on) == 0) {   /* on/off, yes/no, true/false, 1/0 */
+        cfg->ocsp = on ? TLI_OCSP_ON : TLI_OCSP_OFF;
+        free(cfg->ocsp_file);
+        cfg->ocsp_file = NULL;
+        return 0;
+    }
+    char *copy = strdup(v);
+    if (!copy)
+        return tli_fmt(err, errlen, "out of memory"), -1;
+    free(cfg->ocsp_file);
+    cfg->ocsp_file = copy;
+    cfg->ocsp = TLI_OCSP_FILE;
+    return 0;
+}
+
 static const option OPTIONS[] = {
     {"listen", T_CUSTOM, "[ADDR:]PORT[,plain][,proxy[,from=CIDR]...]",
      "listen here (repeat for more); TLS unless plain; proxy: expect a PROXY v1/v2 header, "
@@ -214,6 +233,14 @@ static const option OPTIONS[] = {
      "default, SNI picks by the certificate's names)", 0, 0, set_cert},
     {"key", T_CUSTOM, "FILE", "private key of the cert before it, PEM", 0, 0, set_key},
     {"allow-expired", T_FLAG, "", "load expired certificates (refused by default)", F(allow_expired), 0, NULL},
+    {"ocsp-staple", T_CUSTOM, "on|off|FILE", "OCSP stapling (default on): on fetches each "
+     "certificate's response from its CA's responder (the AIA OCSP URL; a certificate without one "
+     "is not stapled), refreshes it half way to its nextUpdate and keeps it in ocsp-cache; FILE "
+     "staples that DER response (reread on SIGHUP); every response is checked first", 0, 0,
+     set_ocsp_staple},
+    {"ocsp-cache", T_STRING, "DIR", "where fetched OCSP responses are kept across restarts "
+     "(default $XDG_STATE_HOME/tlsloop/ocsp, else ~/.local/state/tlsloop/ocsp; serve: the "
+     "state-dir's ocsp/)", F(ocsp_cache), 0, NULL},
     {"client-ca", T_STRING, "FILE", "CA certificates for client certificates (mTLS)", F(client_ca), 0, NULL},
     {"client-cert", T_CUSTOM, "none|optional|require",
      "ask clients for a certificate (default: require with client-ca, else none)", 0, 0, set_client_cert},
@@ -380,6 +407,8 @@ size_t tl_server_config_count(const tl_server_config *cfg, const char *name)
         return cfg->n_listens;
     if (!strcmp(name, "cert"))
         return cfg->n_certs;
+    if (!strcmp(name, "ocsp-cache"))
+        return cfg->ocsp_cache != NULL;
     if (!strcmp(name, "tls-listen")) {
         size_t n = 0;
         for (size_t i = 0; i < cfg->n_listens; i++)
@@ -572,15 +601,30 @@ static void free_strings(tl_server_config *cfg)
         free(cfg->ext_values[i].value);
     free(cfg->ext_values);
     char **strs[] = {&cfg->client_ca, &cfg->ciphers, &cfg->suites, &cfg->groups, &cfg->alpn,
-                     &cfg->ticket_key_file, &cfg->session_store, &cfg->user, &cfg->log_path, &cfg->log_level, &cfg->path};
+                     &cfg->ticket_key_file, &cfg->session_store, &cfg->user, &cfg->log_path,
+                     &cfg->log_level, &cfg->path, &cfg->ocsp_file, &cfg->ocsp_cache};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
+}
+
+int tl_server_config_set_alpn_switch(tl_server_config *cfg, const char *protocol,
+                                     tl_tls_alpn_switch_fn fn, void *data)
+{
+    char *copy = fn && protocol ? strdup(protocol) : NULL;
+    if (fn && !copy)
+        return -1;
+    free(cfg->alpn_switch_proto);
+    cfg->alpn_switch_proto = copy;
+    cfg->alpn_switch_fn = copy ? fn : NULL;
+    cfg->alpn_switch_data = data;
+    return 0;
 }
 
 void tl_server_config_free(tl_server_config *cfg)
 {
     if (!cfg)
         return;
+    free(cfg->alpn_switch_proto);
     free_strings(cfg);
     free(cfg);
 }

@@ -134,6 +134,13 @@ tl_server_config *tli_server_config_replay(const tl_server_config *src, char *er
     }
     for (size_t t = 0; t < src->n_ext; t++)
         tl_server_config_extend(cfg, src->ext[t].opts, src->ext[t].n);
+    if (src->alpn_switch_fn &&
+        tl_server_config_set_alpn_switch(cfg, src->alpn_switch_proto, src->alpn_switch_fn,
+                                         src->alpn_switch_data) != 0) {
+        tl_server_config_free(cfg);
+        tli_fmt(err, errlen, "out of memory");
+        return NULL;
+    }
     for (size_t i = 0; i < src->n_history; i++) {
         const char *name = src->history[i].name, *value = src->history[i].value;
         int r = !strcmp(name, "config") ? tl_server_config_load(cfg, value, err, errlen)

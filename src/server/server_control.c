@@ -23,6 +23,7 @@ void tli_begin_drain(tl_server *srv)
         tl_loop_post(srv->workers[i].loop, &srv->workers[i].drain_work);
     tl_timer_stop(srv->control, &srv->rotate);
     tl_timer_stop(srv->control, &srv->keywatch);
+    tli_ocsp_stop(srv->ocsp);
 }
 
 void tli_on_stop_work(tl_loop *loop, tl_work *work)
@@ -358,6 +359,7 @@ int tl_server_reload(tl_server *srv, char *err, size_t errlen)
     if (!same_restart_settings(srv->cfg, cfg))
         LOG(srv, WARN, "reload: listeners, workers, io, user, limits, the log file, the session store "
                        "and task threads take effect only after a restart");
+    tli_ocsp_attach(srv->ocsp, g);   /* its certificates' staples, before anyone uses it */
     pthread_mutex_lock(&srv->gen_lock);
     if (ring && ring != srv->ring) {
         tl_ticket_ring_free(srv->ring);

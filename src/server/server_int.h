@@ -50,6 +50,9 @@ typedef struct tli_certpair {
 
 #define TLI_EXT_TABLES 4
 
+/* ocsp-staple: fetch from the certificate's responder (the default), none, or the operator's file. */
+typedef enum { TLI_OCSP_ON = 0, TLI_OCSP_OFF, TLI_OCSP_FILE } tli_ocsp_mode;
+
 /* delegate-handshakes: never, always, or while the worker has long-lived connections to protect. */
 typedef enum { TLI_DELEGATE_OFF = 0, TLI_DELEGATE_ON, TLI_DELEGATE_AUTO } tli_delegate;
 
@@ -65,6 +68,9 @@ struct tl_server_config {
     tl_io_backend io;              /* io: the loops' backend (TL_IO_DEFAULT: TLSLOOP_IO, else epoll) */
     char *ciphers, *suites, *groups, *alpn;
     bool allow_expired;
+    tli_ocsp_mode ocsp;            /* ocsp-staple: on (default), off, or a file (ocsp_file) */
+    char *ocsp_file;
+    char *ocsp_cache;              /* ocsp-cache: NULL, the state directory's ocsp/ */
     uint64_t session_cache;
     uint64_t session_lifetime_ms;
     bool tickets;
@@ -100,6 +106,10 @@ struct tl_server_config {
     struct { char *name, *value; } *history;   /* every setting, in order (see replay) */
     size_t n_history;
     bool loading;                  /* inside a file: its lines are not remembered one by one */
+    /* tl_server_config_set_alpn_switch: given to every generation's default TLS configuration */
+    char *alpn_switch_proto;
+    tl_tls_alpn_switch_fn alpn_switch_fn;
+    void *alpn_switch_data;
 };
 
 /* server_config_parse.c: a whole number up to max; a duration ("100us" only with allow_us,
@@ -170,6 +180,7 @@ tl_ticket_ring *tli_ring_for(const tl_server_config *cfg, char *err, size_t errl
 #define TLI_FD_RETRY_MS 100
 
 typedef struct worker worker;
+typedef struct tli_ocsp tli_ocsp;
 
 /* Single-writer counters: only the owning worker writes them, any thread reads them. */
 typedef _Atomic uint64_t counter;
@@ -289,6 +300,7 @@ struct tl_server {
     uint64_t last_hs_total, last_tick_ms;
     _Atomic uint64_t rate_milli;   /* handshakes per second x 1000 */
     _Atomic uint64_t reloads, reload_failures;
+    tli_ocsp *ocsp;                /* stapling (server_ocsp.c); NULL when no listener is TLS */
 };
 
 #define LOG(srv, level, ...) tl_log_write((srv)->log, TL_LOG_##level, __VA_ARGS__)
@@ -331,6 +343,20 @@ void tli_start_conn(worker *w, int li, int fd, const struct sockaddr *peer, sock
 void tli_start_pending(worker *w, int li, int fd, const struct sockaddr *peer, socklen_t len);
 void tli_end_pending(pending *p, bool ok);
 void tli_refuse_untrusted(worker *w, int li, int fd, const struct sockaddr *peer);
+
+/* server_ocsp.c: OCSP stapling for every certificate of the generations (docs/certificates.md). new
+ * after the control loop exists; attach a generation before it is published (its configurations
+ * get their certificates' staples; ocsp-staple FILE is read and checked now); stop on the control
+ * thread when the drain begins (fetches end; busy says whether one is still closing); free after
+ * the control loop stopped. attach: 0, or -1 out of memory (logged). */
+tli_ocsp *tli_ocsp_new(tl_server *srv);
+int tli_ocsp_attach(tli_ocsp *o, tli_gen *g);
+void tli_ocsp_stop(tli_ocsp *o);
+bool tli_ocsp_busy(tli_ocsp *o);
+void tli_ocsp_free(tli_ocsp *o);
+/* The directory fetched responses are kept in: ocsp-cache, else $XDG_STATE_HOME/tlsloop/ocsp,
+ * else ~/.local/state/tlsloop/ocsp. */
+void tli_ocsp_cache_dir(const tl_server_config *cfg, char *out, size_t len);
 
 /* server_control.c: the worker's drain callbacks; a generation for cfg (taken over on success);
  * a worker's switch to a generation and its swap_work callback; the log level cfg sets; the

@@ -147,6 +147,7 @@ tli_gen *tli_gen_build(const tl_server_config *cfg, tl_ticket_ring *ring, char *
             (cfg->certs[i].key && !readable("key", cfg->certs[i].key, err, errlen)))
             return NULL;
     if ((cfg->client_ca && !readable("client-ca", cfg->client_ca, err, errlen)) ||
+        (cfg->ocsp == TLI_OCSP_FILE && !readable("ocsp-staple", cfg->ocsp_file, err, errlen)) ||
         (cfg->ticket_key_file && !ring && !readable("ticket-key-file", cfg->ticket_key_file, err,
                                                     errlen)))
         return NULL;
@@ -231,6 +232,12 @@ tli_gen *tli_gen_build(const tl_server_config *cfg, tl_ticket_ring *ring, char *
                                      : "it has no DNS names and is not the first certificate");
             ok = false;
         }
+    }
+    if (ok && cfg->alpn_switch_fn &&
+        tl_tls_ctx_set_alpn_switch(groups[0].tls, cfg->alpn_switch_proto, cfg->alpn_switch_fn,
+                                   cfg->alpn_switch_data) != 0) {
+        tli_fmt(err, errlen, "%s", tl_tls_ctx_error(groups[0].tls));
+        ok = false;
     }
     if (ok && tl_tls_ctx_freeze(groups[0].tls) != 0) {
         tli_fmt(err, errlen, "%s", tl_tls_ctx_error(groups[0].tls));

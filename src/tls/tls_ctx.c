@@ -42,7 +42,9 @@ static int server_only(tl_tls_ctx *ctx, const char *what)
  * the named configuration's, which has no names: the selection happens once. */
 static int client_hello_cb(SSL *ssl, int *alert, void *arg)
 {
-    if (tli_ctx_hello_check(ssl, alert) != 0 || tli_ctx_sni_switch(ssl, arg, alert) != 0)
+    int taken = 0;
+    if (tli_ctx_hello_check(ssl, alert) != 0 || (taken = tli_ctx_alpn_switch(ssl, arg, alert)) < 0 ||
+        (!taken && tli_ctx_sni_switch(ssl, arg, alert) != 0))
         return SSL_CLIENT_HELLO_ERROR;
     tli_ssl_state *st = SSL_get_app_data(ssl);
     /* A session the owner looks up outside the process: pause until it is in our cache (or

@@ -191,6 +191,10 @@ static int use_cert(tl_tls_ctx *ctx, const char *name, const char *chain_pem, co
         X509_free(leaf);
         goto out;
     }
+    if (tli_ctx_keep_leaf(ctx, slot, leaf, certs) != 0) {
+        X509_free(leaf);
+        goto out;
+    }
     X509_free(leaf);
     ctx->leaves[slot] = expiry;
     if (slot == ctx->n_leaves)

@@ -89,9 +89,12 @@ void tl_tls_ctx_free(tl_tls_ctx *ctx)
     if (ctx->names_ops)
         ctx->names_ops->free(ctx);
     tli_ctx_probe_free(ctx);
+    if (ctx->ocsp_ops)
+        ctx->ocsp_ops->free(ctx);
     SSL_CTX_free(ctx->ssl);
     tl_ticket_ring_free(ctx->ring);
     free(ctx->alpn_wire);
+    free(ctx->switch_proto);
     free(ctx->groups);
     pthread_mutex_destroy(&ctx->freeze_lock);
     free(ctx);

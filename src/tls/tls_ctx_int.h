@@ -60,9 +60,21 @@ struct tl_tls_ctx {
     size_t n_names;
     const tli_ctx_part_ops *names_ops; /* set with the first name (tls_ctx_sni.c) */
     bool is_named;
+    /* tl_tls_ctx_set_alpn_switch (tls_ctx_sni.c): the protocol (wire form: length, then name) */
+    unsigned char *switch_proto;
+    tl_tls_alpn_switch_fn switch_fn;
+    void *switch_data;
     tli_leaf leaves[TLI_MAX_LEAVES];
     unsigned n_leaves;
     _Atomic(SSL *) probe;        /* asks the session cache (tls_ctx_probe.c); made on demand */
+    /* OCSP (tls_ctx_ocsp.c): each leaf's certificate and chain, kept when it is loaded, and the
+     * staple served for it; freed through ocsp_ops. */
+    struct tli_leaf_ocsp {
+        X509 *x509;
+        STACK_OF(X509) *chain;   /* the certificates given after the leaf */
+        struct tli_staple *_Atomic staple;
+    } ocsp[TLI_MAX_LEAVES];
+    const tli_ctx_part_ops *ocsp_ops;
     char err[512];
     tl_error_kind err_kind;
 };
@@ -90,6 +102,13 @@ void tli_ctx_probe_free(tl_tls_ctx *ctx);
  * configuration its server_name selects. Returns 0 (also when nothing changes), or -1 with the
  * alert to send. */
 int tli_ctx_sni_switch(SSL *ssl, tl_tls_ctx *dflt, int *alert);
+/* From the ClientHello callback, before the SNI switch: 1 when tl_tls_ctx_set_alpn_switch's hook
+ * took the connection (switched), 0 when not, -1 with the alert to send. */
+int tli_ctx_alpn_switch(SSL *ssl, tl_tls_ctx *dflt, int *alert);
+
+/* OCSP (tls_ctx_ocsp.c): keep leaf `slot`'s certificate and chain (references taken) for
+ * stapling, replacing what that slot held. 0, or -1 with ctx's error set. */
+int tli_ctx_keep_leaf(tl_tls_ctx *ctx, unsigned slot, X509 *leaf, STACK_OF(X509) *chain);
 
 /* Key derivation (tls_ctx_kdf.c): the property query for a new SSL_CTX asked to use `want`.
  * NULL for TL_KDF_OPENSSL, or when tlsloop's cannot be used now (FIPS mode, the provider not

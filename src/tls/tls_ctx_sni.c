@@ -1,6 +1,7 @@
 /* tls_ctx_sni.c - SNI: named configurations attached to a default one, chosen per connection in
  * the ClientHello callback by the server_name the client sends ("Names (SNI)" in
  * tlsloop/tls_ctx.h; why there, and what is copied: docs/design.md, decision 13). */
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -225,6 +226,20 @@ static int apply_named(SSL *ssl, const tl_tls_ctx *dflt, tl_tls_ctx *named)
                : -1;
 }
 
+/* Move the connection to `to`; the default stays its session configuration (ticket keys, cache).
+ * 0, or -1 with the alert. */
+static int switch_to(SSL *ssl, tl_tls_ctx *dflt, tl_tls_ctx *to, int *alert)
+{
+    tli_ssl_state *st = SSL_get_app_data(ssl);
+    if (st)
+        st->session_cfg = dflt;
+    if (apply_named(ssl, dflt, to) != 0) {
+        *alert = SSL_AD_INTERNAL_ERROR;
+        return -1;
+    }
+    return 0;
+}
+
 int tli_ctx_sni_switch(SSL *ssl, tl_tls_ctx *dflt, int *alert)
 {
     /* Checked with or without names: one rule for every configuration (OpenSSL alone takes an
@@ -241,12 +256,76 @@ int tli_ctx_sni_switch(SSL *ssl, tl_tls_ctx *dflt, int *alert)
     tl_tls_ctx *named = find(dflt, sni, len);
     if (!named || SSL_get_SSL_CTX(ssl) == named->ssl)
         return 0; /* the default, or already switched */
-    tli_ssl_state *st = SSL_get_app_data(ssl);
-    if (st)
-        st->session_cfg = dflt;
-    if (apply_named(ssl, dflt, named) != 0) {
-        *alert = SSL_AD_INTERNAL_ERROR;
+    return switch_to(ssl, dflt, named, alert);
+}
+
+/* ---- handshakes handed over by ALPN (tl_tls_ctx_set_alpn_switch) ------------------------- */
+
+int tl_tls_ctx_set_alpn_switch(tl_tls_ctx *ctx, const char *protocol, tl_tls_alpn_switch_fn fn,
+                               void *data)
+{
+    if (tli_ctx_mutable(ctx, "set_alpn_switch") != 0)
         return -1;
+    if (ctx->role != TL_ROLE_SERVER)
+        return tli_ctx_failf(ctx, TL_ERR_USAGE, "set_alpn_switch: only a server configuration "
+                             "chooses by ALPN");
+    unsigned char *wire = NULL;
+    if (fn) {
+        size_t n = protocol ? strlen(protocol) : 0;
+        if (n == 0 || n > 255)
+            return tli_ctx_failf(ctx, TL_ERR_USAGE, "set_alpn_switch: a protocol name of 1 to "
+                                 "255 bytes is required");
+        if (!(wire = malloc(n + 1)))
+            return tli_ctx_failf(ctx, TL_ERR_RESOURCE, "set_alpn_switch: out of memory");
+        wire[0] = (unsigned char)n;
+        memcpy(wire + 1, protocol, n);
+    }
+    free(ctx->switch_proto);
+    ctx->switch_proto = wire;
+    ctx->switch_fn = fn;
+    ctx->switch_data = data;
+    return 0;
+}
+
+/* Whether a ClientHello's ALPN extension (RFC 7301 section 3.1: a 2-byte list length, then
+ * entries of a length byte and the name) offers the protocol (wire form). -1 when malformed. */
+static int alpn_offers(const unsigned char *p, size_t n, const unsigned char *proto)
+{
+    if (n < 2 || ((size_t)p[0] << 8 | p[1]) != n - 2)
+        return -1;
+    for (size_t i = 2; i < n;) {
+        size_t len = p[i];
+        if (len == 0 || i + 1 + len > n)
+            return -1;
+        if (len == proto[0] && !memcmp(p + i + 1, proto + 1, len))
+            return 1;
+        i += 1 + len;
     }
     return 0;
+}
+
+int tli_ctx_alpn_switch(SSL *ssl, tl_tls_ctx *dflt, int *alert)
+{
+    const unsigned char *p, *sni = NULL;
+    size_t n, len = 0;
+    if (!dflt->switch_fn ||
+        !SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p,
+                                   &n) ||
+        alpn_offers(p, n, dflt->switch_proto) != 1)
+        return 0;   /* a malformed list is OpenSSL's to refuse */
+    if (client_hello_sni(ssl, &sni, &len) != 0) {
+        ERR_raise_data(ERR_LIB_SSL, SSL_R_BAD_EXTENSION, "malformed server_name extension");
+        *alert = SSL_AD_DECODE_ERROR;
+        return -1;
+    }
+    char name[MAX_NAME + 1] = "";
+    if (len > MAX_NAME || (len && memchr(sni, 0, len)))
+        return 0;
+    if (len)
+        memcpy(name, sni, len);
+    name[len] = 0;
+    tl_tls_ctx *to = dflt->switch_fn(len ? name : NULL, dflt->switch_data);
+    if (!to || SSL_get_SSL_CTX(ssl) == to->ssl)
+        return 0;
+    return switch_to(ssl, dflt, to, alert) == 0 ? 1 : -1;
 }

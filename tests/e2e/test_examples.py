@@ -31,8 +31,14 @@ class Server:
                 if name == "echo_server" else ["0", cert, key])
         self.proc = subprocess.Popen([f"{BUILD}/examples/{name}"] + args,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        first = self.proc.stdout.readline()
-        m = re.match(r"listening on (?:127\.0\.0\.1:|port )(\d+)", first)
+        # The log shares the pipe: info lines (such as OCSP's) may come before the address.
+        first, m = "", None
+        for _ in range(20):
+            line = self.proc.stdout.readline()
+            first += line
+            m = re.match(r"listening on (?:127\.0\.0\.1:|port )(\d+)", line)
+            if m or not line:
+                break
         if not m:
             self.proc.kill()
             raise RuntimeError(f"{name} did not start: {first!r}")

@@ -181,6 +181,43 @@ TEST(errors_decided_once)
     done(h, &w);
 }
 
+static void token_page(tl_httpd *h, tl_httpd_page *page, void *data)
+{
+    (void)h;
+    (void)data;
+    if (!strcmp(page->path, "/.well-known/acme-challenge/tok"))
+        tl_buf_append(&page->body, "tok.thumb", 9);
+    else
+        page->status = 404;
+}
+
+TEST(prefix_page_answers_below_its_prefix_before_the_redirect)
+{
+    hworker w;
+    tl_httpd *h = make(&w, "16m", "64k");
+    h->redirect_https = true;   /* a plain listener would redirect everything else */
+    h->https_port = 8443;
+    REQUIRE(tl_httpd_add_prefix_page(h, "/.well-known/acme-challenge/", token_page, NULL) == 0);
+    reply r;
+    route(&w, "GET", "/.well-known/acme-challenge/tok", NULL, NULL, &r);
+    CHECK(r.status == 200 && r.body_len == 9 && !memcmp(r.body, "tok.thumb", 9));
+    tli_httpd_reply_free(&r);
+    route(&w, "GET", "/.well-known/acme-challenge/other", NULL, NULL, &r);
+    CHECK_EQ_INT(r.status, 404);
+    tli_httpd_reply_free(&r);
+    route(&w, "GET", "/.well-known/acme-challenge/../acme-challenge/tok", NULL, NULL, &r);
+    CHECK_EQ_INT(r.status, 200);   /* the normalised path decides */
+    tli_httpd_reply_free(&r);
+    route(&w, "POST", "/.well-known/acme-challenge/tok", NULL, NULL, &r);
+    CHECK_EQ_INT(r.status, 405);
+    tli_httpd_reply_free(&r);
+    h->redirect_https = false;
+    route(&w, "GET", "/index.html", NULL, NULL, &r);   /* files are not below the prefix */
+    CHECK(r.status == 200 && r.body_len == 6);
+    tli_httpd_reply_free(&r);
+    done(h, &w);
+}
+
 TEST(cached_contents_live_while_held)
 {
     hworker w;
@@ -218,6 +255,7 @@ int main(int argc, char **argv)
     TEST_MAIN_BEGIN(argc, argv);
     RUN(files_ranges_and_conditionals);
     RUN(errors_decided_once);
+    RUN(prefix_page_answers_below_its_prefix_before_the_redirect);
     RUN(cached_contents_live_while_held);
     RUN(abuse_names);
     TEST_MAIN_END();

@@ -470,6 +470,41 @@ TEST(proxy_trust_lists)
     tl_server_config_free(cfg);
 }
 
+TEST(ocsp_staple_values)
+{
+    tl_server_config *cfg = tl_server_config_new();
+    REQUIRE(cfg);
+    CHECK(cfg->ocsp == TLI_OCSP_ON);   /* the default, as Caddy */
+    CHECK(cfg->ocsp_file == NULL && cfg->ocsp_cache == NULL);
+    CHECK(tl_server_config_set(cfg, "ocsp-staple", "off", err, sizeof err) == 0);
+    CHECK(cfg->ocsp == TLI_OCSP_OFF);
+    CHECK(tl_server_config_set(cfg, "ocsp-staple", "/etc/resp.der", err, sizeof err) == 0);
+    CHECK(cfg->ocsp == TLI_OCSP_FILE);
+    CHECK_STR(cfg->ocsp_file, "/etc/resp.der");
+    CHECK(tl_server_config_set(cfg, "ocsp-staple", "on", err, sizeof err) == 0);
+    CHECK(cfg->ocsp == TLI_OCSP_ON && cfg->ocsp_file == NULL);
+    CHECK(tl_server_config_set(cfg, "ocsp-staple", "", err, sizeof err) == -1);
+    CHECK(tl_server_config_set(cfg, "ocsp-cache", "/var/lib/x", err, sizeof err) == 0);
+    char dir[256];
+    tli_ocsp_cache_dir(cfg, dir, sizeof dir);
+    CHECK_STR(dir, "/var/lib/x");
+    /* A copy (and a reload) keeps every OCSP setting. */
+    CHECK(tl_server_config_set(cfg, "ocsp-staple", "/nonexistent/resp.der", err, sizeof err) == 0);
+    tl_server_config *copy = tli_server_config_replay(cfg, err, sizeof err);
+    REQUIRE(copy);
+    CHECK(copy->ocsp == TLI_OCSP_FILE);
+    CHECK_STR(copy->ocsp_file, "/nonexistent/resp.der");
+    CHECK_STR(copy->ocsp_cache, "/var/lib/x");
+    tl_server_config_free(copy);
+    tl_server_config_free(cfg);
+    cfg = tl_server_config_new();
+    REQUIRE(cfg);
+    setenv("XDG_STATE_HOME", "/tmp/xdg", 1);
+    tli_ocsp_cache_dir(cfg, dir, sizeof dir);
+    CHECK_STR(dir, "/tmp/xdg/tlsloop/ocsp");
+    tl_server_config_free(cfg);
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
@@ -484,5 +519,6 @@ int main(int argc, char **argv)
     RUN(size_and_duration_parsers);
     RUN(usage_lists_every_option);
     RUN(proxy_trust_lists);
+    RUN(ocsp_staple_values);
     TEST_MAIN_END();
 }
