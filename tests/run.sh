@@ -9,8 +9,8 @@
 #                 io_uring): the unit tests of the layers in URING_UNIT (loop conn server http
 #                 httpd proxy client), the e2e scripts matching URING_E2E (test_serve_*
 #                 test_server_* test_proxy_* test_get test_get_h2 test_ocsp test_examples
-#                 test_scale_out), every example. Left to the epoll pass: the TLS engine and
-#                 util units (no I/O), test_tls_conformance,
+#                 test_scale_out test_session_store), every example. Left to the epoll pass: the
+#                 TLS engine and util units (no I/O), test_tls_conformance,
 #                 test_http_conformance and test_bench (the same server code paths, and the time
 #                 budget), test_io_backend and test_chromium (they choose the backend with
 #                 --io themselves, in every phase). Where io_uring is refused
@@ -56,7 +56,7 @@ ASAN_BUILD=${ASAN_BUILD:-build-asan}
 FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
 PHASES=${TEST_PHASES:-normal normal-uring asan asan-uring fuzz checks}
 URING_UNIT=${URING_UNIT:-loop conn server http httpd proxy client}
-URING_E2E=${URING_E2E:-test_serve_* test_server_* test_proxy_* test_get test_get_h2 test_ocsp test_examples test_scale_out}
+URING_E2E=${URING_E2E:-test_serve_* test_server_* test_proxy_* test_get test_get_h2 test_ocsp test_examples test_scale_out test_session_store}
 URING_JOBS=${URING_JOBS:-3}
 E2E_JOBS=${E2E_JOBS:-3}
 # The e2e scripts that take longest (most of it waiting on deadlines), started first in a phase.

@@ -23,6 +23,8 @@ static const command COMMANDS[] = {
      cmd_get_usage},
     {"bench", "a TLS load generator: full vs resumed handshakes, latency at a fixed rate",
      cmd_bench, cmd_bench_usage},
+    {"ticket-keys", "make, rotate and check a ticket key file shared by several instances",
+     cmd_ticket_keys, cmd_ticket_keys_usage},
     {"demo", "two TLS engines talking through memory, step by step (no sockets)", cmd_demo,
      cmd_demo_usage},
 };
@@ -36,7 +38,7 @@ static void usage(FILE *f)
                "tlsloop is asynchronous, non-blocking TLS for Linux on OpenSSL 3.\n\n"
                "commands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
-        fprintf(f, "  %-8s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+        fprintf(f, "  %-11s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
     fprintf(f, "\n`tlsloop help COMMAND` (or COMMAND --help) lists a command's options.\n\n"
                "TLS keys and libssl's HMACs come from OpenSSL's own TLS1-PRF, TLS13-KDF and HMAC;\n"
                "--tls-kdf tlsloop (serve, proxy, get, bench) opts in to tlsloop's faster ones\n"

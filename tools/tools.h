@@ -66,5 +66,7 @@ int cmd_bench(int argc, char **argv);
 void cmd_bench_usage(FILE *f);
 int cmd_demo(int argc, char **argv);
 void cmd_demo_usage(FILE *f);
+int cmd_ticket_keys(int argc, char **argv);
+void cmd_ticket_keys_usage(FILE *f);
 
 #endif /* TLSLOOP_TOOLS_H */

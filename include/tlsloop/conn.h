@@ -135,6 +135,12 @@ typedef struct tl_conn_owner {
     void (*on_handshake)(tl_conn *c, bool ok, void *owner_data);
     /* Exactly once, after the application's on_close: the very last call. */
     void (*on_close)(tl_conn *c, tl_conn_end how, void *owner_data);
+    /* TLS server, optional: a ClientHello offers a TLS 1.2 session ID that the configuration's
+     * session cache does not hold, and no ticket (tlsloop/engine.h, "Session lookup"). Return
+     * true after starting a lookup: the connection does no I/O (its deadlines still run) until
+     * the owner calls tl_conn_session_found, exactly once, on the loop's thread, after this
+     * returns. Return false to go on at once with a full handshake. */
+    bool (*session_lookup)(tl_conn *c, const uint8_t *id, size_t len, void *owner_data);
 } tl_conn_owner;
 
 typedef struct tl_conn_opts {
@@ -216,6 +222,10 @@ TL_API void tl_conn_abort(tl_conn *c);
 TL_API int tl_conn_fd(const tl_conn *c);
 TL_API void *tl_conn_data(const tl_conn *c);
 TL_API void tl_conn_set_data(tl_conn *c, void *data);
+/* The end of the owner's session lookup: der (len bytes) is the session found (i2d_SSL_SESSION),
+ * NULL for none. The handshake goes on (resumed when the session fits, else full). Returns 0 when
+ * the session was taken into the cache, -1 otherwise (also when no lookup was pending). */
+TL_API int tl_conn_session_found(tl_conn *c, const void *der, size_t len);
 /* The owner_data given in the options. */
 TL_API void *tl_conn_owner_data(const tl_conn *c);
 /* The owner hooks given at accept/connect (NULL: none), so an owner recognises its connections. */

@@ -64,6 +64,16 @@
  * never touches the transport: its output goes to the pending output; the OpenSSL error queue of
  * its thread is captured into the engine. The owner then goes on with wrap/unwrap.
  *
+ * Session lookup. A server engine with TL_ENGINE_SESSION_LOOKUP stops when a ClientHello offers
+ * a TLS 1.2 session ID that the configuration's session cache does not hold, and no ticket: the
+ * call returns TL_NEED_TASK, and tl_engine_session_lookup gives the ID. The owner looks it up
+ * (in memcached, say, asynchronously) and calls tl_engine_session_found with what it found (or
+ * nothing), which puts the session into the configuration's cache; then it goes on with the
+ * handshake as after a task (wrap/unwrap/handshake), and OpenSSL resumes from the cache.
+ * tl_engine_run_task on such a stop counts as "nothing found". After a full TLS 1.2 handshake
+ * whose client takes no tickets, tl_engine_take_new_session hands the new session over for the
+ * owner's store.
+ *
  * Close. tl_engine_close queues our close_notify (during a handshake, when OpenSSL cannot send
  * one, it only closes our side). The peer's close_notify ends unwrap with TL_CLOSED. In TLS 1.3 a
  * side may go on sending after receiving the peer's close_notify (half-close), and unwrap goes on
@@ -137,6 +147,8 @@ typedef struct tl_transport {
 
 /* Engine flags. */
 #define TL_ENGINE_DELEGATE_TASKS 0x1u /* return TL_NEED_TASK before CPU-heavy handshake steps */
+#define TL_ENGINE_SESSION_LOOKUP 0x4u /* server: sessions are also looked up outside the process
+                                         (see Session lookup) */
 #define TL_ENGINE_HOLD_LAST_FLIGHT 0x2u /* transport mode: tl_engine_handshake may hold the last
                                            flight for the next write (see there; tl_conn does) */
 
@@ -203,6 +215,19 @@ TL_API tl_result tl_engine_handshake(tl_engine *e);
 /* Run the delegated task (after TL_NEED_TASK). Any thread, with exclusive ownership (see above).
  * Returns TL_OK (continue with wrap/unwrap) or TL_ERROR. */
 TL_API tl_status tl_engine_run_task(tl_engine *e);
+
+/* After TL_NEED_TASK: whether the engine waits for a session lookup (TL_ENGINE_SESSION_LOOKUP),
+ * and the session ID to look up (borrowed, valid until tl_engine_session_found). */
+TL_API bool tl_engine_session_lookup(const tl_engine *e, const uint8_t **id, size_t *len);
+/* End the lookup: der (len bytes; NULL: nothing found) is the DER of an SSL_SESSION
+ * (i2d_SSL_SESSION), put into the configuration's session cache when it parses and has the
+ * looked-up ID. Returns 0 when it was added, -1 when nothing was (no lookup pending, nothing
+ * found, does not parse, another ID). Either way the handshake goes on with the next call. */
+TL_API int tl_engine_session_found(tl_engine *e, const void *der, size_t len);
+/* Server with TL_ENGINE_SESSION_LOOKUP, after the handshake: the new TLS 1.2 session to store
+ * (a reference for the caller: tl_session_free), once; NULL when there is none (resumed, TLS 1.3,
+ * the client takes tickets, no session ID). */
+TL_API tl_session *tl_engine_take_new_session(tl_engine *e);
 
 /* Queue our close_notify (once; later calls are no-ops). The result's status is TL_OK, or
  * TL_WANT_OUTPUT in transport mode when it is still pending; in buffer mode take it with wrap. */

@@ -256,6 +256,15 @@ typedef struct tl_server_stats {
     int64_t cert_expiry_days;       /* days until the first certificate expires (summed only) */
     uint64_t reloads, reload_failures;
     tl_ticket_stats tickets;        /* (summed only) */
+    uint64_t key_file_reloads, key_file_reload_failures; /* the key file changed (summed only) */
+    /* session-store: lookups asked, and how they ended (hits, misses: timeouts, the store
+     * unavailable, entries that did not open (rejected) count as misses too); misses asked
+     * once more a moment later (retries); sessions stored
+     * and stores failed; connections made and lost. */
+    struct {
+        uint64_t lookups, hits, misses, timeouts, unavailable, rejected, stores, store_errors,
+            connects, disconnects, retries;
+    } store;
 } tl_server_stats;
 
 /* Counters of one worker (0..workers-1), or of all (worker -1). Any thread. */

@@ -245,23 +245,79 @@ TL_API int tl_tls_ctx_freeze(tl_tls_ctx *ctx);
  * key, and a 32-byte AES-256 key, in that order. Several processes share tickets by adding the
  * same keys in the same order (tl_ticket_ring_add), or by loading the same key file.
  *
- * Key file (tl_ticket_ring_load_file): one or more such keys, concatenated, nothing else: the
- * layout of nginx's ssl_session_ticket_key files. The first key encrypts new tickets; the others
- * only open older ones. "openssl rand 80 > ticket.key; chmod 600 ticket.key" makes a file with one
- * key; to rotate, put a new key in front ("openssl rand 80 | cat - old.key > new.key") and reload
- * every process, dropping the last key once its tickets have expired.
+ * Key file (tl_ticket_ring_load_file), in one of two formats:
+ *   - text, as `tlsloop ticket-keys new|rotate` write it: a first line "# tlsloop ticket keys...",
+ *     then one key per line, "ROLE UNIXTIME HEX" (ROLE previous, current or next; the time it was
+ *     made; the key as 160 hex digits); '#' lines and blank lines are comments. Exactly one
+ *     current key, which encrypts; at most one next key; any number of previous keys. All of
+ *     them decrypt. A next key is there so that every instance accepts it before any of them
+ *     encrypts with it: rotating makes the next key current, adds a new next key and keeps the
+ *     old current one as previous (docs/session-store.md, "Key rotation");
+ *   - binary: one or more keys concatenated, nothing else (the layout of nginx's
+ *     ssl_session_ticket_key files). The first key encrypts; the others only decrypt.
+ *     "openssl rand 80 > ticket.key; chmod 600 ticket.key" makes a file with one key.
+ * A server rereads its key file on SIGHUP and when the file changes (tl_ticket_ring_reload_file,
+ * docs/server.md); replace it atomically (write another file, then rename it over the old one).
  */
 #define TL_TICKET_KEY_LEN 80
 
 /* A ring with one random key. capacity: keys kept (1..64). NULL when out of memory or randomness
  * fails. */
 TL_API tl_ticket_ring *tl_ticket_ring_new(unsigned capacity);
-/* A ring holding the keys of a key file (above), the first one encrypting; its capacity is the
+/* A ring holding the keys of a key file (above), the current one encrypting; its capacity is the
  * number of keys in the file. Refused, with a message naming the path in err (errlen bytes, may be
- * NULL): a file that cannot be opened or read, that is not a regular file, that other users may
- * read or write (mode bits for "others"), that is empty, whose size is not a multiple of
- * TL_TICKET_KEY_LEN, that holds more than 64 keys, or in which two keys share a name. NULL then. */
+ * NULL): a file that cannot be opened or read, that is not a regular file, that its group or
+ * other users may read or write, that another user owns, that is empty, that does not parse
+ * (tl_ticket_keys_parse), that holds more than 64 keys. NULL then. */
 TL_API tl_ticket_ring *tl_ticket_ring_load_file(const char *path, char *err, size_t errlen);
+/* Replace the keys of a ring in use with those of a key file (the same checks), under the ring's
+ * lock: tickets in flight see the old keys or the new ones, never a mix. The counters stay.
+ * Returns 0, or -1 with err set and the ring unchanged. */
+TL_API int tl_ticket_ring_reload_file(tl_ticket_ring *ring, const char *path, char *err,
+                                      size_t errlen);
+/* A 32-byte key of its own for another use of a ring key (HKDF-SHA256 of the 80-byte key, with
+ * `label` as its info): the key named `name` (16 bytes), or the current one when name is NULL;
+ * name_out (may be NULL) gets the name of the key used. Returns 0, or -1 when no key has that
+ * name (or the derivation failed). The session store seals its entries with it. */
+TL_API int tl_ticket_ring_derive(tl_ticket_ring *ring, const uint8_t name[16], const char *label,
+                                 uint8_t name_out[16], uint8_t key_out[32]);
+
+/* ---- key file format (for tools: tlsloop ticket-keys) ---- */
+typedef enum tl_ticket_key_role {
+    TL_TICKET_KEY_PREVIOUS = 0,   /* decrypts tickets issued before the last rotation */
+    TL_TICKET_KEY_CURRENT = 1,    /* encrypts (and decrypts) */
+    TL_TICKET_KEY_NEXT = 2,       /* decrypts; becomes current at the next rotation */
+} tl_ticket_key_role;
+typedef struct tl_ticket_key_entry {
+    tl_ticket_key_role role;
+    int64_t created;              /* Unix time it was made; 0: unknown (binary files) */
+    uint8_t key[TL_TICKET_KEY_LEN];
+} tl_ticket_key_entry;
+/* "previous", "current", "next". */
+TL_API const char *tl_ticket_key_role_name(tl_ticket_key_role role);
+/* Whether data is the text format (it begins with the format's first line). */
+TL_API bool tl_ticket_keys_is_text(const void *data, size_t len);
+/* Parse a key file's contents (either format) into out (max entries): *n keys. Returns 0, or -1
+ * with a message in err (no path in it) and *n = 0: a malformed line, not exactly one current
+ * key, two next keys, two keys with one name, more than max keys, a binary file whose size is
+ * not a multiple of TL_TICKET_KEY_LEN. */
+TL_API int tl_ticket_keys_parse(const void *data, size_t len, tl_ticket_key_entry *out,
+                                size_t max, size_t *n, char *err, size_t errlen);
+/* Write n keys in the text format into out (cap bytes, NUL-terminated): previous keys in the
+ * order given, then current, then next. Returns the length, or 0 when cap is too small (n * 200
+ * + 200 bytes always suffice). */
+/* A new random key with this role, made at `now` (Unix time). 0, or -1 (no randomness). */
+TL_API int tl_ticket_keys_make(tl_ticket_key_entry *k, tl_ticket_key_role role, int64_t now);
+/* Rotate the n keys in keys (room for max): the next key becomes current, the current one
+ * previous, a new random key next, and only the newest keep_previous previous keys stay (each
+ * lasts keep_previous rotations as previous: rotate at most every session lifetime /
+ * keep_previous, and no ticket outlives its key). Keys without a next key get one, and their
+ * current key stays current: only keys every instance has seen as next ever encrypt. Returns
+ * the new count, or 0 (no current key, no randomness, more than max keys). */
+TL_API size_t tl_ticket_keys_rotate(tl_ticket_key_entry *keys, size_t n, size_t max,
+                                    unsigned keep_previous, int64_t now);
+TL_API size_t tl_ticket_keys_format(const tl_ticket_key_entry *keys, size_t n, char *out,
+                                    size_t cap);
 TL_API tl_ticket_ring *tl_ticket_ring_ref(tl_ticket_ring *ring);
 TL_API void tl_ticket_ring_free(tl_ticket_ring *ring);
 /* Add a new random key as the encrypting one. Returns 0 or -1 (randomness failed). */
@@ -269,6 +325,8 @@ TL_API int tl_ticket_ring_rotate(tl_ticket_ring *ring);
 /* Add this key as the encrypting one (from a key file or another process). Returns 0, or -1 if a
  * key with the same name is already in the ring. */
 TL_API int tl_ticket_ring_add(tl_ticket_ring *ring, const uint8_t key[TL_TICKET_KEY_LEN]);
+/* Whether a key of this name (16 bytes) is in the ring. */
+TL_API bool tl_ticket_ring_has(tl_ticket_ring *ring, const uint8_t name[16]);
 /* Keys in the ring, and the name of the key that encrypts now (16 bytes into name). */
 TL_API unsigned tl_ticket_ring_count(tl_ticket_ring *ring);
 TL_API void tl_ticket_ring_current_name(tl_ticket_ring *ring, uint8_t name[16]);

@@ -243,6 +243,10 @@ static tl_conn *conn_new(tl_loop *loop, int fd, const tl_conn_opts *o, tl_role r
         tl_engine_opts eo = {.server_name = role == TL_ROLE_CLIENT ? o->server_name : NULL,
                              .transport = &c->tp,
                              .flags = (o->pool ? TL_ENGINE_DELEGATE_TASKS : 0) |
+                                      (role == TL_ROLE_SERVER && o->owner &&
+                                               o->owner->session_lookup
+                                           ? TL_ENGINE_SESSION_LOOKUP
+                                           : 0) |
                                       TL_ENGINE_HOLD_LAST_FLIGHT,   /* handshake_done flushes */
                              .session = role == TL_ROLE_CLIENT ? o->session : NULL};
         c->engine = tl_engine_new(o->tls, &eo);

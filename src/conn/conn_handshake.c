@@ -67,11 +67,9 @@ static void task_run(tl_work *w)
     c->task_cpu_ns = thread_cpu_ns() - t0;
 }
 
-static void task_done(tl_loop *loop, tl_work *w)
+/* A task (or a session lookup) gave the engine back: go on, or end as asked meanwhile. */
+static void after_task(tl_conn *c)
 {
-    (void)loop;
-    tl_conn *c = w->data;
-    c->hs_cpu_ns += c->task_cpu_ns;
     c->state = ST_HANDSHAKE;
     if (c->abort_requested) {
         tli_conn_finish(c, c->pending_end);
@@ -88,12 +86,45 @@ static void task_done(tl_loop *loop, tl_work *w)
         tli_conn_update_interest(c);
 }
 
+static void task_done(tl_loop *loop, tl_work *w)
+{
+    (void)loop;
+    tl_conn *c = w->data;
+    c->hs_cpu_ns += c->task_cpu_ns;
+    after_task(c);
+}
+
+int tl_conn_session_found(tl_conn *c, const void *der, size_t len)
+{
+    if (!c->lookup_pending)
+        return -1;
+    c->lookup_pending = false;
+    int rc = tl_engine_session_found(c->engine, der, len);
+    after_task(c);
+    return rc;
+}
+
 void tli_conn_do_handshake(tl_conn *c)
 {
     for (;;) {
         uint64_t t0 = step_ns();
         tl_status st = c->type->handshake(c);
         c->hs_cpu_ns += step_ns() - t0;
+        const uint8_t *id;
+        size_t id_len;
+        if (st == TL_NEED_TASK && tl_engine_session_lookup(c->engine, &id, &id_len)) {
+            if (c->owner && c->owner->session_lookup) {
+                c->state = ST_TASK;            /* no I/O until the owner answers */
+                c->lookup_pending = true;
+                tl_io_set(c->loop, &c->io, 0);
+                if (c->owner->session_lookup(c, id, id_len, c->owner_data))
+                    return;
+                c->lookup_pending = false;
+                c->state = ST_HANDSHAKE;
+            }
+            tl_engine_session_found(c->engine, NULL, 0);
+            continue;
+        }
         if (st == TL_NEED_TASK) {
             if (c->pool) {
                 c->state = ST_TASK;

@@ -102,6 +102,7 @@ struct tl_conn {
     bool fd_private;              /* opts.fd_private: close without epoll_ctl */
     bool defer_writes;            /* tl_conn_set_defer_writes */
     bool no_linger;               /* tl_conn_set_linger(false), and the peer sent nothing since */
+    bool lookup_pending;          /* ST_TASK for the owner's session lookup, not a pool task */
 
     tl_buf wq;                    /* write queue */
     size_t high, low;

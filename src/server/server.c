@@ -119,6 +119,7 @@ tl_server *tl_server_new(const tl_server_config *cfg_in, const tl_server_handler
     srv->first_gen = tli_gen_ref(srv->gen);
     tli_warn_open_keys(srv, cfg);
     srv->ring_from_file = cfg->ticket_key_file != NULL;
+    tli_key_file_seen(srv, cfg->ticket_key_file);
     srv->gen->serial = ++srv->gen_serial;
     if (cfg->handshake_rate &&
         !(srv->rate = tl_rate_new((double)cfg->handshake_rate,
@@ -170,6 +171,7 @@ tl_server *tl_server_new(const tl_server_config *cfg_in, const tl_server_handler
     tl_timer_init(&srv->rotate, tli_on_rotate, srv);
     tl_timer_init(&srv->grace, tli_on_grace, srv);
     tl_timer_init(&srv->up_timer, tli_on_up_timer, srv);
+    tl_timer_init(&srv->keywatch, tli_on_keywatch, srv);
     if (cfg->user && drop_privileges(cfg->user, err, errlen) != 0)
         goto fail;
     return srv;
@@ -203,6 +205,8 @@ int tl_server_run(tl_server *srv, char *err, size_t errlen)
     tl_timer_start(srv->control, &srv->tick, 1000);
     if (srv->ring)
         tl_timer_start(srv->control, &srv->rotate, tli_rotate_interval(srv->cfg));
+    if (srv->ring)
+        tl_timer_start(srv->control, &srv->keywatch, TLI_KEY_WATCH_MS);
     bool start_failed = false;
     for (unsigned i = 0; i < srv->nworkers && !start_failed; i++) {
         worker *w = &srv->workers[i];
@@ -261,6 +265,7 @@ int tl_server_run(tl_server *srv, char *err, size_t errlen)
     tl_timer_stop(srv->control, &srv->tick);
     tl_timer_stop(srv->control, &srv->rotate);
     tl_timer_stop(srv->control, &srv->grace);
+    tl_timer_stop(srv->control, &srv->keywatch);
     if (rc != 0) {
         tli_fmt(err, errlen, "control loop: %s", tl_loop_error(srv->control));
         return -1;
@@ -358,6 +363,20 @@ static void add_worker_stats(const worker *w, tl_server_stats *o)
         o->ends[i] += get(&s->ends[i]);
     o->bytes_in += get(&s->bytes_in);
     o->bytes_out += get(&s->bytes_out);
+    if (w->store) {
+        const tli_sstore_stats *t = tli_sstore_stats_of(w->store);
+        o->store.lookups += get(&t->lookups);
+        o->store.hits += get(&t->hits);
+        o->store.misses += get(&t->misses);
+        o->store.timeouts += get(&t->timeouts);
+        o->store.unavailable += get(&t->unavailable);
+        o->store.rejected += get(&t->rejected);
+        o->store.stores += get(&t->stores);
+        o->store.store_errors += get(&t->store_errors);
+        o->store.connects += get(&t->connects);
+        o->store.disconnects += get(&t->disconnects);
+        o->store.retries += get(&t->retries);
+    }
 }
 
 void tl_server_get_stats(tl_server *srv, int worker_index, tl_server_stats *out)
@@ -373,6 +392,8 @@ void tl_server_get_stats(tl_server *srv, int worker_index, tl_server_stats *out)
     out->handshake_rate = (double)atomic_load(&srv->rate_milli) / 1000.0;
     out->reloads = atomic_load(&srv->reloads);
     out->reload_failures = atomic_load(&srv->reload_failures);
+    out->key_file_reloads = atomic_load(&srv->key_reloads);
+    out->key_file_reload_failures = atomic_load(&srv->key_reload_failures);
     pthread_mutex_lock(&srv->gen_lock);
     if (srv->gen && srv->gen->not_after) {
         int64_t left = srv->gen->not_after - (int64_t)time(NULL);

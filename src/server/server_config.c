@@ -189,6 +189,20 @@ static int set_ticket_rotate(tl_server_config *cfg, const char *v, char *err, si
     return 0;
 }
 
+/* session-store: checked here (the URL's form); connected by each worker when it starts. */
+static int set_session_store(tl_server_config *cfg, const char *v, char *err, size_t errlen)
+{
+    tli_sstore_addr a;
+    if (!v || tli_sstore_parse_url(v, &a, err, errlen) != 0)
+        return -1;
+    char *copy = strdup(v);
+    if (!copy)
+        return tli_fmt(err, errlen, "out of memory"), -1;
+    free(cfg->session_store);
+    cfg->session_store = copy;
+    return 0;
+}
+
 /* ocsp-staple: on, off, or a file with a DER OCSP response. */
 static int set_ocsp_staple(tl_server_config *cfg, const char *v, char *err, size_t errlen)
 {
@@ -247,10 +261,19 @@ static const option OPTIONS[] = {
     {"tls13-tickets", T_UINT, "N", "TLS 1.3 tickets sent after a full handshake (default 1; a client that opens "
      "connections in parallel may want more)",
      F(num_tickets), 16, NULL},
-    {"ticket-key-file", T_STRING, "FILE", "ticket keys shared with other instances (80 bytes "
-     "each, the first encrypts; reread on reload; must be ours and mode 600); without it keys "
-     "are random and rotate",
+    {"ticket-key-file", T_STRING, "FILE", "ticket keys shared with other instances (made and "
+     "rotated by tlsloop ticket-keys: the current key encrypts, previous and next keys decrypt; "
+     "or 80-byte binary keys, the first encrypting); reread on reload and within a second of a "
+     "change; must be ours and mode 600; without it keys are random and rotate",
      F(ticket_key_file), 0, NULL},
+    {"session-store", T_CUSTOM, "memcached://HOST:PORT|redis://HOST:PORT", "share TLS 1.2 sessions "
+     "of clients without tickets with other instances through memcached or Redis (needs "
+     "ticket-key-file: entries are sealed with AES-256-GCM under a key derived from its current "
+     "key); a store that is down or slow means a full handshake, never an error", 0, 0,
+     set_session_store},
+    {"session-store-timeout", T_DURATION, "TIME", "how long a handshake waits for the session "
+     "store's answer before it goes on without, at most 1s (default 20ms)", F(session_store_timeout_ms), 1,
+     NULL},
     {"ticket-rotate", T_CUSTOM, "TIME", "add a new random ticket key this often, at most 24h "
      "(default session-lifetime/4, capped at 24h)", 0, 0, set_ticket_rotate},
     {"io", T_CUSTOM, "epoll|uring|auto", "the workers' I/O backend: epoll, io_uring (epoll with a "
@@ -544,6 +567,7 @@ tl_server_config *tl_server_config_new(void)
      * handshake, docs/benchmarks.md), a client reusing sessions one connection after another
      * needs one at a time, and every resumption brings it a fresh one. */
     cfg->num_tickets = 1;
+    cfg->session_store_timeout_ms = 20;
     cfg->max_handshakes = 4096;
     cfg->ipv6_prefix = 64;
     cfg->handshake_timeout_ms = 10000;
@@ -584,8 +608,9 @@ static void free_strings(tl_server_config *cfg)
         free(cfg->ext_values[i].value);
     free(cfg->ext_values);
     char **strs[] = {&cfg->client_ca, &cfg->ciphers, &cfg->suites, &cfg->groups, &cfg->alpn,
-                     &cfg->ticket_key_file, &cfg->upgrade_socket, &cfg->user, &cfg->log_path,
-                     &cfg->log_level, &cfg->path, &cfg->ocsp_file, &cfg->ocsp_cache};
+                     &cfg->ticket_key_file, &cfg->upgrade_socket, &cfg->session_store, &cfg->user,
+                     &cfg->log_path, &cfg->log_level, &cfg->path, &cfg->ocsp_file,
+                     &cfg->ocsp_cache};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
 }

@@ -59,6 +59,23 @@ int tli_server_config_check(const tl_server_config *cfg, char *err, size_t errle
         tli_fmt(err, errlen, "client-cert needs client-ca FILE (the CAs that issue client certificates)");
         return -1;
     }
+    if (cfg->session_store && !cfg->ticket_key_file) {
+        tli_fmt(err, errlen, "session-store needs ticket-key-file FILE (the same on every "
+                "instance): its entries are sealed under a key derived from the file's current "
+                "key, which the other instances must have to open them (make one with: tlsloop "
+                "ticket-keys new FILE)");
+        return -1;
+    }
+    if (cfg->session_store_timeout_ms > 1000) {
+        tli_fmt(err, errlen, "session-store-timeout %llums: at most 1s (a handshake waits this long "
+                "for the store; a store slower than that is better treated as down)",
+                (unsigned long long)cfg->session_store_timeout_ms);
+        return -1;
+    }
+    if (cfg->session_store && !tli_any_tls(cfg)) {
+        tli_fmt(err, errlen, "session-store: no TLS listener to share sessions of");
+        return -1;
+    }
     if (cfg->user && !getpwnam(cfg->user)) {
         tli_fmt(err, errlen, "user %s: no such user", cfg->user);
         return -1;

@@ -124,7 +124,27 @@ static void owner_handshake(tl_conn *c, bool ok, void *data)
     }
     SSL *ssl = tl_engine_ssl(tl_conn_engine(c));
     bump(SSL_session_reused(ssl) ? &w->st.hs_resumed : &w->st.hs_full, 1);
+    if (w->store) {
+        tl_session *sess = tl_engine_take_new_session(tl_conn_engine(c));
+        if (sess && w->gen->tls)
+            tli_sstore_put(w->store, tl_tls_ctx_ticket_ring(w->gen->tls), sess);
+        tl_session_free(sess);
+    }
     establish(w, s);
+}
+
+static void lookup_done(void *arg, const uint8_t *der, size_t len)
+{
+    tl_conn_session_found(arg, der, len);
+}
+
+/* session-store: ask this worker's store; a miss at once when it cannot ask now. */
+static bool owner_lookup(tl_conn *c, const uint8_t *id, size_t len, void *data)
+{
+    sconn *s = data;
+    worker *w = s->w;
+    return w->store && w->gen->tls &&
+           tli_sstore_lookup(w->store, tl_tls_ctx_ticket_ring(w->gen->tls), id, len, lookup_done, c);
 }
 
 static void owner_close(tl_conn *c, tl_conn_end how, void *data)
@@ -165,6 +185,8 @@ static void owner_close(tl_conn *c, tl_conn_end how, void *data)
 }
 
 const tl_conn_owner tli_server_owner = {.on_handshake = owner_handshake, .on_close = owner_close};
+const tl_conn_owner tli_server_owner_store = {
+    .on_handshake = owner_handshake, .on_close = owner_close, .session_lookup = owner_lookup};
 
 /* Give up on an accepted socket before it became a connection: free its slots. */
 void tli_drop_fd(worker *w, int fd, bool tls)
@@ -245,7 +267,8 @@ void tli_start_conn(worker *w, int li, int fd, const struct sockaddr *peer, sock
 
 static const sconn *of(const tl_conn *c)
 {
-    return tl_conn_get_owner(c) == &tli_server_owner ? tl_conn_owner_data(c) : NULL;
+    const tl_conn_owner *o = tl_conn_get_owner(c);
+    return o == &tli_server_owner || o == &tli_server_owner_store ? tl_conn_owner_data(c) : NULL;
 }
 
 const struct sockaddr *tl_server_conn_peer(const tl_conn *c, socklen_t *len)

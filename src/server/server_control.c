@@ -27,6 +27,7 @@ void tli_begin_drain(tl_server *srv)
     for (unsigned i = 0; i < srv->nworkers; i++)
         tl_loop_post(srv->workers[i].loop, &srv->workers[i].drain_work);
     tl_timer_stop(srv->control, &srv->rotate);
+    tl_timer_stop(srv->control, &srv->keywatch);
     tli_ocsp_stop(srv->ocsp);
 }
 
@@ -130,6 +131,53 @@ void tli_on_rotate(tl_loop *loop, tl_timer *t)
     uint64_t next = tli_rotate_interval(srv->gen->cfg);
     pthread_mutex_unlock(&srv->gen_lock);
     tl_timer_start(loop, t, next);
+}
+
+/* Remember the key file as it is now (after loading it). */
+void tli_key_file_seen(tl_server *srv, const char *path)
+{
+    struct stat sb;
+    if (!path || stat(path, &sb) != 0)
+        memset(&sb, 0, sizeof sb);
+    srv->key_seen = sb;
+}
+
+static bool same_file_state(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* The key file changed (replaced by a rename, or rewritten): its keys go into the running ring
+ * in place, so new tickets and session-store entries use the new current key at once and
+ * nothing else is rebuilt. A file that does not parse is logged and the keys stay. */
+void tli_on_keywatch(tl_loop *loop, tl_timer *t)
+{
+    tl_server *srv = t->data;
+    pthread_mutex_lock(&srv->gen_lock);
+    tl_ticket_ring *ring = srv->ring && srv->ring_from_file ? tl_ticket_ring_ref(srv->ring) : NULL;
+    tli_gen *g = tli_gen_ref(srv->gen);
+    pthread_mutex_unlock(&srv->gen_lock);
+    const char *path = g->cfg->ticket_key_file;
+    struct stat sb;
+    if (ring && path && stat(path, &sb) == 0 && !same_file_state(&sb, &srv->key_seen)) {
+        char err[512];
+        srv->key_seen = sb;
+        if (tl_ticket_ring_reload_file(ring, path, err, sizeof err) == 0) {
+            atomic_fetch_add(&srv->key_reloads, 1);
+            uint8_t name[16];
+            tl_ticket_ring_current_name(ring, name);
+            LOG(srv, INFO, "ticket key file %s changed: %u keys, the current one %02x%02x%02x%02x...",
+                path, tl_ticket_ring_count(ring), name[0], name[1], name[2], name[3]);
+        } else {
+            atomic_fetch_add(&srv->key_reload_failures, 1);
+            LOG(srv, ERROR, "ticket key file changed but is refused, keeping the keys in use: %s",
+                err);
+        }
+    }
+    tl_ticket_ring_free(ring);
+    tli_gen_unref(g);
+    tl_timer_start(loop, t, TLI_KEY_WATCH_MS);
 }
 
 /* ---- drain, on each worker -------------------------------------------------------------- */
@@ -369,7 +417,9 @@ static bool same_restart_settings(const tl_server_config *a, const tl_server_con
            a->max_handshakes == b->max_handshakes && a->handshake_rate == b->handshake_rate &&
            a->handshake_burst == b->handshake_burst && a->max_per_source == b->max_per_source &&
            a->delegate == b->delegate && a->loop_slice_ns == b->loop_slice_ns && a->io == b->io &&
-           !strcmp(a->user ? a->user : "", b->user ? b->user : "");
+           !strcmp(a->user ? a->user : "", b->user ? b->user : "") &&
+           !strcmp(a->session_store ? a->session_store : "", b->session_store ? b->session_store : "") &&
+           a->session_store_timeout_ms == b->session_store_timeout_ms;
 }
 
 /* The ring a reload uses: the key file's when one is configured; random keys when a key file was
@@ -410,8 +460,8 @@ int tl_server_reload(tl_server *srv, char *err, size_t errlen)
         return -1;
     }
     if (!same_restart_settings(srv->cfg, cfg))
-        LOG(srv, WARN, "reload: listeners, workers, io, user, limits, the log file and task threads "
-                       "take effect only after a restart");
+        LOG(srv, WARN, "reload: listeners, workers, io, user, limits, the log file, the session store "
+                       "and task threads take effect only after a restart");
     tli_ocsp_attach(srv->ocsp, g);   /* its certificates' staples, before anyone uses it */
     pthread_mutex_lock(&srv->gen_lock);
     if (ring && ring != srv->ring) {
@@ -419,6 +469,7 @@ int tl_server_reload(tl_server *srv, char *err, size_t errlen)
         srv->ring = tl_ticket_ring_ref(ring);
     }
     srv->ring_from_file = cfg->ticket_key_file != NULL;
+    tli_key_file_seen(srv, cfg->ticket_key_file);
     g->serial = ++srv->gen_serial;
     publish(srv, g);
     pthread_mutex_unlock(&srv->gen_lock);

@@ -8,11 +8,13 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/types.h>
+#include <sys/stat.h>
 
 #include <tlsloop/limits.h>
 #include <tlsloop/proxyproto.h>
 #include <tlsloop/server.h>
 
+#include "server/sstore_int.h"
 #include "util/tli.h"
 
 /* ---- configuration (server_config.c) ---- */
@@ -25,6 +27,10 @@ typedef struct tli_cidr {
 } tli_cidr;
 
 #define TLI_LISTEN_FROM_MAX 8      /* from= per listener; longer lists go in proxy-from */
+
+/* How often a server looks whether its ticket key file changed (a rotation on another host,
+ * copied here, needs no signal). */
+#define TLI_KEY_WATCH_MS 1000
 
 /* ticket-rotate's bound, and the default rotation's (session-lifetime/4) cap: a day. */
 #define TL_SERVER_TICKET_ROTATE_MAX_MS (24ull * 3600 * 1000)
@@ -72,6 +78,8 @@ struct tl_server_config {
     uint64_t num_tickets;
     char *ticket_key_file;
     uint64_t ticket_rotate_ms;     /* 0: lifetime / 4 */
+    char *session_store;           /* memcached://HOST:PORT or redis://HOST:PORT, or NULL */
+    uint64_t session_store_timeout_ms;
     uint64_t workers;              /* 0: one per core */
     uint64_t max_conns;            /* 0: from RLIMIT_NOFILE */
     uint64_t max_handshakes;
@@ -273,6 +281,7 @@ struct worker {
     pthread_mutex_t swap_lock;
     tli_gen *next_gen;             /* under swap_lock */
     tl_work done_work;             /* to the control loop when the worker ends */
+    tli_sstore *store;             /* session-store: this worker's client, or NULL */
     wstats st;
 };
 
@@ -301,6 +310,9 @@ struct tl_server {
     tl_loop *control;
     tl_work stop_work;
     tl_timer tick, rotate;
+    tl_timer keywatch;             /* the key file, looked at every TLI_KEY_WATCH_MS */
+    struct stat key_seen;          /* the key file as last read (st_ino 0: not read) */
+    _Atomic uint64_t key_reloads, key_reload_failures;
     unsigned nstarted, workers_done;
     uint64_t last_hs_total, last_tick_ms;
     _Atomic uint64_t rate_milli;   /* handshakes per second x 1000 */
@@ -362,6 +374,7 @@ void tli_bound_text(const tl_server *srv, size_t li, char *out, size_t outlen);
  * make the socket a connection (slots held; hs_timeout_ms: the handshake deadline left, 0: the
  * configured one). */
 extern const tl_conn_owner tli_server_owner;
+extern const tl_conn_owner tli_server_owner_store;   /* the same, with session-store lookups */
 void tli_maybe_finish(worker *w);
 void tli_drop_fd(worker *w, int fd, bool tls);
 void tli_start_conn(worker *w, int li, int fd, const struct sockaddr *peer, socklen_t peerlen,
@@ -393,6 +406,8 @@ void tli_ocsp_cache_dir(const tl_server_config *cfg, char *out, size_t len);
  * and timers, and its stop_work callback. */
 void tli_on_drain_deadline(tl_loop *loop, tl_timer *t);
 void tli_on_close_listeners(tl_loop *loop, tl_timer *t);
+void tli_key_file_seen(tl_server *srv, const char *path);
+void tli_on_keywatch(tl_loop *loop, tl_timer *t);
 void tli_on_drain_work(tl_loop *loop, tl_work *work);
 tli_gen *tli_make_gen(tl_server_config *cfg, tl_ticket_ring *ring, char *err, size_t errlen);
 void tli_set_gen(worker *w, tli_gen *g);

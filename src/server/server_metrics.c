@@ -98,6 +98,25 @@ int tl_server_metrics_text(tl_server *srv, tl_buf *out)
     tli_prom_sample(w, "tickets_total", "event", "decrypted_current", s.tickets.decrypted_current);
     tli_prom_sample(w, "tickets_total", "event", "decrypted_old", s.tickets.decrypted_old);
     tli_prom_sample(w, "tickets_total", "event", "unknown_key", s.tickets.unknown_key);
+    tli_prom_one(w, "ticket_key_file_reloads_total", "counter",
+                 "The ticket key file changed and its keys were taken.",
+                 (double)s.key_file_reloads);
+    tli_prom_one(w, "ticket_key_file_reload_failures_total", "counter",
+                 "The ticket key file changed and was refused (the keys in use stay).",
+                 (double)s.key_file_reload_failures);
+    tli_prom_family(w, "session_store_total", "counter",
+                    "Session store (session-store): lookups and how they ended, sessions stored.");
+    tli_prom_sample(w, "session_store_total", "event", "lookup", s.store.lookups);
+    tli_prom_sample(w, "session_store_total", "event", "hit", s.store.hits);
+    tli_prom_sample(w, "session_store_total", "event", "miss", s.store.misses);
+    tli_prom_sample(w, "session_store_total", "event", "timeout", s.store.timeouts);
+    tli_prom_sample(w, "session_store_total", "event", "unavailable", s.store.unavailable);
+    tli_prom_sample(w, "session_store_total", "event", "rejected", s.store.rejected);
+    tli_prom_sample(w, "session_store_total", "event", "stored", s.store.stores);
+    tli_prom_sample(w, "session_store_total", "event", "store_error", s.store.store_errors);
+    tli_prom_sample(w, "session_store_total", "event", "connect", s.store.connects);
+    tli_prom_sample(w, "session_store_total", "event", "disconnect", s.store.disconnects);
+    tli_prom_sample(w, "session_store_total", "event", "retry", s.store.retries);
     return pw.rc;
 }
 

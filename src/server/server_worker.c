@@ -81,6 +81,8 @@ void *tli_worker_main(void *arg)
     for (size_t i = 0; i < w->srv->nlisten; i++)
         if (tl_listen_fd(&w->ls[i].lis) >= 0)
             tl_listen_start(w->loop, &w->ls[i].lis);
+    if (w->store)
+        tli_sstore_start(w->store);   /* on the loop's own thread */
     if (tl_loop_run(w->loop) != 0)
         LOG(w->srv, ERROR, "worker %d: %s", w->index, tl_loop_error(w->loop));
     tl_loop_post(w->srv->control, &w->done_work);
@@ -119,6 +121,17 @@ int tli_init_worker(tl_server *srv, worker *w, int index, char *err, size_t errl
     w->opts.fd_nodelay = true;       /* the listener's TCP_NODELAY */
     w->opts.fd_private = true;       /* SOCK_CLOEXEC, never duplicated: close leaves epoll */
     w->opts.owner = &tli_server_owner;
+    if (srv->cfg->session_store) {
+        tli_sstore_addr a;
+        if (tli_sstore_parse_url(srv->cfg->session_store, &a, err, errlen) != 0)
+            return -1;
+        if (!(w->store = tli_sstore_new(w->loop, &a, (uint32_t)srv->cfg->session_store_timeout_ms,
+                                        w->index == 0 ? srv->log : NULL))) {
+            tli_fmt(err, errlen, "session-store: out of memory");
+            return -1;
+        }
+        w->opts.owner = &tli_server_owner_store;
+    }
     if (srv->gen)
         tli_set_gen(w, tli_gen_ref(srv->gen));
     return 0;
@@ -139,6 +152,8 @@ void tli_free_worker(tl_server *srv, worker *w)
         tl_timer_stop(w->loop, &w->retry);
         tl_timer_stop(w->loop, &w->drain_deadline);
         tl_timer_stop(w->loop, &w->close_ls);
+        tli_sstore_free(w->store);
+        w->store = NULL;
         tl_loop_run_once(w->loop, 0);   /* deferred frees */
         tl_loop_free(w->loop);
         w->loop = NULL;

@@ -1,6 +1,7 @@
 /* engine.c - the TLS engine's state machine: handshake, wrap/unwrap, read/write, tasks, close
  * (tlsloop/engine.h; docs/engine.md). */
 #include <arpa/inet.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -272,6 +273,8 @@ tl_engine *tl_engine_new(tl_tls_ctx *cfg, const tl_engine_opts *opts)
     }
     e->st.delegate = opts && (opts->flags & TL_ENGINE_DELEGATE_TASKS);
     e->hold_last_flight = opts && (opts->flags & TL_ENGINE_HOLD_LAST_FLIGHT);
+    e->st.lookup = opts && (opts->flags & TL_ENGINE_SESSION_LOOKUP) &&
+                   tl_tls_ctx_role(cfg) == TL_ROLE_SERVER;
     if (tl_tls_ctx_role(cfg) == TL_ROLE_CLIENT)
         SSL_set_connect_state(e->ssl);
     else
@@ -301,6 +304,7 @@ void tl_engine_free(tl_engine *e)
         ERR_clear_error();
     }
     SSL_SESSION_free(e->st.session);
+    SSL_SESSION_free(e->st.store_session);
     tl_buf_free(&e->pending);
     free(e->err);
     free(e->server_name);
@@ -616,10 +620,58 @@ tl_status tl_engine_run_task(tl_engine *e)
     clear_errors();
     e->task_pending = false;
     e->st.paused = false;
+    if (e->st.lookup_state == TLI_LOOKUP_WAIT)
+        e->st.lookup_state = TLI_LOOKUP_DONE;   /* nothing found */
     e->st.in_task = true; /* the BIO keeps output pending and reads nothing */
     handshake_step(e); /* WANT_INPUT is the usual end: the flight is out, the peer speaks next */
     e->st.in_task = false;
     return e->failed ? TL_ERROR : TL_OK;
+}
+
+bool tl_engine_session_lookup(const tl_engine *e, const uint8_t **id, size_t *len)
+{
+    if (!e->task_pending || e->st.lookup_state != TLI_LOOKUP_WAIT)
+        return false;
+    *id = e->st.lookup_id;
+    *len = e->st.lookup_id_len;
+    return true;
+}
+
+int tl_engine_session_found(tl_engine *e, const void *der, size_t len)
+{
+    if (!e->task_pending || e->st.lookup_state != TLI_LOOKUP_WAIT)
+        return -1;
+    e->task_pending = false;
+    e->st.paused = false;
+    e->st.lookup_state = TLI_LOOKUP_DONE;
+    if (!der || len == 0 || len > LONG_MAX)
+        return -1;
+    clear_errors();
+    const unsigned char *p = der;
+    SSL_SESSION *s = d2i_SSL_SESSION(NULL, &p, (long)len);
+    int rc = -1;
+    unsigned id_len = 0;
+    const unsigned char *id = s ? SSL_SESSION_get_id(s, &id_len) : NULL;
+    /* Only under the ID asked for: an entry that names another would fill the cache for
+     * nothing. The session's own context (sid_ctx) still decides whether it resumes here. */
+    if (s && p == (const unsigned char *)der + len && id_len == e->st.lookup_id_len &&
+        memcmp(id, e->st.lookup_id, id_len) == 0 &&
+        SSL_CTX_add_session(tli_tls_ctx_ssl_ctx(e->cfg), s) == 1)
+        rc = 0;
+    SSL_SESSION_free(s);
+    ERR_clear_error();
+    return rc;
+}
+
+tl_session *tl_engine_take_new_session(tl_engine *e)
+{
+    SSL_SESSION *s = e->st.store_session;
+    e->st.store_session = NULL;
+    if (s && (e->failed || !SSL_SESSION_is_resumable(s))) {
+        SSL_SESSION_free(s);
+        return NULL;
+    }
+    return s;
 }
 
 /* Our close_notify to the BIO, once. */

@@ -21,7 +21,18 @@ typedef struct tli_ssl_state {
     SSL_SESSION *session;   /* client: newest session received (our own duplicate) */
     tl_tls_ctx *session_cfg; /* server: the configuration the engine was made from, once SNI has
                               * switched the SSL to a named one (it keeps the ticket keys) */
+    /* Server, TL_ENGINE_SESSION_LOOKUP: a session looked up outside the process by its ID. */
+    bool lookup;            /* the owner looks sessions up */
+    uint8_t lookup_state;   /* TLI_LOOKUP_* */
+    bool hello_ticket;      /* the ClientHello takes tickets (and we send them): no need to store */
+    unsigned lookup_id_len;
+    unsigned char lookup_id[SSL_MAX_SSL_SESSION_ID_LENGTH];
+    SSL_SESSION *store_session; /* server: a new TLS 1.2 session for the owner's store */
 } tli_ssl_state;
+
+#define TLI_LOOKUP_NONE 0   /* not asked yet */
+#define TLI_LOOKUP_WAIT 1   /* the ClientHello callback paused for it */
+#define TLI_LOOKUP_DONE 2
 
 /* The SSL_CTX of a configuration (borrowed). */
 SSL_CTX *tli_tls_ctx_ssl_ctx(const tl_tls_ctx *ctx);

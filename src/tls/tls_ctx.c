@@ -47,11 +47,35 @@ static int client_hello_cb(SSL *ssl, int *alert, void *arg)
         (!taken && tli_ctx_sni_switch(ssl, arg, alert) != 0))
         return SSL_CLIENT_HELLO_ERROR;
     tli_ssl_state *st = SSL_get_app_data(ssl);
+    /* A session the owner looks up outside the process: pause until it is in our cache (or
+     * known not to be); OpenSSL looks the ID up in the cache after this callback. */
+    if (st && st->lookup && st->lookup_state == TLI_LOOKUP_NONE) {
+        st->lookup_state = TLI_LOOKUP_DONE;
+        if (tli_ctx_hello_wants_lookup(ssl, st)) {
+            st->lookup_state = TLI_LOOKUP_WAIT;
+            st->paused = true;
+            return SSL_CLIENT_HELLO_RETRY;
+        }
+    }
     if (st && st->delegate && !st->in_task) {
         st->paused = true;
         return SSL_CLIENT_HELLO_RETRY;
     }
     return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* Server, with lookups on: keep a new TLS 1.2 session (a full handshake with a session ID) for
+ * the owner's store, unless the client takes tickets (they resume it without a store). */
+static int server_new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    tli_ssl_state *st = SSL_get_app_data(ssl);
+    unsigned id_len = 0;
+    SSL_SESSION_get_id(sess, &id_len);
+    if (!st || !st->lookup || st->hello_ticket || SSL_version(ssl) >= TLS1_3_VERSION || id_len == 0)
+        return 0;
+    SSL_SESSION_free(st->store_session);
+    st->store_session = sess;
+    return 1; /* the reference OpenSSL gave us is ours now */
 }
 
 /* Client pause point: stop before the server's chain is verified (its signature is checked right
@@ -149,6 +173,7 @@ static int apply_defaults(tl_tls_ctx *ctx)
             return -1;
         SSL_CTX_set_num_tickets(s, 2);
         SSL_CTX_set_client_hello_cb(s, client_hello_cb, ctx);
+        SSL_CTX_sess_set_new_cb(s, server_new_session_cb);
         SSL_CTX_set_alpn_select_cb(s, alpn_select_cb, ctx);
         ctx->ring = tl_ticket_ring_new(DEFAULT_TICKET_KEYS);
         if (!ctx->ring || !SSL_CTX_set_tlsext_ticket_key_evp_cb(s, ticket_cb))

@@ -88,6 +88,7 @@ void tl_tls_ctx_free(tl_tls_ctx *ctx)
         return;
     if (ctx->names_ops)
         ctx->names_ops->free(ctx);
+    tli_ctx_probe_free(ctx);
     if (ctx->ocsp_ops)
         ctx->ocsp_ops->free(ctx);
     SSL_CTX_free(ctx->ssl);

@@ -57,6 +57,34 @@ static int key_share_duplicate(const unsigned char *p, size_t n)
     return 0;
 }
 
+#define TYPE_SESSION_TICKET 35    /* RFC 5077 */
+
+bool tli_ctx_hello_wants_lookup(SSL *ssl, tli_ssl_state *st)
+{
+    const unsigned char *p;
+    size_t n;
+    bool tickets_on = !(SSL_get_options(ssl) & SSL_OP_NO_TICKET);
+    bool ticket_ext = SSL_client_hello_get0_ext(ssl, TYPE_SESSION_TICKET, &p, &n) == 1;
+    st->hello_ticket = tickets_on && ticket_ext;
+    if (st->hello_ticket && n > 0)
+        return false;                 /* it offers a ticket: that resumes, or nothing does */
+    /* A TLS 1.3 hello carries a random legacy session ID (RFC 8446 D.4); it resumes by PSK. */
+    int max = SSL_get_max_proto_version(ssl);
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_supported_versions, &p, &n) &&
+        versions_offer_tls13(p, n) == 1 && (max == 0 || max >= TLS1_3_VERSION))
+        return false;
+    size_t len = SSL_client_hello_get0_session_id(ssl, &p);
+    if (len == 0 || len > sizeof st->lookup_id)
+        return false;
+    tl_tls_ctx *cache = st->session_cfg ? st->session_cfg
+                                        : SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    if (cache && tli_ctx_cache_has(cache, p, (unsigned)len))
+        return false;                 /* our own cache has it */
+    memcpy(st->lookup_id, p, len);
+    st->lookup_id_len = (unsigned)len;
+    return true;
+}
+
 /* OpenSSL has checked the hello's framing by now (the lengths of its parts, each extension's
  * header, duplicates of the extensions it knows); what is left is content it would accept, or
  * judge later with another alert. Runs before OpenSSL picks a version, a cipher or a key share. */

@@ -66,6 +66,7 @@ struct tl_tls_ctx {
     void *switch_data;
     tli_leaf leaves[TLI_MAX_LEAVES];
     unsigned n_leaves;
+    _Atomic(SSL *) probe;        /* asks the session cache (tls_ctx_probe.c); made on demand */
     /* OCSP (tls_ctx_ocsp.c): each leaf's certificate and chain, kept when it is loaded, and the
      * staple served for it; freed through ocsp_ops. */
     struct tli_leaf_ocsp {
@@ -88,6 +89,14 @@ int tli_ctx_failf(tl_tls_ctx *ctx, tl_error_kind kind, const char *fmt, ...)
 /* ClientHello rules beyond OpenSSL's (tls_ctx_hello.c), from the ClientHello callback: 0, or -1
  * with the alert to send and the reason queued in OpenSSL's error queue. */
 int tli_ctx_hello_check(SSL *ssl, int *alert);
+/* From the ClientHello callback with lookups on (TL_ENGINE_SESSION_LOOKUP): whether the hello
+ * resumes a TLS 1.2 session by an ID the session cache does not hold and no ticket will resume
+ * it; then the ID is copied into st. Sets st->hello_ticket. */
+bool tli_ctx_hello_wants_lookup(SSL *ssl, tli_ssl_state *st);
+/* Whether ctx's session cache holds a TLS 1.2 session with this ID (tls_ctx_probe.c); and the
+ * probe's end, from tl_tls_ctx_free. */
+bool tli_ctx_cache_has(tl_tls_ctx *ctx, const unsigned char *id, unsigned len);
+void tli_ctx_probe_free(tl_tls_ctx *ctx);
 
 /* SNI (tls_ctx_sni.c). From the ClientHello callback: switch the connection to the named
  * configuration its server_name selects. Returns 0 (also when nothing changes), or -1 with the

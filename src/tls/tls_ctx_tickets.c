@@ -12,12 +12,16 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #include "tls/tli_tls.h"
 #include "util/tli.h"
 
 #define MAX_KEYS 64
+/* A text file's lines are about 200 bytes; comments may add some. */
+#define TLI_KEY_FILE_MAX (MAX_KEYS * 512)
 
 typedef struct ticket_key {
     uint8_t name[16];
@@ -80,14 +84,13 @@ tl_ticket_ring *tl_ticket_ring_new(unsigned capacity)
 }
 
 /* Check a key file before reading it: a regular file, ours and for our eyes only (mode 600 or
- * stricter), whole keys. Returns the
- * number of keys, or 0 with err set. */
-static unsigned check_key_file(int fd, const char *path, char *err, size_t errlen)
+ * stricter), of a sane size. Returns its size, or -1 with err set. */
+static long long check_key_file(int fd, const char *path, char *err, size_t errlen)
 {
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         tli_fmt(err, errlen, "%s: cannot read the ticket key file: %s", path, strerror(errno));
-        return 0;
+        return -1;
     }
     long long size = (long long)sb.st_size;
     if (!S_ISREG(sb.st_mode))
@@ -104,64 +107,147 @@ static unsigned check_key_file(int fd, const char *path, char *err, size_t errle
                 (unsigned)geteuid(), path);
     else if (size == 0)
         tli_fmt(err, errlen, "%s: the ticket key file is empty; make one with: "
-                "openssl rand %d > %s", path, TL_TICKET_KEY_LEN, path);
-    else if (size % TL_TICKET_KEY_LEN != 0)
-        tli_fmt(err, errlen, "%s: %lld bytes is not a whole number of %d-byte ticket keys", path,
-                size, TL_TICKET_KEY_LEN);
-    else if (size / TL_TICKET_KEY_LEN > MAX_KEYS)
-        tli_fmt(err, errlen, "%s: %lld ticket keys, at most %d are allowed", path,
-                size / TL_TICKET_KEY_LEN, MAX_KEYS);
+                "tlsloop ticket-keys new %s", path, path);
+    else if (size > TLI_KEY_FILE_MAX)
+        tli_fmt(err, errlen, "%s: %lld bytes is too large for a ticket key file (at most %d keys)",
+                path, size, MAX_KEYS);
     else
-        return (unsigned)(size / TL_TICKET_KEY_LEN);
-    return 0;
+        return size;
+    return -1;
+}
+
+/* Read and parse a key file into keys (MAX_KEYS). Returns the number of keys, 0 with err set. */
+static size_t read_key_file(const char *path, tl_ticket_key_entry *keys, char *err, size_t errlen)
+{
+    if (!path) {
+        tli_fmt(err, errlen, "ticket key file: no path given");
+        return 0;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        tli_fmt(err, errlen, "%s: cannot open the ticket key file: %s", path, strerror(errno));
+        return 0;
+    }
+    long long size = check_key_file(fd, path, err, errlen);
+    char *buf = size > 0 ? malloc((size_t)size) : NULL;
+    size_t want = size > 0 ? (size_t)size : 0, got = 0, n = 0;
+    if (size > 0 && !buf)
+        tli_fmt(err, errlen, "%s: out of memory", path);
+    while (buf && got < want) {
+        ssize_t k = read(fd, buf + got, want - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            tli_fmt(err, errlen, "%s: cannot read the ticket key file: %s", path,
+                    k < 0 ? strerror(errno) : "it shrank while being read");
+            break;
+        }
+        got += (size_t)k;
+    }
+    close(fd);
+    if (buf && got == want) {
+        char why[256];
+        if (tl_ticket_keys_parse(buf, want, keys, MAX_KEYS, &n, why, sizeof why) != 0)
+            tli_fmt(err, errlen, "%s: %s", path, why);
+    }
+    if (buf) {
+        OPENSSL_cleanse(buf, want);
+        free(buf);
+    }
+    return n;
+}
+
+/* The ring's order: the current key first (it encrypts), then the next one, then the previous
+ * ones, the last in the file first (a lookup by name finds the likeliest first). */
+static void fill_ring(tl_ticket_ring *r, const tl_ticket_key_entry *keys, size_t n)
+{
+    r->count = 0;
+    for (int role = TL_TICKET_KEY_PREVIOUS; role <= TL_TICKET_KEY_NEXT; role++)
+        for (size_t i = 0; i < n; i++)
+            if ((int)keys[i].role == role && role != TL_TICKET_KEY_CURRENT) {
+                _Static_assert(sizeof(ticket_key) == TL_TICKET_KEY_LEN, "ticket key layout");
+                memmove(&r->keys[1], &r->keys[0], r->count * sizeof r->keys[0]);
+                memcpy(&r->keys[0], keys[i].key, TL_TICKET_KEY_LEN);
+                r->count++;
+            }
+    for (size_t i = 0; i < n; i++)
+        if (keys[i].role == TL_TICKET_KEY_CURRENT) {
+            memmove(&r->keys[1], &r->keys[0], r->count * sizeof r->keys[0]);
+            memcpy(&r->keys[0], keys[i].key, TL_TICKET_KEY_LEN);
+            r->count++;
+        }
+    r->capacity = r->count;
 }
 
 tl_ticket_ring *tl_ticket_ring_load_file(const char *path, char *err, size_t errlen)
 {
     if (!err)
         errlen = 0;
-    if (!path) {
-        tli_fmt(err, errlen, "ticket key file: no path given");
-        return NULL;
-    }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        tli_fmt(err, errlen, "%s: cannot open the ticket key file: %s", path, strerror(errno));
-        return NULL;
-    }
-    ticket_key keys[MAX_KEYS];
+    tl_ticket_key_entry keys[MAX_KEYS];
+    size_t n = read_key_file(path, keys, err, errlen);
     tl_ticket_ring *r = NULL;
-    unsigned n = check_key_file(fd, path, err, errlen);
-    size_t want = n * sizeof keys[0], got = 0;
-    while (got < want) {
-        ssize_t k = read(fd, (uint8_t *)keys + got, want - got);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) {
-            tli_fmt(err, errlen, "%s: cannot read the ticket key file: %s", path,
-                    k < 0 ? strerror(errno) : "it shrank while being read");
-            n = 0;
-            break;
-        }
-        got += (size_t)k;
-    }
-    close(fd);
-    for (unsigned i = 0; i < n; i++) {
-        for (unsigned j = i + 1; j < n; j++) {
-            if (memcmp(keys[i].name, keys[j].name, sizeof keys[i].name) == 0) {
-                tli_fmt(err, errlen, "%s: ticket keys %u and %u have the same name (their first "
-                        "16 bytes); every key needs its own", path, i + 1, j + 1);
-                n = 0;
-            }
-        }
-    }
-    if (n > 0 && !(r = ring_alloc(n)))
+    if (n > 0 && !(r = ring_alloc((unsigned)n)))
         tli_fmt(err, errlen, "%s: out of memory", path);
-    /* The first key of the file encrypts: it goes in last, in front of the others. */
-    for (unsigned i = n; r && i-- > 0;)
-        push_front(r, &keys[i]);
+    if (r)
+        fill_ring(r, keys, n);
     OPENSSL_cleanse(keys, sizeof keys);
     return r;
+}
+
+int tl_ticket_ring_reload_file(tl_ticket_ring *r, const char *path, char *err, size_t errlen)
+{
+    if (!err)
+        errlen = 0;
+    tl_ticket_key_entry keys[MAX_KEYS];
+    size_t n = read_key_file(path, keys, err, errlen);
+    if (n > 0) {
+        pthread_rwlock_wrlock(&r->lock);
+        OPENSSL_cleanse(r->keys, sizeof r->keys);
+        fill_ring(r, keys, n);
+        pthread_rwlock_unlock(&r->lock);
+    }
+    OPENSSL_cleanse(keys, sizeof keys);
+    return n > 0 ? 0 : -1;
+}
+
+/* HKDF-SHA256 of the whole key (IKM), salt-less, info = label: a key of its own for each use. */
+static int hkdf(const ticket_key *k, const char *label, uint8_t out[32])
+{
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    EVP_KDF_CTX *kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+    EVP_KDF_free(kdf);
+    if (!kctx)
+        return -1;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)k, sizeof *k),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)label, strlen(label)),
+        OSSL_PARAM_construct_end(),
+    };
+    int rc = EVP_KDF_derive(kctx, out, 32, params) == 1 ? 0 : -1;
+    EVP_KDF_CTX_free(kctx);
+    return rc;
+}
+
+int tl_ticket_ring_derive(tl_ticket_ring *r, const uint8_t name[16], const char *label,
+                          uint8_t name_out[16], uint8_t key_out[32])
+{
+    ticket_key k;
+    int found = -1;
+    pthread_rwlock_rdlock(&r->lock);
+    for (unsigned i = 0; i < r->count && found < 0; i++)
+        if (!name ? i == 0 : memcmp(r->keys[i].name, name, 16) == 0) {
+            k = r->keys[i];
+            found = (int)i;
+        }
+    pthread_rwlock_unlock(&r->lock);
+    if (found < 0)
+        return -1;
+    if (name_out)
+        memcpy(name_out, k.name, 16);
+    int rc = hkdf(&k, label, key_out);
+    OPENSSL_cleanse(&k, sizeof k);
+    return rc;
 }
 
 tl_ticket_ring *tl_ticket_ring_ref(tl_ticket_ring *r)
@@ -215,6 +301,16 @@ unsigned tl_ticket_ring_count(tl_ticket_ring *r)
     unsigned n = r->count;
     pthread_rwlock_unlock(&r->lock);
     return n;
+}
+
+bool tl_ticket_ring_has(tl_ticket_ring *r, const uint8_t name[16])
+{
+    bool found = false;
+    pthread_rwlock_rdlock(&r->lock);
+    for (unsigned i = 0; i < r->count && !found; i++)
+        found = memcmp(r->keys[i].name, name, 16) == 0;
+    pthread_rwlock_unlock(&r->lock);
+    return found;
 }
 
 void tl_ticket_ring_current_name(tl_ticket_ring *r, uint8_t name[16])

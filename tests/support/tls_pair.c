@@ -99,6 +99,15 @@ static void *task_main(void *arg)
 
 static void run_task(tp_peer *p)
 {
+    const uint8_t *id;
+    size_t id_len;
+    if (tl_engine_session_lookup(p->e, &id, &id_len)) {
+        p->lookups++;
+        p->lookup_id_len = id_len < sizeof p->lookup_id ? id_len : sizeof p->lookup_id;
+        memcpy(p->lookup_id, id, p->lookup_id_len);
+        p->lookups_added += tl_engine_session_found(p->e, p->lookup_der, p->lookup_der_len) == 0;
+        return;
+    }
     p->tasks_run++;
     if (!p->task_thread) {
         tl_engine_run_task(p->e);

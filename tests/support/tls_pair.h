@@ -54,6 +54,12 @@ typedef struct tp_peer {
     int tasks_run;
     int finished_reports;  /* how often TL_HS_FINISHED was reported */
     bool eof_delivered;    /* tl_engine_set_input_eof was called */
+    /* Session lookups (TL_ENGINE_SESSION_LOOKUP): answered with lookup_der (NULL: nothing). */
+    const void *lookup_der;
+    size_t lookup_der_len;
+    int lookups, lookups_added;
+    uint8_t lookup_id[32];
+    size_t lookup_id_len;
 } tp_peer;
 
 void tp_peer_init(tp_peer *p, tl_engine *e);

@@ -437,7 +437,7 @@ static void owner_close(tl_conn *c, tl_conn_end how, void *owner_data)
     cw_log_event(c, owner_data == cw_cur && tl_conn_owner_data(c) == cw_cur ? 'O' : 'X');
 }
 
-static const tl_conn_owner test_owner = {owner_handshake, owner_close};
+static const tl_conn_owner test_owner = {.on_handshake = owner_handshake, .on_close = owner_close};
 
 static cw_world *owned_world(tl_tls_ctx *sctx, tl_tls_ctx *cctx)
 {

@@ -347,10 +347,10 @@ TEST(ticket_file_refusals)
     check_refused(missing, "No such file");
     check_refused(tmpdir, "not a regular file");
     check_refused(write_file("empty.key", keys, 0, 0600), "empty");
-    check_refused(write_file("empty.key", keys, 0, 0600), "openssl rand 80");
-    check_refused(write_file("short.key", keys, 79, 0600), "79 bytes is not a whole number");
+    check_refused(write_file("empty.key", keys, 0, 0600), "tlsloop ticket-keys new");
+    check_refused(write_file("short.key", keys, 79, 0600), "79 bytes is neither a key file");
     check_refused(write_file("long.key", keys, 161, 0600), "161 bytes");
-    check_refused(write_file("many.key", keys, sizeof keys, 0600), "65 ticket keys, at most 64");
+    check_refused(write_file("many.key", keys, sizeof keys, 0600), "65 keys, at most 64");
     const char *max = write_file("max.key", keys, 64 * TL_TICKET_KEY_LEN, 0600);
     tl_ticket_ring *r = tl_ticket_ring_load_file(max, NULL, 0);
     CHECK(r && tl_ticket_ring_count(r) == 64);
@@ -390,6 +390,213 @@ TEST(ticket_file_refusals)
     remove_tmpdir();
 }
 
+/* ---- the text format, next keys, rotation (tl_ticket_keys_*) ---------------------------- */
+
+static const char *write_keys(const char *name, const tl_ticket_key_entry *k, size_t n)
+{
+    char text[4096];
+    size_t len = tl_ticket_keys_format(k, n, text, sizeof text);
+    REQUIRE(len > 0);
+    return write_file(name, text, len, 0600);
+}
+
+TEST(ticket_keys_text_format)
+{
+    tl_ticket_key_entry k[4], back[8];
+    REQUIRE(tl_ticket_keys_make(&k[0], TL_TICKET_KEY_PREVIOUS, 100) == 0);
+    REQUIRE(tl_ticket_keys_make(&k[1], TL_TICKET_KEY_CURRENT, 200) == 0);
+    REQUIRE(tl_ticket_keys_make(&k[2], TL_TICKET_KEY_NEXT, 300) == 0);
+    char text[4096], err[256];
+    size_t len = tl_ticket_keys_format(k, 3, text, sizeof text);
+    REQUIRE(len > 0);
+    CHECK(tl_ticket_keys_is_text(text, len));
+    CHECK(strstr(text, "\nprevious 100 ") && strstr(text, "\ncurrent 200 ") &&
+          strstr(text, "\nnext 300 "));
+    CHECK_EQ_INT(tl_ticket_keys_format(k, 3, text, 100), 0);   /* too small */
+    len = tl_ticket_keys_format(k, 3, text, sizeof text);
+    size_t n = 0;
+    CHECK_EQ_INT(tl_ticket_keys_parse(text, len, back, 8, &n, err, sizeof err), 0);
+    REQUIRE(n == 3);
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ_INT(back[i].role, k[i].role);
+        CHECK_EQ_INT(back[i].created, k[i].created);
+        CHECK(memcmp(back[i].key, k[i].key, TL_TICKET_KEY_LEN) == 0);
+    }
+    /* Comments, blank lines, CRLF, upper-case hex. */
+    char edited[4200];
+    memcpy(edited, text, len);
+    strcpy(edited + len, "\r\n# a comment\n\n");
+    for (char *p = strstr(edited, "current"); p && *p != '\n'; p++)
+        if (*p >= 'a' && *p <= 'f' && p > strstr(edited, "current") + 12)
+            *p = (char)(*p - 32);
+    CHECK_EQ_INT(tl_ticket_keys_parse(edited, strlen(edited), back, 8, &n, err, sizeof err), 0);
+    CHECK(n == 3 && memcmp(back[1].key, k[1].key, TL_TICKET_KEY_LEN) == 0);
+    /* Refusals, each with its reason. */
+    struct { const char *text, *why; } bad[] = {
+        {"# tlsloop ticket keys\n", "no current key"},
+        {"# tlsloop ticket keys\ncurrent 1 00\n", "has 2 hex digits, not 160"},
+        {"# tlsloop ticket keys\nfuture 1 00\n", "is not previous, current or next"},
+        {"# tlsloop ticket keys\ncurrent x\n", "expected"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = 0;
+        CHECK_EQ_INT(tl_ticket_keys_parse(bad[i].text, strlen(bad[i].text), back, 8, &n, err,
+                                          sizeof err), -1);
+        CHECK_HAS(err, bad[i].why);
+        CHECK_EQ_INT(n, 0);
+    }
+    tl_ticket_key_entry two[2] = {k[1], k[1]};   /* two current keys, one name */
+    len = tl_ticket_keys_format(two, 2, text, sizeof text);
+    CHECK_EQ_INT(tl_ticket_keys_parse(text, len, back, 8, &n, err, sizeof err), -1);
+    CHECK_HAS(err, "more than one current");
+    tl_ticket_key_entry dup[2] = {k[1], k[1]};
+    dup[1].role = TL_TICKET_KEY_PREVIOUS;
+    len = tl_ticket_keys_format(dup, 2, text, sizeof text);
+    CHECK_EQ_INT(tl_ticket_keys_parse(text, len, back, 8, &n, err, sizeof err), -1);
+    CHECK_HAS(err, "the same name");
+    tl_ticket_key_entry nexts[3] = {k[1], k[2], k[0]};
+    nexts[2].role = TL_TICKET_KEY_NEXT;
+    len = tl_ticket_keys_format(nexts, 3, text, sizeof text);
+    CHECK_EQ_INT(tl_ticket_keys_parse(text, len, back, 8, &n, err, sizeof err), -1);
+    CHECK_HAS(err, "more than one next");
+    len = tl_ticket_keys_format(k, 3, text, sizeof text);
+    CHECK_EQ_INT(tl_ticket_keys_parse(text, len, back, 2, &n, err, sizeof err), -1);
+    CHECK_HAS(err, "more than 2 keys");
+    /* Binary: the first key current, the others previous. */
+    uint8_t bin[2 * TL_TICKET_KEY_LEN];
+    memcpy(bin, k[0].key, TL_TICKET_KEY_LEN);
+    memcpy(bin + TL_TICKET_KEY_LEN, k[1].key, TL_TICKET_KEY_LEN);
+    CHECK_EQ_INT(tl_ticket_keys_parse(bin, sizeof bin, back, 8, &n, err, sizeof err), 0);
+    CHECK(n == 2 && back[0].role == TL_TICKET_KEY_CURRENT && back[1].role == TL_TICKET_KEY_PREVIOUS);
+    CHECK_STR(tl_ticket_key_role_name(TL_TICKET_KEY_NEXT), "next");
+}
+
+static int count_role(const tl_ticket_key_entry *k, size_t n, tl_ticket_key_role role)
+{
+    int c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += k[i].role == role;
+    return c;
+}
+
+static int find_key(const tl_ticket_key_entry *k, size_t n, const tl_ticket_key_entry *want)
+{
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(k[i].key, want->key, TL_TICKET_KEY_LEN) == 0)
+            return (int)i;
+    return -1;
+}
+
+TEST(ticket_keys_rotate)
+{
+    tl_ticket_key_entry k[8];
+    REQUIRE(tl_ticket_keys_make(&k[0], TL_TICKET_KEY_CURRENT, 1) == 0);
+    size_t n = 1;
+    /* Without a next key: one is added, the current one stays. */
+    tl_ticket_key_entry c0 = k[0];
+    n = tl_ticket_keys_rotate(k, n, 8, 2, 10);
+    REQUIRE(n == 2);
+    CHECK_EQ_INT(k[find_key(k, n, &c0)].role, TL_TICKET_KEY_CURRENT);
+    CHECK_EQ_INT(count_role(k, n, TL_TICKET_KEY_NEXT), 1);
+    /* Then next -> current, current -> previous, a new next; previous keys beyond 2 drop, the
+     * oldest first. */
+    tl_ticket_key_entry hist[6];
+    for (int r = 0; r < 6; r++) {
+        size_t i;
+        for (i = 0; k[i].role != TL_TICKET_KEY_NEXT; i++) {}
+        tl_ticket_key_entry next = k[i], cur = k[find_key(k, n, &c0)];
+        (void)cur;
+        hist[r] = c0;
+        n = tl_ticket_keys_rotate(k, n, 8, 2, 20 + r);
+        REQUIRE(n > 0);
+        CHECK_EQ_INT(k[find_key(k, n, &next)].role, TL_TICKET_KEY_CURRENT);
+        CHECK_EQ_INT(k[find_key(k, n, &c0)].role, TL_TICKET_KEY_PREVIOUS);
+        CHECK_EQ_INT(count_role(k, n, TL_TICKET_KEY_CURRENT), 1);
+        CHECK_EQ_INT(count_role(k, n, TL_TICKET_KEY_NEXT), 1);
+        CHECK(count_role(k, n, TL_TICKET_KEY_PREVIOUS) == (r < 1 ? 1 : 2));
+        if (r >= 2)
+            CHECK(find_key(k, n, &hist[r - 2]) < 0);   /* two rotations as previous, then gone */
+        c0 = next;
+    }
+    /* keep 0: no previous key. */
+    n = tl_ticket_keys_rotate(k, n, 8, 0, 99);
+    CHECK(n == 2 && count_role(k, n, TL_TICKET_KEY_PREVIOUS) == 0);
+    /* Room for too few: refused. */
+    CHECK_EQ_INT(tl_ticket_keys_rotate(k, n, 2, 2, 100), 0);
+}
+
+/* A file [A current, B next] and its rotation [A previous, B current, C next], on two servers
+ * at once (the moment between two hosts' copies): tickets of each resume on the other, since B
+ * was accepted as next before anyone encrypted with it. Then the running ring of the first
+ * takes the second file in place. */
+TEST(ticket_next_key_accepted)
+{
+    make_tmpdir();
+    tl_ticket_key_entry k[4];
+    REQUIRE(tl_ticket_keys_make(&k[0], TL_TICKET_KEY_CURRENT, 1) == 0);
+    REQUIRE(tl_ticket_keys_make(&k[1], TL_TICKET_KEY_NEXT, 2) == 0);
+    const char *f1 = write_keys("one.key", k, 2);
+    size_t n = tl_ticket_keys_rotate(k, 2, 4, 2, 3);
+    REQUIRE(n == 3);
+    const char *f2 = write_keys("two.key", k, n);
+    for (int v = 0; v < 2; v++) {
+        int version = v ? TL_TLS1_2 : TL_TLS1_3;
+        tl_tls_ctx *s1 = server_with_key_file(f1, version);
+        tl_tls_ctx *s2 = server_with_key_file(f2, version), *c = tp_client_ctx(0, 0);
+        uint8_t name[16];
+        tl_ticket_ring_current_name(tl_tls_ctx_ticket_ring(s2), name);
+        CHECK(memcmp(name, k[find_key(k, n, &k[1])].key, 16) == 0);
+        vh_outcome o = VH_RUN_OK(c, s2, "localhost", NULL, 0);   /* under B */
+        REQUIRE(o.session);
+        vh_outcome r = VH_RUN_OK(c, s1, "localhost", o.session, 0);   /* B is s1's next */
+        CHECK(r.resumed);
+        REQUIRE(r.session);                                           /* renewed under A */
+        vh_outcome back = VH_RUN_OK(c, s2, "localhost", r.session, 0); /* A is s2's previous */
+        CHECK(back.resumed);
+        /* s1 takes the rotated file in place: B encrypts now. */
+        char err[256];
+        tl_ticket_ring *ring1 = tl_tls_ctx_ticket_ring(s1);
+        CHECK_EQ_INT(tl_ticket_ring_reload_file(ring1, f2, err, sizeof err), 0);
+        tl_ticket_ring_current_name(ring1, name);
+        CHECK(memcmp(name, k[1].key, 16) == 0);
+        CHECK_EQ_INT(tl_ticket_ring_count(ring1), 3);
+        /* A refused file leaves the ring as it was. */
+        const char *bad = write_file("bad.key", "# tlsloop ticket keys\n", 22, 0600);
+        CHECK_EQ_INT(tl_ticket_ring_reload_file(ring1, bad, err, sizeof err), -1);
+        CHECK_HAS(err, "no current key");
+        CHECK_EQ_INT(tl_ticket_ring_count(ring1), 3);
+        vh_outcome *all[] = {&o, &r, &back};
+        for (int i = 0; i < 3; i++)
+            tl_session_free(all[i]->session);
+        tl_tls_ctx_free(s1);
+        tl_tls_ctx_free(s2);
+        tl_tls_ctx_free(c);
+    }
+    remove_tmpdir();
+}
+
+TEST(ticket_ring_derive)
+{
+    tl_ticket_ring *r = tl_ticket_ring_new(3);
+    REQUIRE(r);
+    uint8_t name0[16], name[16], k1[32], k2[32], k3[32];
+    tl_ticket_ring_current_name(r, name0);
+    CHECK_EQ_INT(tl_ticket_ring_derive(r, NULL, "a", name, k1), 0);
+    CHECK(memcmp(name, name0, 16) == 0);
+    CHECK_EQ_INT(tl_ticket_ring_derive(r, name0, "a", NULL, k2), 0);
+    CHECK(memcmp(k1, k2, 32) == 0);                       /* the same key by name */
+    CHECK_EQ_INT(tl_ticket_ring_derive(r, name0, "b", NULL, k3), 0);
+    CHECK(memcmp(k1, k3, 32) != 0);                       /* a label of its own */
+    REQUIRE(tl_ticket_ring_rotate(r) == 0);
+    CHECK_EQ_INT(tl_ticket_ring_derive(r, NULL, "a", name, k3), 0);
+    CHECK(memcmp(name, name0, 16) != 0 && memcmp(k3, k1, 32) != 0);
+    CHECK_EQ_INT(tl_ticket_ring_derive(r, name0, "a", NULL, k2), 0);   /* still there */
+    CHECK(memcmp(k1, k2, 32) == 0);
+    memset(name, 0xee, 16);
+    CHECK_EQ_INT(tl_ticket_ring_derive(r, name, "a", NULL, k2), -1);
+    tl_ticket_ring_free(r);
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
@@ -401,5 +608,9 @@ int main(int argc, char **argv)
     RUN(ticket_file_shared_by_two_servers);
     RUN(ticket_file_rotation);
     RUN(ticket_file_refusals);
+    RUN(ticket_keys_text_format);
+    RUN(ticket_keys_rotate);
+    RUN(ticket_next_key_accepted);
+    RUN(ticket_ring_derive);
     TEST_MAIN_END();
 }
