@@ -388,4 +388,5 @@ help:
 
 FORCE:
 
--include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/*/*/*.d $(BUILD)/obj/*/*/*/*.d $(FUZZ_BUILD)/obj/*/*.d $(FUZZ_BUILD)/*.d)
+-include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/*/*/*.d $(BUILD)/obj/*/*/*/*.d $(FUZZ_BUILD)/obj/*/*.d \
+	$(FUZZ_BUILD)/obj/*/*/*.d $(FUZZ_BUILD)/*.d)

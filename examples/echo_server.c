@@ -1,8 +1,8 @@
 /* echo_server.c - a TLS echo server on tlsloop's server API: every connection gets back what it
  * sends, with backpressure (a client that does not read stops being read). All the server's
  * options work (listeners, certificates per SNI name, limits, deadlines, --config FILE); SIGTERM
- * drains, SIGHUP reloads, SIGUSR1 reopens the log, SIGUSR2 upgrades (docs/scale-out.md). Tested
- * by tests/e2e/test_server_*.py.
+ * drains, SIGHUP reloads, SIGUSR1 reopens the log, SIGUSR2 upgrades (docs/scale-out.md).
+ * Tested by tests/e2e/test_server_*.py.
  *
  * usage: echo_server [--quiet] [--check] SERVER-OPTIONS...
  *   e.g. echo_server --listen 127.0.0.1:8443 --cert cert.pem --key key.pem --workers 2
