@@ -24,6 +24,14 @@
   reconnects with tickets); then under
   keep-alive and handshake load one instance is upgraded by SIGUSR2 and another (socket-activated)
   restarted as systemd would: zero failed requests, zero resets.
+- three_instances_session_store_and_rotation: the same three behind HAProxy with one memcached
+  (started here on an ephemeral port, stopped by pid) given to all with --session-store, and a
+  key file made by `tlsloop ticket-keys new`: a TLS 1.3 client (tickets) and a TLS 1.2 client
+  asking for no ticket (session IDs, through the store) reconnect N times, each connection on
+  another instance than the client's previous one, while `ticket-keys rotate` runs twice: >= 99%
+  of each resume, the servers' ticket counters show no ticket from the TLS 1.2 client. Then
+  memcached is SIGKILLed mid-run: full handshakes, p95 < 50 ms; started again on its port:
+  resumption returns. SCALE_OUT_NO_STORE=1 (by hand) runs it without the store: it must fail.
 
 Counts are small in make test; SOAK=1 (make soak) runs 1,000 reconnects and longer load.
 A keep-alive connection the server closes between two requests (as every HTTP/1.1 server may, and
