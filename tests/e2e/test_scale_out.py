@@ -890,10 +890,10 @@ class Client:
         return s.session_reused
 
 
-def wait_key_file_seen(insts, starts, what):
-    """Every instance logged that it took the changed key file (after offset starts[i])."""
-    for x, start in zip(insts, starts):
-        wait_log(x.log, r"ticket key file \S+ changed: \d+ keys", timeout=10, start=start)
+def key_file_seen(insts, starts):
+    """Whether every instance logged that it took the changed key file (after offset starts[i])."""
+    return all(re.search(r"ticket key file \S+ changed: \d+ keys", log_text(x.log)[start:])
+               for x, start in zip(insts, starts))
 
 
 @test
@@ -925,13 +925,17 @@ def three_instances_session_store_and_rotation(root):
         t13, t12 = Client("tls13", port), Client("tls12-id", port)
         before = {k: total(insts, "tickets_total", k) for k in ("decrypted_current", "decrypted_old")}
         hits0 = total(insts, "session_store_total", "hit")
-        rotated, rotate_at, events = 0, (RECONNECTS // 3, 2 * RECONNECTS // 3), []
-        starts = [len(log_text(x.log)) for x in insts]
+        # Rotate a third of the way in; again once past two thirds and every instance took the
+        # first (the procedure: every host has a file before the next rotation); go on until
+        # every instance took the second and 10 reconnects more. Nothing waits: the reconnects
+        # run all along.
+        rotated, seen_at, events, starts = 0, None, [], None
+        deadline = None
         i = 0
-        while i < RECONNECTS or rotated < 2:
-            if rotated < 2 and i >= rotate_at[rotated]:
-                if rotated == 1:   # the procedure: every host has the first before the second
-                    wait_key_file_seen(insts, starts, "the first rotation")
+        while True:
+            if rotated == 0 and i >= RECONNECTS // 3 or \
+                    rotated == 1 and i >= 2 * RECONNECTS // 3 and key_file_seen(insts, starts):
+                if rotated == 1:
                     events.append(f"every instance took the first before reconnect {i}")
                 starts = [len(log_text(x.log)) for x in insts]
                 r = subprocess.run([BIN, "ticket-keys", "rotate", key], capture_output=True,
@@ -939,12 +943,19 @@ def three_instances_session_store_and_rotation(root):
                 assert r.returncode == 0, r.stderr
                 rotated += 1
                 events.append(f"rotation {rotated} before reconnect {i}")
+                deadline = time.monotonic() + 10 * SLOW
+            elif rotated == 2 and seen_at is None and key_file_seen(insts, starts):
+                seen_at = i
+                events.append(f"every instance took the second before reconnect {i}")
+            if i >= RECONNECTS and seen_at is not None and i >= seen_at + 10:
+                break
+            assert deadline is None or time.monotonic() < deadline, \
+                f"the instances did not all take the changed key file: {events}"
             t13.connect()
             if t12.chain == 3:   # one more: the next new TLS 1.2 session starts on the next
                 t13.connect()    # instance (each in turn issues, the other two resume)
             t12.connect()
             i += 1
-        wait_key_file_seen(insts, starts, "the second rotation")
         decrypted = {k: total(insts, "tickets_total", k) - v for k, v in before.items()}
         hits = total(insts, "session_store_total", "hit") - hits0
         for c in (t13, t12):
@@ -953,7 +964,14 @@ def three_instances_session_store_and_rotation(root):
                   f"{statistics.median(c.times) * 1e3:.2f} ms", flush=True)
         print(f"  figure: {'; '.join(events)}; tickets decrypted {decrypted}, store hits {hits}",
               flush=True)
-        print(f"  figure: per instance: {[metrics(x) for x in insts]}", flush=True)
+        per = []
+        for x in insts:
+            m = metrics(x)
+            per.append(f"{x.addr}: tickets issued {m[('tickets_total', 'issued')]}, store "
+                       f"lookups {m[('session_store_total', 'lookup')]} hits "
+                       f"{m[('session_store_total', 'hit')]} stored "
+                       f"{m[('session_store_total', 'stored')]}" if use_store else x.addr)
+        print(f"  figure: per instance: {'; '.join(per)}", flush=True)
         assert t13.resumed >= 0.99 * t13.tried, (t13.resumed, t13.tried)
         assert t12.resumed >= 0.99 * t12.tried, (t12.resumed, t12.tried)
         # The server's side of it: the TLS 1.2 client never used a ticket (every ticket the
