@@ -923,7 +923,8 @@ def three_instances_session_store_and_rotation(root):
         hap, port = start_haproxy(insts)
         # Part 1: reconnects, the key file rotated twice.
         t13, t12 = Client("tls13", port), Client("tls12-id", port)
-        before = {k: total(insts, "tickets_total", k) for k in ("decrypted_current", "decrypted_old")}
+        before = {k: total(insts, "tickets_total", k)
+                  for k in ("decrypted_current", "decrypted_old")}
         hits0 = total(insts, "session_store_total", "hit")
         # Rotate a third of the way in; again once past two thirds and every instance took the
         # first (the procedure: every host has a file before the next rotation); go on until
