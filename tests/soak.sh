@@ -3,7 +3,9 @@
 # multiplied by SOAK_SCALE, default 50), normal and ASan builds; the example servers holding
 # 10,000 TLS connections from a separate client process; tlsloop serve sending 1 GiB to a slow
 # reader; tlsloop proxy moving 1 GiB each way past slow readers; three instances behind HAProxy
-# with 1,000 reconnects and 20 s of load through an upgrade and a restart (test_scale_out.py);
+# with 1,000 reconnects and 20 s of load through an upgrade and a restart, and with one memcached
+# for all, 1,000 TLS 1.3 and 1,000 TLS 1.2 session-ID reconnects through two key rotations and a
+# store killed mid-run (test_scale_out.py);
 # then every fuzz target for
 # SOAK_FUZZ_SECONDS (default 600) each; with TESTSSL=1, testssl.sh against tlsloop serve. Ends
 # with one "N passed, N failed" line.
@@ -63,7 +65,8 @@ for t in tests/e2e/test_serve_*.py; do
     rm -f "$log"
 done
 # Three instances behind HAProxy: 1,000 reconnects resumed across instances, 20 s of keep-alive and
-# handshake load while one is upgraded by SIGUSR2 and one restarted on its activated sockets.
+# handshake load while one is upgraded by SIGUSR2 and one restarted on its activated sockets;
+# then the same three with a shared session store, two key rotations and the store killed.
 echo "--- [soak] tests/e2e/test_scale_out.py"
 log=$(mktemp)
 TLSLOOP_BIN=build/tlsloop timeout 1800 python3 tests/e2e/test_scale_out.py >"$log" 2>&1

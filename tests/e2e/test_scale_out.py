@@ -24,6 +24,14 @@
   reconnects with tickets); then under
   keep-alive and handshake load one instance is upgraded by SIGUSR2 and another (socket-activated)
   restarted as systemd would: zero failed requests, zero resets.
+- three_instances_session_store_and_rotation: the same three behind HAProxy with one memcached
+  (started here on an ephemeral port, stopped by pid) given to all with --session-store, and a
+  key file made by `tlsloop ticket-keys new`: a TLS 1.3 client (tickets) and a TLS 1.2 client
+  asking for no ticket (session IDs, through the store) reconnect N times, each connection on
+  another instance than the client's previous one, while `ticket-keys rotate` runs twice: >= 99%
+  of each resume, the servers' ticket counters show no ticket from the TLS 1.2 client. Then
+  memcached is SIGKILLed mid-run: full handshakes, p95 < 50 ms; started again on its port:
+  resumption returns. SCALE_OUT_NO_STORE=1 (by hand) runs it without the store: it must fail.
 
 Counts are small in make test; SOAK=1 (make soak) runs 1,000 reconnects and longer load.
 A keep-alive connection the server closes between two requests (as every HTTP/1.1 server may, and
@@ -38,6 +46,7 @@ import shutil
 import signal
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,7 +54,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from e2e import SLOW, fail, run_selected, summary, test  # noqa: E402
+from e2e import SLOW, fail, run_selected, summary, test, wait_for  # noqa: E402
 import e2e_serve  # noqa: E402
 from e2e_serve import BIN, make_root, setup  # noqa: E402
 
@@ -767,6 +776,266 @@ def three_instances_behind_haproxy(root):
         act.close()
 
 
+# ---- three instances, one session store, two key rotations -----------------------------------
+
+class Memcached:
+    """memcached on 127.0.0.1 (an ephemeral port, or the one given); stopped by PID."""
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        cmd = ["memcached", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "16"]
+        if os.geteuid() == 0:
+            cmd += ["-u", "root"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self.accepts, 10, f"memcached on port {self.port}")
+
+    def accepts(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()   # SIGKILL
+        self.proc.wait()
+
+
+def metrics(x):
+    """An instance's counters: {(family, event): value} for the ticket and store families."""
+    st, body = http_get(x.addr, x.metrics, "/metrics")
+    assert st == 200, (st, body)
+    return {(f, e): int(v) for f, e, v in re.findall(
+        r'^tlsloop_(tickets_total|session_store_total)\{event="(\w+)"\} (\d+)', body, re.M)}
+
+
+def total(insts, family, *events):
+    return sum(metrics(x).get((family, e), 0) for x in insts for e in events)
+
+
+def start_haproxy(insts):
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    if not os.path.exists(haproxy):
+        raise AssertionError("haproxy is not installed (scripts/deps.sh installs it)")
+    port = free_port()
+    cfg = f"{TMP}/haproxy-{port}.cfg"
+    with open(cfg, "w") as f:
+        f.write(haproxy_config(port, insts))
+    hap = subprocess.Popen([haproxy, "-f", cfg, "-db"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: http_ok("127.0.0.1", port), 10, "HAProxy accepting")
+    time.sleep(0.5)   # the first health checks: every server up
+    return hap, port
+
+
+def http_ok(addr, port):
+    try:
+        socket.create_connection((addr, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def stop_haproxy(hap):
+    hap.terminate()
+    try:
+        hap.wait(10)
+    except subprocess.TimeoutExpired:
+        hap.kill()
+        hap.wait()
+
+
+class Client:
+    """One client through the balancer, for one kind of resumption:
+    - tls13: TLS 1.3, each connection offers the ticket the previous one got;
+    - tls12-id: TLS 1.2 asking for no ticket (OP_NO_TICKET): a session ID only. A TLS 1.2
+      session keeps its ID when it resumes, so an instance that saw it once resumes it from its
+      own cache; to make every resumption one through the store, the client starts a new
+      session every third connection and offers it to the next two (other instances).
+    Every handshake is timed (from the ClientHello to the end of the handshake, on the client)."""
+
+    def __init__(self, kind, port):
+        self.kind, self.port = kind, port
+        self.ctx = tls_ctx(ssl.TLSVersion.TLSv1_3 if kind == "tls13" else ssl.TLSVersion.TLSv1_2)
+        if kind == "tls12-id":
+            self.ctx.options |= ssl.OP_NO_TICKET
+        self.session, self.chain = None, 0
+        self.tried = self.resumed = 0
+        self.times = []
+
+    def connect(self):
+        offer = self.session
+        if self.kind == "tls12-id" and self.chain == 3:
+            offer, self.chain = None, 0
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=10 * SLOW)
+        t0 = time.monotonic()
+        s = self.ctx.wrap_socket(raw, server_hostname="localhost", session=offer,
+                                 do_handshake_on_connect=False)
+        with s:
+            s.do_handshake()
+            self.times.append(time.monotonic() - t0)
+            s.sendall(b"GET /index.html HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n")
+            assert Load._response(s, b"")[0] == 200   # (TLS 1.3 tickets come after the handshake)
+            if self.kind == "tls12-id":
+                assert s.version() == "TLSv1.2" and not s.session.has_ticket, \
+                    (s.version(), "a ticket in a session that asked for none")
+            else:
+                assert s.version() == "TLSv1.3" and s.session.has_ticket
+            if offer is not None:
+                self.tried += 1
+                self.resumed += s.session_reused
+            self.session = s.session
+            self.chain += 1
+        return s.session_reused
+
+
+def key_file_seen(insts, starts):
+    """Whether every instance logged that it took the changed key file (after offset starts[i])."""
+    return all(re.search(r"ticket key file \S+ changed: \d+ keys", log_text(x.log)[start:])
+               for x, start in zip(insts, starts))
+
+
+@test
+def three_instances_session_store_and_rotation(root):
+    """Three instances behind HAProxy (round-robin), one memcached for all (--session-store),
+    one ticket key file for all: N reconnects of a TLS 1.3 client (tickets) and N of a TLS 1.2
+    client without tickets (session IDs, through the store), interleaved so that every
+    connection of a client lands on another instance than its previous one; the key file rotated
+    twice meanwhile: >= 99% of each kind resume. Then memcached is killed (SIGKILL) in the
+    middle of TLS 1.2 reconnects: handshakes go on, full, none waiting for the store; started
+    again on its port, resumption returns."""
+    key = f"{TMP}/store-ticket.keys"
+    r = subprocess.run([BIN, "ticket-keys", "new", key], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    store = Memcached()
+    use_store = os.environ.get("SCALE_OUT_NO_STORE") != "1"   # 1: the control run, by hand
+    common = ["--ticket-key-file", key]
+    if use_store:
+        common += ["--session-store", f"memcached://127.0.0.1:{store.port}"]
+    insts, hap = [], None
+    try:
+        for addr in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
+            insts.append(Instance(addr, *common, root=root))
+        if use_store:
+            wait_for(lambda: total(insts, "session_store_total", "connect") == 6, 10,
+                     "every worker connected to memcached")
+        hap, port = start_haproxy(insts)
+        # Part 1: reconnects, the key file rotated twice.
+        t13, t12 = Client("tls13", port), Client("tls12-id", port)
+        before = {k: total(insts, "tickets_total", k)
+                  for k in ("decrypted_current", "decrypted_old")}
+        hits0 = total(insts, "session_store_total", "hit")
+        # Rotate a third of the way in; again once past two thirds and every instance took the
+        # first (the procedure: every host has a file before the next rotation); go on until
+        # every instance took the second and 10 reconnects more. Nothing waits: the reconnects
+        # run all along.
+        rotated, seen, events, starts, t_rotated, i = 0, [], [], None, None, 0
+        while True:
+            if len(seen) < rotated and key_file_seen(insts, starts):
+                seen.append(i)
+                events.append(f"every instance took rotation {rotated} before reconnect {i}, "
+                              f"{time.monotonic() - t_rotated:.2f} s after it")
+            if rotated == 0 and i >= RECONNECTS // 3 or \
+                    rotated == 1 and len(seen) == 1 and i >= 2 * RECONNECTS // 3:
+                starts = [len(log_text(x.log)) for x in insts]
+                r = subprocess.run([BIN, "ticket-keys", "rotate", key], capture_output=True,
+                                   text=True)
+                assert r.returncode == 0, r.stderr
+                t_rotated = time.monotonic()
+                rotated += 1
+                events.append(f"rotation {rotated} before reconnect {i}")
+            if i >= RECONNECTS and len(seen) == 2 and i >= seen[1] + 10:
+                break
+            assert len(seen) == rotated or time.monotonic() - t_rotated < 10 * SLOW, \
+                f"the instances did not all take the changed key file: {events}"
+            t13.connect()
+            if t12.chain == 3:   # one more: the next new TLS 1.2 session starts on the next
+                t13.connect()    # instance (each in turn issues, the other two resume)
+            t12.connect()
+            i += 1
+        decrypted = {k: total(insts, "tickets_total", k) - v for k, v in before.items()}
+        hits = total(insts, "session_store_total", "hit") - hits0
+        for c in (t13, t12):
+            print(f"  figure: {c.kind}: {c.resumed}/{c.tried} resumed through HAProxy "
+                  f"({100.0 * c.resumed / c.tried:.1f}%), handshake median "
+                  f"{statistics.median(c.times) * 1e3:.2f} ms", flush=True)
+        print(f"  figure: {'; '.join(events)}; tickets decrypted {decrypted}, store hits {hits}",
+              flush=True)
+        per = []
+        for x in insts:
+            m = metrics(x)
+            per.append(f"{x.addr}: tickets issued {m[('tickets_total', 'issued')]}, store "
+                       f"lookups {m[('session_store_total', 'lookup')]} hits "
+                       f"{m[('session_store_total', 'hit')]} stored "
+                       f"{m[('session_store_total', 'stored')]}" if use_store else x.addr)
+        print(f"  figure: per instance: {'; '.join(per)}", flush=True)
+        assert t13.resumed >= 0.99 * t13.tried, (t13.resumed, t13.tried)
+        assert t12.resumed >= 0.99 * t12.tried, (t12.resumed, t12.tried)
+        # The server's side of it: the TLS 1.2 client never used a ticket (every ticket the
+        # servers opened was a TLS 1.3 one), and each of its resumptions came from the store.
+        assert sum(decrypted.values()) == t13.resumed, (decrypted, t13.resumed)
+        assert decrypted["decrypted_old"] > 0, "no ticket under a key the rotations replaced"
+        assert hits >= t12.resumed, (hits, t12.resumed)
+        # Part 2: memcached killed in the middle of reconnects (SIGKILL from another thread, so
+        # it can come during a handshake), then started again on the same port.
+        n = max(30, RECONNECTS // 5)
+        up = Client("tls12-id", port)
+        for _ in range(n):
+            up.connect()
+        down = Client("tls12-id", port)
+        killer = threading.Timer(0.05 if not SOAK else 0.2, store.kill)
+        killer.start()
+        for _ in range(n):
+            down.connect()
+        while killer.is_alive():   # (a machine fast enough to be done before it)
+            down.connect()
+        killer.join()
+        wait_for(lambda: total(insts, "session_store_total", "disconnect") == 6, 5,
+                 "every worker noticed memcached gone")
+        after = Client("tls12-id", port)   # wholly after the kill
+        for _ in range(n):
+            after.connect()
+        store = Memcached(store.port)
+        # The workers reconnect with a backoff of at most 2 s; the client goes on meanwhile.
+        gap = Client("tls12-id", port)
+        end = time.monotonic() + 10 * SLOW
+        while total(insts, "session_store_total", "connect") < 12 and time.monotonic() < end:
+            gap.connect()
+        assert total(insts, "session_store_total", "connect") == 12, "workers did not reconnect"
+        back = Client("tls12-id", port)
+        for _ in range(n):
+            back.connect()
+        for name, c in (("store up", up), ("store killed during these", down),
+                        ("store killed", after), ("store back", back)):
+            t = c.times
+            print(f"  figure: {name}: {len(t)} TLS 1.2 handshakes, median "
+                  f"{statistics.median(t) * 1e3:.2f} ms, p95 {pct(t, 0.95):.2f} ms, max "
+                  f"{max(t) * 1e3:.2f} ms; {c.resumed}/{c.tried} resumed", flush=True)
+        print(f"  figure: while it restarted: {len(gap.times)} handshakes, "
+              f"{gap.resumed}/{gap.tried} resumed", flush=True)
+        assert up.resumed >= 0.95 * up.tried, (up.resumed, up.tried)
+        assert after.resumed == 0, f"{after.resumed} resumed across instances with no store"
+        for c in (down, after):
+            assert pct(c.times, 0.95) < 50 * SLOW, sorted(c.times)[-5:]
+            assert max(c.times) < 0.5 * SLOW, max(c.times)
+        assert back.resumed >= 0.95 * back.tried, (back.resumed, back.tried)
+    finally:
+        if hap:
+            stop_haproxy(hap)
+        for x in insts:
+            try:
+                x.stop()
+            except Exception as e:   # noqa: BLE001
+                print(f"  stopping {x.addr}: {e}")
+        store.kill()
+
+
+def pct(times, q):
+    t = sorted(times)
+    return t[min(len(t) - 1, int(q * len(t)))] * 1000
+
+
 def stop_strays(tmp):
     """Whatever process still runs with our temporary directory on its command line (a
     successor a failed test lost track of) is stopped, by pid."""
@@ -802,7 +1071,7 @@ def main():
                  a_failed_upgrade_leaves_the_old_one_serving, sigusr2_upgrade_under_load,
                  upgrade_socket_takeover_by_hand,
                  socket_activation_and_sd_notify, systemd_socket_activate,
-                 three_instances_behind_haproxy]
+                 three_instances_behind_haproxy, three_instances_session_store_and_rotation]
         try:
             run_selected(tests, root)
         finally:
