@@ -161,16 +161,6 @@ static int recv_msg(int sock, hmsg *m, int *fd_out)
 
 /* ---- the successor ---------------------------------------------------------------------- */
 
-static void drop_received(tl_server *srv)
-{
-    for (size_t k = 0; k < srv->ninherit; k++)
-        if (srv->inherit[k].fd >= 0)
-            close(srv->inherit[k].fd);
-    free(srv->inherit);
-    srv->inherit = NULL;
-    srv->ninherit = 0;
-}
-
 int tli_takeover(tl_server *srv, char *err, size_t errlen)
 {
     const char *env = getenv(ENV_NAME);
@@ -262,7 +252,7 @@ int tli_takeover(tl_server *srv, char *err, size_t errlen)
     return 0;
 fail:
     close(fd);
-    drop_received(srv);
+    tli_free_inherited(srv);
     return -1;
 }
 

@@ -367,6 +367,8 @@ void tli_on_retry(tl_loop *loop, tl_timer *t);
 /* server_listen.c: bind every worker's socket for every listener (after the probe); a listener's
  * address with the port it is bound to. */
 int tli_bind_all(tl_server *srv, char *err, size_t errlen);
+/* Close the inherited sockets not taken and free the table (server_listen.c). */
+void tli_free_inherited(tl_server *srv);
 void tli_bound_text(const tl_server *srv, size_t li, char *out, size_t outlen);
 
 /* server_conn.c: the owner of the server's connections; stop a draining worker's loop once it

@@ -264,7 +264,7 @@ static int assign_inherited(tl_server *srv, size_t li, char *err, size_t errlen)
     return 0;
 }
 
-static void free_inherited(tl_server *srv)
+void tli_free_inherited(tl_server *srv)
 {
     for (size_t k = 0; k < srv->ninherit; k++)
         if (srv->inherit[k].fd >= 0)
@@ -286,7 +286,7 @@ int tli_bind_all(tl_server *srv, char *err, size_t errlen)
     if (!probes || !have) {
         free(probes);
         free(have);
-        free_inherited(srv);
+        tli_free_inherited(srv);
         tli_fmt(err, errlen, "out of memory");
         return -1;
     }
@@ -297,7 +297,7 @@ int tli_bind_all(tl_server *srv, char *err, size_t errlen)
             if (have[li])
                 rc = assign_inherited(srv, li, err, errlen);
     }
-    free_inherited(srv);
+    tli_free_inherited(srv);
     size_t np = 0;
     for (; np < srv->nlisten && rc == 0; np++) {
         probes[np] = -1;
