@@ -111,49 +111,6 @@ bool tl_acme_wanted(const tl_server_config *cfg)
 
 /* ---- the state directory ---------------------------------------------------------------- */
 
-static int mkdirs(const char *path)
-{
-    char buf[4096];
-    if (strlen(path) >= sizeof buf)
-        return errno = ENAMETOOLONG, -1;
-    strcpy(buf, path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    return mkdir(buf, 0700) != 0 && errno != EEXIST ? -1 : 0;
-}
-
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n + 4097 > cap) {
-            char *p = realloc(buf, cap = cap * 2 + 8192);
-            if (!p) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = p;
-        }
-        size_t got = fread(buf + n, 1, 4096, f);
-        n += got;
-        if (got < 4096)
-            break;
-    }
-    fclose(f);
-    buf[n] = 0;
-    return buf;
-}
-
 static int account_key(tl_acme *a, char *err, size_t errlen)
 {
     if (access(a->account_path, F_OK) == 0)
@@ -161,7 +118,7 @@ static int account_key(tl_acme *a, char *err, size_t errlen)
     if (!(a->account_key = tli_acme_key_new(err, errlen)))
         return -1;
     char *pem = tli_acme_key_pem(a->account_key);
-    int rc = pem ? tli_acme_write_file(a->account_path, pem, strlen(pem), err, errlen) : -1;
+    int rc = pem ? tli_write_file(a->account_path, pem, strlen(pem), err, errlen) : -1;
     if (!pem)
         tli_fmt(err, errlen, "out of memory");
     if (pem) {
@@ -178,7 +135,7 @@ static int placeholder(tl_acme *a, char *err, size_t errlen)
     /* A certificate that expired (the ACME server was out of reach for its whole last third)
      * would stop the server from starting at all: the placeholder serves instead, and the log
      * says so once the thread runs. */
-    char *pem = read_text(a->cert_path);
+    char *pem = tli_read_text(a->cert_path, NULL, 0);
     int64_t nb, na;
     bool self;
     bool usable = pem && tli_acme_cert_times(pem, &nb, &na, &self) == 0 && na > time(NULL) + 60;
@@ -197,7 +154,7 @@ static int placeholder(tl_acme *a, char *err, size_t errlen)
     if (tl_certgen_issue(&spec, NULL, &p, err, errlen) == 0) {
         if (asprintf(&both, "%s%s", p.key_pem, p.cert_pem) < 0)
             both = NULL;
-        rc = both ? tli_acme_write_file(a->cert_path, both, strlen(both), err, errlen) : -1;
+        rc = both ? tli_write_file(a->cert_path, both, strlen(both), err, errlen) : -1;
         if (!both)
             tli_fmt(err, errlen, "out of memory");
     }
@@ -290,7 +247,7 @@ tl_acme *tl_acme_new(tl_server_config *cfg, const char *default_state, char *err
     }
     char chal_dir[4200];
     snprintf(chal_dir, sizeof chal_dir, "%s/challenges", a->state);
-    if (mkdirs(chal_dir) != 0) {
+    if (tli_mkdirs(chal_dir) != 0) {
         tli_fmt(err, errlen, "acme-state %s: cannot create it: %s", chal_dir, strerror(errno));
         goto fail;
     }
@@ -352,7 +309,7 @@ typedef struct certstate {
 static certstate read_cert(tl_acme *a)
 {
     certstate cs = {.ok = false};
-    char *pem = read_text(a->cert_path);
+    char *pem = tli_read_text(a->cert_path, NULL, 0);
     if (pem && tli_acme_cert_times(pem, &cs.not_before, &cs.not_after, &cs.self_issued) == 0) {
         cs.ok = true;
         BIO *b = BIO_new_mem_buf(pem, -1);
@@ -463,7 +420,7 @@ static bool issue_locked(tl_acme *a, const char *names, const char *replaces)
             ALOG(a, ERROR, "issuing the certificate for %s failed: %s", names, err);
         return false;
     }
-    int rc = tli_acme_write_file(a->cert_path, pem, strlen(pem), err, sizeof err);
+    int rc = tli_write_file(a->cert_path, pem, strlen(pem), err, sizeof err);
     OPENSSL_cleanse(pem, strlen(pem));
     free(pem);
     if (rc != 0) {

@@ -41,7 +41,7 @@ static int share_file(tl_acme *a, const char *kind, const char *id, const char *
         return -1;
     }
     chal_path(a, kind, id, path, sizeof path);
-    return tli_acme_write_file(path, key_authz, strlen(key_authz), err, errlen);
+    return tli_write_file(path, key_authz, strlen(key_authz), err, errlen);
 }
 
 static void unshare_file(tl_acme *a, const char *kind, const char *id)

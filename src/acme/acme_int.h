@@ -40,8 +40,6 @@ EVP_PKEY *tli_acme_key_new(char *err, size_t errlen);
 EVP_PKEY *tli_acme_key_load(const char *path, char *err, size_t errlen);
 /* The key's PEM text (PKCS#8), a new string or NULL. */
 char *tli_acme_key_pem(EVP_PKEY *key);
-/* Write text to path atomically: path.tmp made with mode 0600, written, fsync'd, renamed. */
-int tli_acme_write_file(const char *path, const char *text, size_t len, char *err, size_t errlen);
 /* The public key as a JWK (RFC 7517), members in the order RFC 7638 hashes them:
  * {"crv":"P-256","kty":"EC","x":"...","y":"..."}. A new string, or NULL. */
 char *tli_acme_jwk(EVP_PKEY *key);

@@ -157,45 +157,6 @@ char *tli_acme_key_pem(EVP_PKEY *key)
     return out;
 }
 
-int tli_acme_write_file(const char *path, const char *text, size_t len, char *err, size_t errlen)
-{
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        tli_fmt(err, errlen, "%.200s...: the path is too long", path);
-        return -1;
-    }
-    unlink(tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        tli_fmt(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
-        return -1;
-    }
-    size_t done = 0;
-    while (done < len) {
-        ssize_t w = write(fd, text + done, len - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            tli_fmt(err, errlen, "%s: cannot write: %s", tmp, strerror(errno));
-            close(fd);
-            unlink(tmp);
-            return -1;
-        }
-        done += (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        tli_fmt(err, errlen, "%s: cannot write: %s", tmp, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    if (rename(tmp, path) != 0) {
-        tli_fmt(err, errlen, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
-}
-
 /* ---- JWK, thumbprint, JWS --------------------------------------------------------------- */
 
 char *tli_acme_jwk(EVP_PKEY *key)

@@ -101,22 +101,6 @@ void tli_ocsp_cache_dir(const tl_server_config *cfg, char *out, size_t len)
 
 /* ---- the cache directory ----------------------------------------------------------------- */
 
-static int mkdirs(const char *path)
-{
-    char buf[4096];
-    if (strlen(path) >= sizeof buf)
-        return errno = ENAMETOOLONG, -1;
-    strcpy(buf, path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    return mkdir(buf, 0700) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 /* A whole small file (at most MAX_RESPONSE bytes). 0, or -1 with errno (EFBIG: too large). */
 static int read_small(const char *path, uint8_t **out, size_t *len)
 {
@@ -145,43 +129,13 @@ static int read_small(const char *path, uint8_t **out, size_t *len)
 static int write_cache(tli_ocsp *o, const ocsp_cert *c, const uint8_t *der, size_t len,
                        char *err, size_t errlen)
 {
-    char path[4200], tmp[4300];
-    if (mkdirs(o->cache) != 0) {
+    if (tli_mkdirs(o->cache) != 0) {
         tli_fmt(err, errlen, "%s: cannot make the directory: %s", o->cache, strerror(errno));
         return -1;
     }
+    char path[4200];
     tli_fmt(path, sizeof path, "%s/%s.der", o->cache, c->key);
-    tli_fmt(tmp, sizeof tmp, "%s/.%s.%ld.tmp", o->cache, c->key, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        tli_fmt(err, errlen, "%s: %s", tmp, strerror(errno));
-        return -1;
-    }
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, der + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
-    int e = errno;
-    if (off != len || fsync(fd) != 0) {
-        e = off != len ? e : errno;
-        close(fd);
-        unlink(tmp);
-        tli_fmt(err, errlen, "%s: cannot write: %s", tmp, strerror(e));
-        return -1;
-    }
-    close(fd);
-    if (rename(tmp, path) != 0) {
-        e = errno;
-        unlink(tmp);
-        tli_fmt(err, errlen, "%s: cannot rename to %s: %s", tmp, path, strerror(e));
-        return -1;
-    }
-    return 0;
+    return tli_write_file(path, der, len, err, errlen);
 }
 
 /* ---- entries ----------------------------------------------------------------------------- */

@@ -15,47 +15,6 @@
 
 #include "tls/tls_ctx_int.h"
 
-#define MAX_PEM_FILE (4u << 20)
-
-/* Read a whole small text file. Returns a NUL-terminated heap string or NULL with msg set. */
-static char *read_file(const char *path, char *msg, size_t msglen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        tli_fmt(msg, msglen, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *data = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (cap - len < 4096) {
-            cap = cap ? cap * 2 : 8192;
-            char *p = cap <= MAX_PEM_FILE ? realloc(data, cap + 1) : NULL;
-            if (!p) {
-                tli_fmt(msg, msglen, "%s: too large for a PEM file (over %u bytes) or out of "
-                                     "memory", path, MAX_PEM_FILE);
-                free(data);
-                fclose(f);
-                return NULL;
-            }
-            data = p;
-        }
-        size_t n = fread(data + len, 1, cap - len, f);
-        len += n;
-        if (n == 0)
-            break;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
-        tli_fmt(msg, msglen, "%s: read error", path);
-        free(data);
-        return NULL;
-    }
-    data[len] = '\0';
-    return data;
-}
-
 /* Parse every certificate in a PEM text. Returns a stack (maybe empty) or NULL on a PEM error. */
 static STACK_OF(X509) *parse_certs(const char *pem)
 {
@@ -223,12 +182,12 @@ int tl_tls_ctx_use_cert_file(tl_tls_ctx *ctx, const char *chain_path, const char
     if (!chain_path || !key_path)
         return tli_ctx_failf(ctx, TL_ERR_USAGE, "use_cert_file: certificate and key paths are "
                                                "required");
-    char *chain = read_file(chain_path, ctx->err, sizeof ctx->err);
+    char *chain = tli_read_text(chain_path, ctx->err, sizeof ctx->err);
     if (!chain) {
         ctx->err_kind = TL_ERR_CONFIG;
         return -1;
     }
-    char *key = read_file(key_path, ctx->err, sizeof ctx->err);
+    char *key = tli_read_text(key_path, ctx->err, sizeof ctx->err);
     if (!key) {
         ctx->err_kind = TL_ERR_CONFIG;
         free(chain);
@@ -287,7 +246,7 @@ int tl_tls_ctx_set_ca_file(tl_tls_ctx *ctx, const char *path)
         return -1;
     if (!path)
         return tli_ctx_failf(ctx, TL_ERR_USAGE, "set_ca_file: no path given");
-    char *pem = read_file(path, ctx->err, sizeof ctx->err);
+    char *pem = tli_read_text(path, ctx->err, sizeof ctx->err);
     if (!pem) {
         ctx->err_kind = TL_ERR_CONFIG;
         return -1;

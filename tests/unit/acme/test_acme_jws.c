@@ -295,7 +295,7 @@ TEST(write_file_atomic_0600_and_key_roundtrip)
     EVP_PKEY *k = tli_acme_key_new(err, sizeof err);
     char *pem = tli_acme_key_pem(k);
     REQUIRE(pem);
-    REQUIRE(tli_acme_write_file(path, pem, strlen(pem), err, sizeof err) == 0);
+    REQUIRE(tli_write_file(path, pem, strlen(pem), err, sizeof err) == 0);
     struct stat sb;
     REQUIRE(stat(path, &sb) == 0);
     CHECK((sb.st_mode & 0777) == 0600);
@@ -309,11 +309,11 @@ TEST(write_file_atomic_0600_and_key_roundtrip)
     /* An RSA key is refused with a message saying what to do. */
     EVP_PKEY *rsa = EVP_RSA_gen(2048);
     char *rpem = tli_acme_key_pem(rsa);
-    REQUIRE(tli_acme_write_file(path, rpem, strlen(rpem), err, sizeof err) == 0);
+    REQUIRE(tli_write_file(path, rpem, strlen(rpem), err, sizeof err) == 0);
     CHECK(!tli_acme_key_load(path, err, sizeof err));
     CHECK_HAS(err, "P-256");
     /* A directory that does not exist: the message names the file. */
-    CHECK(tli_acme_write_file("/nonexistent-dir/x", "a", 1, err, sizeof err) != 0);
+    CHECK(tli_write_file("/nonexistent-dir/x", "a", 1, err, sizeof err) != 0);
     CHECK_HAS(err, "/nonexistent-dir/x.tmp");
     free(rpem);
     EVP_PKEY_free(rsa);
