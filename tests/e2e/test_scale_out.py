@@ -57,6 +57,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from e2e import SLOW, fail, run_selected, summary, test, wait_for  # noqa: E402
 import e2e_serve  # noqa: E402
 from e2e_serve import BIN, make_root, setup  # noqa: E402
+from e2e_store import Store  # noqa: E402
 
 SOAK = os.environ.get("SOAK") == "1"
 TMP = STATE = CA = None
@@ -778,30 +779,6 @@ def three_instances_behind_haproxy(root):
 
 # ---- three instances, one session store, two key rotations -----------------------------------
 
-class Memcached:
-    """memcached on 127.0.0.1 (an ephemeral port, or the one given); stopped by PID."""
-
-    def __init__(self, port=None):
-        self.port = port or free_port()
-        cmd = ["memcached", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "16"]
-        if os.geteuid() == 0:
-            cmd += ["-u", "root"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self.accepts, 10, f"memcached on port {self.port}")
-
-    def accepts(self):
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()   # SIGKILL
-        self.proc.wait()
-
-
 def metrics(x):
     """An instance's counters: {(family, event): value} for the ticket and store families."""
     st, body = http_get(x.addr, x.metrics, "/metrics")
@@ -908,7 +885,7 @@ def three_instances_session_store_and_rotation(root):
     key = f"{TMP}/store-ticket.keys"
     r = subprocess.run([BIN, "ticket-keys", "new", key], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    store = Memcached()
+    store = Store("memcached")
     use_store = os.environ.get("SCALE_OUT_NO_STORE") != "1"   # 1: the control run, by hand
     common = ["--ticket-key-file", key]
     if use_store:
@@ -996,7 +973,7 @@ def three_instances_session_store_and_rotation(root):
         after = Client("tls12-id", port)   # wholly after the kill
         for _ in range(n):
             after.connect()
-        store = Memcached(store.port)
+        store = Store("memcached", store.port)
         # The workers reconnect with a backoff of at most 2 s; the client goes on meanwhile.
         gap = Client("tls12-id", port)
         end = time.monotonic() + 10 * SLOW

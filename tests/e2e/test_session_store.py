@@ -30,6 +30,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 from e2e import SLOW, run_selected, summary, test, wait_for  # noqa: E402
 from e2e_serve import BIN, Serve, get, setup  # noqa: E402
+from e2e_store import Store  # noqa: E402
 
 TMP = STATE = CA = None   # setup() names them
 KEYS = None
@@ -43,40 +44,6 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
-
-
-class Store:
-    """memcached or redis-server on 127.0.0.1, an ephemeral port; stopped by PID."""
-
-    def __init__(self, kind, port=None):
-        self.kind = kind
-        self.port = port or free_port()
-        if kind == "memcached":
-            cmd = ["memcached", "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "16"]
-            if os.geteuid() == 0:
-                cmd += ["-u", "root"]
-        else:
-            cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                   "--appendonly", "no", "--daemonize", "no"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self.accepts, 10, f"{kind} on port {self.port}")
-
-    def accepts(self):
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-
-    @property
-    def url(self):
-        return f"{self.kind}://127.0.0.1:{self.port}"
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.kill()
-        self.proc.wait()
 
 
 def instance(store, *extra):
